@@ -1,0 +1,62 @@
+# atomic-mysql — the two commands: `make preview` (offline main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
+CHECKOV_VENV := .tools/checkov
+# Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
+# etcd (3-member cluster from the rendered settings), cloud-init (user-data schema), ncat/socat.
+APT_PACKAGES := mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl
+
+.PHONY: help deps system-deps preview preview-all test lint unit bench verify bench-verify scan clean
+
+help:
+	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
+	@echo "make test                  install what the tests need, then lint and run every test"
+	@echo "make bench                 preview timings (dev, prod, synthetic large stacks)"
+	@echo "make verify ARGS='...'     check a deployed MySQL set (see docs/verify.md)"
+	@echo "make scan                  checkov over every stack's rendered Kubernetes objects"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+deps: $(VENV)/.installed
+
+# Installs the real servers the tests use. Only as root (CI, fresh machines); otherwise it
+# checks and says what is missing, and the tests that need them fail loudly.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "system packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "missing system packages (install as root):" $$missing; fi
+
+preview: deps
+	$(PY) -m tools.preview --stack $(STACK)
+
+preview-all: deps
+	@for s in $(STACKS); do $(PY) -m tools.preview --stack $$s --quiet || exit $$?; echo "previewed $$s"; done
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: deps system-deps lint
+	$(PY) -m pytest
+
+bench: deps
+	$(PY) -m tools.bench_preview
+
+verify: deps
+	$(PY) -m tools.mysql_verify $(ARGS)
+
+bench-verify: deps system-deps
+	$(PY) -m tools.bench_catchup
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""atomic-mysql: validate the stack's settings, then compose cluster and workload.
+
+Settings are read and checked before anything is registered; a bad value stops
+the program with one line (components/settings.py).
+"""
+
+import pulumi
+from pulumi import ResourceOptions
+
+from components.kube_provider import provider_for_existing
+from components.settings import load_settings
+from components.workload import Workload, WorkloadArgs
+
+settings = load_settings()
+
+if settings.cluster is not None:
+    from components.cluster import AtomicCluster, AtomicClusterArgs
+    from components.kube_provider import provider_for_cluster
+
+    cluster = AtomicCluster(settings.cluster.name, AtomicClusterArgs(settings=settings.cluster))
+    provider = provider_for_cluster("kubernetes", cluster.kubeconfig)
+    pulumi.export("apiEndpoint", cluster.api_endpoint)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("masterPrivateIps", cluster.master_private_ips)
+    pulumi.export("minionPrivateIps", cluster.minion_private_ips)
+elif settings.existing is not None:
+    provider = provider_for_existing("kubernetes", settings.existing)
+
+workload = Workload(
+    "workload",
+    WorkloadArgs(
+        namespace=settings.namespace,
+        mysql=settings.mysql,
+        mysql_secrets=settings.mysql_secrets,
+        guestbook=settings.guestbook,
+    ),
+    opts=ResourceOptions(providers=[provider]),
+)
+pulumi.export("namespace", settings.namespace)
+pulumi.export("frontendAddress", workload.frontend_address)

@@ -1,0 +1,1 @@
+"""atomic-mysql components: one module per ComponentResource, plus pure renderers."""

@@ -1,0 +1,284 @@
+"""Pulumi mocks for the offline preview and the tests (one module for both).
+
+`AtomicMocks` answers as the providers would: it fills in what a provider
+computes (auto-generated Kubernetes names, instance addresses, ARNs, AMI
+lookups, TLS material, random passwords) so the program never meets `None`
+where a real deployment has a value. `RecordingMonitor` keeps every
+registration with its options, so a test or the preview can look at the whole
+graph the way the engine would see it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SPECIAL_SIG_KEY = "4dabf18193072939515e22adb298388d"
+RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+SECRET_TEXT = "[secret]"
+ACCOUNT_ID = "123456789012"
+
+
+def _digest(*parts: str, length: int = 17) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def _public_ip(name: str) -> str:
+    # TEST-NET-3 (RFC 5737): documentation addresses, never routable.
+    return str(ipaddress.IPv4Address("203.0.113.0") + int(_digest(name, length=4), 16) % 254 + 1)
+
+
+def _fake_pem(label: str, name: str) -> str:
+    return f"-----BEGIN {label}-----\nMOCK{_digest(label, name, length=40)}\n-----END {label}-----\n"
+
+
+def _arn(service: str, resource: str, region: str = "us-east-1") -> str:
+    return f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{resource}"
+
+
+def _kubernetes_state(args: MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    metadata = dict(state.get("metadata") or {})
+    if not metadata.get("name") and args.typ != "pulumi:providers:kubernetes":
+        # The provider auto-names objects as <resource name>-<8 random characters>.
+        metadata["name"] = f"{args.name}-{_digest(args.typ, args.name, length=8)}"
+    if metadata:
+        metadata.setdefault("uid", _digest("uid", args.typ, args.name, length=32))
+        state["metadata"] = metadata
+    if args.typ == "kubernetes:core/v1:Service":
+        spec = dict(state.get("spec") or {})
+        if spec.get("clusterIP") != "None":
+            spec.setdefault("clusterIP", str(ipaddress.IPv4Address("10.254.0.10") + int(_digest(args.name, length=3), 16) % 60000))
+        state["spec"] = spec
+        if spec.get("type") == "LoadBalancer":
+            state["status"] = {"loadBalancer": {"ingress": [{"hostname": f"{args.name}.elb.example.com"}]}}
+    return state
+
+
+def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    typ, name = args.typ, args.name
+    ident = _digest(typ, name)
+    service = typ.split(":")[1].split("/")[0]
+    state.setdefault("arn", _arn(service, f"{typ.rsplit(':', 1)[-1].lower()}/{name}"))
+    state.setdefault("tagsAll", state.get("tags", {}))
+    if typ == "aws:ec2/instance:Instance":
+        state.setdefault("privateIp", "10.0.1.250")
+        state.setdefault("publicIp", _public_ip(name))
+        state.setdefault("privateDns", f"ip-{state['privateIp'].replace('.', '-')}.ec2.internal")
+        state.setdefault("publicDns", f"ec2-{state['publicIp'].replace('.', '-')}.compute-1.amazonaws.com")
+        state.setdefault("primaryNetworkInterfaceId", f"eni-{ident}")
+    elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile", "aws:iam/policy:Policy"):
+        state.setdefault("name", f"{name}-{_digest(name, length=7)}")
+        state["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:{typ.rsplit(':', 1)[-1].lower()}/{state['name']}"
+        state.setdefault("uniqueId", f"AROA{ident.upper()}")
+    elif typ == "aws:ssm/parameter:Parameter":
+        state["arn"] = _arn("ssm", f"parameter{state.get('name', '/' + name)}")
+        state.setdefault("version", 1)
+    elif typ == "aws:ec2/vpc:Vpc":
+        state.setdefault("defaultSecurityGroupId", f"sg-{_digest('default', name)}")
+        state.setdefault("mainRouteTableId", f"rtb-{_digest('main', name)}")
+    elif typ == "aws:ec2/subnet:Subnet":
+        state.setdefault("availabilityZone", "us-east-1a")
+    elif typ == "aws:ec2/securityGroup:SecurityGroup":
+        state.setdefault("ownerId", ACCOUNT_ID)
+    return state
+
+
+def _tls_state(args: MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    if args.typ == "tls:index/privateKey:PrivateKey":
+        state.update(
+            privateKeyPem=_fake_pem("PRIVATE KEY", args.name),
+            privateKeyPemPkcs8=_fake_pem("PRIVATE KEY", args.name),
+            publicKeyPem=_fake_pem("PUBLIC KEY", args.name),
+            publicKeyOpenssh=f"ssh-ed25519 MOCK{_digest(args.name, length=40)}",
+            publicKeyFingerprintSha256=f"SHA256:{_digest(args.name, length=43)}",
+        )
+    elif args.typ == "tls:index/certRequest:CertRequest":
+        state["certRequestPem"] = _fake_pem("CERTIFICATE REQUEST", args.name)
+    elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+        state.update(
+            certPem=_fake_pem("CERTIFICATE", args.name),
+            validityStartTime="2026-01-01T00:00:00Z",
+            validityEndTime="2027-01-01T00:00:00Z",
+            readyForRenewal=False,
+        )
+    return state
+
+
+def _random_state(args: MockResourceArgs) -> dict[str, Any]:
+    state = dict(args.inputs)
+    length = int(state.get("length", 16))
+    secret = ("Mock" + _digest("random", args.name, length=64))[:length]
+    state.update(result=secret, bcryptHash="$2a$10$" + _digest("bcrypt", args.name, length=53))
+    return state
+
+
+class AtomicMocks(pulumi.runtime.Mocks):
+    """What the providers would compute, deterministically."""
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        typ = args.typ
+        if typ.startswith("kubernetes:") or typ == "pulumi:providers:kubernetes":
+            state = _kubernetes_state(args)
+            meta = state.get("metadata") or {}
+            ident = f"{meta.get('namespace', '')}/{meta.get('name', args.name)}".lstrip("/")
+            return ident, state
+        if typ.startswith("aws:"):
+            state = _aws_state(args)
+            prefix = {"aws:ec2/instance:Instance": "i", "aws:ec2/vpc:Vpc": "vpc", "aws:ec2/subnet:Subnet": "subnet",
+                      "aws:ec2/securityGroup:SecurityGroup": "sg", "aws:ec2/internetGateway:InternetGateway": "igw",
+                      "aws:ec2/routeTable:RouteTable": "rtb"}.get(typ)
+            ident = f"{prefix}-{_digest(typ, args.name)}" if prefix else state.get("name") or f"{args.name}-{_digest(typ, args.name, length=8)}"
+            return ident, state
+        if typ.startswith("tls:"):
+            return _digest(typ, args.name, length=20), _tls_state(args)
+        if typ.startswith("random:"):
+            return _digest(typ, args.name, length=20), _random_state(args)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        token, inputs = args.token, dict(args.args)
+        if token == "aws:ec2/getAmi:getAmi":
+            pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "image")
+            name = pattern.replace("*", "20250101.0")
+            return {"id": "ami-" + _digest("ami", pattern), "imageId": "ami-" + _digest("ami", pattern), "name": name,
+                    "architecture": "x86_64", "rootDeviceName": "/dev/sda1", "ownerId": (inputs.get("owners") or [""])[0],
+                    "creationDate": "2025-01-01T00:00:00.000Z", "mostRecent": True}, None
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"id": "us-east-1", "names": ["us-east-1a", "us-east-1b", "us-east-1c"],
+                    "zoneIds": ["use1-az1", "use1-az2", "use1-az4"], "groupNames": ["us-east-1"]}, None
+        if token == "aws:index/getRegion:getRegion":
+            return {"id": "us-east-1", "name": "us-east-1", "region": "us-east-1", "endpoint": "ec2.us-east-1.amazonaws.com"}, None
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/mock", "userId": "AIDAMOCK", "id": ACCOUNT_ID}, None
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
+        if token == "aws:ec2/getSubnet:getSubnet":
+            return {"id": inputs.get("id", "subnet-mock"), "cidrBlock": "10.0.1.0/24", "vpcId": "vpc-mock",
+                    "availabilityZone": "us-east-1a"}, None
+        if token == "aws:iam/getPolicyDocument:getPolicyDocument":
+            return {"json": _policy_json(inputs), "id": _digest(token, str(inputs))}, None
+        return {}, None
+
+
+def _policy_json(inputs: dict[str, Any]) -> str:
+    import json
+
+    statements = []
+    for st in inputs.get("statements", []):
+        doc: dict[str, Any] = {"Effect": st.get("effect", "Allow"), "Action": st.get("actions", [])}
+        if st.get("resources"):
+            doc["Resource"] = st["resources"]
+        if st.get("principals"):
+            doc["Principal"] = {p["type"]: p["identifiers"] for p in st["principals"]}
+        statements.append(doc)
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+# --------------------------------------------------------------------------
+# The recorded graph
+# --------------------------------------------------------------------------
+
+
+def plain_value(value: Any) -> Any:
+    """A deserialised property value with secrets shown as "[secret]" and references as URNs."""
+    if isinstance(value, dict):
+        sig = value.get(SPECIAL_SIG_KEY)
+        if sig == SECRET_SIG:
+            return SECRET_TEXT
+        if sig == RESOURCE_SIG:
+            return value.get("urn")
+        if sig is not None and "value" in value:
+            return plain_value(value["value"])
+        return {k: plain_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_value(v) for v in value]
+    if value == UNKNOWN:
+        return "[unknown]"
+    if isinstance(value, float) and value.is_integer():
+        # protobuf Structs carry every number as a double; Kubernetes wants integers back.
+        return int(value)
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    """Like plain_value, but keeps secret values (for the mocks' own state)."""
+    if isinstance(value, dict):
+        if value.get(SPECIAL_SIG_KEY) is not None and "value" in value:
+            return _unwrap(value["value"])
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    provider: str
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent or None,
+            "custom": self.custom, "provider": self.provider or None, "inputs": self.inputs, "options": self.options,
+        }
+
+
+class RecordingMonitor(MockMonitor):
+    """A MockMonitor that keeps every registration, its options and registered outputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.by_urn: dict[str, Registration] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+        state = self.resources[response.urn].state if response.urn in self.resources else {}
+        registration = Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=bool(request.custom),
+            provider=request.provider,
+            inputs=plain_value(raw),
+            options={
+                "protect": bool(request.protect),
+                "retainOnDelete": bool(request.retainOnDelete),
+                "ignoreChanges": list(request.ignoreChanges),
+                "dependsOn": sorted(request.dependencies),
+                "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                "replaceOnChanges": list(request.replaceOnChanges),
+                "additionalSecretOutputs": list(request.additionalSecretOutputs),
+            },
+            state=_unwrap(dict(state)) if state else {},
+        )
+        self.registrations.append(registration)
+        self.by_urn[registration.urn] = registration
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        outputs = json_format.MessageToDict(request.outputs, preserving_proto_field_name=True)
+        if request.urn in self.by_urn:
+            self.by_urn[request.urn].outputs = plain_value(outputs)
+        return super().RegisterResourceOutputs(request)

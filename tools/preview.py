@@ -1,0 +1,168 @@
+"""`make preview`: the offline preview of one stack.
+
+Runs the exact program under mocks with the config the Pulumi CLI would give it,
+prints the resource tree and a count per type, and writes build/<stack>/:
+plan.json (every registration with inputs and options), k8s/*.yaml (every
+Kubernetes object as it would be applied) and nodes/<node>.yaml (user-data of
+every EC2 instance). A configuration the CLI or the program refuses ends with
+one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from tools.mocks import Registration
+from tools.offline import Plan, run_program
+from tools.pulumi_project import PROJECT_DIR, StackConfigError
+
+BUILD_DIR = PROJECT_DIR / "build"
+
+# Apply order, as kubectl and Helm sort: what others refer to comes first.
+KIND_ORDER = [
+    "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "ServiceAccount", "Secret", "ConfigMap",
+    "StorageClass", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "Deployment", "StatefulSet",
+    "HorizontalPodAutoscaler", "PodDisruptionBudget",
+]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings (scripts, config files), so the YAML reads like a manifest."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def dump_yaml(data: Any) -> str:
+    """A manifest as kubectl would print it: apiVersion, kind, metadata first, then keys in order."""
+    head = {k: data[k] for k in ("apiVersion", "kind", "metadata") if k in data}
+    rest = {k: v for k, v in data.items() if k not in head}
+    ordered = {**_sorted(head), **_sorted(rest)} if head else _sorted(data)
+    return yaml.dump(ordered, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
+
+
+def _tree_lines(plan: Plan) -> Iterable[str]:
+    children: dict[str, list[Registration]] = {}
+    for r in sorted(plan.resources, key=lambda r: (r.type, r.name)):
+        children.setdefault(r.parent, []).append(r)
+
+    def walk(urn: str, depth: int) -> Iterable[str]:
+        for child in children.get(urn, []):
+            marker = " [protect]" if child.options["protect"] else ""
+            yield f"{'  ' * depth}{child.type}  {child.name}{marker}"
+            yield from walk(child.urn, depth + 1)
+
+    yield from walk("", 0)
+
+
+def _object_filename(obj: dict[str, Any], taken: set[str]) -> str:
+    kind = obj.get("kind", "Object")
+    order = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    name = obj["metadata"]["name"]
+    base = f"{order:02d}-{kind.lower()}-{name}"
+    filename, n = f"{base}.yaml", 1
+    while filename in taken:
+        n += 1
+        filename = f"{base}-{n}.yaml"
+    taken.add(filename)
+    return filename
+
+
+def _node_name(r: Registration) -> str:
+    tags = r.inputs.get("tags") or {}
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", str(tags.get("Name") or r.name))
+
+
+def write_outputs(plan: Plan, out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "k8s").mkdir(parents=True)
+    (out_dir / "nodes").mkdir()
+    document = {
+        "stack": plan.stack,
+        # Sorted, since registration order varies from run to run: plan.json diffs stay readable.
+        "resources": [r.to_json() for r in sorted(plan.resources, key=lambda r: r.urn)],
+        "outputs": {k: v.shown() for k, v in plan.outputs.items()},
+    }
+    (out_dir / "plan.json").write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    taken: set[str] = set()
+    for obj in sorted(plan.kubernetes_objects(), key=lambda o: (o["kind"], o["metadata"]["name"])):
+        (out_dir / "k8s" / _object_filename(obj, taken)).write_text(dump_yaml(obj))
+    for instance in plan.instances():
+        user_data = instance.inputs.get("userData", "")
+        (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(user_data)
+
+
+def print_summary(plan: Plan, out_dir: Path) -> None:
+    print(f"Stack {plan.stack}: {len(plan.resources)} resources (offline preview under mocks)\n")
+    for line in _tree_lines(plan):
+        print(line)
+    print("\nResources per type:")
+    for type_token, count in sorted(Counter(r.type for r in plan.resources).items()):
+        print(f"  {count:4d}  {type_token}")
+    if plan.outputs:
+        print("\nOutputs:")
+        for name, output in plan.outputs.items():
+            print(f"  {name}: {json.dumps(output.shown())}")
+    print(f"\nWrote {out_dir}/plan.json, k8s/ ({len(plan.kubernetes_objects())} objects),"
+          f" nodes/ ({len(plan.instances())} user-data files)")
+
+
+def preview(stack: str, out_root: Path = BUILD_DIR, quiet: bool = False,
+            overrides: dict[str, str] | None = None) -> Plan:
+    plan = run_program(stack, overrides)
+    out_dir = out_root / stack
+    write_outputs(plan, out_dir)
+    if not quiet:
+        print_summary(plan, out_dir)
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", "-s", default="dev", help="stack name (a file stacks/Pulumi.<stack>.yaml)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="write the files, print nothing")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting for this run, as `pulumi config set KEY VALUE` would")
+    parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output root (default: build/)")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = value
+    try:
+        preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides)
+    except (StackConfigError, pulumi.RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
