@@ -15,6 +15,7 @@ settings = load_settings()
 
 if settings.cluster is not None:
     from components.cluster import AtomicCluster, AtomicClusterArgs
+
     from components.kube_provider import provider_for_cluster
 
     cluster = AtomicCluster(settings.cluster.name, AtomicClusterArgs(settings=settings.cluster))

@@ -118,7 +118,10 @@ def redis_pod(container: core.ContainerArgs) -> core.PodSpecArgs:
         automount_service_account_token=False,
         enable_service_links=False,
         security_context=core.PodSecurityContextArgs(
-            run_as_non_root=True, run_as_user=REDIS_UID, run_as_group=REDIS_UID, fs_group=REDIS_UID,
+            run_as_non_root=True,
+            run_as_user=REDIS_UID,
+            run_as_group=REDIS_UID,
+            fs_group=REDIS_UID,
             seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
         ),
         containers=[container],
@@ -155,58 +158,126 @@ class Guestbook(pulumi.ComponentResource):
         settings = args.settings
 
         leader = self._deployment(
-            f"{name}-redis-leader", "redis-leader", "redis", "leader", 1,
+            f"{name}-redis-leader",
+            "redis-leader",
+            "redis",
+            "leader",
+            1,
             # One writer at a time: a surge would briefly run two unsynchronised leaders.
-            apps.DeploymentStrategyArgs(type="Recreate"), settings.redis_primary_image,
-            redis_pod(redis_container("redis", settings.redis_primary_image, settings.redis_resources,
-                                      ["--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"])),
+            apps.DeploymentStrategyArgs(type="Recreate"),
+            settings.redis_primary_image,
+            redis_pod(
+                redis_container(
+                    "redis",
+                    settings.redis_primary_image,
+                    settings.redis_resources,
+                    ["--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"],
+                )
+            ),
         )
-        self.leader_service = self._service(f"{name}-redis-leader-svc", "redis-leader", selector("redis", "leader"),
-                                            "redis", REDIS_PORT, "ClusterIP")
+        self.leader_service = self._service(
+            f"{name}-redis-leader-svc", "redis-leader", selector("redis", "leader"), "redis", REDIS_PORT, "ClusterIP"
+        )
         follower = self._deployment(
-            f"{name}-redis-follower", "redis-follower", "redis", "follower", settings.redis_replicas,
-            strategy(settings.rollout), settings.redis_replica_image,
-            redis_pod(redis_container("redis", settings.redis_replica_image, settings.redis_resources,
-                                      ["--port", str(REDIS_PORT), "--replicaof", "redis-leader", str(REDIS_PORT),
-                                       "--replica-read-only", "yes", "--save", "", "--appendonly", "no"])),
+            f"{name}-redis-follower",
+            "redis-follower",
+            "redis",
+            "follower",
+            settings.redis_replicas,
+            strategy(settings.rollout),
+            settings.redis_replica_image,
+            redis_pod(
+                redis_container(
+                    "redis",
+                    settings.redis_replica_image,
+                    settings.redis_resources,
+                    [
+                        "--port",
+                        str(REDIS_PORT),
+                        "--replicaof",
+                        "redis-leader",
+                        str(REDIS_PORT),
+                        "--replica-read-only",
+                        "yes",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ],
+                )
+            ),
         )
-        self.follower_service = self._service(f"{name}-redis-follower-svc", "redis-follower",
-                                              selector("redis", "follower"), "redis", REDIS_PORT, "ClusterIP")
+        self.follower_service = self._service(
+            f"{name}-redis-follower-svc",
+            "redis-follower",
+            selector("redis", "follower"),
+            "redis",
+            REDIS_PORT,
+            "ClusterIP",
+        )
         frontend_pod = core.PodSpecArgs(
             automount_service_account_token=False,
             enable_service_links=False,
-            security_context=core.PodSecurityContextArgs(seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault")),
+            security_context=core.PodSecurityContextArgs(
+                seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault")
+            ),
             containers=[frontend_container(settings)],
         )
         # With an autoscaler the HPA owns the replica count; leaving it unset keeps `pulumi up` from fighting it.
         frontend_replicas = None if settings.autoscaler else settings.frontend_replicas
         self.frontend = self._deployment(
-            f"{name}-frontend", "frontend", "frontend", None, frontend_replicas, strategy(settings.rollout),
-            settings.frontend_image, frontend_pod, bandwidth_annotations(settings),
+            f"{name}-frontend",
+            "frontend",
+            "frontend",
+            None,
+            frontend_replicas,
+            strategy(settings.rollout),
+            settings.frontend_image,
+            frontend_pod,
+            bandwidth_annotations(settings),
         )
-        self.frontend_service = self._service(f"{name}-frontend-svc", "frontend", selector("frontend"), "http",
-                                              FRONTEND_PORT, settings.frontend_service_type)
+        self.frontend_service = self._service(
+            f"{name}-frontend-svc",
+            "frontend",
+            selector("frontend"),
+            "http",
+            FRONTEND_PORT,
+            settings.frontend_service_type,
+        )
         self.autoscaler = self._autoscaler(name) if settings.autoscaler else None
 
         self.frontend_address = self.frontend_service.metadata.apply(
             lambda m: f"{m.name}.{m.namespace}.svc.cluster.local" if m and m.name else ""
         )
-        self.register_outputs({
-            "redisLeader": leader.metadata.name,
-            "redisFollower": follower.metadata.name,
-            "frontend": self.frontend.metadata.name,
-            "frontendService": self.frontend_service.metadata.name,
-            "frontendAddress": self.frontend_address,
-        })
+        self.register_outputs(
+            {
+                "redisLeader": leader.metadata.name,
+                "redisFollower": follower.metadata.name,
+                "frontend": self.frontend.metadata.name,
+                "frontendService": self.frontend_service.metadata.name,
+                "frontendAddress": self.frontend_address,
+            }
+        )
 
-    def _metadata(self, object_name: str, object_labels: dict[str, str],
-                  annotations: dict[str, str] | None = None) -> meta.ObjectMetaArgs:
-        return meta.ObjectMetaArgs(name=object_name, namespace=self._args.namespace, labels=object_labels,
-                                   annotations=annotations or None)
+    def _metadata(
+        self, object_name: str, object_labels: dict[str, str], annotations: dict[str, str] | None = None
+    ) -> meta.ObjectMetaArgs:
+        return meta.ObjectMetaArgs(
+            name=object_name, namespace=self._args.namespace, labels=object_labels, annotations=annotations or None
+        )
 
-    def _deployment(self, resource_name: str, object_name: str, component: str, role: str | None,
-                    replicas: int | None, rollout_strategy: apps.DeploymentStrategyArgs, image: str,
-                    pod: core.PodSpecArgs, pod_annotations: dict[str, str] | None = None) -> apps.Deployment:
+    def _deployment(
+        self,
+        resource_name: str,
+        object_name: str,
+        component: str,
+        role: str | None,
+        replicas: int | None,
+        rollout_strategy: apps.DeploymentStrategyArgs,
+        image: str,
+        pod: core.PodSpecArgs,
+        pod_annotations: dict[str, str] | None = None,
+    ) -> apps.Deployment:
         rollout = self._args.settings.rollout
         return apps.Deployment(
             resource_name,
@@ -226,8 +297,15 @@ class Guestbook(pulumi.ComponentResource):
             opts=ResourceOptions(parent=self),
         )
 
-    def _service(self, resource_name: str, object_name: str, pod_selector: dict[str, str], port_name: str,
-                 port: int, service_type: str) -> core.Service:
+    def _service(
+        self,
+        resource_name: str,
+        object_name: str,
+        pod_selector: dict[str, str],
+        port_name: str,
+        port: int,
+        service_type: str,
+    ) -> core.Service:
         return core.Service(
             resource_name,
             metadata=self._metadata(object_name, labels(pod_selector["app.kubernetes.io/component"])),
@@ -247,17 +325,20 @@ class Guestbook(pulumi.ComponentResource):
             f"{name}-frontend-hpa",
             metadata=self._metadata("frontend", labels("frontend")),
             spec=v2.HorizontalPodAutoscalerSpecArgs(
-                scale_target_ref=v2.CrossVersionObjectReferenceArgs(api_version="apps/v1", kind="Deployment",
-                                                                    name="frontend"),
+                scale_target_ref=v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name="frontend"
+                ),
                 min_replicas=hpa.min_replicas,
                 max_replicas=hpa.max_replicas,
-                metrics=[v2.MetricSpecArgs(
-                    type="Resource",
-                    resource=v2.ResourceMetricSourceArgs(
-                        name="cpu",
-                        target=v2.MetricTargetArgs(type="Utilization", average_utilization=hpa.cpu_target_percent),
-                    ),
-                )],
+                metrics=[
+                    v2.MetricSpecArgs(
+                        type="Resource",
+                        resource=v2.ResourceMetricSourceArgs(
+                            name="cpu",
+                            target=v2.MetricTargetArgs(type="Utilization", average_utilization=hpa.cpu_target_percent),
+                        ),
+                    )
+                ],
             ),
             opts=ResourceOptions(parent=self),
         )

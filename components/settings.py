@@ -43,7 +43,9 @@ KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33")
 FEDORA_RELEASES = (41, 42)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|metal|[0-9]*xlarge)(-[0-9]+xl)?$")
+_INSTANCE_TYPE = re.compile(
+    r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|metal|[0-9]*xlarge)(-[0-9]+xl)?$"
+)
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _VPC_ID = re.compile(r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")
 _SUBNET_ID = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
@@ -59,8 +61,19 @@ _IMAGE = re.compile(
 )
 
 _QUANTITY_FACTORS = {
-    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
 
 
@@ -337,11 +350,15 @@ def _resources(reader: _Reader, prefix: str, min_memory: str = "32Mi") -> Resour
         memory_limit=_bytes(reader, f"{prefix}MemoryLimit", min_memory),
     )
     if cpu_millis(resources.cpu_limit) < cpu_millis(resources.cpu_request):
-        raise reader.fail(f"{prefix}CpuLimit", resources.cpu_limit,
-                          f"must be at least {prefix}CpuRequest ({resources.cpu_request})")
+        raise reader.fail(
+            f"{prefix}CpuLimit", resources.cpu_limit, f"must be at least {prefix}CpuRequest ({resources.cpu_request})"
+        )
     if quantity_value(resources.memory_limit) < quantity_value(resources.memory_request):
-        raise reader.fail(f"{prefix}MemoryLimit", resources.memory_limit,
-                          f"must be at least {prefix}MemoryRequest ({resources.memory_request})")
+        raise reader.fail(
+            f"{prefix}MemoryLimit",
+            resources.memory_limit,
+            f"must be at least {prefix}MemoryRequest ({resources.memory_request})",
+        )
     return resources
 
 
@@ -358,7 +375,11 @@ def _image(reader: _Reader, name: str, *, optional: bool = False) -> str | None:
 def _dns_label(reader: _Reader, name: str, max_length: int = 63) -> str:
     value = reader.raw(name).strip()
     if len(value) > max_length or not _DNS_LABEL.match(value):
-        raise reader.fail(name, value, f"must be an RFC 1123 label: lowercase letters, digits and '-', at most {max_length} characters")
+        raise reader.fail(
+            name,
+            value,
+            f"must be an RFC 1123 label: lowercase letters, digits and '-', at most {max_length} characters",
+        )
     return value
 
 
@@ -383,7 +404,9 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
     versions = tuple(ENGINE_VERSIONS[engine])
     version = reader.raw("mysqlVersion").strip()
     if version not in versions:
-        raise reader.fail("mysqlVersion", version, f"allowed values for mysqlEngine={engine} are " + ", ".join(versions))
+        raise reader.fail(
+            "mysqlVersion", version, f"allowed values for mysqlEngine={engine} are " + ", ".join(versions)
+        )
     default_image, default_backup = ENGINE_VERSIONS[engine][version]
     pvc_options: tuple[RetentionPolicy, ...] = ("Retain", "Delete")
     return MysqlSettings(
@@ -415,7 +438,9 @@ def _mysql_secrets(reader: _Reader) -> MysqlSecrets:
 def _region(aws: pulumi.Config) -> str:
     region = (aws.get("region") or "").strip()
     if not _REGION.match(region):
-        raise SettingsError(f"config aws:region={region}: must be an AWS region name, e.g. us-east-1 (pulumi config set aws:region ...)")
+        raise SettingsError(
+            f"config aws:region={region}: must be an AWS region name, e.g. us-east-1 (pulumi config set aws:region ...)"
+        )
     return region
 
 
@@ -424,7 +449,11 @@ def _admin_cidrs(reader: _Reader, allow_world: bool) -> tuple[str, ...]:
     for cidr in cidrs:
         network = _network(reader, "adminCidrs", cidr)
         if network.prefixlen == 0 and not allow_world:
-            raise reader.fail("adminCidrs", cidr, "0.0.0.0/0 opens admin ports to the internet; set allowWorldAdminAccess=true to mean it")
+            raise reader.fail(
+                "adminCidrs",
+                cidr,
+                "0.0.0.0/0 opens admin ports to the internet; set allowWorldAdminAccess=true to mean it",
+            )
     return cidrs
 
 
@@ -439,7 +468,9 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
     # nodes take fixed addresses from .10 on (see components/cluster.py).
     capacity = subnet.num_addresses - 5 - 10
     if master_count + minion_count > capacity:
-        raise reader.fail("minionCount", minion_count, f"subnetCidr {subnet} holds at most {capacity - master_count} minions")
+        raise reader.fail(
+            "minionCount", minion_count, f"subnetCidr {subnet} holds at most {capacity - master_count} minions"
+        )
     service = _cidr(reader, "serviceCidr")
     pod = _cidr(reader, "podCidr")
     for name, net in (("serviceCidr", service), ("podCidr", pod)):
@@ -452,12 +483,18 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
     if existing_vpc and not _VPC_ID.match(existing_vpc):
         raise reader.fail("existingVpcId", existing_vpc, "must be a VPC id such as vpc-0123456789abcdef0, or empty")
     if existing_subnet and not _SUBNET_ID.match(existing_subnet):
-        raise reader.fail("existingSubnetId", existing_subnet, "must be a subnet id such as subnet-0123456789abcdef0, or empty")
+        raise reader.fail(
+            "existingSubnetId", existing_subnet, "must be a subnet id such as subnet-0123456789abcdef0, or empty"
+        )
     if bool(existing_vpc) != bool(existing_subnet):
-        raise reader.fail("existingSubnetId", existing_subnet or "", "existingVpcId and existingSubnetId must be set together")
+        raise reader.fail(
+            "existingSubnetId", existing_subnet or "", "existingVpcId and existingSubnetId must be set together"
+        )
     ami = reader.optional("amiId")
     if ami and not _AMI.match(ami):
-        raise reader.fail("amiId", ami, "must be an AMI id such as ami-0123456789abcdef0, or empty to look up Fedora Cloud")
+        raise reader.fail(
+            "amiId", ami, "must be an AMI id such as ami-0123456789abcdef0, or empty to look up Fedora Cloud"
+        )
     allow_world = reader.boolean("allowWorldAdminAccess")
     zone = reader.optional("availabilityZone")
     if zone and not zone.startswith(region):
@@ -472,8 +509,12 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         availability_zone=zone,
         master_count=master_count,
         minion_count=minion_count,
-        master_instance_type=reader.string("masterInstanceType", _INSTANCE_TYPE, "must be an EC2 instance type such as t3.medium or m6i.2xlarge"),
-        minion_instance_type=reader.string("minionInstanceType", _INSTANCE_TYPE, "must be an EC2 instance type such as t3.large or m6i.2xlarge"),
+        master_instance_type=reader.string(
+            "masterInstanceType", _INSTANCE_TYPE, "must be an EC2 instance type such as t3.medium or m6i.2xlarge"
+        ),
+        minion_instance_type=reader.string(
+            "minionInstanceType", _INSTANCE_TYPE, "must be an EC2 instance type such as t3.large or m6i.2xlarge"
+        ),
         root_volume_gb=reader.integer("rootVolumeGb", 20, 1024),
         ami_id=ami,
         fedora_release=reader.choice("fedoraRelease", FEDORA_RELEASES),
@@ -504,8 +545,11 @@ def _rollout(reader: _Reader) -> RolloutSettings:
     max_surge = _int_or_percent(reader, "rolloutMaxSurge")
     max_unavailable = _int_or_percent(reader, "rolloutMaxUnavailable")
     if strategy == "RollingUpdate" and _is_zero(max_surge) and _is_zero(max_unavailable):
-        raise reader.fail("rolloutMaxUnavailable", max_unavailable,
-                          "rolloutMaxSurge and rolloutMaxUnavailable cannot both be 0 (the rollout could never progress)")
+        raise reader.fail(
+            "rolloutMaxUnavailable",
+            max_unavailable,
+            "rolloutMaxSurge and rolloutMaxUnavailable cannot both be 0 (the rollout could never progress)",
+        )
     min_ready = reader.integer("minReadySeconds", 0, 3600)
     deadline = reader.integer("progressDeadlineSeconds", 1, 86400)
     if deadline <= min_ready:
@@ -558,7 +602,11 @@ def _guestbook(reader: _Reader) -> GuestbookSettings:
 
 
 def _tags(reader: _Reader, stack: str) -> dict[str, str]:
-    owner = reader.string("owner", re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"), "must be 1-128 characters of letters, digits, spaces and _.:/=+@-")
+    owner = reader.string(
+        "owner",
+        re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"),
+        "must be 1-128 characters of letters, digits, spaces and _.:/=+@-",
+    )
     return {"Project": PROJECT, "Stack": stack, "Owner": owner, "ManagedBy": "pulumi"}
 
 

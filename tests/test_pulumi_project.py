@@ -87,8 +87,12 @@ def test_missing_value_without_default_is_the_cli_error(project: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "type_name"),
-    [("count", "three", "integer"), ("flag", "yes", "boolean"), ("cidrs", "10.0.0.0/8", "array<string>"),
-     ("label", 5, "string")],
+    [
+        ("count", "three", "integer"),
+        ("flag", "yes", "boolean"),
+        ("cidrs", "10.0.0.0/8", "array<string>"),
+        ("label", 5, "string"),
+    ],
 )
 def test_type_mismatch_is_the_cli_error(project: Path, key: str, value: object, type_name: str) -> None:
     write_stack(project, {"demo:required": "x", f"demo:{key}": value})
@@ -117,9 +121,14 @@ def test_every_key_the_settings_module_reads_is_declared() -> None:
     import re
 
     source = (Path(__file__).parent.parent / "components" / "settings.py").read_text()
-    read = set(re.findall(r'reader\.\w+\(\s*"(\w+)"', source)) | set(re.findall(r'_(?!resources\b)\w+\(reader, "(\w+)"', source))
-    read |= {f"{prefix}{part}" for prefix in re.findall(r'_resources\(reader, "(\w+)"', source)
-             for part in ("CpuRequest", "MemoryRequest", "CpuLimit", "MemoryLimit")}
+    read = set(re.findall(r'reader\.\w+\(\s*"(\w+)"', source)) | set(
+        re.findall(r'_(?!resources\b)\w+\(reader, "(\w+)"', source)
+    )
+    read |= {
+        f"{prefix}{part}"
+        for prefix in re.findall(r'_resources\(reader, "(\w+)"', source)
+        for part in ("CpuRequest", "MemoryRequest", "CpuLimit", "MemoryLimit")
+    }
     secrets = set(re.findall(r'reader\.secret\("(\w+)"\)', source))
     declared = {key.split(":", 1)[1] for key in load_project().schema}
     assert read - secrets - declared == set()

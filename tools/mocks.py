@@ -40,8 +40,13 @@ def _fake_pem(label: str, name: str) -> str:
     return f"-----BEGIN {label}-----\nMOCK{_digest(label, name, length=40)}\n-----END {label}-----\n"
 
 
-def _arn(service: str, resource: str, region: str = "us-east-1") -> str:
-    return f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{resource}"
+def _region() -> str:
+    """The stack's aws:region: the real provider works in the region it is configured for."""
+    return pulumi.Config("aws").get("region") or "us-east-1"
+
+
+def _arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{_region()}:{ACCOUNT_ID}:{resource}"
 
 
 def _kubernetes_state(args: MockResourceArgs) -> dict[str, Any]:
@@ -56,7 +61,9 @@ def _kubernetes_state(args: MockResourceArgs) -> dict[str, Any]:
     if args.typ == "kubernetes:core/v1:Service":
         spec = dict(state.get("spec") or {})
         if spec.get("clusterIP") != "None":
-            spec.setdefault("clusterIP", str(ipaddress.IPv4Address("10.254.0.10") + int(_digest(args.name, length=3), 16) % 60000))
+            spec.setdefault(
+                "clusterIP", str(ipaddress.IPv4Address("10.254.0.10") + int(_digest(args.name, length=3), 16) % 60000)
+            )
         state["spec"] = spec
         if spec.get("type") == "LoadBalancer":
             state["status"] = {"loadBalancer": {"ingress": [{"hostname": f"{args.name}.elb.example.com"}]}}
@@ -74,7 +81,7 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         state.setdefault("privateIp", "10.0.1.250")
         state.setdefault("publicIp", _public_ip(name))
         state.setdefault("privateDns", f"ip-{state['privateIp'].replace('.', '-')}.ec2.internal")
-        state.setdefault("publicDns", f"ec2-{state['publicIp'].replace('.', '-')}.compute-1.amazonaws.com")
+        state.setdefault("publicDns", f"ec2-{state['publicIp'].replace('.', '-')}.{_region()}.compute.amazonaws.com")
         state.setdefault("primaryNetworkInterfaceId", f"eni-{ident}")
     elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile", "aws:iam/policy:Policy"):
         state.setdefault("name", f"{name}-{_digest(name, length=7)}")
@@ -87,7 +94,7 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         state.setdefault("defaultSecurityGroupId", f"sg-{_digest('default', name)}")
         state.setdefault("mainRouteTableId", f"rtb-{_digest('main', name)}")
     elif typ == "aws:ec2/subnet:Subnet":
-        state.setdefault("availabilityZone", "us-east-1a")
+        state.setdefault("availabilityZone", f"{_region()}a")
     elif typ == "aws:ec2/securityGroup:SecurityGroup":
         state.setdefault("ownerId", ACCOUNT_ID)
     return state
@@ -135,10 +142,19 @@ class AtomicMocks(pulumi.runtime.Mocks):
             return ident, state
         if typ.startswith("aws:"):
             state = _aws_state(args)
-            prefix = {"aws:ec2/instance:Instance": "i", "aws:ec2/vpc:Vpc": "vpc", "aws:ec2/subnet:Subnet": "subnet",
-                      "aws:ec2/securityGroup:SecurityGroup": "sg", "aws:ec2/internetGateway:InternetGateway": "igw",
-                      "aws:ec2/routeTable:RouteTable": "rtb"}.get(typ)
-            ident = f"{prefix}-{_digest(typ, args.name)}" if prefix else state.get("name") or f"{args.name}-{_digest(typ, args.name, length=8)}"
+            prefix = {
+                "aws:ec2/instance:Instance": "i",
+                "aws:ec2/vpc:Vpc": "vpc",
+                "aws:ec2/subnet:Subnet": "subnet",
+                "aws:ec2/securityGroup:SecurityGroup": "sg",
+                "aws:ec2/internetGateway:InternetGateway": "igw",
+                "aws:ec2/routeTable:RouteTable": "rtb",
+            }.get(typ)
+            ident = (
+                f"{prefix}-{_digest(typ, args.name)}"
+                if prefix
+                else state.get("name") or f"{args.name}-{_digest(typ, args.name, length=8)}"
+            )
             return ident, state
         if typ.startswith("tls:"):
             return _digest(typ, args.name, length=20), _tls_state(args)
@@ -151,21 +167,42 @@ class AtomicMocks(pulumi.runtime.Mocks):
         if token == "aws:ec2/getAmi:getAmi":
             pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "image")
             name = pattern.replace("*", "20250101.0")
-            return {"id": "ami-" + _digest("ami", pattern), "imageId": "ami-" + _digest("ami", pattern), "name": name,
-                    "architecture": "x86_64", "rootDeviceName": "/dev/sda1", "ownerId": (inputs.get("owners") or [""])[0],
-                    "creationDate": "2025-01-01T00:00:00.000Z", "mostRecent": True}, None
+            return {
+                "id": "ami-" + _digest("ami", pattern),
+                "imageId": "ami-" + _digest("ami", pattern),
+                "name": name,
+                "architecture": "x86_64",
+                "rootDeviceName": "/dev/sda1",
+                "ownerId": (inputs.get("owners") or [""])[0],
+                "creationDate": "2025-01-01T00:00:00.000Z",
+                "mostRecent": True,
+            }, None
+        region = _region()
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"id": "us-east-1", "names": ["us-east-1a", "us-east-1b", "us-east-1c"],
-                    "zoneIds": ["use1-az1", "use1-az2", "use1-az4"], "groupNames": ["us-east-1"]}, None
+            return {
+                "id": region,
+                "names": [f"{region}{z}" for z in "abc"],
+                "zoneIds": [f"{region[:2]}{region.split('-')[1][0]}{region[-1]}-az{n}" for n in (1, 2, 3)],
+                "groupNames": [region],
+            }, None
         if token == "aws:index/getRegion:getRegion":
-            return {"id": "us-east-1", "name": "us-east-1", "region": "us-east-1", "endpoint": "ec2.us-east-1.amazonaws.com"}, None
+            return {"id": region, "name": region, "region": region, "endpoint": f"ec2.{region}.amazonaws.com"}, None
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/mock", "userId": "AIDAMOCK", "id": ACCOUNT_ID}, None
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/mock",
+                "userId": "AIDAMOCK",
+                "id": ACCOUNT_ID,
+            }, None
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
         if token == "aws:ec2/getSubnet:getSubnet":
-            return {"id": inputs.get("id", "subnet-mock"), "cidrBlock": "10.0.1.0/24", "vpcId": "vpc-mock",
-                    "availabilityZone": "us-east-1a"}, None
+            return {
+                "id": inputs.get("id", "subnet-mock"),
+                "cidrBlock": "10.0.1.0/24",
+                "vpcId": "vpc-mock",
+                "availabilityZone": f"{_region()}a",
+            }, None
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": _policy_json(inputs), "id": _digest(token, str(inputs))}, None
         return {}, None
@@ -237,8 +274,14 @@ class Registration:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent or None,
-            "custom": self.custom, "provider": self.provider or None, "inputs": self.inputs, "options": self.options,
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent or None,
+            "custom": self.custom,
+            "provider": self.provider or None,
+            "inputs": self.inputs,
+            "options": self.options,
         }
 
 

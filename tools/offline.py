@@ -22,7 +22,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from tools.mocks import SECRET_TEXT, AtomicMocks, Registration, RecordingMonitor
+from tools.mocks import SECRET_TEXT, AtomicMocks, RecordingMonitor, Registration
 from tools.pulumi_project import PROJECT_DIR, resolve_stack_config
 
 PROGRAM = PROJECT_DIR / "__main__.py"

@@ -31,9 +31,22 @@ BUILD_DIR = PROJECT_DIR / "build"
 
 # Apply order, as kubectl and Helm sort: what others refer to comes first.
 KIND_ORDER = [
-    "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "ServiceAccount", "Secret", "ConfigMap",
-    "StorageClass", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "Deployment", "StatefulSet",
-    "HorizontalPodAutoscaler", "PodDisruptionBudget",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolumeClaim",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
 ]
 
 
@@ -128,12 +141,15 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
         print("\nOutputs:")
         for name, output in plan.outputs.items():
             print(f"  {name}: {json.dumps(output.shown())}")
-    print(f"\nWrote {out_dir}/plan.json, k8s/ ({len(plan.kubernetes_objects())} objects),"
-          f" nodes/ ({len(plan.instances())} user-data files)")
+    print(
+        f"\nWrote {out_dir}/plan.json, k8s/ ({len(plan.kubernetes_objects())} objects),"
+        f" nodes/ ({len(plan.instances())} user-data files)"
+    )
 
 
-def preview(stack: str, out_root: Path = BUILD_DIR, quiet: bool = False,
-            overrides: dict[str, str] | None = None) -> Plan:
+def preview(
+    stack: str, out_root: Path = BUILD_DIR, quiet: bool = False, overrides: dict[str, str] | None = None
+) -> Plan:
     plan = run_program(stack, overrides)
     out_dir = out_root / stack
     write_outputs(plan, out_dir)
@@ -146,8 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", "-s", default="dev", help="stack name (a file stacks/Pulumi.<stack>.yaml)")
     parser.add_argument("--quiet", "-q", action="store_true", help="write the files, print nothing")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting for this run, as `pulumi config set KEY VALUE` would")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting for this run, as `pulumi config set KEY VALUE` would",
+    )
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output root (default: build/)")
     args = parser.parse_args(argv)
     overrides = {}

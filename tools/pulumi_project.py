@@ -59,7 +59,7 @@ class Project:
         return self.stack_config_dir / f"Pulumi.{stack}.yaml"
 
     def stacks(self) -> list[str]:
-        return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in self.stack_config_dir.glob("Pulumi.*.yaml"))
+        return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in self.stack_config_dir.glob("Pulumi.*.yaml"))
 
 
 def load_project(project_dir: Path = PROJECT_DIR) -> Project:
@@ -150,35 +150,40 @@ def resolve_stack_config(
     raw.update({_qualify(project.name, k): v for k, v in (overrides or {}).items()})
     raw.update({_qualify(project.name, k): {"secure": v} for k, v in (secret_overrides or {}).items()})
 
-    result = StackConfig(project=project.name, stack=stack)
-    missing: list[str] = []
-    for key, schema in project.schema.items():
-        if key in raw:
-            continue
-        if schema.has_default:
-            raw[key] = schema.default
-        else:
-            missing.append(key.split(":", 1)[1])
+    _apply_project_config(project, raw, stack)
+    return _encode_all(project, raw, stack, plaintext_secrets=_qualify_all(project.name, secret_overrides))
+
+
+def _apply_project_config(project: Project, raw: dict[str, Any], stack: str) -> None:
+    """Fill in defaults and inherited provider values; refuse declared keys left without a value."""
+    missing = [
+        key.split(":", 1)[1] for key, schema in project.schema.items() if key not in raw and not schema.has_default
+    ]
     if missing:
         names = " and ".join(f"'{m}'" for m in missing)
         plural = "s" if len(missing) > 1 else ""
         raise StackConfigError(f"Stack '{stack}' is missing configuration value{plural} {names}")
+    for key, schema in project.schema.items():
+        raw.setdefault(key, schema.default)
     for key, value in project.inherited.items():
         raw.setdefault(key, value)
 
+
+def _encode_all(project: Project, raw: dict[str, Any], stack: str, plaintext_secrets: set[str]) -> StackConfig:
+    result = StackConfig(project=project.name, stack=stack)
     for key, value in sorted(raw.items()):
         if isinstance(value, dict) and set(value) == {"secure"}:
-            # A real secret is ciphertext we cannot read offline; a test may pass a plaintext one.
-            text = value["secure"]
-            result.values[key] = text if key in _qualify_all(project.name, secret_overrides) else SECRET_PLACEHOLDER
+            # Real ciphertext cannot be read offline; only a test's plaintext secret passes through.
+            result.values[key] = value["secure"] if key in plaintext_secrets else SECRET_PLACEHOLDER
             result.secret_keys.append(key)
             continue
-        schema = project.schema.get(key)
-        if schema is not None and not _matches(value, schema.type, schema.items):
+        declared = project.schema.get(key)
+        if declared is not None and not _matches(value, declared.type, declared.items):
+            bare = key.split(":", 1)[1]
             raise StackConfigError(
-                f"Stack '{stack}' with configuration key '{key.split(':', 1)[1]}' must be of type '{_describe(schema)}'"
+                f"Stack '{stack}' with configuration key '{bare}' must be of type '{_describe(declared)}'"
             )
-        if schema is not None and schema.secret:
+        if declared is not None and declared.secret:
             raise StackConfigError(f"Stack '{stack}' with configuration key '{key}' must be encrypted as it's secret")
         result.values[key] = _encode(value)
     return result

@@ -1,0 +1,135 @@
+"""The Guestbook: wiring, rollout settings, autoscaler, bandwidth, change-cause."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.graph import changed_names, kinds, kube, pod_templates
+from tools.offline import run_program
+
+STACK = "local"
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_services_select_exactly_their_deployments_pods() -> None:
+    plan = run_program(STACK)
+    deployments = {d["metadata"]["name"]: d for d in kinds(plan, "Deployment")}
+    assert set(deployments) == {"redis-leader", "redis-follower", "frontend"}
+    for name, deployment in deployments.items():
+        template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selects(deployment["spec"]["selector"]["matchLabels"], template_labels)
+        service = kube(plan, "Service", name)
+        matching = [
+            d
+            for d, dep in deployments.items()
+            if selects(service["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"])
+        ]
+        assert matching == [name], f"Service {name} selects {matching}"
+
+
+def test_followers_replicate_from_the_leader_service() -> None:
+    plan = run_program(STACK, {"redisReplicas": 3})
+    follower = kube(plan, "Deployment", "redis-follower")
+    assert follower["spec"]["replicas"] == 3
+    args = follower["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--replicaof") + 1 : args.index("--replicaof") + 3] == ["redis-leader", "6379"]
+
+
+def test_rollout_knobs_reach_frontend_and_followers_but_the_leader_recreates() -> None:
+    plan = run_program(
+        STACK,
+        {
+            "rolloutMaxSurge": "2",
+            "rolloutMaxUnavailable": "0",
+            "minReadySeconds": 15,
+            "progressDeadlineSeconds": 120,
+            "revisionHistoryLimit": 3,
+        },
+    )
+    for name in ("frontend", "redis-follower"):
+        spec = kube(plan, "Deployment", name)["spec"]
+        assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 0}}
+        assert (spec["minReadySeconds"], spec["progressDeadlineSeconds"], spec["revisionHistoryLimit"]) == (15, 120, 3)
+    assert kube(plan, "Deployment", "redis-leader")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_percentages_stay_percentages_and_recreate_has_no_rolling_block() -> None:
+    plan = run_program(STACK, {"rolloutMaxSurge": "50%"})
+    assert kube(plan, "Deployment", "frontend")["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == "50%"
+    plan = run_program(STACK, {"rolloutStrategy": "Recreate"})
+    assert kube(plan, "Deployment", "frontend")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def change_cause(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["annotations"]["kubernetes.io/change-cause"])
+
+
+def test_change_cause_changes_only_with_the_image() -> None:
+    base = run_program(STACK)
+    image = "us-docker.pkg.dev/google-samples/containers/gke/gb-frontend:v6"
+    new_image = run_program(STACK, {"frontendImage": image})
+    more_replicas = run_program(STACK, {"frontendReplicas": 5})
+    assert change_cause(kube(new_image, "Deployment", "frontend")) == f"deploy {image}"
+    assert change_cause(kube(more_replicas, "Deployment", "frontend")) == change_cause(
+        kube(base, "Deployment", "frontend")
+    )
+    explicit = run_program(STACK, {"changeCause": "JIRA-42: new frontend"})
+    assert change_cause(kube(explicit, "Deployment", "frontend")) == "JIRA-42: new frontend"
+
+
+def test_frontend_image_override_changes_only_the_frontend_deployment() -> None:
+    base = run_program(STACK)
+    after = run_program(STACK, {"frontendImage": "us-docker.pkg.dev/google-samples/containers/gke/gb-frontend:v6"})
+    assert changed_names(base, after) == {"workload-guestbook-frontend"}
+
+
+def test_rollout_override_changes_only_rolled_deployments() -> None:
+    base = run_program(STACK)
+    after = run_program(STACK, {"minReadySeconds": 20})
+    assert changed_names(base, after) == {
+        "workload-guestbook-frontend",
+        "workload-guestbook-redis-follower",
+        "workload-guestbook-redis-leader",
+    }
+
+
+def test_autoscaler_owns_frontend_replicas() -> None:
+    plan = run_program(
+        STACK, {"frontendHpaEnabled": True, "frontendHpaMin": 2, "frontendHpaMax": 9, "frontendHpaCpuTarget": 60}
+    )
+    hpa = kube(plan, "HorizontalPodAutoscaler", "frontend")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 9)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
+    assert "replicas" not in kube(plan, "Deployment", "frontend")["spec"]
+
+
+def test_bandwidth_annotations_on_frontend_pods() -> None:
+    plan = run_program(STACK, {"ingressBandwidth": "10M", "egressBandwidth": "1G"})
+    annotations = kube(plan, "Deployment", "frontend")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"kubernetes.io/ingress-bandwidth": "10M", "kubernetes.io/egress-bandwidth": "1G"}
+    assert "annotations" not in kube(run_program(STACK), "Deployment", "frontend")["spec"]["template"]["metadata"]
+
+
+def test_guestbook_can_be_switched_off() -> None:
+    plan = run_program(STACK, {"guestbookEnabled": False})
+    assert not [r for r in plan.resources if r.type == "atomic-mysql:guestbook:Guestbook"]
+    assert not kinds(plan, "Deployment")
+
+
+@pytest.mark.parametrize("stack", ["local"])
+def test_every_container_has_requests_limits_and_probes(stack: str) -> None:
+    plan = run_program(stack)
+    for workload, template in pod_templates(plan):
+        for container in template["spec"]["containers"]:
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), where
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), where
+            assert "livenessProbe" in container and "readinessProbe" in container, where
+            assert not container["image"].endswith(":latest") and ":" in container["image"], where

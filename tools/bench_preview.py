@@ -1,0 +1,104 @@
+"""`make bench`: how long the offline preview takes, against the floor of importing the SDKs.
+
+Each measurement runs in a fresh interpreter (as `make preview` does), so SDK
+import time is included. Reported: the median wall time of the preview of dev
+and prod and of synthetic large stacks (prod with 30 and 300 minions), the bare
+import of pulumi + pulumi_kubernetes + pulumi_aws as the floor, and the two
+targets as ratios on this machine:
+  - prod preview within 2x the import floor;
+  - time per resource flat (within 30%) from the 30-minion to the 300-minion stack.
+Time per resource is (preview - import floor) / resources: the fixed cost of
+starting Python and importing the SDKs would otherwise make small stacks look slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+IMPORT_FLOOR = "import pulumi, pulumi_kubernetes, pulumi_aws"
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    stack: str
+    overrides: tuple[str, ...] = ()
+
+
+CASES = (
+    Case("dev", "dev"),
+    Case("prod", "prod"),
+    Case("prod, 30 minions", "prod", ("minionCount=30",)),
+    Case("prod, 300 minions", "prod", ("minionCount=300",)),
+)
+
+
+def _timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=PROJECT_DIR, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def median_seconds(command: list[str], runs: int) -> float:
+    _timed(command)  # warm the file cache once; it is not counted
+    return statistics.median(_timed(command) for _ in range(runs))
+
+
+def preview_command(case: Case, out: Path) -> list[str]:
+    command = [sys.executable, "-m", "tools.preview", "--stack", case.stack, "--quiet", "--out", str(out)]
+    for item in case.overrides:
+        command += ["--set", item]
+    return command
+
+
+def resource_count(out: Path, stack: str) -> int:
+    return len(json.loads((out / stack / "plan.json").read_text())["resources"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per case (median reported)")
+    args = parser.parse_args(argv)
+
+    floor = median_seconds([sys.executable, "-c", IMPORT_FLOOR], args.runs)
+    print(f"import floor ({IMPORT_FLOOR}): {floor:.2f} s (median of {args.runs})\n")
+    print(f"{'case':<22}{'resources':>10}{'median s':>10}{'ms/resource':>13}{'x floor':>9}")
+    per_resource: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for case in CASES:
+            elapsed = median_seconds(preview_command(case, out), args.runs)
+            count = resource_count(out, case.stack)
+            seconds[case.label], per_resource[case.label] = elapsed, (elapsed - floor) / count
+            print(
+                f"{case.label:<22}{count:>10}{elapsed:>10.2f}{1000 * per_resource[case.label]:>13.2f}"
+                f"{elapsed / floor:>9.2f}"
+            )
+
+    prod_ratio = seconds["prod"] / floor
+    small, large = per_resource["prod, 30 minions"], per_resource["prod, 300 minions"]
+    spread = abs(large - small) / small
+    print()
+    print(
+        f"target 1: prod preview / import floor = {prod_ratio:.2f} (target <= 2.00): "
+        f"{'met' if prod_ratio <= 2 else 'MISSED'}"
+    )
+    print(
+        f"target 2: time per resource, 300 vs 30 minions differs by {100 * spread:.0f}% (target <= 30%): "
+        f"{'met' if spread <= 0.30 else 'MISSED'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
