@@ -40,6 +40,14 @@ ENGINE_VERSIONS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33")
+
+# Node layout (components/bootstrap.py places nodes by these): nodes take fixed
+# addresses from the subnet's .10 on, three master slots first, and each node
+# owns one /24 of podCidr.
+FIRST_NODE_OFFSET = 10
+MASTER_SLOTS = 3
+POD_SUBNET_PREFIX = 24
+MAX_MINION_SLOTS = 500
 FEDORA_RELEASES = (41, 42)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -316,6 +324,13 @@ def _cidr(reader: _Reader, name: str) -> ipaddress.IPv4Network:
     return _network(reader, name, reader.raw(name).strip())
 
 
+def minion_capacity(subnet: ipaddress.IPv4Network, pods: ipaddress.IPv4Network) -> int:
+    """How many minions fit: AWS keeps the subnet's last address; each node needs a pod /24."""
+    by_pods = 2 ** (POD_SUBNET_PREFIX - pods.prefixlen) - MASTER_SLOTS
+    by_subnet = subnet.num_addresses - 1 - FIRST_NODE_OFFSET - MASTER_SLOTS
+    return max(min(by_pods, by_subnet, MAX_MINION_SLOTS), 0)
+
+
 def quantity_value(text: str) -> float:
     """The numeric value of a Kubernetes byte quantity such as `10Gi`."""
     match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text)
@@ -464,13 +479,6 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         raise reader.fail("subnetCidr", str(subnet), f"must lie inside vpcCidr {vpc}")
     master_count = reader.integer("masterCount", 1, 3, odd=True)
     minion_count = reader.integer("minionCount", 1, 500)
-    # AWS reserves the first four addresses and the last one of every subnet;
-    # nodes take fixed addresses from .10 on (see components/cluster.py).
-    capacity = subnet.num_addresses - 5 - 10
-    if master_count + minion_count > capacity:
-        raise reader.fail(
-            "minionCount", minion_count, f"subnetCidr {subnet} holds at most {capacity - master_count} minions"
-        )
     service = _cidr(reader, "serviceCidr")
     pod = _cidr(reader, "podCidr")
     for name, net in (("serviceCidr", service), ("podCidr", pod)):
@@ -478,6 +486,17 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
             raise reader.fail(name, str(net), f"must not overlap vpcCidr {vpc}")
     if service.overlaps(pod):
         raise reader.fail("serviceCidr", str(service), f"must not overlap podCidr {pod}")
+    if pod.prefixlen > POD_SUBNET_PREFIX:
+        raise reader.fail(
+            "podCidr", str(pod), f"must be /{POD_SUBNET_PREFIX} or larger (one /{POD_SUBNET_PREFIX} per node)"
+        )
+    capacity = minion_capacity(subnet, pod)
+    if minion_count > capacity:
+        raise reader.fail(
+            "minionCount",
+            minion_count,
+            f"subnetCidr {subnet} and podCidr {pod} leave room for at most {capacity} minions",
+        )
     existing_vpc = reader.optional("existingVpcId")
     existing_subnet = reader.optional("existingSubnetId")
     if existing_vpc and not _VPC_ID.match(existing_vpc):

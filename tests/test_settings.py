@@ -22,7 +22,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("dev", {"adminCidrs": ["198.51.100.7/33"]}, "adminCidrs=198.51.100.7/33: must be an IPv4 CIDR"),
     ("dev", {"adminCidrs": ["0.0.0.0/0"]}, "set allowWorldAdminAccess=true"),
     ("dev", {"masterInstanceType": "huge"}, "masterInstanceType=huge: must be an EC2 instance type"),
-    ("dev", {"minionCount": 300}, "minionCount=300: subnetCidr 10.0.1.0/24 holds at most"),
+    (
+        "dev",
+        {"minionCount": 300},
+        "minionCount=300: subnetCidr 10.0.1.0/24 and podCidr 10.244.0.0/16 leave room for at most 242",
+    ),
+    ("dev", {"podCidr": "10.244.0.0/25"}, "podCidr=10.244.0.0/25: must be /24 or larger"),
     ("dev", {"serviceCidr": "10.0.128.0/20"}, "serviceCidr=10.0.128.0/20: must not overlap vpcCidr"),
     ("dev", {"amiId": "ami-123"}, "amiId=ami-123: must be an AMI id"),
     ("dev", {"kubernetesVersion": "1.20"}, "kubernetesVersion=1.20: allowed values are 1.31, 1.32, 1.33"),

@@ -162,7 +162,7 @@ class AtomicMocks(pulumi.runtime.Mocks):
             return _digest(typ, args.name, length=20), _random_state(args)
         return f"{args.name}-id", dict(args.inputs)
 
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         token, inputs = args.token, dict(args.args)
         if token == "aws:ec2/getAmi:getAmi":
             pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "image")
@@ -176,7 +176,7 @@ class AtomicMocks(pulumi.runtime.Mocks):
                 "ownerId": (inputs.get("owners") or [""])[0],
                 "creationDate": "2025-01-01T00:00:00.000Z",
                 "mostRecent": True,
-            }, None
+            }, []
         region = _region()
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
@@ -184,28 +184,28 @@ class AtomicMocks(pulumi.runtime.Mocks):
                 "names": [f"{region}{z}" for z in "abc"],
                 "zoneIds": [f"{region[:2]}{region.split('-')[1][0]}{region[-1]}-az{n}" for n in (1, 2, 3)],
                 "groupNames": [region],
-            }, None
+            }, []
         if token == "aws:index/getRegion:getRegion":
-            return {"id": region, "name": region, "region": region, "endpoint": f"ec2.{region}.amazonaws.com"}, None
+            return {"id": region, "name": region, "region": region, "endpoint": f"ec2.{region}.amazonaws.com"}, []
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": ACCOUNT_ID,
                 "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/mock",
                 "userId": "AIDAMOCK",
                 "id": ACCOUNT_ID,
-            }, None
+            }, []
         if token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
         if token == "aws:ec2/getSubnet:getSubnet":
             return {
                 "id": inputs.get("id", "subnet-mock"),
                 "cidrBlock": "10.0.1.0/24",
                 "vpcId": "vpc-mock",
                 "availabilityZone": f"{_region()}a",
-            }, None
+            }, []
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
-            return {"json": _policy_json(inputs), "id": _digest(token, str(inputs))}, None
-        return {}, None
+            return {"json": _policy_json(inputs), "id": _digest(token, str(inputs))}, []
+        return {}, []
 
 
 def _policy_json(inputs: dict[str, Any]) -> str:

@@ -1,0 +1,424 @@
+"""Pure renderers of the node bootstrap: no Pulumi runtime involved."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import py_compile
+import re
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import bootstrap as b
+from components.bootstrap import ClusterLayout, LayoutError, compute_layout
+from components.settings import ClusterSettings
+
+
+def cluster_settings(**overrides: Any) -> ClusterSettings:
+    """ClusterSettings as settings.py would hand them over for a default stack."""
+    values: dict[str, Any] = dict(
+        name="atomic", region="us-east-1", vpc_cidr="10.0.0.0/16", subnet_cidr="10.0.1.0/24",
+        existing_vpc_id=None, existing_subnet_id=None, availability_zone=None, master_count=1, minion_count=2,
+        master_instance_type="t3.medium", minion_instance_type="t3.large", root_volume_gb=30, ami_id=None,
+        fedora_release=42, key_name=None, admin_cidrs=("198.51.100.0/24",), allow_world_admin=False,
+        enable_cockpit=False, enable_cadvisor=False, enable_nodeports=False, kubernetes_version="1.32",
+        service_cidr="10.254.0.0/16", pod_cidr="10.244.0.0/16", protect=False,
+        tags={"Project": "atomic-mysql", "Stack": "test", "Owner": "t", "ManagedBy": "pulumi"},
+    )
+    values.update(overrides)
+    return ClusterSettings(**values)
+
+
+def layout_of(**overrides: Any) -> ClusterLayout:
+    return compute_layout(cluster_settings(**overrides), "test")
+
+
+def env_values(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            assert value.startswith('"') and value.endswith('"'), line
+            values[key] = value[1:-1]
+    return values
+
+
+# --------------------------------------------------------------------------
+# layout
+# --------------------------------------------------------------------------
+
+
+def test_layout_names_addresses_and_pod_subnets_are_fixed_from_dot_10() -> None:
+    layout = layout_of(master_count=3, minion_count=2)
+    assert [(n.name, n.private_ip, n.pod_subnet) for n in layout.nodes] == [
+        ("atomic-master-1", "10.0.1.10", "10.244.0.0/24"),
+        ("atomic-master-2", "10.0.1.11", "10.244.1.0/24"),
+        ("atomic-master-3", "10.0.1.12", "10.244.2.0/24"),
+        ("atomic-minion-1", "10.0.1.13", "10.244.3.0/24"),
+        ("atomic-minion-2", "10.0.1.14", "10.244.4.0/24"),
+    ]
+    assert layout.api_service_ip == "10.254.0.1"
+    assert layout.dns_service_ip == "10.254.0.10"
+    assert layout.ssm_path(layout.minions[0]) == "/atomic-mysql/test/atomic/atomic-minion-1"
+
+
+def test_minions_keep_their_addresses_and_user_data_when_masters_or_minion_count_change() -> None:
+    one = layout_of(master_count=1, minion_count=2)
+    three = layout_of(master_count=3, minion_count=2)
+    more = layout_of(master_count=1, minion_count=5)
+    assert [m.private_ip for m in one.minions] == [m.private_ip for m in three.minions]
+    # Scaling minions touches no existing node: their user-data is byte-identical.
+    for node, grown in zip(one.nodes, more.nodes, strict=False):
+        assert b.render_user_data(one, node) == b.render_user_data(more, grown)
+
+
+def test_vtep_mac_is_derived_from_the_private_address() -> None:
+    node = layout_of().minions[0]
+    assert node.vtep_mac == "02:00:0a:00:01:0d"
+    assert node.vtep_ip == "10.244.3.0"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"pod_cidr": "10.244.0.0/25"}, "smaller than one /24"),
+    ({"pod_cidr": "10.244.0.0/22", "minion_count": 2}, "leave room for 1 minions"),
+    ({"subnet_cidr": "10.0.1.0/27", "minion_count": 19}, "leave room for 18 minions"),
+])
+def test_layouts_that_do_not_fit_are_clear_errors(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(LayoutError, match=message):
+        layout_of(**overrides)
+
+
+# --------------------------------------------------------------------------
+# etcd
+# --------------------------------------------------------------------------
+
+
+def test_etcd_conf_is_a_static_tls_cluster_of_all_masters() -> None:
+    layout = layout_of(master_count=3)
+    env = env_values(b.render_etcd_conf(layout, layout.masters[1]))
+    assert env["ETCD_NAME"] == "atomic-master-2"
+    assert env["ETCD_INITIAL_CLUSTER"] == ",".join(
+        f"atomic-master-{i}=https://10.0.1.1{i - 1}:2380" for i in (1, 2, 3))
+    assert env["ETCD_LISTEN_CLIENT_URLS"] == env["ETCD_ADVERTISE_CLIENT_URLS"] == "https://10.0.1.11:2379"
+    assert env["ETCD_LISTEN_PEER_URLS"] == env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == "https://10.0.1.11:2380"
+    assert env["ETCD_INITIAL_CLUSTER_STATE"] == "new"
+    assert env["ETCD_INITIAL_CLUSTER_TOKEN"] == "atomic-test-etcd"
+    assert env["ETCD_CLIENT_CERT_AUTH"] == env["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
+    for key in ("ETCD_CERT_FILE", "ETCD_KEY_FILE", "ETCD_TRUSTED_CA_FILE", "ETCD_PEER_CERT_FILE",
+                "ETCD_PEER_KEY_FILE", "ETCD_PEER_TRUSTED_CA_FILE"):
+        assert env[key].startswith("/etc/etcd/pki/")
+    assert "http://" not in b.render_etcd_conf(layout, layout.masters[1])
+
+
+def test_single_master_etcd_has_one_member() -> None:
+    layout = layout_of(master_count=1)
+    assert env_values(b.render_etcd_conf(layout, layout.masters[0]))["ETCD_INITIAL_CLUSTER"] == \
+        "atomic-master-1=https://10.0.1.10:2380"
+
+
+# --------------------------------------------------------------------------
+# /etc/kubernetes/*
+# --------------------------------------------------------------------------
+
+# Flags removed from Kubernetes since the seed's 0.7 (or spelled with
+# underscores then): none may reach a binary of 1.31-1.33.
+REMOVED = re.compile(r"--(etcd_servers|portal_net|address=|port=|machines|kubelet_port|hostname_override|"
+                     r"allow_privileged|logtostderr|insecure-|api-servers|admission-control=|cadvisor-port)")
+
+# Flags of the pinned versions (kube-apiserver/-controller-manager/-scheduler/
+# kube-proxy/kubelet 1.31-1.33 reference pages) that the renderers may use.
+KNOWN_FLAGS = {
+    "kube-apiserver": {
+        "v", "bind-address", "advertise-address", "secure-port", "etcd-servers", "etcd-cafile", "etcd-certfile",
+        "etcd-keyfile", "kubelet-client-certificate", "kubelet-client-key", "kubelet-certificate-authority",
+        "service-cluster-ip-range", "enable-admission-plugins", "allow-privileged", "tls-cert-file",
+        "tls-private-key-file", "client-ca-file", "authorization-mode", "anonymous-auth", "service-account-issuer",
+        "service-account-key-file", "service-account-signing-key-file", "kubelet-preferred-address-types",
+        "enable-aggregator-routing", "tls-min-version", "profiling",
+    },
+    "kube-controller-manager": {
+        "v", "master", "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "bind-address",
+        "leader-elect", "use-service-account-credentials", "service-account-private-key-file", "root-ca-file",
+        "service-cluster-ip-range", "cluster-cidr", "profiling",
+    },
+    "kube-scheduler": {"v", "master", "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig",
+                       "bind-address", "leader-elect"},
+    "kubelet": {"v", "hostname-override", "config", "kubeconfig", "node-ip"},
+    "kube-proxy": {"v", "master", "kubeconfig", "hostname-override", "cluster-cidr", "proxy-mode",
+                   "metrics-bind-address"},
+}
+
+
+def command_lines(layout: ClusterLayout, node: b.NodeSpec) -> dict[str, list[str]]:
+    """What systemd would run: each drop-in's ExecStart with the rendered environment files expanded."""
+    files = b.node_files(layout, node)
+    commands = {}
+    for path, (content, _) in files.items():
+        match = re.fullmatch(r"/etc/systemd/system/(kube[-a-z]*)\.service\.d/10-atomic\.conf", path)
+        if not match:
+            continue
+        env: dict[str, str] = {}
+        for env_file in re.findall(r"^EnvironmentFile=(\S+)$", content, re.MULTILINE):
+            assert env_file in files, f"{match.group(1)} reads {env_file}, which is not rendered"
+            env.update(env_values(files[env_file][0]))
+        exec_start = re.findall(r"^ExecStart=(.+)$", content, re.MULTILINE)
+        assert len(exec_start) == 1, "the drop-in must reset ExecStart, then set it once"
+        argv = []
+        for word in exec_start[0].split():
+            if word.startswith("$"):
+                assert word[1:] in env, f"{match.group(1)}: ${word[1:]} is not set in its environment files"
+                argv += env[word[1:]].split()
+            else:
+                argv.append(word)
+        commands[match.group(1)] = argv
+    return commands
+
+
+@pytest.mark.parametrize("masters", [1, 3])
+def test_every_service_gets_only_flags_of_the_pinned_versions(masters: int) -> None:
+    layout = layout_of(master_count=masters)
+    seen = set()
+    for node in layout.nodes:
+        for unit, argv in command_lines(layout, node).items():
+            seen.add(unit)
+            assert argv[0] == f"/usr/bin/{unit}"
+            for flag in argv[1:]:
+                assert not REMOVED.match(flag), f"{unit} on {node.name}: {flag} was removed from Kubernetes"
+                name = re.fullmatch(r"--([a-z0-9-]+)(=.*)?", flag)
+                assert name, f"{unit}: {flag!r} is not a --flag"
+                assert name.group(1) in KNOWN_FLAGS[unit], f"{unit}: unexpected flag {flag}"
+    assert seen == set(KNOWN_FLAGS)
+
+
+def test_apiserver_translates_the_seed_settings() -> None:
+    layout = layout_of(master_count=3)
+    env = env_values(b.render_apiserver(layout, layout.masters[0]))
+    assert env["KUBE_SERVICE_ADDRESSES"] == "--service-cluster-ip-range=10.254.0.0/16"
+    assert env["KUBE_API_PORT"] == "--secure-port=6443"
+    assert "--etcd-servers=https://10.0.1.10:2379,https://10.0.1.11:2379,https://10.0.1.12:2379" in \
+        env["KUBE_ETCD_SERVERS"]
+    assert "--advertise-address=10.0.1.10" in env["KUBE_API_ADDRESS"]
+    args = env["KUBE_API_ARGS"]
+    assert "--authorization-mode=Node,RBAC" in args and "--anonymous-auth=false" in args
+    assert env["KUBE_ADMISSION_CONTROL"] == "--enable-admission-plugins=NodeRestriction"
+
+
+def test_masters_use_their_own_apiserver_and_minions_the_first_master_by_name() -> None:
+    layout = layout_of(master_count=3)
+    assert env_values(b.render_kube_config(layout, layout.masters[2]))["KUBE_MASTER"] == "--master=https://127.0.0.1:6443"
+    assert env_values(b.render_kube_config(layout, layout.minions[0]))["KUBE_MASTER"] == \
+        "--master=https://atomic-master-1:6443"
+    kubelet = env_values(b.render_kubelet(layout, layout.minions[1]))
+    assert kubelet["KUBELET_HOSTNAME"] == "--hostname-override=atomic-minion-2"
+
+
+def test_kubelet_configuration_is_authenticated_and_uses_cri_o() -> None:
+    layout = layout_of()
+    config = yaml.safe_load(b.render_kubelet_config(layout, layout.minions[0]))
+    assert config["kind"] == "KubeletConfiguration"
+    assert config["address"] == "10.0.1.13" and config["port"] == 10250 and config["readOnlyPort"] == 0
+    assert config["authentication"]["anonymous"]["enabled"] is False
+    assert config["authorization"]["mode"] == "Webhook"
+    assert config["containerRuntimeEndpoint"] == "unix:///var/run/crio/crio.sock"
+    assert config["clusterDNS"] == ["10.254.0.10"]
+
+
+def test_node_kubeconfigs_reference_fetched_files_only() -> None:
+    layout = layout_of()
+    config = yaml.safe_load(b.render_node_kubeconfig(layout, layout.minions[0], "system:node:x", "kubelet"))
+    assert config["clusters"][0]["cluster"] == {"server": "https://atomic-master-1:6443",
+                                               "certificate-authority": "/etc/kubernetes/pki/ca.crt"}
+    assert config["users"][0]["user"] == {"client-certificate": "/etc/kubernetes/pki/kubelet.crt",
+                                         "client-key": "/etc/kubernetes/pki/kubelet.key"}
+
+
+def test_admin_kubeconfig_embeds_material_and_checks_the_kubernetes_name() -> None:
+    text = b.render_admin_kubeconfig("atomic", "203.0.113.7", "CA", "CERT", "KEY")
+    config = yaml.safe_load(text)
+    cluster = config["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://203.0.113.7:6443"
+    assert cluster["tls-server-name"] == "kubernetes"
+    assert base64.b64decode(cluster["certificate-authority-data"]) == b"CA"
+    assert base64.b64decode(config["users"][0]["user"]["client-key-data"]) == b"KEY"
+    assert config["current-context"] == "admin@atomic"
+
+
+# --------------------------------------------------------------------------
+# PKI plan
+# --------------------------------------------------------------------------
+
+
+def test_pki_plan_per_role() -> None:
+    layout = layout_of(master_count=3)
+    master = b.node_pki(layout, layout.masters[0])
+    names = {c.identity: c for c in master.certs}
+    assert set(names) == {"apiserver", "apiserver-kubelet-client", "controller-manager", "scheduler",
+                          "apiserver-etcd-client", "etcd-server", "etcd-peer"}
+    api = names["apiserver"]
+    assert {"kubernetes", "kubernetes.default.svc.cluster.local", "atomic-master-1"} <= set(api.dns_names)
+    assert {"10.0.1.10", "10.254.0.1", "127.0.0.1"} <= set(api.ip_addresses)
+    assert names["etcd-peer"].authority == names["apiserver-etcd-client"].authority == "etcd"
+    assert names["apiserver"].authority == "kubernetes"
+    assert master.service_account_key
+    minion = b.node_pki(layout, layout.minions[0])
+    kubelet = next(c for c in minion.certs if c.identity == "kubelet")
+    assert kubelet.common_name == "system:node:atomic-minion-1" and kubelet.organization == "system:nodes"
+    assert kubelet.server and kubelet.client and kubelet.ip_addresses == ("10.0.1.13",)
+    assert not minion.service_account_key
+    assert set(minion.ca_paths.values()) == {"kubernetes"}, "minions must not trust or hold the etcd CA"
+    # Every file the configs reference lives in a directory the fetch script accepts.
+    for plan in (master, minion):
+        for path in [*plan.ca_paths, *(c.cert_path for c in plan.certs), *(c.key_path for c in plan.certs)]:
+            assert path.startswith(("/etc/kubernetes/pki/", "/etc/etcd/pki/"))
+
+
+def test_every_pki_path_a_config_mentions_is_delivered() -> None:
+    layout = layout_of(master_count=3)
+    for node in layout.nodes:
+        plan = b.node_pki(layout, node)
+        delivered = {*plan.ca_paths, *(c.cert_path for c in plan.certs), *(c.key_path for c in plan.certs)}
+        if plan.service_account_key:
+            delivered |= {b.SA_KEY, b.SA_PUB}
+        text = "".join(content for content, _ in b.node_files(layout, node).values()
+                       if "FETCH" not in content and not content.startswith("#!"))
+        mentioned = set(re.findall(r"/etc/(?:kubernetes|etcd)/pki/[a-z0-9.-]+", text))
+        assert mentioned <= delivered, f"{node.name} references undelivered {mentioned - delivered}"
+
+
+# --------------------------------------------------------------------------
+# pod network
+# --------------------------------------------------------------------------
+
+
+def test_cni_conflist_chains_bridge_portmap_and_bandwidth_on_the_node_subnet() -> None:
+    layout = layout_of()
+    conflist = json.loads(b.render_cni_conflist(layout, layout.minions[1]))
+    assert conflist["cniVersion"] == "1.0.0"
+    assert [p["type"] for p in conflist["plugins"]] == ["bridge", "portmap", "bandwidth"]
+    assert conflist["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.4.0/24"}]]
+    assert conflist["plugins"][1]["capabilities"] == {"portMappings": True}
+    assert conflist["plugins"][2]["capabilities"] == {"bandwidth": True}
+
+
+def _run_node_script(tmp_path: Path, layout: ClusterLayout, node: b.NodeSpec, *args: str,
+                     dry_run: bool = False) -> subprocess.CompletedProcess[str]:
+    env_file = tmp_path / "cluster.env"
+    env_file.write_text(b.render_cluster_env(layout, node))
+    script = tmp_path / "atomic-node"
+    script.write_text(b.NODE_SCRIPT_TEXT)
+    env = {"PATH": "/usr/bin:/bin", "ATOMIC_ENV": str(env_file)}
+    if dry_run:
+        env["ATOMIC_RUN"] = "echo"
+    return subprocess.run(["/bin/bash", str(script), *args], capture_output=True, text=True, env=env, timeout=60,
+                          check=True)
+
+
+def test_node_script_writes_exactly_the_rendered_hosts_block(tmp_path: Path) -> None:
+    layout = layout_of(master_count=3, minion_count=2, subnet_cidr="10.0.1.0/26")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.0.1.99 stale-node # atomic-cluster\n")
+    _run_node_script(tmp_path, layout, layout.minions[0], "hosts", str(hosts))
+    _run_node_script(tmp_path, layout, layout.minions[0], "hosts", str(hosts))  # idempotent
+    assert hosts.read_text() == "127.0.0.1 localhost\n" + b.render_hosts(layout)
+    # Every minion slot of the subnet is there, so later minions resolve on old nodes.
+    assert hosts.read_text().count("-minion-") == layout.minion_slots == 64 - 1 - 10 - 3
+    assert "10.0.1.10 atomic-master-1 # atomic-cluster" in hosts.read_text()
+
+
+def test_node_script_programs_a_route_fdb_and_neighbour_per_other_node(tmp_path: Path) -> None:
+    layout = layout_of(master_count=3, minion_count=2, subnet_cidr="10.0.1.0/27")
+    node = layout.minions[0]
+    out = _run_node_script(tmp_path, layout, node, "overlay", dry_run=True).stdout.splitlines()
+    assert f"ip link set atomic.1 address {node.vtep_mac} mtu 1450 up" in out
+    assert "ip addr replace 10.244.3.0/32 dev atomic.1" in out
+    expected = b.overlay_routes(layout, node)
+    assert len(expected) == 3 + layout.minion_slots - 1
+    for subnet, mac, underlay in expected:
+        gateway = subnet.split("/")[0]
+        assert f"bridge fdb replace {mac} dev atomic.1 dst {underlay}" in out
+        assert f"ip neigh replace {gateway} lladdr {mac} dev atomic.1 nud permanent" in out
+        assert f"ip route replace {subnet} via {gateway} dev atomic.1 onlink" in out
+    assert sum(line.startswith("ip route replace") for line in out) == len(expected)
+    assert not any(node.pod_subnet in line for line in out if line.startswith("ip route"))
+
+
+def test_node_script_refuses_an_address_outside_the_layout(tmp_path: Path) -> None:
+    layout = layout_of()
+    stranger = replace(layout.minions[0], private_ip="10.0.1.5")  # below the first node slot
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        _run_node_script(tmp_path, layout, stranger, "overlay", dry_run=True)
+    assert "is not a cluster node" in failure.value.stderr
+
+
+def test_shipped_scripts_parse(tmp_path: Path) -> None:
+    script = tmp_path / "atomic-node"
+    script.write_text(b.NODE_SCRIPT_TEXT)
+    subprocess.run(["/bin/bash", "-n", str(script)], check=True, timeout=30)
+    fetch = tmp_path / "fetch.py"
+    fetch.write_text(b.FETCH_SCRIPT_TEXT)
+    py_compile.compile(str(fetch), doraise=True)
+
+
+# --------------------------------------------------------------------------
+# services, packages, user-data
+# --------------------------------------------------------------------------
+
+
+def test_services_and_packages_per_role_follow_the_seed() -> None:
+    layout = layout_of(kubernetes_version="1.33", enable_cockpit=True)
+    master, minion = layout.masters[0], layout.minions[0]
+    assert b.services(layout, master)[1:5] == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+    assert b.services(layout, minion)[1:4] == ["crio", "kubelet", "kube-proxy"]
+    assert "cockpit.socket" in b.services(layout, minion)
+    assert {"etcd", "kubernetes1.33-systemd", "kubernetes1.33-client"} <= set(b.packages(layout, master))
+    assert {"kubernetes1.33", "cri-o1.33", "containernetworking-plugins"} <= set(b.packages(layout, minion))
+    assert "kubernetes1.33" not in b.packages(layout, master), "masters run no kubelet, as in the seed"
+
+
+def test_user_data_holds_no_private_key_and_names_the_node() -> None:
+    layout = layout_of(master_count=3)
+    for node in layout.nodes:
+        text = b.render_user_data(layout, node)
+        assert text.startswith("#cloud-config\n")
+        assert "PRIVATE KEY" not in text and "BEGIN" not in text
+        config = yaml.safe_load(text)
+        assert config["hostname"] == node.name
+        assert config["runcmd"][1] == [b.FETCH_SCRIPT]
+
+
+def test_ami_lookup_selects_only_released_fedora_cloud_base_images() -> None:
+    regex, filters = b.fedora_ami_filters(42)
+    name_filter = next(f for f in filters if f["name"] == "name")
+    assert name_filter["values"] == ["Fedora-Cloud-Base-AmazonEC2.x86_64-42-*"]
+    assert re.match(regex, "Fedora-Cloud-Base-AmazonEC2.x86_64-42-1.1")
+    for other in ("Fedora-Cloud-Base-AmazonEC2.x86_64-Rawhide-20250301.n.0",
+                  "Fedora-Cloud-Base-AmazonEC2.x86_64-42-20250301.n.0",
+                  "Fedora-Cloud-Base-AmazonEC2.x86_64-42_Beta-1.2",
+                  "Fedora-Cloud-Base-AmazonEC2.x86_64-41-1.4", "Fedora-Cloud-Base-AmazonEC2.aarch64-42-1.1"):
+        assert not re.match(regex, other), other
+
+
+def test_node_policy_reads_and_decrypts_only_the_node_path() -> None:
+    doc = json.loads(b.node_policy("aws", "us-east-1", "123456789012", "/atomic-mysql/test/atomic/atomic-minion-1",
+                                   "arn:aws:kms:us-east-1:123456789012:key/k"))
+    base = "arn:aws:ssm:us-east-1:123456789012:parameter/atomic-mysql/test/atomic/atomic-minion-1"
+    resources = [r for s in doc["Statement"] for r in s["Resource"]]
+    assert resources == [base, f"{base}/*", "arn:aws:kms:us-east-1:123456789012:key/k"]
+    decrypt = doc["Statement"][2]
+    assert decrypt["Condition"] == {"StringLike": {"kms:EncryptionContext:PARAMETER_ARN": f"{base}/*"}}
+    assert all("*" not in a for s in doc["Statement"] for a in s["Action"])
+
+
+def test_private_addresses_are_inside_the_subnet_and_avoid_aws_reserved_ones() -> None:
+    layout = layout_of(subnet_cidr="10.0.1.0/27", minion_count=18)
+    subnet = ipaddress.IPv4Network(layout.subnet_cidr)
+    reserved = {subnet.network_address + i for i in range(4)} | {subnet.broadcast_address}
+    for node in b.slot_nodes(layout):
+        address = ipaddress.IPv4Address(node.private_ip)
+        assert address in subnet and address not in reserved

@@ -1,0 +1,267 @@
+"""AtomicCluster's registered graph under Pulumi mocks (the lead's offline harness).
+
+A small program that builds only the cluster from the stack's real settings is
+run with tools.offline.run_program; every assertion looks at what the engine
+would receive.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.settings import SettingsError
+from tools.mocks import AtomicMocks, RecordingMonitor, Registration, _digest
+from tools.offline import Plan, run_program
+
+PROGRAM = '''
+import pulumi
+from components.cluster import AtomicCluster, AtomicClusterArgs
+from components.settings import load_settings
+
+settings = load_settings()
+cluster = AtomicCluster(settings.cluster.name, AtomicClusterArgs(settings=settings.cluster))
+for key in ("api_endpoint", "kubeconfig", "master_private_ips", "minion_private_ips", "master_public_ips",
+            "minion_public_ips", "control_plane_sg_id", "nodes_sg_id"):
+    pulumi.export(key, getattr(cluster, key))
+'''
+
+INSTANCE = "aws:ec2/instance:Instance"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+WORLD = "0.0.0.0/0"
+
+
+class _Mocks(AtomicMocks):
+    """Accepts both answers of AtomicMocks.call: a dict, or (dict, failures) with failures None."""
+
+    def call(self, args: Any) -> Any:
+        answer = super().call(args)
+        return answer[0] if isinstance(answer, tuple) else answer
+
+
+def run_cluster(tmp_path: Path, stack: str = "dev", **overrides: Any) -> Plan:
+    program = tmp_path / "cluster_program.py"
+    program.write_text(PROGRAM)
+    return run_program(stack, overrides=overrides, program=program, monitor=RecordingMonitor(_Mocks()))
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    return run_cluster(tmp_path_factory.mktemp("prod"), "prod")
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    return run_cluster(tmp_path_factory.mktemp("dev"), "dev")
+
+
+def test_every_instance_has_imdsv2_an_encrypted_gp3_root_and_tags(prod: Plan) -> None:
+    instances = prod.instances()
+    assert len(instances) == 3 + 6
+    for instance in instances:
+        i = instance.inputs
+        assert i["metadataOptions"]["httpTokens"] == "required", instance.name
+        assert i["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        root = i["rootBlockDevice"]
+        assert root["encrypted"] is True and root["volumeType"] == "gp3" and root["volumeSize"] == 80
+        assert {"Project", "Stack", "Owner", "ManagedBy", "Name", "Role", "Cluster"} <= set(i["tags"])
+        assert i["volumeTags"]["Project"] == "atomic-mysql"
+        assert i["iamInstanceProfile"]
+
+
+def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
+    untaggable = {"aws:ec2/route:Route", "aws:ec2/routeTableAssociation:RouteTableAssociation",
+                  "aws:iam/rolePolicy:RolePolicy", "aws:kms/alias:Alias"}
+    for r in prod.resources:
+        if r.custom and r.type.startswith("aws:") and r.type not in untaggable:
+            assert r.inputs.get("tags", {}).get("Project") == "atomic-mysql", f"{r.type} {r.name} has no tags"
+
+
+def test_masters_and_minions_sit_in_their_role_security_group(prod: Plan) -> None:
+    groups = {r.name: r for r in prod.of_type(SG)}
+    assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg"}
+    ids = {r.name: _resource_id(r) for r in groups.values()}
+    for instance in prod.instances():
+        (sg_ref,) = instance.inputs["vpcSecurityGroupIds"]
+        role = instance.inputs["tags"]["Role"]
+        expected = "atomic-control-plane-sg" if role == "master" else "atomic-nodes-sg"
+        assert sg_ref == ids[expected], f"{instance.name} ({role}) is in {sg_ref}, not {expected}"
+
+
+def _resource_id(registration: Registration) -> str:
+    """The id the mocks give a security group ("sg-<digest>"), as instances and rules see it."""
+    return f"sg-{_digest(registration.type, registration.name)}"
+
+
+def test_no_rule_is_open_to_the_world_by_default_and_every_rule_is_described(prod: Plan, dev: Plan) -> None:
+    for plan in (prod, dev):
+        rules = plan.of_type(INGRESS) + plan.of_type(EGRESS)
+        assert rules
+        for rule in rules:
+            assert rule.inputs.get("description"), f"{rule.name} has no description"
+            assert ("cidrIpv4" in rule.inputs) != ("referencedSecurityGroupId" in rule.inputs), rule.name
+        for rule in plan.of_type(INGRESS):
+            assert rule.inputs.get("cidrIpv4") != WORLD, f"{rule.name} opens {rule.inputs['fromPort']} to the world"
+        # Egress to the world only for packages/SSM/registries (80, 443) and NTP (123).
+        world_out = {(r.inputs["ipProtocol"], r.inputs["fromPort"]) for r in plan.of_type(EGRESS)
+                     if r.inputs.get("cidrIpv4") == WORLD}
+        assert world_out == {("tcp", 443), ("tcp", 80), ("udp", 123)}
+
+
+def _ports(plan: Plan, group: str, peer: str | None = None, cidr: str | None = None) -> set[tuple[str, int, int]]:
+    ids = {r.name: _resource_id(r) for r in plan.of_type(SG)}
+    found = set()
+    for r in plan.of_type(INGRESS):
+        if r.inputs["securityGroupId"] != ids[group]:
+            continue
+        if peer is not None and r.inputs.get("referencedSecurityGroupId") != ids[peer]:
+            continue
+        if cidr is not None and r.inputs.get("cidrIpv4") != cidr:
+            continue
+        found.add((r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]))
+    return found
+
+
+def test_inside_the_cluster_only_what_kubernetes_needs_is_open(prod: Plan) -> None:
+    cp, nodes = "atomic-control-plane-sg", "atomic-nodes-sg"
+    assert _ports(prod, cp, peer=nodes) == {("tcp", 6443, 6443), ("udp", 8472, 8472)}
+    assert _ports(prod, cp, peer=cp) == {("tcp", 2379, 2380), ("udp", 8472, 8472)}
+    assert _ports(prod, nodes, peer=cp) == {("tcp", 10250, 10250), ("udp", 8472, 8472)}
+    assert _ports(prod, nodes, peer=nodes) == {("udp", 8472, 8472)}
+    for cidr in ("198.51.100.0/24", "203.0.113.0/28"):
+        assert _ports(prod, cp, cidr=cidr) == {("tcp", 22, 22), ("tcp", 6443, 6443)}
+        assert _ports(prod, nodes, cidr=cidr) == {("tcp", 22, 22)}
+
+
+def test_optional_ports_open_only_when_enabled(tmp_path: Path, dev: Plan) -> None:
+    cidr = "198.51.100.0/24"
+    assert ("tcp", 9090, 9090) in _ports(dev, "atomic-nodes-sg", cidr=cidr)  # dev enables Cockpit
+    assert ("tcp", 4194, 4194) not in _ports(dev, "atomic-nodes-sg", cidr=cidr)
+    assert ("tcp", 30000, 32767) not in _ports(dev, "atomic-nodes-sg", cidr=cidr)
+    plan = run_cluster(tmp_path, "dev", enableCadvisor=True, enableNodePorts=True)
+    assert {("tcp", 4194, 4194), ("tcp", 30000, 32767)} <= _ports(plan, "atomic-nodes-sg", cidr=cidr)
+    assert ("tcp", 30000, 32767) not in _ports(plan, "atomic-control-plane-sg", cidr=cidr)
+
+
+def test_world_admin_access_only_when_asked_for(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="allowWorldAdminAccess"):
+        run_cluster(tmp_path, "dev", adminCidrs=json.dumps([WORLD]))
+    plan = run_cluster(tmp_path, "dev", adminCidrs=json.dumps([WORLD]), allowWorldAdminAccess=True)
+    assert ("tcp", 22, 22) in _ports(plan, "atomic-control-plane-sg", cidr=WORLD)
+
+
+def test_minion_count_follows_config_and_only_adds_instances(tmp_path: Path, dev: Plan) -> None:
+    plan = run_cluster(tmp_path, "dev", minionCount=4)
+    minions = [i for i in plan.instances() if i.inputs["tags"]["Role"] == "minion"]
+    assert sorted(i.inputs["privateIp"] for i in minions) == ["10.0.1.13", "10.0.1.14", "10.0.1.15", "10.0.1.16"]
+    before = {i.name: i.inputs for i in dev.instances()}
+    after = {i.name: i.inputs for i in plan.instances()}
+    assert all(after[name] == inputs for name, inputs in before.items()), "scaling changed an existing instance"
+    assert plan.outputs["minion_private_ips"].value == ["10.0.1.13", "10.0.1.14", "10.0.1.15", "10.0.1.16"]
+
+
+def test_user_data_is_rendered_for_the_node_and_carries_no_key(prod: Plan) -> None:
+    for instance in prod.instances():
+        user_data = instance.inputs["userData"]
+        assert "PRIVATE KEY" not in user_data and "BEGIN" not in user_data
+        config = yaml.safe_load(user_data)
+        assert config["hostname"] == instance.inputs["tags"]["Name"]
+        env = next(f["content"] for f in config["write_files"] if f["path"] == "/etc/atomic/cluster.env")
+        assert f'ATOMIC_SELF_IP="{instance.inputs["privateIp"]}"' in env
+
+
+def test_keys_are_secure_strings_under_each_node_path_with_the_cluster_key(prod: Plan) -> None:
+    params = prod.of_type("aws:ssm/parameter:Parameter")
+    kms = prod.of_type("aws:kms/key:Key")
+    assert len(kms) == 1 and kms[0].inputs["enableKeyRotation"] is True
+    names = [p.inputs["name"] for p in params]
+    assert len(names) == len(set(names))
+    for p in params:
+        assert p.inputs["type"] == "SecureString" and p.inputs["value"] == "[secret]"
+        assert p.inputs["keyId"] == kms[0].state["arn"]
+        assert p.inputs["name"].startswith("/atomic-mysql/prod/atomic/atomic-")
+    minion_files = {n.split("/atomic-minion-1", 1)[1] for n in names if "/atomic-minion-1/" in n}
+    assert minion_files == {"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/kubelet.crt",
+                            "/etc/kubernetes/pki/kubelet.key", "/etc/kubernetes/pki/kube-proxy.crt",
+                            "/etc/kubernetes/pki/kube-proxy.key"}
+    master_files = {n.split("/atomic-master-2", 1)[1] for n in names if "/atomic-master-2/" in n}
+    assert {"/etc/etcd/pki/peer.key", "/etc/kubernetes/pki/sa.key", "/etc/kubernetes/pki/apiserver.key"} <= master_files
+
+
+def test_each_node_role_reads_only_its_own_path(prod: Plan) -> None:
+    policies = prod.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert len(policies) == 9
+    for policy in policies:
+        node = policy.name.removeprefix("atomic-").removesuffix("-ssm")
+        doc = json.loads(policy.inputs["policy"])
+        for statement in doc["Statement"]:
+            for resource in statement["Resource"]:
+                if ":ssm:" in resource:
+                    assert resource.split(":parameter", 1)[1] in (f"/atomic-mysql/prod/atomic/{node}",
+                                                                  f"/atomic-mysql/prod/atomic/{node}/*")
+
+
+def test_instances_wait_for_their_pki_but_not_for_each_other(prod: Plan) -> None:
+    urns = {r.urn: r for r in prod.resources}
+    for instance in prod.instances():
+        dependencies = [urns[u] for u in instance.options["dependsOn"] if u in urns]
+        assert not any(d.type == INSTANCE for d in dependencies)
+        node = instance.inputs["tags"]["Name"]
+        params = [d for d in dependencies if d.type == "aws:ssm/parameter:Parameter"]
+        assert params and all(f"/{node}/" in p.inputs["name"] for p in params)
+
+
+def test_outputs_and_secret_kubeconfig(prod: Plan) -> None:
+    outputs = prod.outputs
+    assert outputs["kubeconfig"].secret
+    assert not outputs["api_endpoint"].secret
+    assert outputs["master_private_ips"].value == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
+    config = yaml.safe_load(outputs["kubeconfig"].value)
+    server = config["clusters"][0]["cluster"]["server"]
+    assert server == outputs["api_endpoint"].value == f"https://{outputs['master_public_ips'].value[0]}:6443"
+    assert outputs["control_plane_sg_id"].value.startswith("sg-")
+
+
+def test_stateful_masters_and_network_are_protected_in_prod(prod: Plan, dev: Plan) -> None:
+    masters = [i for i in prod.instances() if i.inputs["tags"]["Role"] == "master"]
+    assert all(i.options["protect"] for i in masters)
+    assert prod.named("atomic-vpc").options["protect"]
+    assert not any(i.options["protect"] for i in dev.instances())
+
+
+def test_ami_is_looked_up_only_without_an_explicit_id(tmp_path: Path, dev: Plan) -> None:
+    looked_up = {i.inputs["ami"] for i in dev.instances()}
+    assert len(looked_up) == 1 and next(iter(looked_up)).startswith("ami-")
+    plan = run_cluster(tmp_path, "dev", amiId="ami-0123456789abcdef0")
+    assert {i.inputs["ami"] for i in plan.instances()} == {"ami-0123456789abcdef0"}
+
+
+def test_existing_network_creates_no_vpc(tmp_path: Path) -> None:
+    plan = run_cluster(tmp_path, "dev", existingVpcId="vpc-0123456789abcdef0",
+                       existingSubnetId="subnet-0123456789abcdef0")
+    assert not plan.of_type("aws:ec2/vpc:Vpc") and not plan.of_type("aws:ec2/subnet:Subnet")
+    assert {i.inputs["subnetId"] for i in plan.instances()} == {"subnet-0123456789abcdef0"}
+    assert {r.inputs["vpcId"] for r in plan.of_type(SG)} == {"vpc-0123456789abcdef0"}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"masterCount": 2}, "masterCount=2: must be odd"),
+    ({"minionCount": 0}, "minionCount=0: must be a whole number"),
+    ({"subnetCidr": "10.9.0.0/24"}, "subnetCidr=10.9.0.0/24: must lie inside vpcCidr"),
+    ({"adminCidrs": json.dumps(["office"])}, "adminCidrs=office: must be an IPv4 CIDR"),
+    ({"minionInstanceType": "large"}, "minionInstanceType=large: must be an EC2 instance type"),
+])
+def test_bad_cluster_config_is_a_clear_error_before_any_resource(tmp_path: Path, overrides: dict[str, Any],
+                                                                 message: str) -> None:
+    monitor = RecordingMonitor(_Mocks())
+    program = tmp_path / "cluster_program.py"
+    program.write_text(PROGRAM)
+    with pytest.raises(SettingsError, match=message):
+        run_program("dev", overrides=overrides, program=program, monitor=monitor)
+    assert not [r for r in monitor.registrations if r.type.startswith("aws:")]
