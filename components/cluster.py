@@ -279,6 +279,12 @@ class AtomicCluster(pulumi.ComponentResource):
             volume_tags=self._tagged(node.name, Role=node.role),
             user_data=render_user_data(self.layout, node),
             tags=self._tagged(node.name, Role=node.role),
-            opts=self._opts(depends_on=depends_on, protect=s.protect and master),
+            # A looked-up AMI moves whenever Fedora publishes a newer image, and `ami` forces a
+            # replacement (a master's etcd data with it). New nodes take the newest image; an
+            # existing node moves only when amiId is set explicitly or on `pulumi up --replace`.
+            opts=ResourceOptions.merge(
+                self._opts(depends_on=depends_on, protect=s.protect and master),
+                ResourceOptions(ignore_changes=[] if s.ami_id else ["ami"]),
+            ),
         )
 
