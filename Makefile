@@ -56,7 +56,7 @@ verify: deps
 	$(PY) -m tools.mysql_verify $(ARGS)
 
 bench-verify: deps system-deps
-	$(PY) -m tools.bench_catchup
+	$(PY) -m tools.bench_catchup $(ARGS)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

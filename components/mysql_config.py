@@ -1,0 +1,211 @@
+"""Pure renderers for the replicated MySQL/MariaDB set.
+
+Nothing here touches Pulumi: every function maps plain values (engine, version,
+ordinal) to the text the pods need. The per-process options (server-id, port,
+datadir, socket) are deliberately left out of the role fragments: in a pod the
+init script writes server-id from the ordinal, and the image owns the rest; in
+the MariaDB rehearsal the test harness supplies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINES = ("mysql", "mariadb")
+MYSQL_VERSIONS = ("8.4", "8.0")
+MARIADB_VERSIONS = ("11.4", "10.11")
+
+# server-id 0 is reserved (a server with id 0 refuses to replicate), hence the offset.
+SERVER_ID_OFFSET = 100
+MYSQL_PORT = 3306
+CLONE_PORT = 3307
+
+# Account names are fixed (only passwords are secret); the scripts and the SQL agree on them.
+REPLICATION_USER = "repl"
+BACKUP_USER = "backup"
+
+SCRIPTS_DIR = Path(__file__).parent / "mysql_scripts"
+SCRIPT_NAMES = (
+    "common.sh", "init-mysql.sh", "clone-mysql.sh", "sidecar.sh", "readiness.sh", "liveness.sh", "sidecar-ready.sh",
+)
+# Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
+CONFIG_MOUNT = "/etc/mysql-config"
+
+
+@dataclass(frozen=True)
+class ClientTools:
+    """Client binary names inside the engine's image.
+
+    MariaDB 11 images no longer ship the mysql-named symlinks, so the names are per engine.
+    """
+
+    client: str
+    admin: str
+    backup: str
+    stream: str
+
+
+def _check(engine: str, version: str) -> None:
+    allowed = {"mysql": MYSQL_VERSIONS, "mariadb": MARIADB_VERSIONS}
+    if engine not in allowed:
+        raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
+    if version not in allowed[engine]:
+        raise ValueError(f"version {version!r} for {engine}: allowed values are {', '.join(allowed[engine])}")
+
+
+def tools(engine: str) -> ClientTools:
+    if engine == "mariadb":
+        return ClientTools(client="mariadb", admin="mariadb-admin", backup="mariadb-backup", stream="mbstream")
+    if engine == "mysql":
+        return ClientTools(client="mysql", admin="mysqladmin", backup="xtrabackup", stream="xbstream")
+    raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
+
+
+def server_id(ordinal: int) -> int:
+    """server-id of the pod with this StatefulSet ordinal (the tutorial's 100 + ordinal)."""
+    if ordinal < 0:
+        raise ValueError(f"ordinal must not be negative: {ordinal}")
+    return SERVER_ID_OFFSET + ordinal
+
+
+def _lines(*options: str) -> str:
+    return "\n".join(("[mysqld]", *options)) + "\n"
+
+
+def _common(engine: str, version: str) -> list[str]:
+    """Options shared by both roles: every member keeps a binlog so that any of them can
+    serve a clone to the next ordinal, and could be promoted."""
+    shared = [
+        # Fixed names instead of the hostname-derived defaults: a cloned data dir
+        # and a renamed pod must keep finding their logs.
+        "log_bin=mysql-bin",
+        "relay_log=relay-bin",
+        "skip_name_resolve=ON",
+        "sync_binlog=1",
+        "innodb_flush_log_at_trx_commit=1",
+        "binlog_expire_logs_seconds=604800",
+        "character_set_server=utf8mb4",
+    ]
+    if engine == "mariadb":
+        return [
+            *shared,
+            "binlog_format=ROW",
+            "log_slave_updates=ON",
+            # Refuse out-of-order GTIDs instead of silently diverging.
+            "gtid_strict_mode=ON",
+            "collation_server=utf8mb4_unicode_ci",
+        ]
+    extra = [
+        "gtid_mode=ON",
+        "enforce_gtid_consistency=ON",
+        "log_replica_updates=ON",
+    ]
+    if version == "8.0":
+        # Default (and removed) in 8.4; in 8.0 it lets replicas apply in parallel.
+        extra.append("binlog_transaction_dependency_tracking=WRITESET")
+    return shared + extra
+
+
+def primary_cnf(engine: str, version: str) -> str:
+    """[mysqld] fragment of ordinal 0 (the primary)."""
+    _check(engine, version)
+    return _lines("# Primary (ordinal 0): binlog with GTIDs for the replicas.", *_common(engine, version))
+
+
+def replica_cnf(engine: str, version: str) -> str:
+    """[mysqld] fragment of ordinals 1..n (replicas)."""
+    _check(engine, version)
+    # MariaDB has no super_read_only; read_only still stops every account
+    # without READ_ONLY ADMIN (i.e. everything but root-like accounts).
+    role = ["read_only=ON"] if engine == "mariadb" else ["super_read_only=ON", "read_only=ON"]
+    return _lines(
+        "# Replica (ordinal >= 1): refuses client writes. Replication restarts by itself",
+        "# after a restart; relay logs are rebuilt from the source (GTID auto-positioning).",
+        *_common(engine, version),
+        *role,
+        "relay_log_recovery=ON",
+    )
+
+
+def cnf_for(engine: str, version: str, ordinal: int) -> str:
+    return primary_cnf(engine, version) if ordinal == 0 else replica_cnf(engine, version)
+
+
+def server_id_cnf(ordinal: int) -> str:
+    return _lines(f"server_id={server_id(ordinal)}")
+
+
+def users_sql(engine: str) -> str:
+    """SQL run on the primary (as root) to create or update the replication and backup accounts.
+
+    Passwords never appear in this text: the sidecar sets the session variables
+    @replication_password and @backup_password first (hex-encoded, from the mounted
+    secret), and the statements are built with QUOTE() and run as prepared statements
+    because CREATE USER ... IDENTIFIED BY takes only a literal. Re-running it rotates
+    the passwords to the secret's current values.
+    """
+    tools(engine)
+    if engine == "mariadb":
+        backup_grants = "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR"
+    else:
+        backup_grants = "BACKUP_ADMIN, PROCESS, RELOAD, LOCK TABLES, REPLICATION CLIENT"
+    repl = f"'{REPLICATION_USER}'@'%'"
+    # The backup account only ever connects over the pod-local socket.
+    backup = f"'{BACKUP_USER}'@'localhost'"
+    statements = [
+        _prepared(f"CREATE USER IF NOT EXISTS {repl} IDENTIFIED BY ", "@replication_password"),
+        _prepared(f"ALTER USER {repl} IDENTIFIED BY ", "@replication_password"),
+        f"GRANT REPLICATION SLAVE ON *.* TO {repl};",
+        _prepared(f"CREATE USER IF NOT EXISTS {backup} IDENTIFIED BY ", "@backup_password"),
+        _prepared(f"ALTER USER {backup} IDENTIFIED BY ", "@backup_password"),
+        f"GRANT {backup_grants} ON *.* TO {backup};",
+    ]
+    if engine == "mysql":
+        # XtraBackup 8 reads these tables for a consistent binlog/GTID position.
+        statements.append(f"GRANT SELECT ON performance_schema.log_status TO {backup};")
+        statements.append(f"GRANT SELECT ON performance_schema.keyring_component_status TO {backup};")
+        statements.append(f"GRANT SELECT ON performance_schema.replication_group_members TO {backup};")
+    return "\n".join(statements) + "\n"
+
+
+def _prepared(statement: str, variable: str) -> str:
+    """`statement` followed by the quoted value of a session variable, run as a prepared statement."""
+    literal = statement.replace("'", "''")
+    return (
+        f"SET @stmt = CONCAT('{literal}', QUOTE({variable}));\n"
+        "PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;"
+    )
+
+
+def liveness_command() -> list[str]:
+    """mysqladmin ping (mariadb-admin on MariaDB, chosen by MYSQL_ENGINE in the script):
+    exit 0 whenever the server answers, even 'access denied', so only a dead or hung
+    server is restarted."""
+    return ["bash", f"{CONFIG_MOUNT}/liveness.sh"]
+
+
+def readiness_command() -> list[str]:
+    """Primary: answers a query. Replica: answers and both replication threads run."""
+    return ["bash", f"{CONFIG_MOUNT}/readiness.sh"]
+
+
+def sidecar_probe_command() -> list[str]:
+    """The sidecar is ready once the backup port listens (checked without connecting)."""
+    return ["bash", f"{CONFIG_MOUNT}/sidecar-ready.sh"]
+
+
+def script_files() -> dict[str, str]:
+    """The scripts shipped in the ConfigMap, by file name, read from components/mysql_scripts."""
+    return {name: (SCRIPTS_DIR / name).read_text(encoding="utf-8") for name in SCRIPT_NAMES}
+
+
+def config_map_data(engine: str, version: str) -> dict[str, str]:
+    """Everything the pods read from the ConfigMap: both role fragments, the accounts'
+    SQL and the scripts (the containers run them with bash from CONFIG_MOUNT)."""
+    return {
+        "primary.cnf": primary_cnf(engine, version),
+        "replica.cnf": replica_cnf(engine, version),
+        "users.sql": users_sql(engine),
+        **script_files(),
+    }

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and rehearsal scripts (real servers on loopback)."""
