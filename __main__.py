@@ -15,10 +15,9 @@ settings = load_settings()
 
 if settings.cluster is not None:
     from components.cluster import AtomicCluster, AtomicClusterArgs
-
     from components.kube_provider import provider_for_cluster
 
-    cluster = AtomicCluster(settings.cluster.name, AtomicClusterArgs(settings=settings.cluster))
+    cluster = AtomicCluster("cluster", AtomicClusterArgs(settings=settings.cluster))
     provider = provider_for_cluster("kubernetes", cluster.kubeconfig)
     pulumi.export("apiEndpoint", cluster.api_endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
@@ -38,4 +37,9 @@ workload = Workload(
     opts=ResourceOptions(providers=[provider]),
 )
 pulumi.export("namespace", settings.namespace)
+pulumi.export("mysqlPrimaryHost", workload.mysql.primary_host)
+pulumi.export("mysqlReadHost", workload.mysql.read_host)
+pulumi.export("mysqlPort", 3306)
+pulumi.export("mysqlSecretName", workload.mysql.secret_name)
+pulumi.export("mysqlReplicas", workload.mysql.replicas)
 pulumi.export("frontendAddress", workload.frontend_address)

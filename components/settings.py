@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import pulumi
+from pulumi.runtime.config import get_config
 
 PROJECT = "atomic-mysql"
 
@@ -31,8 +32,8 @@ ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 # images (server image, backup/clone tool image).
 ENGINE_VERSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "mysql": {
-        "8.4": ("mysql:8.4.6", "percona/percona-xtrabackup:8.4.0-4"),
-        "8.0": ("mysql:8.0.43", "percona/percona-xtrabackup:8.0.35-34"),
+        "8.4": ("mysql:8.4.6", "percona/percona-xtrabackup:8.4.0-4.1"),
+        "8.0": ("mysql:8.0.43", "percona/percona-xtrabackup:8.0.35-34.1"),
     },
     "mariadb": {
         "11.4": ("mariadb:11.4.8", "mariadb:11.4.8"),
@@ -143,6 +144,7 @@ class MysqlSecrets:
     root_password: pulumi.Output[str] | None = None
     replication_password: pulumi.Output[str] | None = None
     backup_password: pulumi.Output[str] | None = None
+    verify_password: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,12 @@ class _Reader:
         return tuple(parsed)
 
     def secret(self, name: str) -> pulumi.Output[str] | None:
+        """An optional secret; set but empty is refused here, before anything is registered."""
+        raw = get_config(self.key(name))  # read without revealing it, only to see it is not blank
+        if raw is not None and not str(raw).strip():
+            raise SettingsError(
+                f"config {self.key(name)}=[secret]: must not be empty; unset it (pulumi config rm) to generate one"
+            )
         return self._config.get_secret(name)
 
 
@@ -447,6 +455,7 @@ def _mysql_secrets(reader: _Reader) -> MysqlSecrets:
         root_password=reader.secret("mysqlRootPassword"),
         replication_password=reader.secret("mysqlReplicationPassword"),
         backup_password=reader.secret("mysqlBackupPassword"),
+        verify_password=reader.secret("mysqlVerifyPassword"),
     )
 
 

@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components.guestbook import Guestbook, GuestbookArgs
+from components.mysql_set import MySqlReplicatedSet, MySqlReplicatedSetArgs
 from components.settings import GuestbookSettings, MysqlSecrets, MysqlSettings
 
 
@@ -44,6 +45,11 @@ class Workload(pulumi.ComponentResource):
             opts=child,
         )
         namespace = self.namespace.metadata.apply(lambda m: m.name or args.namespace)
+        self.mysql = MySqlReplicatedSet(
+            f"{name}-mysql",
+            MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace),
+            opts=child,
+        )
         self.guestbook = (
             Guestbook(f"{name}-guestbook", GuestbookArgs(settings=args.guestbook, namespace=namespace), opts=child)
             if args.guestbook.enabled
@@ -52,4 +58,9 @@ class Workload(pulumi.ComponentResource):
         self.frontend_address: pulumi.Output[str] = (
             self.guestbook.frontend_address if self.guestbook else pulumi.Output.from_input("")
         )
-        self.register_outputs({"namespace": namespace, "frontendAddress": self.frontend_address})
+        self.register_outputs({
+            "namespace": namespace,
+            "mysqlPrimaryHost": self.mysql.primary_host,
+            "mysqlReadHost": self.mysql.read_host,
+            "frontendAddress": self.frontend_address,
+        })

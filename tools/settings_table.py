@@ -10,6 +10,7 @@ SECRETS = {
     "mysqlRootPassword": "MySQL root password (generated when unset).",
     "mysqlReplicationPassword": "Password of the replication user (generated when unset).",
     "mysqlBackupPassword": "Password of the clone/backup user (generated when unset).",
+    "mysqlVerifyPassword": "Password of the least-privilege `verify` account of `make verify` (generated when unset).",
     "kubeconfig": "kubeconfig of an existing cluster (clusterMode=existing; empty = the ambient one).",
 }
 

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Shared helpers of the replicated MySQL/MariaDB set, sourced by every script.
+#
+# Every path, host and port comes from the environment, defaulting to the value
+# inside the pod, so the same files run unchanged in tests on one machine.
+# Nothing here prints a password: credentials reach the clients through
+# --defaults-extra-file=<(...) (an anonymous pipe), never argv or disk.
+
+: "${MYSQL_ENGINE:=mysql}"                      # mysql | mariadb
+: "${MYSQL_SET_NAME:=mysql}"                    # StatefulSet name; pods are <name>-<ordinal>
+: "${POD_NAME:=${HOSTNAME:-$(uname -n)}}"
+: "${MYSQL_DATA_DIR:=/var/lib/mysql}"           # the server's datadir as this container sees it
+: "${MYSQL_CONF_DIR:=/etc/mysql/conf.d}"        # emptyDir shared with mysqld (role + server-id)
+: "${MYSQL_CONFIG_DIR:=/etc/mysql-config}"      # the ConfigMap: primary.cnf, replica.cnf, users.sql
+: "${MYSQL_SECRETS_DIR:=/etc/mysql-secrets}"    # the Secret: root-password, replication-password, backup-password
+: "${MYSQL_SOCKET:=/var/run/mysqld/mysqld.sock}"
+: "${CLONE_PORT:=3307}"                         # where this pod serves backups
+: "${CLONE_BIND_ADDRESS:=}"                     # empty = all addresses (pod); 127.0.0.1 in tests
+# Peers: {ordinal} is replaced by the peer's ordinal. The *_PORTS lists (space
+# separated, indexed by ordinal) exist for rehearsals where every "pod" shares one host.
+_default_peer_host_pattern="${MYSQL_SET_NAME}-{ordinal}.${MYSQL_SET_NAME}"  # `}` would end a ${...:=...}
+: "${PEER_HOST_PATTERN:=$_default_peer_host_pattern}"
+: "${PEER_MYSQL_PORT:=3306}"
+: "${PEER_CLONE_PORT:=3307}"
+: "${PEER_MYSQL_PORTS:=}"
+: "${PEER_CLONE_PORTS:=}"
+: "${WAIT_TIMEOUT:=600}"                        # seconds to wait for the local server
+: "${REPLICATION_USER:=repl}"
+: "${BACKUP_USER:=backup}"
+
+# A failing command inside $(...) fails the assignment that uses it.
+shopt -s inherit_errexit
+
+SCRIPT_NAME=${SCRIPT_NAME:-$(basename "${BASH_SOURCE[1]:-$0}" .sh)}
+
+case "$MYSQL_ENGINE" in
+    mysql)
+        : "${MYSQL_CLIENT:=mysql}" "${MYSQL_ADMIN:=mysqladmin}"
+        : "${BACKUP_TOOL:=xtrabackup}" "${STREAM_TOOL:=xbstream}" ;;
+    mariadb)
+        : "${MYSQL_CLIENT:=mariadb}" "${MYSQL_ADMIN:=mariadb-admin}"
+        : "${BACKUP_TOOL:=mariadb-backup}" "${STREAM_TOOL:=mbstream}" ;;
+    *)
+        printf '%s: FATAL: MYSQL_ENGINE=%s: allowed values are mysql, mariadb\n' "$SCRIPT_NAME" "$MYSQL_ENGINE" >&2
+        exit 1 ;;
+esac
+
+log() {
+    printf '%s %s[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SCRIPT_NAME" "$POD_NAME" "$*" >&2
+}
+
+die() {
+    log "FATAL: $*"
+    exit 1
+}
+
+# ordinal_of NAME: the StatefulSet ordinal of pod NAME (<set>-<n>, no leading zeros).
+ordinal_of() {
+    local name=$1
+    [[ $name =~ ^${MYSQL_SET_NAME}-(0|[1-9][0-9]{0,5})$ ]] || return 1
+    printf '%d\n' "$((10#${BASH_REMATCH[1]}))"
+}
+
+# server_id_of ORDINAL: 100 + ordinal (0 is reserved: a server with id 0 never replicates).
+server_id_of() {
+    printf '%d\n' "$((100 + 10#$1))"
+}
+
+# my_ordinal: this pod's ordinal, or exit with a clear message.
+my_ordinal() {
+    ordinal_of "$POD_NAME" ||
+        die "cannot derive an ordinal from pod name '$POD_NAME': expected ${MYSQL_SET_NAME}-<n> (n = 0, 1, ...)"
+}
+
+_nth() {  # _nth INDEX WORDS...: the INDEX-th word (0-based), empty when out of range
+    local index=$1
+    shift
+    local words=("$@")
+    printf '%s' "${words[index]:-}"
+}
+
+peer_host() {
+    printf '%s\n' "${PEER_HOST_PATTERN//\{ordinal\}/$1}"
+}
+
+peer_mysql_port() {
+    local port
+    # shellcheck disable=SC2086  # word splitting of the list is intended
+    port=$(_nth "$1" $PEER_MYSQL_PORTS)
+    printf '%s\n' "${port:-$PEER_MYSQL_PORT}"
+}
+
+peer_clone_port() {
+    local port
+    # shellcheck disable=SC2086
+    port=$(_nth "$1" $PEER_CLONE_PORTS)
+    printf '%s\n' "${port:-$PEER_CLONE_PORT}"
+}
+
+# secret_file NAME: path of a mounted secret, which must exist and not be empty.
+secret_file() {
+    local path="$MYSQL_SECRETS_DIR/$1"
+    [[ -s $path ]] || die "secret $path is missing or empty"
+    printf '%s\n' "$path"
+}
+
+# client_cnf USER SECRET: an option file for USER with the password read from SECRET.
+# Double quotes and backslashes are escaped; a password with a line break is refused.
+client_cnf() {
+    local user=$1 password
+    password=$(<"$(secret_file "$2")") || return 1
+    [[ $password != *$'\n'* ]] || die "secret $2 contains a line break"
+    password=${password//\\/\\\\}
+    password=${password//\"/\\\"}
+    printf '[client]\nuser=%s\npassword="%s"\n' "$user" "$password"
+    # xtrabackup and mariadb-backup also read their own group.
+    printf '[xtrabackup]\nuser=%s\npassword="%s"\n' "$user" "$password"
+}
+
+# sql USER SECRET [client args...]: run the SQL on stdin against the local server.
+sql() {
+    local user=$1 secret=$2
+    shift 2
+    "$MYSQL_CLIENT" --defaults-extra-file=<(client_cnf "$user" "$secret") \
+        --socket="$MYSQL_SOCKET" --batch --skip-column-names "$@"
+}
+
+root_sql() { sql root root-password "$@"; }
+backup_sql() { sql "$BACKUP_USER" backup-password "$@"; }
+
+# hex STRING: the bytes of STRING as hex digits, for X'..' literals (no quoting issues).
+hex() {
+    printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'
+}
+
+# wait_for_server USER SECRET: until the local server answers a query, at most WAIT_TIMEOUT seconds.
+wait_for_server() {
+    local user=$1 secret=$2 waited=0
+    until sql "$user" "$secret" -e 'SELECT 1' >/dev/null 2>&1; do
+        ((waited < WAIT_TIMEOUT)) || die "the local server did not answer within ${WAIT_TIMEOUT}s (socket $MYSQL_SOCKET)"
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+# binlog_info_file DIR: the backup's binlog-position file (MariaDB 11 renamed it).
+binlog_info_file() {
+    local name
+    for name in xtrabackup_binlog_info mariadb_backup_binlog_info; do
+        [[ -f $1/$name ]] && { printf '%s\n' "$1/$name"; return 0; }
+    done
+    return 1
+}
+
+# checkpoints_file DIR: present only when a backup stream arrived complete.
+checkpoints_file() {
+    local name
+    for name in xtrabackup_checkpoints mariadb_backup_checkpoints; do
+        [[ -s $1/$name ]] && { printf '%s\n' "$1/$name"; return 0; }
+    done
+    return 1
+}
+
+# parse_binlog_info FILE: sets BINLOG_FILE, BINLOG_POS and BINLOG_GTID.
+# The file is "<file>\t<pos>[\t<gtid set>]"; XtraBackup wraps long MySQL GTID
+# sets over several lines (after the commas), so everything after the position,
+# whitespace removed, is the set. Values are checked because they end up in SQL.
+parse_binlog_info() {
+    local content
+    content=$(<"$1") || return 1
+    content=${content//$'\r'/}
+    if [[ ! $content =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]+([0-9]+)([[:space:]]+(.*))?$ ]]; then
+        log "unreadable binlog info in $1"
+        return 1
+    fi
+    BINLOG_FILE=${BASH_REMATCH[1]}
+    BINLOG_POS=${BASH_REMATCH[2]}
+    BINLOG_GTID=${BASH_REMATCH[4]//[[:space:]]/}
+    if [[ ! $BINLOG_FILE =~ ^[A-Za-z0-9._-]+$ ]]; then
+        log "binlog file name '$BINLOG_FILE' in $1 is not a plain file name"
+        return 1
+    fi
+    # MySQL: uuid[:tag]:ranges,...   MariaDB: domain-server-seq,...
+    if [[ ! $BINLOG_GTID =~ ^[0-9A-Za-z_:,-]*$ ]]; then
+        log "GTID set '$BINLOG_GTID' in $1 has unexpected characters"
+        return 1
+    fi
+    return 0
+}
+
+# mariadb_gtid_covers CURRENT WANTED: true when, for every replication domain of
+# WANTED, CURRENT holds a sequence number at least as high (MariaDB GTID positions
+# are one "domain-server-seq" per domain).
+mariadb_gtid_covers() {
+    local current=$1 wanted=$2 item domain seq
+    declare -A have=()
+    local IFS=,
+    for item in $current; do
+        [[ $item =~ ^([0-9]+)-[0-9]+-([0-9]+)$ ]] || continue
+        have[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+    done
+    for item in $wanted; do
+        [[ $item =~ ^([0-9]+)-[0-9]+-([0-9]+)$ ]] || return 1
+        domain=${BASH_REMATCH[1]}
+        seq=${BASH_REMATCH[2]}
+        [[ -n ${have[$domain]:-} ]] && ((10#${have[$domain]} >= 10#$seq)) || return 1
+    done
+    return 0
+}
