@@ -247,7 +247,7 @@ class Guestbook(pulumi.ComponentResource):
         self.autoscaler = self._autoscaler(name) if settings.autoscaler else None
 
         self.frontend_address = self.frontend_service.metadata.apply(
-            lambda m: f"{m.name}.{m.namespace}.svc.cluster.local" if m and m.name else ""
+            lambda m: f"{m.name}.{m.namespace}.svc" if m and m.name else ""
         )
         self.register_outputs(
             {

@@ -1,0 +1,109 @@
+"""Stacks compose cluster and workload; overrides change exactly the objects they should."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.graph import changed_names, kube
+from tools.offline import Plan, run_program
+
+STATEFUL_TYPES = {"kubernetes:apps/v1:StatefulSet", "aws:ec2/vpc:Vpc"}
+
+
+def names(plan: Plan) -> set[str]:
+    return {r.name for r in plan.resources}
+
+
+def protected(plan: Plan) -> set[str]:
+    return {r.type for r in plan.resources if r.options["protect"]}
+
+
+def test_stacks_differ_in_counts_sizes_and_protection() -> None:
+    dev, prod = run_program("dev"), run_program("prod")
+    assert (len(dev.instances()), len(prod.instances())) == (3, 9)
+    roles = [str(i.inputs["tags"]["Role"]) for i in prod.instances()]
+    assert (roles.count("master"), roles.count("minion")) == (3, 6)
+    dev_set, prod_set = kube(dev, "StatefulSet", "mysql")["spec"], kube(prod, "StatefulSet", "mysql")["spec"]
+    assert (dev_set["replicas"], prod_set["replicas"]) == (3, 5)
+    claim = "volumeClaimTemplates"
+    assert dev_set[claim][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert prod_set[claim][0]["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    assert (
+        "requiredDuringSchedulingIgnoredDuringExecution" in prod_set["template"]["spec"]["affinity"]["podAntiAffinity"]
+    )
+    assert protected(dev) == set()
+    assert protected(prod) >= STATEFUL_TYPES
+    masters = [i for i in prod.instances() if i.inputs["tags"]["Role"] == "master"]
+    assert all(m.options["protect"] for m in masters)
+    assert {i.inputs["instanceType"] for i in prod.instances()} == {"m6i.large", "m6i.xlarge"}
+
+
+def test_prod_outputs_are_the_documented_ones_with_kubeconfig_secret() -> None:
+    plan = run_program("prod")
+    assert set(plan.outputs) == {
+        "apiEndpoint",
+        "kubeconfig",
+        "masterPrivateIps",
+        "minionPrivateIps",
+        "namespace",
+        "mysqlPrimaryHost",
+        "mysqlReadHost",
+        "mysqlPort",
+        "mysqlSecretName",
+        "mysqlReplicas",
+        "frontendAddress",
+    }
+    assert plan.outputs["kubeconfig"].secret
+    assert plan.outputs["mysqlPrimaryHost"].value == "mysql-primary.atomic-mysql.svc"
+    assert plan.outputs["frontendAddress"].value == "frontend.atomic-mysql.svc"
+    assert plan.outputs["apiEndpoint"].value.startswith("https://") and plan.outputs["apiEndpoint"].value.endswith(
+        ":6443"
+    )
+
+
+def test_existing_cluster_mode_builds_no_aws_resources() -> None:
+    plan = run_program("local")
+    assert not [r for r in plan.resources if r.type.startswith("aws:")]
+    provider = plan.of_type("pulumi:providers:kubernetes")[0]
+    assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
+
+
+def test_workload_is_in_its_own_namespace() -> None:
+    plan = run_program("dev", {"namespace": "shop"})
+    for obj in plan.kubernetes_objects():
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "shop", obj["metadata"]["name"]
+
+
+@pytest.fixture(scope="module")
+def dev_base() -> Plan:
+    return run_program("dev")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"mysqlReplicas": 5}, {"workload-mysql-statefulset"}),
+        ({"mysqlMemoryLimit": "2Gi"}, {"workload-mysql-statefulset"}),
+        (
+            {"frontendImage": "us-docker.pkg.dev/google-samples/containers/gke/gb-frontend:v6"},
+            {"workload-guestbook-frontend"},
+        ),
+        (
+            {"rolloutMaxSurge": "1", "minReadySeconds": 5},
+            {"workload-guestbook-frontend", "workload-guestbook-redis-follower", "workload-guestbook-redis-leader"},
+        ),
+    ],
+)
+def test_override_changes_exactly_its_objects(dev_base: Plan, overrides: dict[str, Any], expected: set[str]) -> None:
+    assert changed_names(dev_base, run_program("dev", overrides)) == expected
+
+
+def test_more_minions_only_add_resources(dev_base: Plan) -> None:
+    after = run_program("dev", {"minionCount": 4})
+    added = names(after) - names(dev_base)
+    assert changed_names(dev_base, after) == added, "no existing resource changes"
+    assert added and all("minion-3" in n or "minion-4" in n for n in added)
+    assert len(after.instances()) == len(dev_base.instances()) + 2
