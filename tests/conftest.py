@@ -6,8 +6,12 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import pulumi
 import pytest
+from pulumi.runtime import settings as runtime_settings
 
+from tools.mocks import AtomicMocks, RecordingMonitor
+from tools.offline import forget_previous_run
 from tools.pulumi_project import load_project
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -23,3 +27,13 @@ def fresh_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
     yield loop
     loop.close()
     asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def unit_mocks(fresh_event_loop: asyncio.AbstractEventLoop) -> RecordingMonitor:
+    """Mocks for a test that builds one component itself (under @pulumi.runtime.test)."""
+    forget_previous_run()
+    runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+    monitor = RecordingMonitor(AtomicMocks())
+    pulumi.runtime.set_mocks(AtomicMocks(), project="atomic-mysql", stack="unit", preview=False, monitor=monitor)
+    return monitor

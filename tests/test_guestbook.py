@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 
+from components.guestbook import Guestbook, GuestbookArgs
+from components.settings import GuestbookSettings, Resources, RolloutSettings
 from tests.graph import changed_names, kinds, kube, pod_templates
 from tools.offline import run_program
 
@@ -133,3 +136,23 @@ def test_every_container_has_requests_limits_and_probes(stack: str) -> None:
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), where
             assert "livenessProbe" in container and "readinessProbe" in container, where
             assert not container["image"].endswith(":latest") and ":" in container["image"], where
+
+
+SMALL = Resources("100m", "64Mi", "200m", "128Mi")
+
+
+@pulumi.runtime.test
+def test_component_alone_exposes_its_frontend_address(unit_mocks: object) -> pulumi.Output[None]:
+    settings = GuestbookSettings(
+        enabled=True, frontend_image="gb-frontend:v5", frontend_replicas=1, frontend_service_type="ClusterIP",
+        redis_primary_image="redis:7.4.2", redis_replica_image="redis:7.4.2", redis_replicas=1,
+        frontend_resources=SMALL, redis_resources=SMALL,
+        rollout=RolloutSettings("RollingUpdate", 1, 0, 0, 600, 10, None), autoscaler=None,
+        ingress_bandwidth=None, egress_bandwidth=None,
+    )
+    guestbook = Guestbook("gb", GuestbookArgs(settings=settings, namespace="shop"))
+
+    def check(address: str) -> None:
+        assert address == "frontend.shop.svc"
+
+    return guestbook.frontend_address.apply(check)

@@ -86,7 +86,7 @@ def _reveal_secret_keys(obj: dict[str, Any], state: dict[str, Any]) -> dict[str,
     return obj
 
 
-def _forget_previous_run() -> None:
+def forget_previous_run() -> None:
     """A run that failed mid-registration leaves pending tasks, bound to its closed loop, in
     Pulumi's process-wide settings; the next run would await them and fail."""
     settings = runtime_settings.SETTINGS
@@ -101,7 +101,7 @@ def _fresh_runtime(
 ) -> Iterator[RecordingMonitor]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    _forget_previous_run()
+    forget_previous_run()
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     set_all_config(config, secret_keys)
     pulumi.runtime.set_mocks(AtomicMocks(), project="atomic-mysql", stack=stack, preview=False, monitor=monitor)
