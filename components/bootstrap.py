@@ -104,6 +104,7 @@ class ClusterLayout:
     minions: tuple[NodeSpec, ...]
     minion_slots: int  # minions the overlay and /etc/hosts are prepared for (>= len(minions))
     enable_cockpit: bool
+    enable_cadvisor: bool
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
@@ -170,6 +171,7 @@ def compute_layout(settings: ClusterSettings, stack: str) -> ClusterLayout:
         minions=tuple(_node_at(settings.name, subnet, pods, "minion", i) for i in range(settings.minion_count)),
         minion_slots=minion_slots,
         enable_cockpit=settings.enable_cockpit,
+        enable_cadvisor=settings.enable_cadvisor,
     )
 
 
@@ -655,15 +657,83 @@ plugin_dirs = ["/usr/libexec/cni/", "/opt/cni/bin/"]
 """
 
 
+# cAdvisor on every node, on the seed's port. Fedora's own `cadvisor` RPM is 0.45.0 (2022), missed
+# the Fedora 42 mass rebuild and has not followed upstream since (docs/cluster.md), so nodes run the
+# upstream image, pinned by tag and by manifest-list digest: podman pulls the digest, the tag is
+# for people reading the unit.
+CADVISOR_PORT = 4194
+CADVISOR_VERSION = "v0.55.1"
+CADVISOR_IMAGE = (f"gcr.io/cadvisor/cadvisor:{CADVISOR_VERSION}"
+                  "@sha256:3de2bd5203120b866d74a9b283b2ffb8ec382fbf9dc321814700c6ea6f44ec57")
+CADVISOR_UNIT_PATH = "/etc/systemd/system/cadvisor.service"
+# The host paths cAdvisor's own instructions mount, all read-only. Not mounted, on purpose:
+# /var/run (CRI-O's socket there is the whole CRI API, i.e. root on the node: CRI-O's maintainers
+# call access to it worse than password-less sudo, cri-o/cri-o#2029) and /var/lib/containers,
+# which only cAdvisor's CRI-O handler behind that socket reads. Containers are therefore reported
+# by cgroup (kubepods.slice/...), not by pod name.
+CADVISOR_MOUNTS = ("/:/rootfs:ro", "/sys:/sys:ro", "/dev/disk:/dev/disk:ro")
+
+
+def cadvisor_run_args() -> list[str]:
+    """`podman run` for cAdvisor with the least privilege it works with (see docs/cluster.md):
+    nobody, no capability, no new privileges, read-only mounts, its own network namespace."""
+    return [
+        # podman's documented shape for a container owned by a systemd unit
+        "--cidfile=%t/%n.ctr-id", "--cgroups=no-conmon", "--rm", "--sdnotify=conmon", "--replace", "--detach",
+        "--name=cadvisor",
+        # cAdvisor reads world-readable cgroup, proc and sys files; it degrades (no per-container
+        # disk usage of root-only paths) rather than needing root or CAP_DAC_READ_SEARCH.
+        "--user=65534:65534", "--cap-drop=all", "--security-opt=no-new-privileges",
+        # container_t may not read the host files cAdvisor exists to read; DAC (nobody) is the boundary.
+        "--security-opt=label=disable",
+        "--read-only",
+        # upstream's DaemonSet limits, so a runaway cAdvisor cannot starve etcd or the kubelet
+        "--memory=2000m", "--cpus=0.3",
+        # Bridge network, not host: like pods, the container is one hop further than IMDSv2's hop
+        # limit, so it cannot fetch the node role's credentials.
+        f"--publish={CADVISOR_PORT}:{CADVISOR_PORT}",
+        *(f"--volume={mount}" for mount in CADVISOR_MOUNTS),
+        CADVISOR_IMAGE,
+        f"--port={CADVISOR_PORT}",
+    ]
+
+
+def render_cadvisor_unit() -> str:
+    """A plain unit (not Quadlet): `systemctl enable` works on it and systemd-analyze can verify it."""
+    run = " \\\n  ".join(["/usr/bin/podman run", *cadvisor_run_args()])
+    return f"""[Unit]
+Description=cAdvisor {CADVISOR_VERSION} on port {CADVISOR_PORT}
+Documentation=https://github.com/google/cadvisor
+Wants=network-online.target
+After=network-online.target
+RequiresMountsFor=%t/containers
+
+[Service]
+Environment=PODMAN_SYSTEMD_UNIT=%n
+Type=notify
+NotifyAccess=all
+Restart=on-failure
+RestartSec=30
+TimeoutStartSec=300
+ExecStartPre=/usr/bin/rm -f %t/%n.ctr-id
+ExecStart={run}
+ExecStop=/usr/bin/podman stop --ignore --time=10 --cidfile=%t/%n.ctr-id
+ExecStopPost=/usr/bin/podman rm --force --ignore --time=10 --cidfile=%t/%n.ctr-id
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 def packages(layout: ClusterLayout, node: NodeSpec) -> list[str]:
     """Fedora packages for the role: versioned Kubernetes packages matching kubernetesVersion."""
     v = layout.kubernetes_version
     common = ["python3-boto3", "iptables-nft", "conntrack-tools"]
-    cockpit = ["cockpit"] if layout.enable_cockpit else []
+    optional = [*(["cockpit"] if layout.enable_cockpit else []), *(["podman"] if layout.enable_cadvisor else [])]
     if node.role == "master":
-        return [*common, "etcd", f"kubernetes{v}-systemd", f"kubernetes{v}-client", *cockpit]
+        return [*common, "etcd", f"kubernetes{v}-systemd", f"kubernetes{v}-client", *optional]
     return [*common, f"kubernetes{v}", f"kubernetes{v}-systemd", f"cri-o{v}", f"cri-tools{v}",
-            "containernetworking-plugins", *cockpit]
+            "containernetworking-plugins", *optional]
 
 
 def services(layout: ClusterLayout, node: NodeSpec) -> list[str]:
@@ -715,11 +785,23 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
         units = ("kubelet", "kube-proxy")
     for unit in units:
         files[f"/etc/systemd/system/{unit}.service.d/10-atomic.conf"] = (render_dropin(unit), "0644")
+    if layout.enable_cadvisor:
+        files[CADVISOR_UNIT_PATH] = (render_cadvisor_unit(), "0644")
     return files
 
 
 def cloud_config(layout: ClusterLayout, node: NodeSpec) -> dict[str, object]:
     enabled = services(layout, node)
+    runcmd = [
+        [NODE_SCRIPT, "hosts"],
+        [FETCH_SCRIPT],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", *enabled],
+    ]
+    if layout.enable_cadvisor:
+        # Its own command, not blocking: an image pull from gcr.io must not hold up or fail the
+        # node's bootstrap; the unit retries on its own (Restart=on-failure) and starts at every boot.
+        runcmd.append(["systemctl", "enable", "--now", "--no-block", "cadvisor.service"])
     return {
         "hostname": node.name,
         "fqdn": node.name,
@@ -728,12 +810,7 @@ def cloud_config(layout: ClusterLayout, node: NodeSpec) -> dict[str, object]:
         "packages": packages(layout, node),
         "write_files": [{"path": path, "permissions": mode, "content": content}
                         for path, (content, mode) in node_files(layout, node).items()],
-        "runcmd": [
-            [NODE_SCRIPT, "hosts"],
-            [FETCH_SCRIPT],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", *enabled],
-        ],
+        "runcmd": runcmd,
     }
 
 

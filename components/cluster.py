@@ -19,6 +19,7 @@ from pulumi import ResourceOptions
 
 from components.bootstrap import (
     API_PORT,
+    CADVISOR_PORT,
     ETCD_CLIENT_PORT,
     ETCD_PEER_PORT,
     FEDORA_OWNER,
@@ -105,7 +106,9 @@ def security_rules(settings: ClusterSettings) -> list[RuleSpec]:
     if settings.enable_cockpit:
         admin += [("cockpit", g, 9090, 9090, "Cockpit web console (seed)") for g in ("control_plane", "nodes")]
     if settings.enable_cadvisor:
-        admin += [("cadvisor", g, 4194, 4194, "cAdvisor web UI (seed)") for g in ("control_plane", "nodes")]
+        # Every node runs cAdvisor on this port (bootstrap.render_cadvisor_unit), masters included.
+        admin += [("cadvisor", g, CADVISOR_PORT, CADVISOR_PORT, "cAdvisor web UI (seed)")
+                  for g in ("control_plane", "nodes")]
     if settings.enable_nodeports:
         admin.append(("nodeports", "nodes", 30000, 32767, "Kubernetes NodePort services"))
     for cidr in settings.admin_cidrs:

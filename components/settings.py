@@ -49,6 +49,7 @@ FIRST_NODE_OFFSET = 10
 MASTER_SLOTS = 3
 POD_SUBNET_PREFIX = 24
 MAX_MINION_SLOTS = 500
+PODMAN_BRIDGE = ipaddress.IPv4Network("10.88.0.0/16")
 FEDORA_RELEASES = (41, 42)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -506,6 +507,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
             minion_count,
             f"subnetCidr {subnet} and podCidr {pod} leave room for at most {capacity} minions",
         )
+    _no_podman_overlap(reader, (("vpcCidr", vpc), ("serviceCidr", service), ("podCidr", pod)))
     existing_vpc = reader.optional("existingVpcId")
     existing_subnet = reader.optional("existingSubnetId")
     if existing_vpc and not _VPC_ID.match(existing_vpc):
@@ -558,6 +560,17 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         protect=protect,
         tags=tags,
     )
+
+
+def _no_podman_overlap(reader: _Reader, networks: tuple[tuple[str, ipaddress.IPv4Network], ...]) -> None:
+    """cAdvisor runs under podman, whose default bridge would shadow an overlapping range."""
+    if not reader.boolean("enableCadvisor"):
+        return
+    for name, net in networks:
+        if net.overlaps(PODMAN_BRIDGE):
+            raise reader.fail(
+                name, str(net), f"must not overlap podman's bridge {PODMAN_BRIDGE} when enableCadvisor=true"
+            )
 
 
 def _existing(reader: _Reader) -> ExistingClusterSettings:

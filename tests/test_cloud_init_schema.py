@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.bootstrap import USER_DATA_LIMIT, compute_layout, render_user_data
+from components.bootstrap import CADVISOR_UNIT_PATH, USER_DATA_LIMIT, compute_layout, render_user_data
 from tests.test_bootstrap import cluster_settings
 
 CLOUD_INIT = "/usr/bin/cloud-init"
@@ -23,7 +23,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "dev": dict(master_count=1, minion_count=2, enable_cockpit=True),
     "prod": dict(master_count=3, minion_count=6, subnet_cidr="10.40.0.0/22", vpc_cidr="10.40.0.0/16",
                  region="us-west-2"),
-    # The longest names settings allow, every optional service: the biggest user-data.
+    # The longest names settings allow, every optional service (Cockpit, cAdvisor's unit): the biggest user-data.
     "largest": dict(name="a" * 24, master_count=3, minion_count=240, enable_cockpit=True, enable_cadvisor=True,
                     kubernetes_version="1.33", region="ap-southeast-2"),
 }
@@ -37,6 +37,8 @@ def test_user_data_validates_with_cloud_init_and_fits_ec2(shape: str, tmp_path: 
     nodes = {n.name: n for n in (layout.masters[0], layout.masters[-1], layout.minions[0], layout.minions[-1])}
     for node in nodes.values():
         text = render_user_data(layout, node)
+        # the optional cAdvisor unit is part of what cloud-init checks here, on masters and minions
+        assert (CADVISOR_UNIT_PATH in text) == bool(SHAPES[shape].get("enable_cadvisor")), node.name
         size = len(text.encode())
         assert size < USER_DATA_LIMIT, f"{node.name}: {size} bytes"
         path = tmp_path / f"{node.name}.yaml"

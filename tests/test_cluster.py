@@ -139,14 +139,24 @@ def test_inside_the_cluster_only_what_kubernetes_needs_is_open(prod: Plan) -> No
         assert _ports(prod, nodes, cidr=cidr) == {("tcp", 22, 22)}
 
 
+def _runs_cadvisor(instance: Registration) -> bool:
+    files = yaml.safe_load(instance.inputs["userData"])["write_files"]
+    return any(f["path"] == "/etc/systemd/system/cadvisor.service" for f in files)
+
+
 def test_optional_ports_open_only_when_enabled(tmp_path: Path, dev: Plan) -> None:
     cidr = "198.51.100.0/24"
+    groups = ("atomic-nodes-sg", "atomic-control-plane-sg")
     assert ("tcp", 9090, 9090) in _ports(dev, "atomic-nodes-sg", cidr=cidr)  # dev enables Cockpit
-    assert ("tcp", 4194, 4194) not in _ports(dev, "atomic-nodes-sg", cidr=cidr)
+    assert not any(("tcp", 4194, 4194) in _ports(dev, group, cidr=cidr) for group in groups)
+    assert not any(_runs_cadvisor(i) for i in dev.instances())
     assert ("tcp", 30000, 32767) not in _ports(dev, "atomic-nodes-sg", cidr=cidr)
     plan = run_cluster(tmp_path, "dev", enableCadvisor=True, enableNodePorts=True)
     assert {("tcp", 4194, 4194), ("tcp", 30000, 32767)} <= _ports(plan, "atomic-nodes-sg", cidr=cidr)
     assert ("tcp", 30000, 32767) not in _ports(plan, "atomic-control-plane-sg", cidr=cidr)
+    # The port is opened where something listens on it: every master and minion runs cAdvisor.
+    assert ("tcp", 4194, 4194) in _ports(plan, "atomic-control-plane-sg", cidr=cidr)
+    assert plan.instances() and all(_runs_cadvisor(i) for i in plan.instances())
 
 
 def test_world_admin_access_only_when_asked_for(tmp_path: Path) -> None:

@@ -29,6 +29,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("dev", {"podCidr": "10.244.0.0/25"}, "podCidr=10.244.0.0/25: must be /24 or larger"),
     ("dev", {"serviceCidr": "10.0.128.0/20"}, "serviceCidr=10.0.128.0/20: must not overlap vpcCidr"),
+    (
+        "dev",
+        {"enableCadvisor": True, "vpcCidr": "10.88.0.0/16", "subnetCidr": "10.88.1.0/24"},
+        "vpcCidr=10.88.0.0/16: must not overlap podman's bridge 10.88.0.0/16 when enableCadvisor=true",
+    ),
     ("dev", {"amiId": "ami-123"}, "amiId=ami-123: must be an AMI id"),
     ("dev", {"kubernetesVersion": "1.20"}, "kubernetesVersion=1.20: allowed values are 1.31, 1.32, 1.33"),
     ("dev", {"aws:region": "mars"}, "aws:region=mars: must be an AWS region name"),
