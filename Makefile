@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 CHECKOV_VENV := .tools/checkov
+POLICY_VENV := .tools/policy
 # Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
 # etcd (3-member cluster from the rendered settings), cloud-init (user-data schema), ncat/socat.
 APT_PACKAGES := mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl
 
-.PHONY: help deps system-deps preview preview-all test lint unit bench verify bench-verify scan clean
+.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify scan clean
 
 help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
@@ -25,6 +26,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 deps: $(VENV)/.installed
+
+# checkov and pulumi-policy pin packages the program's venv cannot share (old packaging/boto3,
+# protobuf 5): each has its own tool venv.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+$(POLICY_VENV)/.installed: policy/requirements.txt
+	$(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	touch $@
 
 # Installs the real servers the tests use. Only as root (CI, fresh machines); otherwise it
 # checks and says what is missing, and the tests that need them fail loudly.
@@ -46,7 +59,7 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: deps system-deps lint
+test: deps system-deps lint $(CHECKOV_VENV)/.installed $(POLICY_VENV)/.installed
 	$(PY) -m pytest
 
 bench: deps
@@ -57,6 +70,9 @@ verify: deps
 
 bench-verify: deps system-deps
 	$(PY) -m tools.bench_catchup $(ARGS)
+
+scan: deps $(CHECKOV_VENV)/.installed
+	$(PY) -m tools.scan
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,11 @@ from components.settings import GuestbookSettings, Resources, RolloutSettings
 
 REDIS_PORT = 6379
 FRONTEND_PORT = 80
-REDIS_UID = 999  # the redis user of the official image
+# Above 10000 so no host account shares it; the official image runs under any uid when it
+# is not started as root, and its only writable path (/data) is an emptyDir owned via fsGroup.
+REDIS_UID = 10999
+# Apache's writable paths under a read-only root filesystem (pid, lock, PHP's temp files).
+FRONTEND_SCRATCH = {"apache-run": "/var/run/apache2", "apache-lock": "/var/lock/apache2", "tmp": "/tmp"}
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 meta = k8s.meta.v1
@@ -144,9 +148,15 @@ def frontend_container(settings: GuestbookSettings) -> core.ContainerArgs:
         # Apache starts as root to bind :80 and then switches to www-data: it needs exactly these.
         security_context=core.SecurityContextArgs(
             allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
             capabilities=core.CapabilitiesArgs(drop=["ALL"], add=["NET_BIND_SERVICE", "SETUID", "SETGID"]),
         ),
+        volume_mounts=[core.VolumeMountArgs(name=name, mount_path=path) for name, path in FRONTEND_SCRATCH.items()],
     )
+
+
+def scratch_volumes(names: list[str]) -> list[core.VolumeArgs]:
+    return [core.VolumeArgs(name=name, empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="64Mi")) for name in names]
 
 
 class Guestbook(pulumi.ComponentResource):
@@ -222,6 +232,7 @@ class Guestbook(pulumi.ComponentResource):
                 seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault")
             ),
             containers=[frontend_container(settings)],
+            volumes=scratch_volumes(list(FRONTEND_SCRATCH)),
         )
         # With an autoscaler the HPA owns the replica count; leaving it unset keeps `pulumi up` from fighting it.
         frontend_replicas = None if settings.autoscaler else settings.frontend_replicas
@@ -245,6 +256,7 @@ class Guestbook(pulumi.ComponentResource):
             settings.frontend_service_type,
         )
         self.autoscaler = self._autoscaler(name) if settings.autoscaler else None
+        self.network_policies = self._network_policies(name)
 
         self.frontend_address = self.frontend_service.metadata.apply(
             lambda m: f"{m.name}.{m.namespace}.svc" if m and m.name else ""
@@ -316,6 +328,36 @@ class Guestbook(pulumi.ComponentResource):
             ),
             opts=ResourceOptions(parent=self),
         )
+
+    def _network_policies(self, name: str) -> list[k8s.networking.v1.NetworkPolicy]:
+        """Redis only from the frontend and the followers; the frontend on :80 from anywhere."""
+        net = k8s.networking.v1
+        redis_peers = [
+            net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=selector(component)))
+            for component in ("frontend", "redis")
+        ]
+        rules = {
+            "redis": (REDIS_PORT, redis_peers),
+            "frontend": (FRONTEND_PORT, None),
+        }
+        return [
+            net.NetworkPolicy(
+                f"{name}-{component}-netpol",
+                metadata=self._metadata(f"guestbook-{component}", labels(component)),
+                spec=net.NetworkPolicySpecArgs(
+                    pod_selector=meta.LabelSelectorArgs(match_labels=selector(component)),
+                    policy_types=["Ingress"],
+                    ingress=[
+                        net.NetworkPolicyIngressRuleArgs(
+                            from_=peers,
+                            ports=[net.NetworkPolicyPortArgs(port=port, protocol="TCP")],
+                        )
+                    ],
+                ),
+                opts=ResourceOptions(parent=self),
+            )
+            for component, (port, peers) in rules.items()
+        ]
 
     def _autoscaler(self, name: str) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
         hpa = self._args.settings.autoscaler

@@ -144,11 +144,19 @@ SMALL = Resources("100m", "64Mi", "200m", "128Mi")
 @pulumi.runtime.test
 def test_component_alone_exposes_its_frontend_address(unit_mocks: object) -> pulumi.Output[None]:
     settings = GuestbookSettings(
-        enabled=True, frontend_image="gb-frontend:v5", frontend_replicas=1, frontend_service_type="ClusterIP",
-        redis_primary_image="redis:7.4.2", redis_replica_image="redis:7.4.2", redis_replicas=1,
-        frontend_resources=SMALL, redis_resources=SMALL,
-        rollout=RolloutSettings("RollingUpdate", 1, 0, 0, 600, 10, None), autoscaler=None,
-        ingress_bandwidth=None, egress_bandwidth=None,
+        enabled=True,
+        frontend_image="gb-frontend:v5",
+        frontend_replicas=1,
+        frontend_service_type="ClusterIP",
+        redis_primary_image="redis:7.4.2",
+        redis_replica_image="redis:7.4.2",
+        redis_replicas=1,
+        frontend_resources=SMALL,
+        redis_resources=SMALL,
+        rollout=RolloutSettings("RollingUpdate", 1, 0, 0, 600, 10, None),
+        autoscaler=None,
+        ingress_bandwidth=None,
+        egress_bandwidth=None,
     )
     guestbook = Guestbook("gb", GuestbookArgs(settings=settings, namespace="shop"))
 
@@ -156,3 +164,32 @@ def test_component_alone_exposes_its_frontend_address(unit_mocks: object) -> pul
         assert address == "frontend.shop.svc"
 
     return guestbook.frontend_address.apply(check)
+
+
+def test_redis_takes_traffic_only_from_frontend_and_followers() -> None:
+    plan = run_program(STACK)
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in kinds(plan, "Deployment")}
+    redis = kube(plan, "NetworkPolicy", "guestbook-redis")["spec"]
+    assert {name for name, labels_ in pods.items() if selects(redis["podSelector"]["matchLabels"], labels_)} == {
+        "redis-leader",
+        "redis-follower",
+    }
+    allowed = {
+        name
+        for name, labels_ in pods.items()
+        for peer in redis["ingress"][0]["from"]
+        if selects(peer["podSelector"]["matchLabels"], labels_)
+    }
+    assert allowed == {"frontend", "redis-leader", "redis-follower"}
+    assert redis["ingress"][0]["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    frontend = kube(plan, "NetworkPolicy", "guestbook-frontend")["spec"]
+    assert "from" not in frontend["ingress"][0] and frontend["ingress"][0]["ports"] == [{"port": 80, "protocol": "TCP"}]
+
+
+def test_frontend_root_filesystem_is_read_only_with_scratch_dirs() -> None:
+    pod = kube(run_program(STACK), "Deployment", "frontend")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"/var/run/apache2", "/var/lock/apache2", "/tmp"}
+    assert {v["name"] for v in pod["volumes"]} == {m["name"] for m in container["volumeMounts"]}

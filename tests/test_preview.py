@@ -80,9 +80,9 @@ def test_secrets_never_reach_plan_or_manifests(tmp_path: Path) -> None:
     password = "correct-horse-battery-staple"
     plan = run_program("local", secret_overrides={"mysqlRootPassword": password})
     preview.write_outputs(plan, tmp_path / "local")
-    written = "".join(p.read_text() for p in (tmp_path / "local").rglob("*") if p.is_file())
-    assert password not in written
-    assert "[secret]" in written, "the secret is shown as [secret], not dropped"
+    written = b"".join(p.read_bytes() for p in (tmp_path / "local").rglob("*") if p.is_file())
+    assert password.encode() not in written
+    assert b"[secret]" in written, "the secret is shown as [secret], not dropped"
 
 
 def test_preview_prints_tree_and_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pulumi
 import yaml
 
+from tools import topology
 from tools.mocks import Registration
 from tools.offline import Plan, run_program
 from tools.pulumi_project import PROJECT_DIR, StackConfigError
@@ -128,6 +129,7 @@ def write_outputs(plan: Plan, out_dir: Path) -> None:
     for instance in plan.instances():
         user_data = instance.inputs.get("userData", "")
         (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(user_data)
+    topology.write(plan, out_dir)
 
 
 def print_summary(plan: Plan, out_dir: Path) -> None:

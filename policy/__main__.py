@@ -1,0 +1,51 @@
+"""atomic-mysql policy pack: `pulumi preview --policy-pack policy`.
+
+Every policy is mandatory. The checks live in validators.py (plain functions, unit-tested
+against the offline preview); this file only hands them to the engine. Importing it
+starts the analyzer's gRPC server and blocks, so tests never import it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyPack,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Found through the path above, wherever the CLI starts the pack from.
+import validators
+
+
+def _validator(policy: validators.Policy) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        # The stack comes from the URN: the engine always sends it, whatever the runtime settings.
+        stack = validators.stack_of(args.urn)
+        opts = validators.Options(protect=bool(args.opts.protect), name=args.name)
+        for message in policy.check(args.resource_type, args.props, stack, opts):
+            report_violation(message, args.urn)
+
+    return validate
+
+
+PolicyPack(
+    name="atomic-mysql",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=[
+        ResourceValidationPolicy(
+            name=policy.name,
+            description=policy.description,
+            enforcement_level=EnforcementLevel.MANDATORY,
+            validate=_validator(policy),
+        )
+        for policy in validators.POLICIES
+    ],
+)
