@@ -24,6 +24,10 @@ CLONE_PORT = 3307
 # Account names are fixed (only passwords are secret); the scripts and the SQL agree on them.
 REPLICATION_USER = "repl"
 BACKUP_USER = "backup"
+# The least-privilege account of `make verify` (tools/mysql_verify), and the database its
+# check row goes to (the tool's default --database).
+VERIFY_USER = "verify"
+VERIFY_DATABASE = "atomic_verify"
 
 SCRIPTS_DIR = Path(__file__).parent / "mysql_scripts"
 SCRIPT_NAMES = (
@@ -137,13 +141,14 @@ def server_id_cnf(ordinal: int) -> str:
 
 
 def users_sql(engine: str) -> str:
-    """SQL run on the primary (as root) to create or update the replication and backup accounts.
+    """SQL run on the primary (as root) to create or update the set's accounts; replication
+    copies them to the replicas.
 
     Passwords never appear in this text: the sidecar sets the session variables
-    @replication_password and @backup_password first (hex-encoded, from the mounted
-    secret), and the statements are built with QUOTE() and run as prepared statements
-    because CREATE USER ... IDENTIFIED BY takes only a literal. Re-running it rotates
-    the passwords to the secret's current values.
+    @replication_password, @backup_password and @verify_password first (hex-encoded, from
+    the mounted secret), and the statements are built with QUOTE() and run as prepared
+    statements because CREATE USER ... IDENTIFIED BY takes only a literal. Re-running it
+    rotates the passwords to the secret's current values.
     """
     tools(engine)
     if engine == "mariadb":
@@ -154,11 +159,9 @@ def users_sql(engine: str) -> str:
     # The backup account only ever connects over the pod-local socket.
     backup = f"'{BACKUP_USER}'@'localhost'"
     statements = [
-        _prepared(f"CREATE USER IF NOT EXISTS {repl} IDENTIFIED BY ", "@replication_password"),
-        _prepared(f"ALTER USER {repl} IDENTIFIED BY ", "@replication_password"),
+        *_account(engine, repl, "@replication_password"),
         f"GRANT REPLICATION SLAVE ON *.* TO {repl};",
-        _prepared(f"CREATE USER IF NOT EXISTS {backup} IDENTIFIED BY ", "@backup_password"),
-        _prepared(f"ALTER USER {backup} IDENTIFIED BY ", "@backup_password"),
+        *_account(engine, backup, "@backup_password"),
         f"GRANT {backup_grants} ON *.* TO {backup};",
     ]
     if engine == "mysql":
@@ -166,14 +169,62 @@ def users_sql(engine: str) -> str:
         statements.append(f"GRANT SELECT ON performance_schema.log_status TO {backup};")
         statements.append(f"GRANT SELECT ON performance_schema.keyring_component_status TO {backup};")
         statements.append(f"GRANT SELECT ON performance_schema.replication_group_members TO {backup};")
+    statements += verify_statements(engine)
     return "\n".join(statements) + "\n"
 
 
-def _prepared(statement: str, variable: str) -> str:
-    """`statement` followed by the quoted value of a session variable, run as a prepared statement."""
+def verify_grants(engine: str) -> list[str]:
+    """What tools/mysql_verify needs, and nothing more (docs/verify.md): its check database
+    (created on first use), the replication status, and on MySQL the applier workers' table
+    it quotes errors from. No SUPER, CONNECTION_ADMIN or READ_ONLY ADMIN, so replicas refuse
+    its writes, which is what the tool's write probe checks."""
+    tools(engine)
+    # `_` is a wildcard in a database-level grant: escaped, the grant covers this database only.
+    database = VERIFY_DATABASE.replace("_", "\\_")
+    verify = f"'{VERIFY_USER}'@'%'"
+    # SHOW SLAVE STATUS needs SLAVE MONITOR on MariaDB >= 10.5; SHOW REPLICA STATUS needs
+    # REPLICATION CLIENT on MySQL.
+    monitor = "SLAVE MONITOR" if engine == "mariadb" else "REPLICATION CLIENT"
+    grants = [
+        f"GRANT SELECT, INSERT, DELETE, CREATE ON `{database}`.* TO {verify};",
+        f"GRANT {monitor} ON *.* TO {verify};",
+    ]
+    if engine == "mysql":
+        grants.append(f"GRANT SELECT ON performance_schema.replication_applier_status_by_worker TO {verify};")
+    return grants
+
+
+def verify_statements(engine: str) -> list[str]:
+    """The verify account (connects over TCP from anywhere the NetworkPolicy admits) and its grants."""
+    return [*_account(engine, f"'{VERIFY_USER}'@'%'", "@verify_password"), *verify_grants(engine)]
+
+
+def _account(engine: str, account: str, variable: str) -> list[str]:
+    """Create `account` if missing, then (re)set its password: re-running rotates it."""
+    return [
+        _prepared(engine, f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY ", variable),
+        _prepared(engine, f"ALTER USER {account} IDENTIFIED BY ", variable),
+    ]
+
+
+def _prepared(engine: str, statement: str, variable: str) -> str:
+    """`statement` followed by the quoted password in a session variable, run as a prepared statement.
+
+    MariaDB writes account statements to the binlog as executed, so a literal password would
+    sit in every member's binlog and relay log for days: there the statement carries only the
+    mysql_native_password hash (`IDENTIFIED BY PASSWORD '*...'`, the plugin it would use anyway).
+    MySQL rewrites them to `IDENTIFIED WITH ... AS '<hash>'` before logging, and SQL has no
+    function computing its default plugin's (caching_sha2_password) salted hash, so it gets the
+    literal. (A MariaDB password validation plugin with strict_password_validation=ON would
+    refuse the hash form; the images load none.)
+    """
     literal = statement.replace("'", "''")
+    value = f"QUOTE({variable})"
+    if engine == "mariadb":
+        literal += "PASSWORD "
+        value = f"QUOTE(PASSWORD({variable}))"
     return (
-        f"SET @stmt = CONCAT('{literal}', QUOTE({variable}));\n"
+        f"SET @stmt = CONCAT('{literal}', {value});\n"
         "PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;"
     )
 

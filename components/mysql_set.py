@@ -27,13 +27,17 @@ meta = k8s.meta.v1
 core = k8s.core.v1
 apps = k8s.apps.v1
 
-# The mysql user of the mysql and mariadb images. Every container (the Percona image's
-# own user is 1001) runs as this uid so that files the clone writes belong to mysqld.
-MYSQL_UID = 999
+# One uid for every container (the Percona image's own user is 1001), so that files the
+# clone writes belong to mysqld. Above 10000 so that no host account shares it; the mysql
+# and mariadb images run under any uid (their run and data dirs are world-writable/sticky,
+# and the data volume is group-owned through fsGroup).
+MYSQL_UID = 10999
 DATA_VOLUME = "data"
 DATA_SUBPATH = "mysql"
 SECRET_MOUNT = "/etc/mysql-secrets"
-PASSWORD_KEYS = ("root-password", "replication-password", "backup-password")
+# The Secret's keys (file names under SECRET_MOUNT); the scripts read them by these names.
+VERIFY_PASSWORD_KEY = "verify-password"
+PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY)
 
 # Containers whose size does not follow the mysqld settings.
 INIT_RESOURCES = {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}
@@ -149,6 +153,10 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         self.headless_service_name: pulumi.Output[str] = self.headless_service.metadata.name
         self.secret_name: pulumi.Output[str] = self.secret.metadata.name
         self.replicas: pulumi.Output[int] = self.stateful_set.spec.replicas
+        # Where `make verify` finds its account: the user name and the Secret key holding its
+        # password (names only; the password stays in the Secret).
+        self.verify_user: str = mysql_config.VERIFY_USER
+        self.verify_password_key: str = VERIFY_PASSWORD_KEY
         self.register_outputs(
             {
                 "primaryHost": self.primary_host,
@@ -156,6 +164,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 "headlessService": self.headless_service_name,
                 "secretName": self.secret_name,
                 "replicas": self.replicas,
+                "verifyUser": self.verify_user,
+                "verifyPasswordKey": self.verify_password_key,
             }
         )
 
@@ -167,7 +177,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _passwords(self, name: str, given: MysqlSecrets, opts: ResourceOptions) -> dict[str, pulumi.Output[str]]:
         """Configured secrets are checked; missing ones are generated (32 letters and digits)."""
         result: dict[str, pulumi.Output[str]] = {}
-        configured = (given.root_password, given.replication_password, given.backup_password)
+        configured = (given.root_password, given.replication_password, given.backup_password, given.verify_password)
         for key, value in zip(PASSWORD_KEYS, configured, strict=True):
             if value is None:
                 value = random.RandomPassword(f"{name}-{key}", length=32, special=False, opts=opts).result

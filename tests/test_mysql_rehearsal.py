@@ -12,12 +12,17 @@ Stand-ins for what Kubernetes or the image does: the server image's entrypoint
 dir of a deleted pod staying on disk (PVC retention). Everything else is real:
 mariadb-backup streams over socat from the previous ordinal, mbstream extracts,
 mariadb-backup prepares, the sidecar starts GTID replication, and mariadbd runs.
+
+The `verify` account the sidecar provisions is then used as docs/verify.md tells users
+to: over TCP with the Secret's password, by tools.mysql_verify itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
+import json
 import os
 import re
 import signal
@@ -32,7 +37,8 @@ import pymysql
 import pytest
 
 from components import mysql_config
-from tests.support.mariadb import MariaDBServer, free_port, require_mariadb
+from tests.support.mariadb import MariaDBServer, ReadServiceProxy, free_port, require_mariadb
+from tools.mysql_verify.cli import main as verify_main
 
 ENGINE, VERSION = "mariadb", "10.11"
 SET_NAME = "mysql"
@@ -43,6 +49,8 @@ PASSWORDS = {
     "root-password": "Ro\"ot\\pa'ss #1",
     "replication-password": "re'pl;pw \"x\"",
     "backup-password": "b@ck\\up#pw",
+    # ASCII only: PyMySQL sends passwords latin1-encoded, the server hashes the UTF-8 bytes.
+    "verify-password": "ve'ri\\fy #\"pw\" 4",
 }
 APP_PASSWORD = "app-pw"
 
@@ -305,6 +313,129 @@ def test_replicas_refuse_writes(group: RehearsalSet) -> None:
     with pytest.raises(pymysql.err.OperationalError) as refused:
         replica.sql("INSERT INTO app.messages (message) VALUES ('direct')", user="app", password=APP_PASSWORD)
     assert refused.value.args[0] == 1290  # ER_OPTION_PREVENTS_STATEMENT: --read-only
+
+
+# ---------------------------------------------------------------- the verify account
+
+
+def verify_password(group: RehearsalSet) -> str:
+    """The Secret's current value (a test below rotates it)."""
+    return (group.secrets_dir / "verify-password").read_text()
+
+
+def connect_as_verify(group: RehearsalSet, ordinal: int, password: str) -> pymysql.connections.Connection:
+    """Over TCP, as `make verify` does: root can only use the socket."""
+    return pymysql.connect(host="127.0.0.1", port=group.mysql_ports[ordinal], user=mysql_config.VERIFY_USER,
+                           password=password, connect_timeout=5, read_timeout=10, autocommit=True)
+
+
+def test_the_set_provisions_the_verify_account_with_least_privilege(group: RehearsalSet) -> None:
+    password = verify_password(group)
+    expected = {
+        "GRANT SLAVE MONITOR ON *.* TO `verify`@`%`",
+        "GRANT SELECT, INSERT, DELETE, CREATE ON `atomic\\_verify`.* TO `verify`@`%`",
+    }
+    for ordinal in (0, 1, 2):  # the replicas have it from their clone and from replication
+        with connect_as_verify(group, ordinal, password) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT CURRENT_USER()")
+            assert cursor.fetchone() == ("verify@%",)
+            cursor.execute("SHOW GRANTS")
+            grants = {re.sub(r" IDENTIFIED BY PASSWORD '\*[0-9A-F]{40}'$", "", row[0]) for row in cursor.fetchall()}
+            assert grants == expected, grants
+            if ordinal:
+                cursor.execute("SHOW SLAVE STATUS")  # SLAVE MONITOR: verify reads the replication state
+                status = dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
+                assert (status["Slave_IO_Running"], status["Slave_SQL_Running"]) == ("Yes", "Yes")
+                with pytest.raises(pymysql.err.OperationalError) as refused:
+                    cursor.execute("CREATE TABLE atomic_verify.direct_write (id INT PRIMARY KEY)")
+                assert refused.value.args[0] == 1290  # read_only: verify holds no READ_ONLY ADMIN
+            with pytest.raises(pymysql.err.OperationalError) as denied:
+                cursor.execute("SELECT COUNT(*) FROM app.messages")
+            assert denied.value.args[0] == 1142  # nothing outside its own database
+
+
+def test_mysql_verify_reports_the_rehearsed_set_healthy_as_verify(group: RehearsalSet) -> None:
+    ports = group.mysql_ports
+    with ReadServiceProxy([("127.0.0.1", ports[1]), ("127.0.0.1", ports[2])]) as read_service:
+        args = [
+            "--user", mysql_config.VERIFY_USER, "--primary", f"127.0.0.1:{ports[0]}",
+            "--replica", f"127.0.0.1:{ports[1]}", "--replica", f"127.0.0.1:{ports[2]}",
+            "--read", read_service.address, "--min-read-servers", "2", "--samples", "10",
+            "--sample-interval", "0.01", "--wait-timeout", "20", "--connect-timeout", "3", "--query-timeout", "10",
+            "--json",
+        ]
+        out, err = io.StringIO(), io.StringIO()
+        code = verify_main(args, environ={"MYSQL_PWD": verify_password(group)}, stdout=out, stderr=err)
+    report = json.loads(out.getvalue())
+    assert (code, report["status"], report["problems"], report["warnings"], err.getvalue()) == (
+        0, "healthy", [], [], "")
+    assert report["user"] == "verify"
+    servers = {server["label"]: server for server in report["servers"]}
+    assert servers["primary"]["check_row"] == "written" and servers["primary"]["server_id"] == 100
+    for ordinal, label in ((1, "replica-1"), (2, "replica-2")):
+        server = servers[label]
+        assert server["server_id"] == 100 + ordinal
+        assert server["write_probe"] == "refused"  # the replica refused verify's own write
+        assert server["check_row"] == "present"
+        replication = server["replication"]
+        assert (replication["io_running"], replication["sql_running"], replication["source_server_id"]) == (
+            "Yes", "Yes", 100)
+    assert set(report["read"]["server_ids"]) == {"101", "102"}
+    group.wait_replicated([1, 2])
+    for ordinal in (0, 1, 2):  # the check row was written, replicated, and cleaned up again
+        server = group.pods[ordinal].server
+        assert server is not None
+        assert server.value("SELECT COUNT(*) FROM atomic_verify.checks WHERE token = %s", (report["token"],)) == 0
+
+
+def restart_primary_sidecar(group: RehearsalSet) -> None:
+    """What a rollout does to mysql-0's sidecar: it applies users.sql with the Secret's values again."""
+    pod = group.pods[0]
+    applied = pod.sidecar_log.read_text().count("replication, backup and verify accounts are in place")
+    pod.stop_sidecar()
+    pod.start_sidecar()
+    pod.wait_ready(30)  # the backup port listens only after the accounts are applied
+    assert pod.sidecar_log.read_text().count("replication, backup and verify accounts are in place") == applied + 1
+    group.wait_replicated([1, 2])
+
+
+def test_restarting_the_primary_sidecar_rotates_the_verify_password(group: RehearsalSet) -> None:
+    old = verify_password(group)
+    new = "rotated 'verify' \\pw #5"
+    (group.secrets_dir / "verify-password").write_text(new)  # the Secret changed; the set rolls
+    restart_primary_sidecar(group)
+    for ordinal in (0, 1, 2):
+        with connect_as_verify(group, ordinal, new) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        with pytest.raises(pymysql.err.OperationalError) as denied:
+            connect_as_verify(group, ordinal, old)
+        assert denied.value.args[0] == 1045
+
+
+def _as_logged(value: str) -> list[bytes]:
+    """The forms a password would take in a binlog event: as given, and as QUOTE() escapes it."""
+    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+    return [value.encode(), quoted.encode()]
+
+
+def test_no_password_reaches_a_binlog_or_relay_log(group: RehearsalSet) -> None:
+    """MariaDB logs account statements as executed: only the password hash may be in them."""
+    restart_primary_sidecar(group)  # account statements now also reach the replicas' logs
+    secrets = [path.read_text() for path in group.secrets_dir.iterdir()]
+    assert len(secrets) == 4
+    logged = {}
+    for ordinal in (0, 1, 2):
+        datadir = group.pods[ordinal].datadir
+        files = sorted(datadir.glob("mysql-bin.[0-9]*")) + sorted(datadir.glob("relay-bin.[0-9]*"))
+        logged[ordinal] = b"".join(path.read_bytes() for path in files)
+    for ordinal, content in logged.items():
+        for value in secrets:
+            for form in _as_logged(value):
+                assert form not in content, f"a password is in mysql-{ordinal}'s binlog or relay log"
+    # The account statements are there (created on the primary, re-applied everywhere), hashed.
+    assert b"CREATE USER IF NOT EXISTS 'verify'@'%' IDENTIFIED BY PASSWORD '*" in logged[0]
+    for ordinal in (1, 2):
+        assert b"ALTER USER 'verify'@'%' IDENTIFIED BY PASSWORD '*" in logged[ordinal]
 
 
 def test_readiness_fails_when_replication_threads_stop(group: RehearsalSet) -> None:

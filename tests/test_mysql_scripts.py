@@ -33,6 +33,7 @@ PASSWORDS = {
     "root-password": "r00t\"pa\\ss",
     "replication-password": "repl'pw 2",
     "backup-password": "backup#pw",
+    "verify-password": "ver'ify\\pw \"3\"",
 }
 
 # One stub for every tool: it records how it was called and answers from STUB_* variables.
@@ -239,8 +240,61 @@ def test_users_sql_holds_no_password_and_grants_per_engine() -> None:
     assert "BACKUP_ADMIN" in mysql and "performance_schema.log_status" in mysql
     assert "BINLOG MONITOR" in mariadb and "BACKUP_ADMIN" not in mariadb
     for text in (mysql, mariadb):
-        assert "QUOTE(@replication_password)" in text and "QUOTE(@backup_password)" in text
         assert "''repl''@''%''" in text  # quotes doubled inside the CONCAT literal
+    for variable in ("@replication_password", "@backup_password", "@verify_password"):
+        assert f"IDENTIFIED BY ', QUOTE({variable})" in mysql
+        # MariaDB logs account statements verbatim: only the hash may reach its binlog.
+        assert f"IDENTIFIED BY PASSWORD ', QUOTE(PASSWORD({variable}))" in mariadb
+        assert f"QUOTE({variable})" not in mariadb
+
+
+def prepared_account_sql(engine: str, account: str, variable: str) -> list[str]:
+    """What users.sql must hold for one account: create if missing, then (re)set the password."""
+    hashed = engine == "mariadb"
+    lines = []
+    for verb in ("CREATE USER IF NOT EXISTS", "ALTER USER"):
+        value = f"QUOTE(PASSWORD({variable}))" if hashed else f"QUOTE({variable})"
+        lines += [
+            f"SET @stmt = CONCAT('{verb} {account} IDENTIFIED BY {'PASSWORD ' if hashed else ''}', {value});",
+            "PREPARE stmt FROM @stmt;", "EXECUTE stmt;", "DEALLOCATE PREPARE stmt;",
+        ]
+    return lines
+
+
+# The grants docs/verify.md documents for the least-privilege account, per engine: the check
+# database (its `_` escaped, so no other database matches), the replication status, and on
+# MySQL the applier workers' table verify quotes a multi-threaded replica's error from.
+VERIFY_SQL = {
+    "mysql": [
+        *prepared_account_sql("mysql", "''verify''@''%''", "@verify_password"),
+        "GRANT SELECT, INSERT, DELETE, CREATE ON `atomic\\_verify`.* TO 'verify'@'%';",
+        "GRANT REPLICATION CLIENT ON *.* TO 'verify'@'%';",
+        "GRANT SELECT ON performance_schema.replication_applier_status_by_worker TO 'verify'@'%';",
+    ],
+    "mariadb": [
+        *prepared_account_sql("mariadb", "''verify''@''%''", "@verify_password"),
+        "GRANT SELECT, INSERT, DELETE, CREATE ON `atomic\\_verify`.* TO 'verify'@'%';",
+        "GRANT SLAVE MONITOR ON *.* TO 'verify'@'%';",
+    ],
+}
+
+
+@pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
+def test_users_sql_provisions_the_verify_account_per_engine(engine: str, version: str) -> None:
+    users = mysql_config.config_map_data(engine, version)["users.sql"]
+    lines = users.splitlines()
+    verify_lines = [line for line in lines if "verify" in line]
+    start = lines.index(VERIFY_SQL[engine][0])
+    assert lines[start:start + len(VERIFY_SQL[engine])] == VERIFY_SQL[engine]
+    assert set(verify_lines) <= set(VERIFY_SQL[engine])
+    # Least privilege: nothing that would let verify write to a read-only replica or reach other data.
+    verify_grants = [line for line in verify_lines if line.startswith("GRANT")]
+    for forbidden in ("SUPER", "ADMIN", "ALL", "GRANT OPTION", "UPDATE", "DROP"):
+        assert not [line for line in verify_grants if forbidden in line], forbidden
+    grants_on_everything = [line for line in verify_lines if line.startswith("GRANT") and " ON *.* " in line]
+    assert grants_on_everything == [f"GRANT {'SLAVE MONITOR' if engine == 'mariadb' else 'REPLICATION CLIENT'} "
+                                    "ON *.* TO 'verify'@'%';"]
+    assert mysql_config.VERIFY_USER == "verify" and mysql_config.VERIFY_DATABASE == "atomic_verify"
 
 
 def test_config_map_carries_every_script_verbatim() -> None:
@@ -544,6 +598,7 @@ def test_primary_sidecar_creates_accounts_without_exposing_passwords(box: Sandbo
     users = sql_calls(box)[-1]
     assert "CONVERT(X'7265706c2770772032' USING utf8mb4)" in users  # hex of "repl'pw 2"
     assert "CREATE USER IF NOT EXISTS" in users
+    assert "replication, backup and verify accounts are in place" in result.stderr
     assert "user=root\npassword=\"r00t\\\"pa\\\\ss\"" in box.logged("mysql.cnf")  # escaped in the option file
     assert "serving backups" in result.stderr
     listen = box.logged("socat.argv")
@@ -557,10 +612,16 @@ def test_passwords_never_appear_in_arguments_or_sql_text(box: Sandbox) -> None:
     assert box.run("sidecar.sh", "mysql-1").returncode == 0
     assert box.run("sidecar.sh", "mysql-1", "stream").returncode == 0
     argv = "".join(box.logged(f"{tool}.argv") for tool in STUB_NAMES)
-    users_sql = sql_calls(box)[0]
+    [users_sql] = [call for call in sql_calls(box) if "CREATE USER" in call]
+    assert "@verify_password" in users_sql
     for value in PASSWORDS.values():
         assert value not in argv
         assert value not in users_sql
+    # Only root's (option file) and repl's (CHANGE ... SOURCE_PASSWORD, on stdin) ever travel
+    # as text; the verify password reaches the server as hex only, in any engine.
+    everything = argv + box.logged("mysql.sql") + "".join(box.logged(f"{tool}.cnf") for tool in STUB_NAMES)
+    assert PASSWORDS["verify-password"] not in everything
+    assert PASSWORDS["verify-password"].encode().hex() in users_sql
 
 
 def test_stream_mode_runs_the_backup_with_a_private_option_file(box: Sandbox) -> None:
@@ -578,6 +639,42 @@ def test_stream_mode_runs_the_backup_with_a_private_option_file(box: Sandbox) ->
 def test_failed_backup_stream_is_reported(box: Sandbox) -> None:
     result = box.run("sidecar.sh", "mysql-1", "stream", STUB_BACKUP_EXIT="1")
     assert result.returncode == 1 and "FATAL: backup stream failed" in result.stderr
+
+
+@pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
+def test_primary_sidecar_sets_every_password_variable_before_the_accounts_sql(
+    box: Sandbox, engine: str, version: str
+) -> None:
+    box.configure(engine, version)
+    result = box.run("sidecar.sh", "mysql-0")
+    assert result.returncode == 0, result.stderr
+    batch = sql_calls(box, mysql_config.tools(engine).client)[-1]
+    variables = {"replication_password": "replication-password", "backup_password": "backup-password",
+                 "verify_password": "verify-password"}
+    head = [f"SET @{name} = CONVERT(X'{PASSWORDS[key].encode().hex()}' USING utf8mb4);"
+            for name, key in variables.items()]
+    # Exactly the variables, then users.sql verbatim: the same text for every run, rotation included.
+    assert batch == "\n".join(head) + "\n" + (box.config / "users.sql").read_text()
+
+
+def test_rerunning_the_primary_sidecar_rotates_the_verify_password(box: Sandbox) -> None:
+    assert box.run("sidecar.sh", "mysql-0").returncode == 0
+    (box.secrets / "verify-password").write_text("rotated-verify-pw")
+    assert box.run("sidecar.sh", "mysql-0").returncode == 0  # the container restarted after a rollout
+    first, second = sql_calls(box)[-2:]
+    new = "SET @verify_password = CONVERT(X'" + b"rotated-verify-pw".hex() + "' USING utf8mb4);"
+    assert new in second and new not in first
+    assert "ALTER USER ''verify''@''%'' IDENTIFIED BY ', QUOTE(@verify_password)" in second
+
+
+@pytest.mark.parametrize("key", ["replication-password", "backup-password", "verify-password"])
+def test_a_missing_account_secret_stops_the_primary_sidecar_before_any_sql(box: Sandbox, key: str) -> None:
+    (box.secrets / key).unlink()
+    result = box.run("sidecar.sh", "mysql-0")
+    assert result.returncode == 1
+    assert f"FATAL: secret {box.secrets}/{key} is missing or empty" in result.stderr
+    assert not [call for call in sql_calls(box) if "CREATE USER" in call or "@verify_password" in call]
+    assert not box.logged("socat.argv")  # never serves backups without its accounts
 
 
 def test_missing_secret_fails_clearly(box: Sandbox) -> None:

@@ -163,7 +163,7 @@ def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None
     assert volumes["config"]["configMap"]["name"] == "mysql-config"
     assert volumes["credentials"]["secret"]["secretName"] == "mysql-credentials"
     assert set(kube[("Secret", "mysql-credentials")]["stringData"]) == {
-        "root-password", "replication-password", "backup-password"}
+        "root-password", "replication-password", "backup-password", "verify-password"}
     scripts = {f"{mysql_config.CONFIG_MOUNT}/{name}" for name in data}
     for name, container in containers(plan).items():
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -194,6 +194,7 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
         "mysqlRootPassword": "correct-horse-battery-root",
         "mysqlReplicationPassword": "correct-horse-battery-repl",
         "mysqlBackupPassword": "correct-horse-battery-backup",
+        "mysqlVerifyPassword": "correct-horse-battery-verify",
     }
     plan = run(secrets=passwords)
     assert not plan.of_type("random:index/randomPassword:RandomPassword")
@@ -203,22 +204,49 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
     [secret] = [r for r in plan.resources if r.type == "kubernetes:core/v1:Secret"]
     assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
     assert {"data", "stringData"} <= set(secret.options["additionalSecretOutputs"])
-    assert secret.state["stringData"]["root-password"] == passwords["mysqlRootPassword"]  # what the provider gets
+    # What the provider gets, each under the key the scripts read.
+    assert secret.state["stringData"] == {
+        "root-password": passwords["mysqlRootPassword"],
+        "replication-password": passwords["mysqlReplicationPassword"],
+        "backup-password": passwords["mysqlBackupPassword"],
+        "verify-password": passwords["mysqlVerifyPassword"],
+    }
 
 
 def test_missing_passwords_are_generated_never_empty(run: Any) -> None:
     plan = run(secrets={"mysqlRootPassword": "given-root-password"})
     generated = plan.of_type("random:index/randomPassword:RandomPassword")
-    assert sorted(r.name for r in generated) == ["mysql-backup-password", "mysql-replication-password"]
+    assert sorted(r.name for r in generated) == [
+        "mysql-backup-password", "mysql-replication-password", "mysql-verify-password"]
     for r in generated:
         assert r.inputs["length"] == 32 and r.inputs["special"] is False
     [secret] = [r for r in plan.resources if r.type == "kubernetes:core/v1:Secret"]
-    assert all(secret.state["stringData"][key] for key in ("root-password", "replication-password", "backup-password"))
+    assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
+    keys = ("root-password", "replication-password", "backup-password", "verify-password")
+    assert all(secret.state["stringData"][key] for key in keys)
+    assert len({secret.state["stringData"][key] for key in keys}) == 4  # one password per account
 
 
-def test_an_empty_configured_password_is_refused(run: Any) -> None:
-    with pytest.raises(pulumi.RunError, match=r"atomic-mysql:mysqlRootPassword=\[secret\]: must not be empty"):
-        run(secrets={"mysqlRootPassword": ""})
+def test_a_configured_verify_password_replaces_only_its_generated_one(run: Any) -> None:
+    plan = run(secrets={"mysqlVerifyPassword": "correct-horse-battery-verify"})
+    generated = plan.of_type("random:index/randomPassword:RandomPassword")
+    assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 3
+    [secret] = [r for r in plan.resources if r.type == "kubernetes:core/v1:Secret"]
+    assert secret.state["stringData"]["verify-password"] == "correct-horse-battery-verify"
+    dumped = json.dumps([(r.inputs, r.outputs) for r in plan.resources]) + json.dumps(plan.kubernetes_objects())
+    assert "correct-horse-battery-verify" not in dumped
+
+
+@pytest.mark.parametrize("key", ["mysqlRootPassword", "mysqlVerifyPassword"])
+def test_an_empty_configured_password_is_refused(run: Any, key: str) -> None:
+    with pytest.raises(pulumi.RunError, match=rf"atomic-mysql:{key}=\[secret\]: must not be empty"):
+        run(secrets={key: ""})
+
+
+def test_a_multi_line_verify_password_stops_the_deployment(run: Any) -> None:
+    with pytest.raises(ValueError, match="the MySQL verify-password must be one line") as refused:
+        run(secrets={"mysqlVerifyPassword": "first-line\nsecond-line"})
+    assert "first-line" not in str(refused.value)  # the message names the key, never the value
 
 
 # ---------------------------------------------------------------- settings and immutable fields
@@ -344,3 +372,8 @@ def test_outputs_name_the_hosts_secret_and_replicas(run: Any) -> None:
     [component] = plan.of_type(COMPONENT)
     assert component.outputs["primaryHost"] == f"mysql-primary.{NAMESPACE}.svc"
     assert component.outputs["replicas"] == 4
+    # Where `make verify` finds its account: names only, never the password.
+    assert component.outputs["verifyUser"] == mysql_config.VERIFY_USER == "verify"
+    assert component.outputs["verifyPasswordKey"] == "verify-password"
+    secret = objects(plan)[("Secret", "mysql-credentials")]
+    assert component.outputs["verifyPasswordKey"] in secret["stringData"]

@@ -12,7 +12,7 @@
 : "${MYSQL_DATA_DIR:=/var/lib/mysql}"           # the server's datadir as this container sees it
 : "${MYSQL_CONF_DIR:=/etc/mysql/conf.d}"        # emptyDir shared with mysqld (role + server-id)
 : "${MYSQL_CONFIG_DIR:=/etc/mysql-config}"      # the ConfigMap: primary.cnf, replica.cnf, users.sql
-: "${MYSQL_SECRETS_DIR:=/etc/mysql-secrets}"    # the Secret: root-password, replication-password, backup-password
+: "${MYSQL_SECRETS_DIR:=/etc/mysql-secrets}"    # the Secret: root-, replication-, backup-, verify-password
 : "${MYSQL_SOCKET:=/var/run/mysqld/mysqld.sock}"
 : "${CLONE_PORT:=3307}"                         # where this pod serves backups
 : "${CLONE_BIND_ADDRESS:=}"                     # empty = all addresses (pod); 127.0.0.1 in tests

@@ -2,7 +2,7 @@
 # sidecar (main container, backup image).
 #
 #   sidecar.sh          set up this pod, then serve backups on CLONE_PORT forever:
-#                       ordinal 0 creates/updates the replication and backup accounts;
+#                       ordinal 0 creates/updates the replication, backup and verify accounts;
 #                       a replica with a fresh clone starts replication from the clone's
 #                       GTID position (at most once: the position file is renamed after).
 #   sidecar.sh stream   write one backup stream to stdout (run by socat per connection).
@@ -28,17 +28,29 @@ read_secret() {
     printf '%s' "$value"
 }
 
+# password_variable NAME SECRET: a statement setting the session variable @NAME to the
+# secret's value, hex-encoded so that no quoting can go wrong and the value never appears
+# as text (users.sql reads the variables; it never holds a password itself).
+password_variable() {
+    local value
+    value=$(read_secret "$2")
+    printf "SET @%s = CONVERT(X'%s' USING utf8mb4);\n" "$1" "$(hex "$value")"
+}
+
 ensure_users() {
-    local repl backup
-    repl=$(read_secret replication-password)
-    backup=$(read_secret backup-password)
+    local variables
     [[ -s $MYSQL_CONFIG_DIR/users.sql ]] || die "$MYSQL_CONFIG_DIR/users.sql is missing"
+    # Read every secret before talking to the server: a missing one stops here, not halfway.
+    variables=$(
+        password_variable replication_password replication-password
+        password_variable backup_password backup-password
+        password_variable verify_password verify-password
+    )
     {
-        printf "SET @replication_password = CONVERT(X'%s' USING utf8mb4);\n" "$(hex "$repl")"
-        printf "SET @backup_password = CONVERT(X'%s' USING utf8mb4);\n" "$(hex "$backup")"
+        printf '%s\n' "$variables"
         cat "$MYSQL_CONFIG_DIR/users.sql"
-    } | root_sql || die "creating the replication and backup accounts failed"
-    log "replication and backup accounts are in place"
+    } | root_sql || die "creating the replication, backup and verify accounts failed"
+    log "replication, backup and verify accounts are in place"
 }
 
 query() {  # query SQL: one value from the local server, as root

@@ -161,6 +161,8 @@ class MariaDBServer:
             f"pid_file={self.pid_file}",
             f"log_error={self.error_log}",
             f"server_id={self.server_id}",
+            # Its own tmpdir: the bootstrap's temporary tables must not meet another server's in /tmp.
+            f"tmpdir={self.tmp_dir}",
         ]
         if os.geteuid() == 0:
             owned.append("user=root")
@@ -181,8 +183,13 @@ class MariaDBServer:
             ]
         )
 
+    @property
+    def tmp_dir(self) -> Path:
+        return self.base_dir / "tmp"
+
     def write_cnf(self) -> Path:
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(exist_ok=True)
         self.defaults_file.write_text(self.render_cnf(), encoding="utf-8")
         return self.defaults_file
 
