@@ -30,10 +30,11 @@ def fresh_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @pytest.fixture
-def unit_mocks(fresh_event_loop: asyncio.AbstractEventLoop) -> RecordingMonitor:
+def unit_mocks(fresh_event_loop: asyncio.AbstractEventLoop) -> Iterator[RecordingMonitor]:
     """Mocks for a test that builds one component itself (under @pulumi.runtime.test)."""
     forget_previous_run()
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     monitor = RecordingMonitor(AtomicMocks())
     pulumi.runtime.set_mocks(AtomicMocks(), project="atomic-mysql", stack="unit", preview=False, monitor=monitor)
-    return monitor
+    yield monitor
+    monitor.close_thread_loops()

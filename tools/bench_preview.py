@@ -7,8 +7,8 @@ import of pulumi + pulumi_kubernetes + pulumi_aws as the floor, and the two
 targets as ratios on this machine:
   - prod preview within 2x the import floor;
   - time per resource flat (within 30%) from the 30-minion to the 300-minion stack.
-Time per resource is (preview - import floor) / resources: the fixed cost of
-starting Python and importing the SDKs would otherwise make small stacks look slow.
+Time per resource is (preview - used-modules floor) / resources: the fixed cost of
+starting Python and importing the SDK modules would otherwise make small stacks look slow.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IMPORT_FLOOR = "import pulumi, pulumi_kubernetes, pulumi_aws"
+# The SDKs load their submodules lazily, so the bare import above costs little; these are the
+# submodules the program touches (aws.ec2 alone defines hundreds of resource classes). Importing
+# them is a floor no program using these resources can go under.
+USED_MODULES_FLOOR = (
+    "import pulumi, pulumi_kubernetes as k, pulumi_aws as a, pulumi_tls as t, pulumi_random as r; "
+    "a.ec2.Instance, a.iam.Role, a.ssm.Parameter, a.kms.Key, a.vpc.SecurityGroupIngressRule, "
+    "k.core.v1.Service, k.apps.v1.StatefulSet, k.policy.v1.PodDisruptionBudget, "
+    "k.networking.v1.NetworkPolicy, k.autoscaling.v2.HorizontalPodAutoscaler, t.PrivateKey, r.RandomPassword"
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +46,9 @@ class Case:
 CASES = (
     Case("dev", "dev"),
     Case("prod", "prod"),
-    Case("prod, 30 minions", "prod", ("minionCount=30",)),
-    Case("prod, 300 minions", "prod", ("minionCount=300",)),
+    # A /12 pod range: one /24 per node must fit 300 minions; both sizes use it, to compare like with like.
+    Case("prod, 30 minions", "prod", ("minionCount=30", "podCidr=10.128.0.0/12")),
+    Case("prod, 300 minions", "prod", ("minionCount=300", "podCidr=10.128.0.0/12")),
 )
 
 
@@ -70,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     floor = median_seconds([sys.executable, "-c", IMPORT_FLOOR], args.runs)
-    print(f"import floor ({IMPORT_FLOOR}): {floor:.2f} s (median of {args.runs})\n")
+    used_floor = median_seconds([sys.executable, "-c", USED_MODULES_FLOOR], args.runs)
+    print(f"import floor ({IMPORT_FLOOR}): {floor:.2f} s (median of {args.runs})")
+    print(f"import of the SDK modules the program uses: {used_floor:.2f} s\n")
     print(f"{'case':<22}{'resources':>10}{'median s':>10}{'ms/resource':>13}{'x floor':>9}")
     per_resource: dict[str, float] = {}
     seconds: dict[str, float] = {}
@@ -79,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in CASES:
             elapsed = median_seconds(preview_command(case, out), args.runs)
             count = resource_count(out, case.stack)
-            seconds[case.label], per_resource[case.label] = elapsed, (elapsed - floor) / count
+            seconds[case.label], per_resource[case.label] = elapsed, (elapsed - used_floor) / count
             print(
                 f"{case.label:<22}{count:>10}{elapsed:>10.2f}{1000 * per_resource[case.label]:>13.2f}"
                 f"{elapsed / floor:>9.2f}"
@@ -87,15 +99,15 @@ def main(argv: list[str] | None = None) -> int:
 
     prod_ratio = seconds["prod"] / floor
     small, large = per_resource["prod, 30 minions"], per_resource["prod, 300 minions"]
-    spread = abs(large - small) / small
+    spread = (large - small) / small
     print()
     print(
         f"target 1: prod preview / import floor = {prod_ratio:.2f} (target <= 2.00): "
         f"{'met' if prod_ratio <= 2 else 'MISSED'}"
     )
     print(
-        f"target 2: time per resource, 300 vs 30 minions differs by {100 * spread:.0f}% (target <= 30%): "
-        f"{'met' if spread <= 0.30 else 'MISSED'}"
+        f"target 2: time per resource, 300 vs 30 minions changes by {100 * spread:+.0f}% (target within 30%): "
+        f"{'met' if abs(spread) <= 0.30 else 'MISSED'}"
     )
     return 0
 

@@ -10,6 +10,8 @@ graph the way the engine would see it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -292,9 +294,29 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
         self.by_urn: dict[str, Registration] = {}
+        # MockMonitor gives every executor thread it runs in an event loop and never closes it.
+        self.thread_loops: set[asyncio.AbstractEventLoop] = set()
+
+    def close_thread_loops(self) -> None:
+        """Close the loops the monitor's worker threads were given (left open, each one's
+        finalizer may run after its self-pipe socket is gone and print a ValueError)."""
+        for loop in self.thread_loops:
+            if not loop.is_closed() and not loop.is_running():
+                loop.close()
+        self.thread_loops.clear()
+
+    def _note_thread_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a thread the monitor gave no loop
+            self.thread_loops.add(asyncio.get_event_loop())
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        response = super().Invoke(request)
+        self._note_thread_loop()
+        return response
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
+        self._note_thread_loop()
         raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
         state = self.resources[response.urn].state if response.urn in self.resources else {}
         registration = Registration(

@@ -108,6 +108,7 @@ def _fresh_runtime(
     try:
         yield monitor
     finally:
+        monitor.close_thread_loops()
         loop.close()
         asyncio.set_event_loop(None)
 

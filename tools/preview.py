@@ -11,6 +11,7 @@ one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 import shutil
@@ -51,7 +52,7 @@ KIND_ORDER = [
 ]
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """Block style for multi-line strings (scripts, config files), so the YAML reads like a manifest."""
 
 
@@ -160,6 +161,13 @@ def preview(
     return plan
 
 
+def _batch_gc() -> None:
+    """A preview is a short batch run whose object graph only grows: with the default
+    thresholds the cyclic collector keeps rescanning the SDKs' long-lived objects, which
+    costs about a third of the run and grows with the stack (measured with make bench)."""
+    gc.set_threshold(50_000, 20, 20)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", "-s", default="dev", help="stack name (a file stacks/Pulumi.<stack>.yaml)")
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not key:
             parser.error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = value
+    _batch_gc()
     try:
         preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides)
     except (StackConfigError, pulumi.RunError) as error:
