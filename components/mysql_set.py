@@ -378,14 +378,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 f"{prefix}_ROOT_HOST": "localhost",
             }),
             ports=[core.ContainerPortArgs(name="mysql", container_port=mysql_config.MYSQL_PORT, protocol="TCP")],
-            volume_mounts=[
-                self._mount(DATA_VOLUME, "/var/lib/mysql", sub_path=DATA_SUBPATH),
-                self._mount("conf", "/etc/mysql/conf.d", read_only=True),
-                self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
-                self._mount("credentials", SECRET_MOUNT, read_only=True),
-                self._mount("run", "/var/run/mysqld"),
-                self._mount("mysqld-tmp", "/tmp"),
-            ],
+            volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],
             # First initialisation or crash recovery may take long; liveness waits for it.
             startup_probe=core.ProbeArgs(exec_=exec_probe(command=mysql_config.liveness_command()),
                                          period_seconds=10, timeout_seconds=5, failure_threshold=90),
@@ -395,6 +388,17 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                                            period_seconds=5, timeout_seconds=5, failure_threshold=2),
         )
 
+    def _shared_mounts(self) -> list[core.VolumeMountArgs]:
+        """What mysqld and the sidecar both see: the data, the rendered config, the scripts,
+        the credentials and mysqld's socket directory (the sidecar talks to it over the socket)."""
+        return [
+            self._mount(DATA_VOLUME, "/var/lib/mysql", sub_path=DATA_SUBPATH),
+            self._mount("conf", "/etc/mysql/conf.d", read_only=True),
+            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
+            self._mount("credentials", SECRET_MOUNT, read_only=True),
+            self._mount("run", "/var/run/mysqld"),
+        ]
+
     def _sidecar_container(self) -> core.ContainerArgs:
         probe = core.ExecActionArgs(command=mysql_config.sidecar_probe_command())
         return self._container(
@@ -403,11 +407,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client"),
             ports=[core.ContainerPortArgs(name="clone", container_port=mysql_config.CLONE_PORT, protocol="TCP")],
             volume_mounts=[
-                self._mount(DATA_VOLUME, "/var/lib/mysql", sub_path=DATA_SUBPATH),
-                self._mount("conf", "/etc/mysql/conf.d", read_only=True),
-                self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
-                self._mount("credentials", SECRET_MOUNT, read_only=True),
-                self._mount("run", "/var/run/mysqld"),
+                *self._shared_mounts(),
                 self._mount("tools-tmp", "/tmp"),
                 self._mount("client-cnf", "/run/mysql-client"),
             ],

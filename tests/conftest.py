@@ -38,3 +38,14 @@ def unit_mocks(fresh_event_loop: asyncio.AbstractEventLoop) -> Iterator[Recordin
     pulumi.runtime.set_mocks(AtomicMocks(), project="atomic-mysql", stack="unit", preview=False, monitor=monitor)
     yield monitor
     monitor.close_thread_loops()
+
+
+@pytest.fixture(scope="session")
+def previewed_stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every stack previewed once, exactly as `make preview` writes it (read-only for tests)."""
+    from tools import preview
+
+    out = tmp_path_factory.mktemp("build")
+    for stack in STACKS:
+        preview.preview(stack, out_root=out, quiet=True)
+    return out

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import STACKS
-from tools import preview, scan
+from tools import scan
 
 PRIVILEGED_POD = {
     "apiVersion": "v1",
@@ -28,11 +28,8 @@ def checkov() -> Path:
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("build")
-    for stack in STACKS:
-        preview.preview(stack, out_root=out, quiet=True)
-    return out
+def build(previewed_stacks: Path) -> Path:
+    return previewed_stacks
 
 
 def test_scan_passes_on_every_stack(build: Path, checkov: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,19 +15,15 @@ import pytest
 from PIL import Image
 
 from tests.conftest import STACKS
-from tools import preview, topology
+from tools import topology
 
 SVG = "{http://www.w3.org/2000/svg}"
 AWS_STACKS = [s for s in STACKS if s != "local"]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every stack previewed exactly as `make preview` does."""
-    out = tmp_path_factory.mktemp("build")
-    for stack in STACKS:
-        preview.preview(stack, out_root=out, quiet=True)
-    return out
+def built(previewed_stacks: Path) -> Path:
+    return previewed_stacks
 
 
 def plan_of(built: Path, stack: str) -> dict[str, Any]:
