@@ -10,10 +10,10 @@ the test fails, not skips, without them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,24 +23,12 @@ from pathlib import Path
 import pytest
 
 from components.bootstrap import ETCD_CLIENT_PORT, ETCD_DATA, ETCD_PEER_PORT, ETCD_PKI, compute_layout, render_etcd_conf
+from tests.support.mariadb import free_ports, own_session_dying_with_parent
 from tests.test_bootstrap import cluster_settings
 
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
 OPENSSL = "/usr/bin/openssl"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -120,7 +108,7 @@ def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
         assert Path(binary).exists(), f"{binary} is missing: install Debian's etcd-server, etcd-client and openssl"
     layout = compute_layout(cluster_settings(master_count=3), "test")
     addresses = {m.name: m.private_ip for m in layout.masters}
-    free = _free_ports(2 * len(layout.masters))
+    free = free_ports(2 * len(layout.masters))
     ports = {m.name: (free[2 * i], free[2 * i + 1]) for i, m in enumerate(layout.masters)}
     ca = tmp_path / "ca"
     _make_ca(ca)
@@ -140,15 +128,27 @@ def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
             env = {"PATH": os.environ.get("PATH", ""), **parse_environment_file(conf)}
             log = tmp_path / f"{m.name}.log"
             with log.open("wb") as out:
+                # Own process group (killed as one) and SIGTERM if pytest dies without cleaning up.
                 process = subprocess.Popen([ETCD], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                                           preexec_fn=own_session_dying_with_parent)
             members.append(Member(m.name, f"https://127.0.0.1:{ports[m.name][0]}", process, log))
         yield EtcdCluster(members, tmp_path / "client", ca)
     finally:
-        for member in members:
-            if member.process.poll() is None:
+        _kill_all(members)
+
+
+def _kill_all(members: list[Member]) -> None:
+    """Kill every member even when one of them resists; only then report the ones still alive."""
+    stuck = []
+    for member in members:
+        if member.process.poll() is None:  # not reaped, so its pid (= its group id) is still ours
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(member.process.pid, signal.SIGKILL)
+        try:
             member.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            stuck.append(f"{member.name} (pid {member.process.pid})")
+    assert not stuck, f"etcd members survived SIGKILL: {', '.join(stuck)}"
 
 
 def _wait_healthy(cluster: EtcdCluster, endpoints: list[str], deadline_s: float = 40) -> str:

@@ -19,8 +19,6 @@ to: over TCP with the Secret's password, by tools.mysql_verify itself.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import io
 import json
 import os
@@ -37,7 +35,15 @@ import pymysql
 import pytest
 
 from components import mysql_config
-from tests.support.mariadb import MariaDBServer, ReadServiceProxy, free_port, require_mariadb
+from tests.support.mariadb import (
+    MariaDBServer,
+    ReadServiceProxy,
+    free_port,
+    free_ports,
+    own_session_dying_with_parent,
+    replica_status,
+    require_mariadb,
+)
 from tools.mysql_verify.cli import main as verify_main
 
 ENGINE, VERSION = "mariadb", "10.11"
@@ -53,14 +59,6 @@ PASSWORDS = {
     "verify-password": "ve'ri\\fy #\"pw\" 4",
 }
 APP_PASSWORD = "app-pw"
-
-
-def _own_session_dying_with_us() -> None:
-    """Runs in the sidecar before exec: its own process group (socat and its backup children,
-    stopped together), and SIGTERM if the test process dies without cleaning up."""
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Pod:
@@ -155,7 +153,8 @@ class Pod:
             self.sidecar = subprocess.Popen(
                 ["bash", str(self.group.config_dir / "sidecar.sh")],
                 env=self.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_own_session_dying_with_us,
+                # Own process group: socat and its backup children are stopped together.
+                preexec_fn=own_session_dying_with_parent,
             )
 
     def stop_sidecar(self) -> None:
@@ -208,8 +207,8 @@ class RehearsalSet:
         self.base = base
         self.config_dir = base / "configmap"
         self.secrets_dir = base / "secrets"
-        self.mysql_ports = [free_port() for _ in range(MAX_PODS)]
-        self.clone_ports = [free_port() for _ in range(MAX_PODS)]
+        ports = free_ports(2 * MAX_PODS)
+        self.mysql_ports, self.clone_ports = ports[:MAX_PODS], ports[MAX_PODS:]
         self.pods: dict[int, Pod] = {}
         self.config_dir.mkdir(parents=True)
         for name, text in mysql_config.config_map_data(ENGINE, VERSION).items():
@@ -299,10 +298,8 @@ def test_replication_runs_from_the_primary(group: RehearsalSet) -> None:
         assert group.pods[ordinal].rows()[-1] == "after the set was up"
         server = group.pods[ordinal].server
         assert server is not None
-        with server.connect() as conn, conn.cursor(pymysql.cursors.DictCursor) as cursor:
-            cursor.execute("SHOW SLAVE STATUS")
-            status = cursor.fetchone()
-        assert status is not None
+        status = replica_status(server)
+        assert status, f"mysql-{ordinal} is no replica"
         assert status["Master_Port"] == group.mysql_ports[0]  # every replica follows the primary itself
         assert status["Using_Gtid"] == "Slave_Pos"
 

@@ -306,7 +306,9 @@ def test_config_map_carries_every_script_verbatim() -> None:
 
 def test_every_script_parses() -> None:
     for name in mysql_config.SCRIPT_NAMES:
-        result = subprocess.run(["bash", "-n", str(SCRIPTS / name)], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["bash", "-n", str(SCRIPTS / name)], capture_output=True, text=True, check=False, timeout=30
+        )
         assert result.returncode == 0, result.stderr
 
 
@@ -773,7 +775,7 @@ def test_scripts_default_to_the_container_paths(box: Sandbox) -> None:
         '"$MYSQL_SOCKET" "$CLONE_PORT" "$(peer_host 4)" "$(peer_mysql_port 4)" "$(peer_clone_port 4)"'
     )
     bash = shutil.which("bash") or "/bin/bash"
-    result = subprocess.run([bash, "-c", program], env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run([bash, "-c", program], env=env, capture_output=True, text=True, check=False, timeout=30)
     assert result.stdout.split() == [
         "/var/lib/mysql", "/etc/mysql/conf.d", mysql_config.CONFIG_MOUNT, "/etc/mysql-secrets",
         "/var/run/mysqld/mysqld.sock", "3307", "mysql-4.mysql", "3306", "3307",

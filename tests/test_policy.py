@@ -8,6 +8,7 @@ engine would during `pulumi preview --policy-pack policy`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import py_compile
@@ -24,6 +25,7 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from policy import validators
 from policy.validators import Options
 from tests.conftest import PROJECT_DIR, STACKS
+from tests.support.mariadb import die_with_parent
 from tools import preview
 from tools.mocks import SECRET_SIG, SPECIAL_SIG_KEY
 from tools.scan import ensure_venv
@@ -334,19 +336,27 @@ def test_pack_entry_point_compiles() -> None:
 def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
     python = ensure_venv(POLICY_VENV, POLICY_DIR / "requirements.txt", "python")
     # Started from another directory, as the CLI does: the pack must find validators.py on its own.
-    process = subprocess.Popen([str(python), str(POLICY_DIR / "__main__.py")], stdout=subprocess.PIPE, cwd="/")
-    try:
+    # SIGTERM from the kernel if pytest dies without reaching the finalizer.
+    process = subprocess.Popen([str(python), str(POLICY_DIR / "__main__.py")], stdout=subprocess.PIPE, cwd="/",
+                               preexec_fn=die_with_parent)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(_stop, process)
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 60)
         assert ready, "the policy pack printed no port within 60 s"
         port = int(process.stdout.readline())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        channel = cleanup.enter_context(grpc.insecure_channel(f"127.0.0.1:{port}"))
         grpc.channel_ready_future(channel).result(timeout=30)
         yield analyzer_pb2_grpc.AnalyzerStub(channel)
-        channel.close()
-    finally:
-        process.kill()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    try:
         process.wait(timeout=10)
+    finally:
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _engine_value(value: Any) -> Any:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from components import mysql_config
-from tests.support.mariadb import MariaDBServer, ReplicatedSet, replicated_set
+from tests.support.mariadb import MariaDBServer, ReplicatedSet, replica_status, replicated_set
 from tools.mysql_verify.checks import Endpoint, Options, verify
 
 PAYLOAD = "x" * 100
@@ -100,10 +100,7 @@ def relay_logs_complete(group: ReplicatedSet, replicas: Sequence[MariaDBServer],
     deadline = time.monotonic() + timeout
     for replica in replicas:
         while True:
-            with replica.connect() as conn, conn.cursor() as cursor:
-                cursor.execute("SHOW SLAVE STATUS")
-                names = [column[0] for column in cursor.description]
-                status = dict(zip(names, cursor.fetchone(), strict=True))
+            status = replica_status(replica)
             if (status["Master_Log_File"], int(status["Read_Master_Log_Pos"])) >= (file, int(position)):
                 break
             if time.monotonic() > deadline:

@@ -91,15 +91,33 @@ def require_mariadb() -> None:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM (a clean shutdown) when the starting thread dies."""
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago.
+
+    Every socket stays bound until all are chosen: closing each before the next bind
+    (count calls of free_port()) lets the OS hand the same port out twice.
+    """
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def die_with_parent() -> None:
+    """A preexec_fn: the child gets SIGTERM (a clean shutdown) when the thread that started it dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def own_session_dying_with_parent() -> None:
+    """A preexec_fn: die_with_parent() in a new session, so os.killpg(child.pid, ...) also stops
+    whatever the child started."""
+    os.setsid()
+    die_with_parent()
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -247,7 +265,7 @@ class MariaDBServer:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         try:
             self._wait_until_answering(timeout)
@@ -360,7 +378,8 @@ class MariaDBServer:
 # -------------------------------------------------------------------- a replicated set
 
 
-def _status(server: MariaDBServer) -> dict[str, Any]:
+def replica_status(server: MariaDBServer) -> dict[str, Any]:
+    """SHOW SLAVE STATUS (as root) as a dict keyed by column name; {} when the server is no replica."""
     with server.connect() as conn, conn.cursor(pymysql.cursors.DictCursor) as cursor:
         cursor.execute("SHOW SLAVE STATUS")
         row = cursor.fetchone()
@@ -410,7 +429,7 @@ class ReplicatedSet:
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            status = _status(replica)
+            status = replica_status(replica)
             if status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes":
                 return
             time.sleep(0.1)
