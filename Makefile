@@ -5,11 +5,9 @@ VENV := venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
-CHECKOV_VENV := .tools/checkov
-POLICY_VENV := .tools/policy
 # Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
 # etcd (3-member cluster from the rendered settings), cloud-init (user-data schema), ncat/socat.
-APT_PACKAGES := mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl
 
 .PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify scan clean
 
@@ -27,28 +25,6 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 deps: $(VENV)/.installed
 
-# checkov and pulumi-policy pin packages the program's venv cannot share (old packaging/boto3,
-# protobuf 5): each has its own tool venv.
-$(CHECKOV_VENV)/.installed: requirements-checkov.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
-	touch $@
-
-$(POLICY_VENV)/.installed: policy/requirements.txt
-	$(PYTHON) -m venv $(POLICY_VENV)
-	$(POLICY_VENV)/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
-	touch $@
-
-# Installs the real servers the tests use. Only as root (CI, fresh machines); otherwise it
-# checks and says what is missing, and the tests that need them fail loudly.
-system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -z "$$missing" ]; then echo "system packages present"; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "missing system packages (install as root):" $$missing; fi
-
 preview: deps
 	$(PY) -m tools.preview --stack $(STACK)
 
@@ -59,7 +35,9 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: deps system-deps lint $(CHECKOV_VENV)/.installed $(POLICY_VENV)/.installed
+# The checkov and pulumi-policy tool venvs (their pins clash with venv/) are made by
+# tools/scan.ensure_venv, the one place that builds them, when the tests first need them.
+test: system-deps deps lint
 	$(PY) -m pytest
 
 bench: deps
@@ -71,7 +49,7 @@ verify: deps
 bench-verify: deps system-deps
 	$(PY) -m tools.bench_catchup $(ARGS)
 
-scan: deps $(CHECKOV_VENV)/.installed
+scan: deps
 	$(PY) -m tools.scan
 
 clean:

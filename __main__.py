@@ -8,6 +8,7 @@ import pulumi
 from pulumi import ResourceOptions
 
 from components.kube_provider import provider_for_existing
+from components.mysql_config import MYSQL_PORT
 from components.settings import load_settings
 from components.workload import Workload, WorkloadArgs
 
@@ -23,7 +24,8 @@ if settings.cluster is not None:
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("masterPrivateIps", cluster.master_private_ips)
     pulumi.export("minionPrivateIps", cluster.minion_private_ips)
-elif settings.existing is not None:
+else:
+    assert settings.existing is not None, "settings give either a cluster to build or an existing one"
     provider = provider_for_existing("kubernetes", settings.existing)
 
 workload = Workload(
@@ -39,7 +41,7 @@ workload = Workload(
 pulumi.export("namespace", settings.namespace)
 pulumi.export("mysqlPrimaryHost", workload.mysql.primary_host)
 pulumi.export("mysqlReadHost", workload.mysql.read_host)
-pulumi.export("mysqlPort", 3306)
+pulumi.export("mysqlPort", MYSQL_PORT)
 pulumi.export("mysqlSecretName", workload.mysql.secret_name)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
 pulumi.export("frontendAddress", workload.frontend_address)

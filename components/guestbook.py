@@ -234,18 +234,19 @@ class Guestbook(pulumi.ComponentResource):
             containers=[frontend_container(settings)],
             volumes=scratch_volumes(list(FRONTEND_SCRATCH)),
         )
-        # With an autoscaler the HPA owns the replica count; leaving it unset keeps `pulumi up` from fighting it.
-        frontend_replicas = None if settings.autoscaler else settings.frontend_replicas
         self.frontend = self._deployment(
             f"{name}-frontend",
             "frontend",
             "frontend",
             None,
-            frontend_replicas,
+            settings.frontend_replicas,
             strategy(settings.rollout),
             settings.frontend_image,
             frontend_pod,
             bandwidth_annotations(settings),
+            # With an autoscaler, frontendReplicas is only the start: the HPA owns the count
+            # afterwards, and `pulumi up` must not reset it.
+            ignore_changes=["spec.replicas"] if settings.autoscaler else None,
         )
         self.frontend_service = self._service(
             f"{name}-frontend-svc",
@@ -284,11 +285,12 @@ class Guestbook(pulumi.ComponentResource):
         object_name: str,
         component: str,
         role: str | None,
-        replicas: int | None,
+        replicas: int,
         rollout_strategy: apps.DeploymentStrategyArgs,
         image: str,
         pod: core.PodSpecArgs,
         pod_annotations: dict[str, str] | None = None,
+        ignore_changes: list[str] | None = None,
     ) -> apps.Deployment:
         rollout = self._args.settings.rollout
         return apps.Deployment(
@@ -306,7 +308,7 @@ class Guestbook(pulumi.ComponentResource):
                     spec=pod,
                 ),
             ),
-            opts=ResourceOptions(parent=self),
+            opts=ResourceOptions(parent=self, ignore_changes=ignore_changes),
         )
 
     def _service(

@@ -433,11 +433,12 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
         )
     default_image, default_backup = ENGINE_VERSIONS[engine][version]
     pvc_options: tuple[RetentionPolicy, ...] = ("Retain", "Delete")
+    replicas = reader.integer("mysqlReplicas", 1, 9)
     return MysqlSettings(
         name=_dns_label(reader, "mysqlName", max_length=40),
         engine=engine,
         version=version,
-        replicas=reader.integer("mysqlReplicas", 1, 9),
+        replicas=replicas,
         image=_image(reader, "mysqlImage", optional=True) or default_image,
         backup_image=_image(reader, "mysqlBackupImage", optional=True) or default_backup,
         storage_size=_bytes(reader, "mysqlStorageSize", "1Gi"),
@@ -446,9 +447,14 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
         anti_affinity=reader.choice("mysqlAntiAffinity", ("soft", "hard")),
         pvc_when_deleted=reader.choice("mysqlPvcWhenDeleted", pvc_options),
         pvc_when_scaled=reader.choice("mysqlPvcWhenScaled", pvc_options),
-        pdb_max_unavailable=reader.integer("mysqlPdbMaxUnavailable", 1, 8),
+        pdb_max_unavailable=_pdb_max_unavailable(reader, replicas),
         protect=protect,
     )
+
+
+def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
+    # A drain must leave at least one pod serving (a single pod can only be 1).
+    return reader.integer("mysqlPdbMaxUnavailable", 1, max(replicas - 1, 1))
 
 
 def _mysql_secrets(reader: _Reader) -> MysqlSecrets:
@@ -471,6 +477,11 @@ def _region(aws: pulumi.Config) -> str:
 
 def _admin_cidrs(reader: _Reader, allow_world: bool) -> tuple[str, ...]:
     cidrs = reader.string_list("adminCidrs")
+    if not cidrs:
+        # The Kubernetes provider reaches the new cluster's API on 6443 from where `pulumi up` runs.
+        raise reader.fail(
+            "adminCidrs", [], 'clusterMode=aws needs at least the CIDR `pulumi up` runs from, e.g. ["203.0.113.7/32"]'
+        )
     for cidr in cidrs:
         network = _network(reader, "adminCidrs", cidr)
         if network.prefixlen == 0 and not allow_world:
@@ -632,7 +643,8 @@ def _guestbook(reader: _Reader) -> GuestbookSettings:
         frontend_service_type=reader.choice("frontendServiceType", service_types),
         redis_primary_image=_image(reader, "redisPrimaryImage") or "",
         redis_replica_image=_image(reader, "redisReplicaImage") or "",
-        redis_replicas=reader.integer("redisReplicas", 0, 20),
+        # The frontend reads through redis-follower: with no follower, every read fails.
+        redis_replicas=reader.integer("redisReplicas", 1, 20),
         frontend_resources=_resources(reader, "frontend"),
         redis_resources=_resources(reader, "redis"),
         rollout=_rollout(reader),

@@ -35,7 +35,7 @@ def unit_mocks(fresh_event_loop: asyncio.AbstractEventLoop) -> Iterator[Recordin
     forget_previous_run()
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     monitor = RecordingMonitor(AtomicMocks())
-    pulumi.runtime.set_mocks(AtomicMocks(), project="atomic-mysql", stack="unit", preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project="atomic-mysql", stack="unit", preview=False, monitor=monitor)
     yield monitor
     monitor.close_thread_loops()
 

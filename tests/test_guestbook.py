@@ -103,14 +103,24 @@ def test_rollout_override_changes_only_rolled_deployments() -> None:
 
 def test_autoscaler_owns_frontend_replicas() -> None:
     plan = run_program(
-        STACK, {"frontendHpaEnabled": True, "frontendHpaMin": 2, "frontendHpaMax": 9, "frontendHpaCpuTarget": 60}
+        STACK,
+        {
+            "frontendHpaEnabled": True,
+            "frontendReplicas": 3,
+            "frontendHpaMin": 2,
+            "frontendHpaMax": 9,
+            "frontendHpaCpuTarget": 60,
+        },
     )
     hpa = kube(plan, "HorizontalPodAutoscaler", "frontend")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend"}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 9)
     assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
-    assert "replicas" not in kube(plan, "Deployment", "frontend")["spec"]
+    assert kube(plan, "Deployment", "frontend")["spec"]["replicas"] == 3, "frontendReplicas is where it starts"
+    frontend = plan.named("workload-guestbook-frontend")
+    assert frontend.options["ignoreChanges"] == ["spec.replicas"], "then the HPA owns the count"
+    assert run_program(STACK).named("workload-guestbook-frontend").options["ignoreChanges"] == []
 
 
 def test_bandwidth_annotations_on_frontend_pods() -> None:

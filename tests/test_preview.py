@@ -67,11 +67,11 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(stack: str, tmp_pa
         assert r.provider.rsplit("::", 1)[0] in providers, f"{r.name} uses {r.provider or 'the default provider'}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", [s for s in STACKS if s != "local"])
 def test_every_instance_has_its_user_data_file(stack: str, tmp_path: Path) -> None:
     plan, _ = run_preview(stack, tmp_path)
     nodes = sorted(p.name for p in (tmp_path / stack / "nodes").glob("*.yaml"))
-    assert len(nodes) == len(plan.instances())
+    assert len(nodes) == len(plan.instances()) > 0
     for path in (tmp_path / stack / "nodes").glob("*.yaml"):
         assert path.read_text().startswith("#cloud-config"), path.name
 

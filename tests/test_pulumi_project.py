@@ -91,13 +91,33 @@ def test_missing_value_without_default_is_the_cli_error(project: Path) -> None:
         ("count", "three", "integer"),
         ("flag", "yes", "boolean"),
         ("cidrs", "10.0.0.0/8", "array<string>"),
-        ("label", 5, "string"),
+        ("cidrs", '["10.0.0.0/8"]', "array<string>"),
+        ("label", {"nested": "map"}, "string"),
     ],
 )
 def test_type_mismatch_is_the_cli_error(project: Path, key: str, value: object, type_name: str) -> None:
     write_stack(project, {"demo:required": "x", f"demo:{key}": value})
     with pytest.raises(StackConfigError, match=f"configuration key '{key}' must be of type '{type_name}'"):
         resolve_stack_config("dev", project_dir=project)
+
+
+def test_stack_scalars_are_read_as_their_text_like_the_cli(project: Path) -> None:
+    """YAML 1.1 would make `yes` a boolean and `1.30` the float 1.3; the CLI keeps the text."""
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  demo:required: x\n  demo:label: 1.30\n")
+    assert resolve_stack_config("dev", project_dir=project).values["demo:label"] == "1.30"
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  demo:required: x\n  demo:flag: yes\n")
+    with pytest.raises(StackConfigError, match="configuration key 'flag' must be of type 'boolean'"):
+        resolve_stack_config("dev", project_dir=project)
+
+
+def test_missing_values_are_listed_sorted_like_the_cli(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text(
+        "name: demo\nruntime: python\nconfig:\n  zeta:\n    type: string\n  alpha:\n    type: string\n"
+        "  mid:\n    type: string\n"
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
+    with pytest.raises(StackConfigError, match=r"missing configuration values 'alpha', 'mid' and 'zeta'$"):
+        resolve_stack_config("dev", project_dir=tmp_path)
 
 
 def test_unknown_stack_names_the_known_ones(project: Path) -> None:

@@ -61,7 +61,7 @@ IMMUTABLE: dict[str, tuple[Path_, ...]] = {
 MASTER_ONLY: tuple[Path_, ...] = (("userData",),)
 
 MYSQL_ENGINE_IMAGES = {"mysqlImage": "mysql:8.4.7", "mysqlBackupImage": "percona/percona-xtrabackup:8.4.0-5"}
-COMMON_OVERRIDES: list[tuple[str, str, dict[str, str]]] = [
+COMMON_OVERRIDES: list[tuple[str, str, dict[str, Any]]] = [
     ("dev", "mysql replicas up", {"mysqlReplicas": "5"}),
     ("dev", "mysql replicas down", {"mysqlReplicas": "2"}),
     ("dev", "mysql image tags", MYSQL_ENGINE_IMAGES),
@@ -78,7 +78,7 @@ COMMON_OVERRIDES: list[tuple[str, str, dict[str, str]]] = [
     ("dev", "recreate rollouts and an autoscaler", {"rolloutStrategy": "Recreate", "frontendHpaEnabled": "true"}),
     ("dev", "minion count up", {"minionCount": "5"}),
     ("dev", "minion size", {"minionInstanceType": "t3.xlarge", "rootVolumeGb": "60"}),
-    ("dev", "admin CIDRs", {"adminCidrs": '["198.51.100.0/24", "192.0.2.0/24"]'}),
+    ("dev", "admin CIDRs", {"adminCidrs": ["198.51.100.0/24", "192.0.2.0/24"]}),
     ("prod", "minion count down", {"minionCount": "4"}),
     ("prod", "mysql replicas up", {"mysqlReplicas": "7"}),
     ("prod", "rollout knobs", {"rolloutMaxSurge": "1", "minReadySeconds": "60"}),
@@ -159,7 +159,7 @@ def baselines() -> Iterator[dict[str, Plan]]:
     ("stack", "what", "overrides"), COMMON_OVERRIDES, ids=[f"{s}-{w}" for s, w, _ in COMMON_OVERRIDES]
 )
 def test_common_overrides_replace_no_stateful_resource(
-    baselines: dict[str, Plan], stack: str, what: str, overrides: dict[str, str]
+    baselines: dict[str, Plan], stack: str, what: str, overrides: dict[str, Any]
 ) -> None:
     before = baselines[stack]
     after = run_program(stack, overrides)

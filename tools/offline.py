@@ -104,7 +104,7 @@ def _fresh_runtime(
     forget_previous_run()
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(AtomicMocks(), project="atomic-mysql", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project="atomic-mysql", stack=stack, preview=False, monitor=monitor)
     try:
         yield monitor
     finally:

@@ -11,6 +11,7 @@ one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import re
@@ -151,7 +152,7 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
 
 
 def preview(
-    stack: str, out_root: Path = BUILD_DIR, quiet: bool = False, overrides: dict[str, str] | None = None
+    stack: str, out_root: Path = BUILD_DIR, quiet: bool = False, overrides: dict[str, Any] | None = None
 ) -> Plan:
     plan = run_program(stack, overrides)
     out_dir = out_root / stack
@@ -168,6 +169,15 @@ def _batch_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def _list_or_text(value: str) -> Any:
+    if value.startswith("["):
+        with contextlib.suppress(json.JSONDecodeError):
+            parsed = json.loads(value)
+            if isinstance(parsed, list):
+                return parsed
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", "-s", default="dev", help="stack name (a file stacks/Pulumi.<stack>.yaml)")
@@ -177,16 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a setting for this run, as `pulumi config set KEY VALUE` would",
+        help="override a setting for this run, as `pulumi config set KEY VALUE` would; a JSON list"
+        " (adminCidrs='[\"198.51.100.0/24\"]') sets a list, as `pulumi config set --path` would",
     )
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output root (default: build/)")
     args = parser.parse_args(argv)
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
             parser.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = value
+        overrides[key] = _list_or_text(value)
     _batch_gc()
     try:
         preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides)

@@ -102,13 +102,11 @@ def _matches(value: Any, type_name: str | None, items: dict[str, Any] | None) ->
     if type_name == "boolean":
         return isinstance(value, bool) or value in ("true", "false")
     if type_name == "string":
-        return isinstance(value, str)
+        # The CLI keeps a stack scalar's text: `version: 1.30` is the string "1.30".
+        return not isinstance(value, (dict, list))
     if type_name == "array":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                return False
+        # A string is not an array, even one holding JSON: `pulumi config set` stores a list
+        # only through --path or a YAML list in the stack file.
         return isinstance(value, list) and all(
             _matches(item, (items or {}).get("type"), (items or {}).get("items")) for item in value
         )
@@ -134,7 +132,9 @@ def _read_stack_file(project: Project, stack: str) -> dict[str, Any]:
     if not path.is_file():
         known = ", ".join(project.stacks()) or "none"
         raise StackConfigError(f"no stack '{stack}': {path} does not exist (stacks: {known})")
-    data = yaml.safe_load(path.read_text()) or {}
+    # BaseLoader keeps every scalar as its source text, as the CLI does: `flag: yes` stays
+    # "yes" (not a boolean for the CLI), `version: 1.30` stays "1.30".
+    data = yaml.load(path.read_text(), Loader=yaml.BaseLoader) or {}
     return {_qualify(project.name, k): v for k, v in (data.get("config") or {}).items()}
 
 
@@ -160,7 +160,8 @@ def _apply_project_config(project: Project, raw: dict[str, Any], stack: str) -> 
         key.split(":", 1)[1] for key, schema in project.schema.items() if key not in raw and not schema.has_default
     ]
     if missing:
-        names = " and ".join(f"'{m}'" for m in missing)
+        quoted = [f"'{m}'" for m in sorted(missing)]
+        names = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
         plural = "s" if len(missing) > 1 else ""
         raise StackConfigError(f"Stack '{stack}' is missing configuration value{plural} {names}")
     for key, schema in project.schema.items():

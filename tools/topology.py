@@ -766,9 +766,6 @@ def write(plan: Plan | Mapping[str, Any], out_dir: Path) -> Drawing:
     return drawing
 
 
-def names(drawing: Drawing) -> set[str]:
-    """Every word-like token drawn, for checks that a name appears in the picture."""
-    return {token for text in drawing.texts() for token in text.replace(",", " ").split()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

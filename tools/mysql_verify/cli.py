@@ -23,7 +23,6 @@ from tools.mysql_verify.report import EXIT_ERROR, error_json, render_table, to_j
 
 DEFAULT_PORT = 3306
 PASSWORD_ENV = "MYSQL_PWD"
-STACK_KEYS = ("mysqlPrimaryHost", "mysqlReadHost", "mysqlPort")
 
 
 class UsageError(Exception):
