@@ -325,11 +325,15 @@ def api_url(host: str) -> str:
     return f"https://{host}:{API_PORT}"
 
 
+def api_host(layout: ClusterLayout, node: NodeSpec) -> str:
+    """Masters talk to their own apiserver; minions to the first master by name
+    (/etc/hosts). An API load balancer is not part of this component."""
+    return "127.0.0.1" if node.role == "master" else layout.masters[0].name
+
+
 def render_kube_config(layout: ClusterLayout, node: NodeSpec) -> str:
     """/etc/kubernetes/config: what every Kubernetes service on the node shares."""
-    # Masters talk to their own apiserver; minions to the first master by name
-    # (/etc/hosts). An API load balancer is not part of this component.
-    master = "127.0.0.1" if node.role == "master" else layout.masters[0].name
+    master = api_host(layout, node)
     return _env_file(f"Kubernetes services on {node.name} ({node.role})", [
         ("was --logtostderr=true (flag removed in 1.26)", "KUBE_LOGTOSTDERR", ""),
         ("", "KUBE_LOG_LEVEL", "--v=2"),
@@ -431,7 +435,7 @@ def render_proxy(layout: ClusterLayout, node: NodeSpec) -> str:
 
 def render_node_kubeconfig(layout: ClusterLayout, node: NodeSpec, component: str, identity: str) -> str:
     """A kubeconfig that points at certificate files fetched at boot (no key material inside)."""
-    master = "127.0.0.1" if node.role == "master" else layout.masters[0].name
+    master = api_host(layout, node)
     return render_kubeconfig(
         cluster=layout.name, server=api_url(master), user=component,
         cluster_fields={"certificate-authority": f"{K8S_PKI}/ca.crt"},

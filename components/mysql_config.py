@@ -229,21 +229,26 @@ def _prepared(engine: str, statement: str, variable: str) -> str:
     )
 
 
+def script_command(script: str) -> list[str]:
+    """Run one of the ConfigMap's scripts (mounted at CONFIG_MOUNT; no exec bit needed)."""
+    return ["bash", f"{CONFIG_MOUNT}/{script}"]
+
+
 def liveness_command() -> list[str]:
     """mysqladmin ping (mariadb-admin on MariaDB, chosen by MYSQL_ENGINE in the script):
     exit 0 whenever the server answers, even 'access denied', so only a dead or hung
     server is restarted."""
-    return ["bash", f"{CONFIG_MOUNT}/liveness.sh"]
+    return script_command("liveness.sh")
 
 
 def readiness_command() -> list[str]:
     """Primary: answers a query. Replica: answers and both replication threads run."""
-    return ["bash", f"{CONFIG_MOUNT}/readiness.sh"]
+    return script_command("readiness.sh")
 
 
 def sidecar_probe_command() -> list[str]:
     """The sidecar is ready once the backup port listens (checked without connecting)."""
-    return ["bash", f"{CONFIG_MOUNT}/sidecar-ready.sh"]
+    return script_command("sidecar-ready.sh")
 
 
 def script_files() -> dict[str, str]:

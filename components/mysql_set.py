@@ -327,9 +327,6 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _mount(volume: str, path: str, *, read_only: bool = False, sub_path: str | None = None) -> core.VolumeMountArgs:
         return core.VolumeMountArgs(name=volume, mount_path=path, read_only=read_only or None, sub_path=sub_path)
 
-    def _script(self, script: str) -> list[str]:
-        return ["bash", f"{mysql_config.CONFIG_MOUNT}/{script}"]
-
     def _container(self, name: str, image: str, resources: Mapping[str, Mapping[str, str]],
                    **fields: object) -> core.ContainerArgs:
         return core.ContainerArgs(
@@ -347,7 +344,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _init_container(self) -> core.ContainerArgs:
         return self._container(
             "init-mysql", self._settings.image, INIT_RESOURCES,
-            command=self._script("init-mysql.sh"),
+            command=mysql_config.script_command("init-mysql.sh"),
             env=self._env(),
             volume_mounts=[self._mount("conf", "/etc/mysql/conf.d"),
                            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True)],
@@ -358,7 +355,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         # renamed into place, so a half-received stream never looks like data.
         return self._container(
             "clone-mysql", self._settings.backup_image, CLONE_RESOURCES,
-            command=self._script("clone-mysql.sh"),
+            command=mysql_config.script_command("clone-mysql.sh"),
             env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp"),
             volume_mounts=[self._mount(DATA_VOLUME, "/var/lib/mysql-volume"),
                            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
@@ -403,7 +400,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         probe = core.ExecActionArgs(command=mysql_config.sidecar_probe_command())
         return self._container(
             "sidecar", self._settings.backup_image, SIDECAR_RESOURCES,
-            command=self._script("sidecar.sh"),
+            command=mysql_config.script_command("sidecar.sh"),
             env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client"),
             ports=[core.ContainerPortArgs(name="clone", container_port=mysql_config.CLONE_PORT, protocol="TCP")],
             volume_mounts=[

@@ -31,6 +31,7 @@ from tests.support.mariadb import (
     ReadServiceProxy,
     ReplicatedSet,
     free_port,
+    replica_status,
     start_replicated_set,
 )
 from tools.mysql_verify.cli import main
@@ -200,9 +201,7 @@ def by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def sql_thread(server: MariaDBServer) -> str:
-    with server.connect() as conn, conn.cursor(pymysql.cursors.DictCursor) as cursor:
-        cursor.execute("SHOW SLAVE STATUS")
-        return str(cursor.fetchone()["Slave_SQL_Running"])
+    return str(replica_status(server)["Slave_SQL_Running"])
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:

@@ -264,6 +264,7 @@ def _unwrap(value: Any) -> Any:
 @dataclass
 class Registration:
     urn: str
+    id: str
     type: str
     name: str
     parent: str
@@ -277,6 +278,7 @@ class Registration:
     def to_json(self) -> dict[str, Any]:
         return {
             "urn": self.urn,
+            "id": self.id or None,
             "type": self.type,
             "name": self.name,
             "parent": self.parent or None,
@@ -321,6 +323,7 @@ class RecordingMonitor(MockMonitor):
         state = self.resources[response.urn].state if response.urn in self.resources else {}
         registration = Registration(
             urn=response.urn,
+            id=response.id,
             type=request.type,
             name=request.name,
             parent=request.parent,

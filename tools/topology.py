@@ -150,13 +150,7 @@ def _entries(plan: Plan | Mapping[str, Any]) -> tuple[str, list[Mapping[str, Any
     """(stack, resources as plan.json entries) from a Plan or a loaded plan.json."""
     if isinstance(plan, Mapping):
         return str(plan.get("stack", "")), list(plan.get("resources", []))
-    entries: list[Mapping[str, Any]] = []
-    for r in plan.resources:
-        entry = r.to_json()
-        # The provider id, when the harness records it, tells which group a rule or instance names.
-        entry["id"] = getattr(r, "id", None)
-        entries.append(entry)
-    return plan.stack, entries
+    return plan.stack, [r.to_json() for r in plan.resources]
 
 
 def _get(value: Any, *path: str) -> Any:
