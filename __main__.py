@@ -13,17 +13,36 @@ from components.settings import load_settings
 from components.workload import Workload, WorkloadArgs
 
 settings = load_settings()
+# What the workload waits for: on a cluster this stack builds, its DNS, volumes and metrics.
+prerequisites: list[pulumi.Resource] = []
+frontend_address: pulumi.Output[str] | None = None
 
 if settings.cluster is not None:
+    from components.addons import ClusterAddons, ClusterAddonsArgs
     from components.cluster import AtomicCluster, AtomicClusterArgs
     from components.kube_provider import provider_for_cluster
 
     cluster = AtomicCluster("cluster", AtomicClusterArgs(settings=settings.cluster))
     provider = provider_for_cluster("kubernetes", cluster.kubeconfig)
+    addons = ClusterAddons(
+        "addons",
+        ClusterAddonsArgs(
+            settings=settings.cluster.addons,
+            cluster_name=settings.cluster.name,
+            region=settings.cluster.region,
+            dns_service_ip=cluster.layout.dns_service_ip,
+            tags=settings.tags,
+        ),
+        opts=ResourceOptions(providers=[provider]),
+    )
+    prerequisites.append(addons)
+    if cluster.frontend_lb is not None:
+        frontend_address = cluster.frontend_lb.dns_name
     pulumi.export("apiEndpoint", cluster.api_endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("masterPrivateIps", cluster.master_private_ips)
     pulumi.export("minionPrivateIps", cluster.minion_private_ips)
+    pulumi.export("storageClass", addons.storage_class_name)
 else:
     assert settings.existing is not None, "settings give either a cluster to build or an existing one"
     provider = provider_for_existing("kubernetes", settings.existing)
@@ -36,7 +55,7 @@ workload = Workload(
         mysql_secrets=settings.mysql_secrets,
         guestbook=settings.guestbook,
     ),
-    opts=ResourceOptions(providers=[provider]),
+    opts=ResourceOptions(providers=[provider], depends_on=prerequisites),
 )
 pulumi.export("namespace", settings.namespace)
 pulumi.export("mysqlPrimaryHost", workload.mysql.primary_host)
@@ -44,4 +63,4 @@ pulumi.export("mysqlReadHost", workload.mysql.read_host)
 pulumi.export("mysqlPort", MYSQL_PORT)
 pulumi.export("mysqlSecretName", workload.mysql.secret_name)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
-pulumi.export("frontendAddress", workload.frontend_address)
+pulumi.export("frontendAddress", frontend_address or workload.frontend_address)

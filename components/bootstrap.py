@@ -32,7 +32,7 @@ from components.settings import (
 )
 
 Role = Literal["master", "minion"]
-Authority = Literal["kubernetes", "etcd"]
+Authority = Literal["kubernetes", "etcd", "front-proxy"]
 
 # The slot constants live in settings.py, which validates against them. Masters
 # always own the first three slots (even with one master) so that growing 1 -> 3
@@ -60,6 +60,10 @@ CLUSTER_ENV = "/etc/atomic/cluster.env"
 NODE_SCRIPT = "/usr/local/sbin/atomic-node"
 FETCH_SCRIPT = "/usr/local/sbin/atomic-fetch-pki"
 CRIO_SOCKET = "unix:///var/run/crio/crio.sock"
+KUBELET_IDENTITY = "/etc/kubernetes/kubelet.identity"
+# Fedora Cloud runs systemd-resolved: /etc/resolv.conf names the 127.0.0.53 stub, which a pod
+# (CoreDNS with dnsPolicy Default above all) cannot reach from its own network namespace.
+UPSTREAM_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 
 
 class LayoutError(ValueError):
@@ -241,17 +245,22 @@ def node_pki(layout: ClusterLayout, node: NodeSpec) -> NodePki:
                   org="system:masters", client=True),
             _cert(node, "controller-manager", "kubernetes", "system:kube-controller-manager", client=True),
             _cert(node, "scheduler", "kubernetes", "system:kube-scheduler", client=True),
+            # The aggregation layer: the apiserver proves itself to aggregated APIs (metrics-server) with
+            # this certificate, from its own CA so that no ordinary client certificate can pose as it.
+            _cert(node, "front-proxy-client", "front-proxy", FRONT_PROXY_CLIENT, client=True),
             _cert(node, "apiserver-etcd-client", "etcd", "kube-apiserver-etcd-client", client=True),
             _cert(node, "etcd-server", "etcd", node.name, dns=member_dns, ips=member_ips, server=True, client=True,
                   directory=ETCD_PKI, file="server"),
             _cert(node, "etcd-peer", "etcd", node.name, dns=member_dns, ips=member_ips, server=True, client=True,
                   directory=ETCD_PKI, file="peer"),
         ),
-        ca_paths={f"{K8S_PKI}/ca.crt": "kubernetes", f"{K8S_PKI}/etcd-ca.crt": "etcd", f"{ETCD_PKI}/ca.crt": "etcd"},
+        ca_paths={f"{K8S_PKI}/ca.crt": "kubernetes", f"{K8S_PKI}/etcd-ca.crt": "etcd", f"{ETCD_PKI}/ca.crt": "etcd",
+                  f"{K8S_PKI}/front-proxy-ca.crt": "front-proxy"},
         service_account_key=True,
     )
 
 
+FRONT_PROXY_CLIENT = "front-proxy-client"
 SA_KEY = f"{K8S_PKI}/sa.key"
 SA_PUB = f"{K8S_PKI}/sa.pub"
 
@@ -351,6 +360,11 @@ def render_apiserver(layout: ClusterLayout, node: NodeSpec) -> str:
         f"--service-account-key-file={SA_PUB}", f"--service-account-signing-key-file={SA_KEY}",
         "--kubelet-preferred-address-types=InternalIP,Hostname", "--enable-aggregator-routing=true",
         "--tls-min-version=VersionTLS12", "--profiling=false",
+        f"--requestheader-client-ca-file={K8S_PKI}/front-proxy-ca.crt",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}", "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={K8S_PKI}/{FRONT_PROXY_CLIENT}.crt",
+        f"--proxy-client-key-file={K8S_PKI}/{FRONT_PROXY_CLIENT}.key",
     ])
     return _env_file(f"kube-apiserver on {node.name}", [
         ("was --address=0.0.0.0 (insecure)", "KUBE_API_ADDRESS",
@@ -418,6 +432,7 @@ def render_kubelet_config(layout: ClusterLayout, node: NodeSpec) -> str:
         "tlsPrivateKeyFile": f"{K8S_PKI}/kubelet.key",
         "clusterDNS": [layout.dns_service_ip],
         "clusterDomain": CLUSTER_DOMAIN,
+        "resolvConf": UPSTREAM_RESOLV_CONF,
         "cgroupDriver": "systemd",
         "containerRuntimeEndpoint": CRIO_SOCKET,
         "rotateCertificates": False,
@@ -511,6 +526,10 @@ def render_cluster_env(layout: ClusterLayout, node: NodeSpec) -> str:
         ("", "ATOMIC_SELF_IP", node.private_ip),
         ("", "ATOMIC_REGION", layout.region),
         ("", "ATOMIC_SSM_PATH", layout.ssm_path(node)),
+        ("", "ATOMIC_OVERLAY_DEVICE", OVERLAY_DEVICE),
+        ("", "ATOMIC_OVERLAY_VNI", str(OVERLAY_VNI)),
+        ("", "ATOMIC_OVERLAY_PORT", str(OVERLAY_PORT)),
+        ("", "ATOMIC_POD_MTU", str(POD_MTU)),
     ])
 
 
@@ -541,11 +560,12 @@ hosts() {
   nodes | while read -r _ addr name; do echo "$addr $name # atomic-cluster"; done >> "$file"
 }
 overlay() {
-  local dev=atomic.1 slot addr name self=""
+  local dev=$ATOMIC_OVERLAY_DEVICE slot addr name self=""
   while read -r slot addr name; do [ "$addr" = "$ATOMIC_SELF_IP" ] && self=$slot; done < <(nodes)
   [ -n "$self" ] || { echo "atomic-node: $ATOMIC_SELF_IP is not a cluster node" >&2; exit 1; }
-  $RUN ip link add "$dev" type vxlan id 1 dstport 8472 local "$ATOMIC_SELF_IP" nolearning 2>/dev/null || true
-  $RUN ip link set "$dev" address "$(mac "$ATOMIC_SELF_IP")" mtu 1450 up
+  $RUN ip link add "$dev" type vxlan id "$ATOMIC_OVERLAY_VNI" dstport "$ATOMIC_OVERLAY_PORT" local "$ATOMIC_SELF_IP" \
+    nolearning 2>/dev/null || true
+  $RUN ip link set "$dev" address "$(mac "$ATOMIC_SELF_IP")" mtu "$ATOMIC_POD_MTU" up
   $RUN ip addr replace "$(vtep "$self")/32" dev "$dev"
   nodes | while read -r slot addr name; do
     [ "$slot" = "$self" ] && continue
@@ -563,6 +583,30 @@ case "${1:-}" in
   nodes) nodes ;;
   *) echo "usage: atomic-node hosts [file]|overlay|nodes" >&2; exit 2 ;;
 esac
+"""
+
+
+# Minions only: the kubelet's --provider-id and zone labels, read from IMDSv2 on the host (pods are
+# one hop too far for it). The EBS CSI driver takes instance id and zone from the Node object.
+IDENTITY_SCRIPT = "/usr/local/sbin/atomic-kubelet-identity"
+IDENTITY_SCRIPT_TEXT = r"""#!/bin/bash
+# atomic-kubelet-identity [file]: the kubelet's cloud identity from IMDSv2, as an environment file.
+set -euo pipefail
+imds() {
+  curl -fsS --retry 10 --retry-connrefused --retry-delay 1 --max-time 5 "$@"
+}
+file=${1:-/etc/kubernetes/kubelet.identity} url=${ATOMIC_IMDS:-http://169.254.169.254}/latest
+token=$(imds -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$url/api/token")
+meta() { imds -H "X-aws-ec2-metadata-token: $token" "$url/meta-data/$1"; }
+id=$(meta instance-id); zone=$(meta placement/availability-zone)
+region=$(meta placement/region); type=$(meta instance-type)
+if ! [[ $id =~ ^i-[0-9a-f]+$ && $zone =~ ^[a-z0-9-]+$ && $region =~ ^[a-z0-9-]+$ && $type =~ ^[a-z0-9.-]+$ ]]; then
+  echo "atomic-kubelet-identity: unexpected instance metadata: id=$id zone=$zone region=$region type=$type" >&2; exit 1
+fi
+printf 'KUBELET_IDENTITY="--provider-id=aws:///%s/%s --node-labels=%s"\n' "$zone" "$id" \
+  "topology.kubernetes.io/region=$region,topology.kubernetes.io/zone=$zone,node.kubernetes.io/instance-type=$type" \
+  > "$file.tmp"
+mv "$file.tmp" "$file"
 """
 
 
@@ -625,8 +669,8 @@ _UNITS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
                                 ("KUBE_LOG_LEVEL", "KUBE_MASTER", "KUBE_CONTROLLER_MANAGER_ARGS")),
     "kube-scheduler": ("kube-scheduler", ("config", "scheduler"),
                        ("KUBE_LOG_LEVEL", "KUBE_MASTER", "KUBE_SCHEDULER_ARGS")),
-    "kubelet": ("kubelet", ("config", "kubelet"),
-                ("KUBE_LOG_LEVEL", "KUBELET_HOSTNAME", "KUBELET_ARGS")),
+    "kubelet": ("kubelet", ("config", "kubelet", "kubelet.identity"),
+                ("KUBE_LOG_LEVEL", "KUBELET_HOSTNAME", "KUBELET_ARGS", "KUBELET_IDENTITY")),
     "kube-proxy": ("kube-proxy", ("config", "proxy"), ("KUBE_LOG_LEVEL", "KUBE_MASTER", "KUBE_PROXY_ARGS")),
 }
 
@@ -785,6 +829,7 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
                 (render_node_kubeconfig(layout, node, "system:kube-proxy", "kube-proxy"), "0644"),
             "/etc/cni/net.d/05-atomic.conflist": (render_cni_conflist(layout, node), "0644"),
             "/etc/crio/crio.conf.d/20-atomic.conf": (CRIO_DROPIN, "0644"),
+            IDENTITY_SCRIPT: (IDENTITY_SCRIPT_TEXT, "0755"),
         })
         units = ("kubelet", "kube-proxy")
     for unit in units:
@@ -798,6 +843,7 @@ def cloud_config(layout: ClusterLayout, node: NodeSpec) -> dict[str, object]:
     enabled = services(layout, node)
     runcmd = [
         [NODE_SCRIPT, "hosts"],
+        *([[IDENTITY_SCRIPT, KUBELET_IDENTITY]] if node.role == "minion" else []),
         [FETCH_SCRIPT],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", *enabled],

@@ -34,6 +34,8 @@ from components.bootstrap import (
     render_admin_kubeconfig,
     render_user_data,
 )
+from components.ebs_csi import ebs_csi_policy
+from components.frontend_lb import FrontendLoadBalancer, FrontendLoadBalancerArgs
 from components.pki import ClusterPki, ClusterPkiArgs
 from components.settings import ClusterSettings
 
@@ -83,6 +85,15 @@ def security_rules(settings: ClusterSettings) -> list[RuleSpec]:
         RuleSpec("egress-api", "nodes", "egress", "tcp", API_PORT, API_PORT, "control_plane",
                  "kubelets and kube-proxy to kube-apiserver"),
     ]
+    if settings.addons.metrics_server:
+        # metrics-server runs on a minion and scrapes every kubelet; pod traffic to node
+        # addresses leaves masqueraded as the node's own address.
+        rules += [
+            RuleSpec("kubelet-from-nodes", "nodes", "ingress", "tcp", KUBELET_PORT, KUBELET_PORT, "nodes",
+                     "kubelet API from metrics-server on the nodes"),
+            RuleSpec("egress-kubelet-to-nodes", "nodes", "egress", "tcp", KUBELET_PORT, KUBELET_PORT, "nodes",
+                     "metrics-server to the kubelet API on the nodes"),
+        ]
     for group in ("control_plane", "nodes"):
         for peer in ("control_plane", "nodes"):
             short = "masters" if peer == "control_plane" else "nodes"
@@ -136,6 +147,7 @@ class AtomicCluster(pulumi.ComponentResource):
     minion_public_ips: pulumi.Output[list[str]]
     api_endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    frontend_lb: FrontendLoadBalancer | None
 
     def __init__(self, name: str, args: AtomicClusterArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("atomic-mysql:cluster:AtomicCluster", name, None, opts)
@@ -156,12 +168,13 @@ class AtomicCluster(pulumi.ComponentResource):
         instances: dict[str, aws.ec2.Instance] = {}
         for node in layout.nodes:
             group = groups["control_plane" if node.role == "master" else "nodes"]
-            profile, policy = self._node_identity(node, partition, account, pki.kms_key_arn)
+            profile, policies = self._node_identity(node, partition, account, pki.kms_key_arn)
             instances[node.name] = self._instance(node, ami, subnet_id, group, profile,
-                                                  depends_on=[policy, *pki.parameters[node.name]])
+                                                  depends_on=[*policies, *pki.parameters[node.name]])
 
         masters = [instances[n.name] for n in layout.masters]
         minions = [instances[n.name] for n in layout.minions]
+        self.frontend_lb = self._frontend_lb(vpc_id, subnet_id, groups["nodes"], minions)
         first_master_ip = masters[0].public_ip
         self.vpc_id = vpc_id
         self.subnet_id = subnet_id
@@ -186,6 +199,7 @@ class AtomicCluster(pulumi.ComponentResource):
             "minionPublicIps": self.minion_public_ips,
             "apiEndpoint": self.api_endpoint,
             "kubeconfig": self.kubeconfig,
+            "frontendLoadBalancer": self.frontend_lb.dns_name if self.frontend_lb else None,
         })
 
     def _opts(self, *, protect: bool = False, depends_on: list[pulumi.Resource] | None = None) -> ResourceOptions:
@@ -244,8 +258,12 @@ class AtomicCluster(pulumi.ComponentResource):
                                       opts=pulumi.InvokeOutputOptions(parent=self)).id
 
     def _node_identity(self, node: NodeSpec, partition: pulumi.Output[str], account: pulumi.Output[str],
-                       key_arn: pulumi.Output[str]) -> tuple[aws.iam.InstanceProfile, aws.iam.RolePolicy]:
-        """One role per node: it may read and decrypt only the node's own SSM path."""
+                       key_arn: pulumi.Output[str]) -> tuple[aws.iam.InstanceProfile, list[aws.iam.RolePolicy]]:
+        """One role per node: it may read and decrypt only the node's own SSM path.
+
+        Minions also carry the EBS CSI controller's volume permissions: a self-managed cluster has
+        no IRSA, so the controller (hostNetwork, on some minion) uses the minion's role.
+        """
         prefix = f"{self._name}-{node.name}"
         role = aws.iam.Role(f"{prefix}-role", assume_role_policy=assume_role_policy(),
                             description=f"{node.name}: read its own PKI from SSM at boot",
@@ -256,9 +274,37 @@ class AtomicCluster(pulumi.ComponentResource):
             policy=pulumi.Output.all(partition, account, key_arn).apply(
                 lambda v: node_policy(v[0], region, v[1], path, v[2])),
             opts=self._opts())
+        policies = [policy]
+        if node.role == "minion":
+            cluster = self._settings.name
+            policies.append(aws.iam.RolePolicy(f"{prefix}-ebs-csi", role=role.id,
+                                               policy=partition.apply(lambda p: ebs_csi_policy(p, cluster)),
+                                               opts=self._opts()))
         profile = aws.iam.InstanceProfile(f"{prefix}-profile", role=role.name, tags=self._tagged(f"{prefix}-profile"),
                                           opts=self._opts())
-        return profile, policy
+        return profile, policies
+
+    def _frontend_lb(self, vpc_id: pulumi.Output[str], subnet_id: pulumi.Output[str],
+                     nodes: aws.ec2.SecurityGroup, minions: list[aws.ec2.Instance]) -> FrontendLoadBalancer | None:
+        """frontendServiceType=LoadBalancer: an NLB on the frontend's fixed NodePort (no cloud controller here)."""
+        lb = self._settings.frontend_lb
+        if lb is None:
+            return None
+        return FrontendLoadBalancer(
+            f"{self._name}-frontend-lb",
+            FrontendLoadBalancerArgs(
+                vpc_id=vpc_id,
+                subnet_ids=[subnet_id],
+                nodes_security_group_id=nodes.id,
+                targets={node.name: instance.id for node, instance in zip(self.layout.minions, minions, strict=True)},
+                node_port=lb.node_port,
+                listen_port=lb.listen_port,
+                source_cidrs=list(lb.source_cidrs),
+                tags=self._tagged(f"{self._name}-frontend-lb"),
+                deletion_protection=self._settings.protect,
+            ),
+            opts=ResourceOptions(parent=self),
+        )
 
     def _instance(self, node: NodeSpec, ami: pulumi.Input[str], subnet_id: pulumi.Output[str],
                   group: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile,
@@ -277,9 +323,10 @@ class AtomicCluster(pulumi.ComponentResource):
             key_name=s.key_name,
             # IMDSv2 only, one hop: pods (one hop further) cannot reach the node's role credentials.
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
+            # Tags on the root volume only: `volume_tags` would also claim (and on update, retag) the
+            # EBS CSI driver's volumes attached to the instance.
             root_block_device={"volume_type": "gp3", "volume_size": s.root_volume_gb, "encrypted": True,
-                               "delete_on_termination": True},
-            volume_tags=self._tagged(node.name, Role=node.role),
+                               "delete_on_termination": True, "tags": self._tagged(node.name, Role=node.role)},
             user_data=render_user_data(self.layout, node),
             tags=self._tagged(node.name, Role=node.role),
             # A looked-up AMI moves whenever Fedora publishes a newer image, and `ami` forces a

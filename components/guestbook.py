@@ -255,6 +255,7 @@ class Guestbook(pulumi.ComponentResource):
             "http",
             FRONTEND_PORT,
             settings.frontend_service_type,
+            settings.frontend_node_port,
         )
         self.autoscaler = self._autoscaler(name) if settings.autoscaler else None
         self.network_policies = self._network_policies(name)
@@ -319,6 +320,7 @@ class Guestbook(pulumi.ComponentResource):
         port_name: str,
         port: int,
         service_type: str,
+        node_port: int | None = None,
     ) -> core.Service:
         return core.Service(
             resource_name,
@@ -326,7 +328,8 @@ class Guestbook(pulumi.ComponentResource):
             spec=core.ServiceSpecArgs(
                 type=service_type,
                 selector=pod_selector,
-                ports=[core.ServicePortArgs(name=port_name, port=port, target_port=port_name, protocol="TCP")],
+                ports=[core.ServicePortArgs(name=port_name, port=port, target_port=port_name, protocol="TCP",
+                                            node_port=node_port)],
             ),
             opts=ResourceOptions(parent=self),
         )

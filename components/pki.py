@@ -40,6 +40,7 @@ class _Issued:
 
 class ClusterPki(pulumi.ComponentResource):
     """Kubernetes CA, etcd CA (separate, so no Kubernetes client certificate is accepted by etcd),
+    front-proxy CA (the aggregation layer's, separate for the same reason),
     per-node certificates, a shared service-account key, an admin client certificate, and the
     per-node SecureString parameters the nodes fetch at boot."""
 
@@ -63,6 +64,7 @@ class ClusterPki(pulumi.ComponentResource):
         self._cas = {
             "kubernetes": self._ca("kubernetes-ca", f"{layout.name} kubernetes CA"),
             "etcd": self._ca("etcd-ca", f"{layout.name} etcd CA"),
+            "front-proxy": self._ca("front-proxy-ca", f"{layout.name} front-proxy CA"),
         }
         sa_key = tls.PrivateKey(f"{name}-service-account", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         admin = self._issue(CertSpec("admin", "admin", "kubernetes", "admin", "system:masters", (), (), False, True,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 import pulumi
@@ -41,6 +41,9 @@ ENGINE_VERSIONS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33")
+# The one StorageClass the aws cluster offers (EBS gp3 through the EBS CSI driver, the default class).
+EBS_STORAGE_CLASS = "gp3"
+NODE_PORT_RANGE = (30000, 32767)
 
 # Node layout (components/bootstrap.py places nodes by these): nodes take fixed
 # addresses from the subnet's .10 on, three master slots first, and each node
@@ -149,6 +152,26 @@ class MysqlSecrets:
 
 
 @dataclass(frozen=True)
+class AddonSettings:
+    """What the aws cluster runs in kube-system so that the workload can run on it."""
+
+    coredns_replicas: int
+    storage_class: str
+    volume_reclaim_policy: RetentionPolicy
+    metrics_server: bool
+
+
+@dataclass(frozen=True)
+class FrontendLbSettings:
+    """frontendServiceType=LoadBalancer on the aws cluster: an NLB in front of a fixed NodePort
+    (the cluster runs no cloud controller, so nothing would serve a LoadBalancer Service)."""
+
+    node_port: int
+    listen_port: int
+    source_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """The Fedora-Atomic-style cluster on EC2 (issue: AtomicCluster)."""
 
@@ -176,6 +199,8 @@ class ClusterSettings:
     service_cidr: str
     pod_cidr: str
     protect: bool
+    addons: AddonSettings
+    frontend_lb: FrontendLbSettings | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -225,6 +250,8 @@ class GuestbookSettings:
     autoscaler: AutoscalerSettings | None
     ingress_bandwidth: str | None
     egress_bandwidth: str | None
+    # A fixed nodePort for the frontend Service (the aws cluster's NLB targets it); None lets Kubernetes pick.
+    frontend_node_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -569,7 +596,34 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         service_cidr=str(service),
         pod_cidr=str(pod),
         protect=protect,
+        addons=_addons(reader),
+        frontend_lb=_frontend_lb(reader),
         tags=tags,
+    )
+
+
+def _addons(reader: _Reader) -> AddonSettings:
+    return AddonSettings(
+        coredns_replicas=reader.integer("corednsReplicas", 1, 10),
+        storage_class=EBS_STORAGE_CLASS,
+        volume_reclaim_policy=reader.choice("volumeReclaimPolicy", ("Retain", "Delete")),
+        metrics_server=reader.boolean("enableMetricsServer"),
+    )
+
+
+def _frontend_lb(reader: _Reader) -> FrontendLbSettings | None:
+    if reader.raw("frontendServiceType").strip() != "LoadBalancer" or not reader.boolean("guestbookEnabled"):
+        return None
+    cidrs = reader.string_list("frontendSourceCidrs")
+    for cidr in cidrs:
+        _network(reader, "frontendSourceCidrs", cidr)
+    if len(set(cidrs)) != len(cidrs):
+        raise reader.fail("frontendSourceCidrs", list(cidrs), "must not list a CIDR twice")
+    return FrontendLbSettings(
+        node_port=reader.integer("frontendNodePort", *NODE_PORT_RANGE),
+        listen_port=reader.integer("frontendListenPort", 1, 65535),
+        # Empty means the admin CIDRs: opening the site to the internet is a choice to write down.
+        source_cidrs=cidrs or _admin_cidrs(reader, reader.boolean("allowWorldAdminAccess")),
     )
 
 
@@ -673,16 +727,36 @@ def load_settings() -> StackSettings:
     if namespace == "default" or namespace.startswith("kube-"):
         raise reader.fail("namespace", namespace, "the workload gets its own namespace: not 'default' or 'kube-*'")
     tags = _tags(reader, stack)
+    cluster = _cluster(reader, _region(pulumi.Config("aws")), protect, tags) if mode == "aws" else None
+    mysql = _mysql(reader, protect)
+    guestbook = _guestbook(reader)
+    if cluster is not None:
+        _fits_the_cluster(reader, cluster, mysql, guestbook)
+        if cluster.frontend_lb is not None:
+            guestbook = replace(guestbook, frontend_service_type="NodePort",
+                                frontend_node_port=cluster.frontend_lb.node_port)
     return StackSettings(
         project=PROJECT,
         stack=stack,
         cluster_mode=mode,
         namespace=namespace,
         protect=protect,
-        cluster=_cluster(reader, _region(pulumi.Config("aws")), protect, tags) if mode == "aws" else None,
+        cluster=cluster,
         existing=_existing(reader) if mode == "existing" else None,
-        mysql=_mysql(reader, protect),
+        mysql=mysql,
         mysql_secrets=_mysql_secrets(reader),
-        guestbook=_guestbook(reader),
+        guestbook=guestbook,
         tags=tags,
     )
+
+
+def _fits_the_cluster(reader: _Reader, cluster: ClusterSettings, mysql: MysqlSettings,
+                      guestbook: GuestbookSettings) -> None:
+    """What the workload asks of the aws cluster must be something its add-ons provide."""
+    offered = cluster.addons.storage_class
+    if mysql.storage_class not in (None, offered):
+        raise reader.fail("mysqlStorageClass", mysql.storage_class,
+                          f"clusterMode=aws offers one StorageClass: {offered} (or empty for the default, {offered})")
+    if guestbook.enabled and guestbook.autoscaler is not None and not cluster.addons.metrics_server:
+        raise reader.fail("enableMetricsServer", "false",
+                          "frontendHpaEnabled=true needs metrics-server on the aws cluster: allowed value true")

@@ -18,7 +18,8 @@ import yaml
 
 from components import bootstrap as b
 from components.bootstrap import ClusterLayout, LayoutError, compute_layout
-from components.settings import ClusterSettings
+from components.settings import AddonSettings, ClusterSettings
+from tests.support.imds import INSTANCE, fake_imds
 
 
 def cluster_settings(**overrides: Any) -> ClusterSettings:
@@ -30,6 +31,8 @@ def cluster_settings(**overrides: Any) -> ClusterSettings:
         fedora_release=42, key_name=None, admin_cidrs=("198.51.100.0/24",), allow_world_admin=False,
         enable_cockpit=False, enable_cadvisor=False, enable_nodeports=False, kubernetes_version="1.32",
         service_cidr="10.254.0.0/16", pod_cidr="10.244.0.0/16", protect=False,
+        addons=AddonSettings(coredns_replicas=2, storage_class="gp3", volume_reclaim_policy="Retain",
+                             metrics_server=True),
         tags={"Project": "atomic-mysql", "Stack": "test", "Owner": "t", "ManagedBy": "pulumi"},
     )
     values.update(overrides)
@@ -141,7 +144,9 @@ KNOWN_FLAGS = {
         "service-cluster-ip-range", "enable-admission-plugins", "allow-privileged", "tls-cert-file",
         "tls-private-key-file", "client-ca-file", "authorization-mode", "anonymous-auth", "service-account-issuer",
         "service-account-key-file", "service-account-signing-key-file", "kubelet-preferred-address-types",
-        "enable-aggregator-routing", "tls-min-version", "profiling",
+        "enable-aggregator-routing", "tls-min-version", "profiling", "requestheader-client-ca-file",
+        "requestheader-allowed-names", "requestheader-username-headers", "requestheader-group-headers",
+        "requestheader-extra-headers-prefix", "proxy-client-cert-file", "proxy-client-key-file",
     },
     "kube-controller-manager": {
         "v", "master", "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "bind-address",
@@ -150,15 +155,34 @@ KNOWN_FLAGS = {
     },
     "kube-scheduler": {"v", "master", "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig",
                        "bind-address", "leader-elect"},
-    "kubelet": {"v", "hostname-override", "config", "kubeconfig", "node-ip"},
+    "kubelet": {"v", "hostname-override", "config", "kubeconfig", "node-ip", "provider-id", "node-labels"},
     "kube-proxy": {"v", "master", "kubeconfig", "hostname-override", "cluster-cidr", "proxy-mode",
                    "metrics-bind-address"},
 }
 
 
-def command_lines(layout: ClusterLayout, node: b.NodeSpec) -> dict[str, list[str]]:
-    """What systemd would run: each drop-in's ExecStart with the rendered environment files expanded."""
+def booted_identity(tmp_path: Path, layout: ClusterLayout, node: b.NodeSpec) -> str:
+    """The kubelet identity file as `atomic-node identity` writes it at boot (from a loopback IMDS)."""
+    target = tmp_path / f"{node.name}.identity"
+    with fake_imds() as url:
+        _run_identity_script(tmp_path, target, url, check=True)
+    return target.read_text()
+
+
+def _run_identity_script(tmp_path: Path, target: Path, imds_url: str,
+                         check: bool = False) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "atomic-kubelet-identity"
+    script.write_text(b.IDENTITY_SCRIPT_TEXT)
+    return subprocess.run(["/bin/bash", str(script), str(target)], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "ATOMIC_IMDS": imds_url}, timeout=120, check=check)
+
+
+def command_lines(layout: ClusterLayout, node: b.NodeSpec, tmp_path: Path) -> dict[str, list[str]]:
+    """What systemd would run: each drop-in's ExecStart with the rendered environment files expanded,
+    and with the files the node writes at boot as the node script writes them."""
     files = b.node_files(layout, node)
+    if node.role == "minion":
+        files[b.KUBELET_IDENTITY] = (booted_identity(tmp_path, layout, node), "0644")
     commands = {}
     for path, (content, _) in files.items():
         match = re.fullmatch(r"/etc/systemd/system/(kube[-a-z]*)\.service\.d/10-atomic\.conf", path)
@@ -182,11 +206,11 @@ def command_lines(layout: ClusterLayout, node: b.NodeSpec) -> dict[str, list[str
 
 
 @pytest.mark.parametrize("masters", [1, 3])
-def test_every_service_gets_only_flags_of_the_pinned_versions(masters: int) -> None:
+def test_every_service_gets_only_flags_of_the_pinned_versions(masters: int, tmp_path: Path) -> None:
     layout = layout_of(master_count=masters)
     seen = set()
     for node in layout.nodes:
-        for unit, argv in command_lines(layout, node).items():
+        for unit, argv in command_lines(layout, node, tmp_path).items():
             seen.add(unit)
             assert argv[0] == f"/usr/bin/{unit}"
             for flag in argv[1:]:
@@ -260,7 +284,10 @@ def test_pki_plan_per_role() -> None:
     master = b.node_pki(layout, layout.masters[0])
     names = {c.identity: c for c in master.certs}
     assert set(names) == {"apiserver", "apiserver-kubelet-client", "controller-manager", "scheduler",
-                          "apiserver-etcd-client", "etcd-server", "etcd-peer"}
+                          "apiserver-etcd-client", "etcd-server", "etcd-peer", "front-proxy-client"}
+    proxy = names["front-proxy-client"]
+    assert proxy.authority == "front-proxy" and proxy.client and not proxy.server
+    assert master.ca_paths["/etc/kubernetes/pki/front-proxy-ca.crt"] == "front-proxy"
     api = names["apiserver"]
     assert {"kubernetes", "kubernetes.default.svc.cluster.local", "atomic-master-1"} <= set(api.dns_names)
     assert {"10.0.1.10", "10.254.0.1", "127.0.0.1"} <= set(api.ip_addresses)
@@ -308,7 +335,8 @@ def test_cni_conflist_chains_bridge_portmap_and_bandwidth_on_the_node_subnet() -
 
 
 def _run_node_script(tmp_path: Path, layout: ClusterLayout, node: b.NodeSpec, *args: str,
-                     dry_run: bool = False) -> subprocess.CompletedProcess[str]:
+                     dry_run: bool = False,
+                     check: bool = True) -> subprocess.CompletedProcess[str]:
     env_file = tmp_path / "cluster.env"
     env_file.write_text(b.render_cluster_env(layout, node))
     script = tmp_path / "atomic-node"
@@ -317,7 +345,7 @@ def _run_node_script(tmp_path: Path, layout: ClusterLayout, node: b.NodeSpec, *a
     if dry_run:
         env["ATOMIC_RUN"] = "echo"
     return subprocess.run(["/bin/bash", str(script), *args], capture_output=True, text=True, env=env, timeout=60,
-                          check=True)
+                          check=check)
 
 
 def test_node_script_writes_exactly_the_rendered_hosts_block(tmp_path: Path) -> None:
@@ -349,6 +377,56 @@ def test_node_script_programs_a_route_fdb_and_neighbour_per_other_node(tmp_path:
     assert not any(node.pod_subnet in line for line in out if line.startswith("ip route"))
 
 
+def test_identity_script_writes_the_kubelet_identity_from_imdsv2(tmp_path: Path) -> None:
+    layout = layout_of()
+    values = env_values(booted_identity(tmp_path, layout, layout.minions[0]))
+    assert values == {"KUBELET_IDENTITY": (
+        "--provider-id=aws:///us-east-1b/i-0123456789abcdef0 --node-labels=topology.kubernetes.io/region=us-east-1,"
+        "topology.kubernetes.io/zone=us-east-1b,node.kubernetes.io/instance-type=t3.large")}
+
+
+def test_the_provider_id_is_what_the_ebs_csi_driver_parses(tmp_path: Path) -> None:
+    """The driver (pkg/cloud/metadata_k8s.go) finds the instance id with `i-[a-z0-9]+$` and the
+    zone with its region pattern followed by one letter."""
+    layout = layout_of()
+    flags = env_values(booted_identity(tmp_path, layout, layout.minions[0]))["KUBELET_IDENTITY"].split()
+    provider_id = flags[0].removeprefix("--provider-id=")
+    assert re.search(r"i-[a-z0-9]+$", provider_id).group(0) == "i-0123456789abcdef0"  # type: ignore[union-attr]
+    zone = re.search(r"([a-z]{2}(-gov)?)-(central|(north|south)?(east|west)?)-[0-9][a-z]", provider_id)
+    assert zone and zone.group(0) == "us-east-1b"
+
+
+@pytest.mark.parametrize("broken", [{"instance-id": "i-0123; rm -rf /"}, {"placement/availability-zone": ""}])
+def test_identity_script_refuses_metadata_it_does_not_expect(tmp_path: Path, broken: dict[str, str]) -> None:
+    target = tmp_path / "identity"
+    with fake_imds({**INSTANCE, **broken}) as url:
+        done = _run_identity_script(tmp_path, target, url)
+    assert done.returncode != 0 and not target.exists()
+    assert "atomic-kubelet-identity: unexpected instance metadata" in done.stderr
+
+
+def test_identity_script_fails_without_metadata_rather_than_start_a_kubelet_without_it(tmp_path: Path) -> None:
+    target = tmp_path / "identity"
+    with fake_imds({}) as url:  # every read is a 404
+        done = _run_identity_script(tmp_path, target, url)
+    assert done.returncode != 0 and not target.exists()
+
+
+def test_minions_write_their_identity_before_the_kubelet_starts_and_masters_do_not() -> None:
+    layout = layout_of()
+    minion = b.cloud_config(layout, layout.minions[0])["runcmd"]
+    assert isinstance(minion, list)
+    identity = minion.index([b.IDENTITY_SCRIPT, b.KUBELET_IDENTITY])
+    start = next(i for i, cmd in enumerate(minion) if "kubelet" in cmd and "enable" in cmd)
+    assert identity < start
+    master = b.cloud_config(layout, layout.masters[0])["runcmd"]
+    assert isinstance(master, list) and [b.IDENTITY_SCRIPT, b.KUBELET_IDENTITY] not in master
+    assert b.IDENTITY_SCRIPT not in b.node_files(layout, layout.masters[0])
+    # Without the file the kubelet unit does not start (no "-" before the path): a node without a
+    # provider id would register and then never get a volume attached.
+    assert f"EnvironmentFile={b.KUBELET_IDENTITY}\n" in b.render_dropin("kubelet")
+
+
 def test_node_script_refuses_an_address_outside_the_layout(tmp_path: Path) -> None:
     layout = layout_of()
     stranger = replace(layout.minions[0], private_ip="10.0.1.5")  # below the first node slot
@@ -361,6 +439,9 @@ def test_shipped_scripts_parse(tmp_path: Path) -> None:
     script = tmp_path / "atomic-node"
     script.write_text(b.NODE_SCRIPT_TEXT)
     subprocess.run(["/bin/bash", "-n", str(script)], check=True, timeout=30)
+    identity = tmp_path / "atomic-kubelet-identity"
+    identity.write_text(b.IDENTITY_SCRIPT_TEXT)
+    subprocess.run(["/bin/bash", "-n", str(identity)], check=True, timeout=30)
     fetch = tmp_path / "fetch.py"
     fetch.write_text(b.FETCH_SCRIPT_TEXT)
     py_compile.compile(str(fetch), doraise=True)
@@ -522,7 +603,9 @@ def test_user_data_holds_no_private_key_and_names_the_node() -> None:
         assert "PRIVATE KEY" not in text and "BEGIN" not in text
         config = yaml.safe_load(text)
         assert config["hostname"] == node.name
-        assert config["runcmd"][1] == [b.FETCH_SCRIPT]
+        commands = config["runcmd"]
+        enable = next(i for i, cmd in enumerate(commands) if cmd[:2] == ["systemctl", "enable"])
+        assert commands.index([b.FETCH_SCRIPT]) < enable, "keys are fetched before any service starts"
 
 
 def test_ami_lookup_selects_only_released_fedora_cloud_base_images() -> None:

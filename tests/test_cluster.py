@@ -63,13 +63,16 @@ def test_every_instance_has_imdsv2_an_encrypted_gp3_root_and_tags(prod: Plan) ->
         root = i["rootBlockDevice"]
         assert root["encrypted"] is True and root["volumeType"] == "gp3" and root["volumeSize"] == 80
         assert {"Project", "Stack", "Owner", "ManagedBy", "Name", "Role", "Cluster"} <= set(i["tags"])
-        assert i["volumeTags"]["Project"] == "atomic-mysql"
+        assert root["tags"]["Project"] == "atomic-mysql" and root["tags"]["Name"] == i["tags"]["Name"]
+        # volume_tags would also retag the EBS CSI driver's volumes attached to the instance
+        assert "volumeTags" not in i
         assert i["iamInstanceProfile"]
 
 
 def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
     untaggable = {"aws:ec2/route:Route", "aws:ec2/routeTableAssociation:RouteTableAssociation",
-                  "aws:iam/rolePolicy:RolePolicy", "aws:kms/alias:Alias"}
+                  "aws:iam/rolePolicy:RolePolicy", "aws:kms/alias:Alias",
+                  "aws:lb/targetGroupAttachment:TargetGroupAttachment"}
     for r in prod.resources:
         if r.custom and r.type.startswith("aws:") and r.type not in untaggable:
             assert r.inputs.get("tags", {}).get("Project") == "atomic-mysql", f"{r.type} {r.name} has no tags"
@@ -77,7 +80,8 @@ def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
 
 def test_masters_and_minions_sit_in_their_role_security_group(prod: Plan) -> None:
     groups = {r.name: r for r in prod.of_type(SG)}
-    assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg"}
+    # plus the frontend load balancer's own group (prod asks for frontendServiceType=LoadBalancer)
+    assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg", "atomic-frontend-lb-sg"}
     ids = {r.name: _resource_id(r) for r in groups.values()}
     for instance in prod.instances():
         (sg_ref,) = instance.inputs["vpcSecurityGroupIds"]
@@ -99,6 +103,10 @@ def test_no_rule_is_open_to_the_world_by_default_and_every_rule_is_described(pro
             assert rule.inputs.get("description"), f"{rule.name} has no description"
             assert ("cidrIpv4" in rule.inputs) != ("referencedSecurityGroupId" in rule.inputs), rule.name
         for rule in plan.of_type(INGRESS):
+            if rule.name == "atomic-frontend-lb-listener-from-0-0-0-0-0":
+                # prod sets frontendSourceCidrs ["0.0.0.0/0"]: the public site's listener, on 80 only
+                assert plan is prod and (rule.inputs["fromPort"], rule.inputs["toPort"]) == (80, 80)
+                continue
             assert rule.inputs.get("cidrIpv4") != WORLD, f"{rule.name} opens {rule.inputs['fromPort']} to the world"
         # Egress to the world only for packages/SSM/registries (80, 443) and NTP (123).
         world_out = {(r.inputs["ipProtocol"], r.inputs["fromPort"]) for r in plan.of_type(EGRESS)
@@ -125,10 +133,17 @@ def test_inside_the_cluster_only_what_kubernetes_needs_is_open(prod: Plan) -> No
     assert _ports(prod, cp, peer=nodes) == {("tcp", 6443, 6443), ("udp", 8472, 8472)}
     assert _ports(prod, cp, peer=cp) == {("tcp", 2379, 2380), ("udp", 8472, 8472)}
     assert _ports(prod, nodes, peer=cp) == {("tcp", 10250, 10250), ("udp", 8472, 8472)}
-    assert _ports(prod, nodes, peer=nodes) == {("udp", 8472, 8472)}
+    # metrics-server, on a minion, scrapes every kubelet
+    assert _ports(prod, nodes, peer=nodes) == {("tcp", 10250, 10250), ("udp", 8472, 8472)}
     for cidr in ("198.51.100.0/24", "203.0.113.0/28"):
         assert _ports(prod, cp, cidr=cidr) == {("tcp", 22, 22), ("tcp", 6443, 6443)}
         assert _ports(prod, nodes, cidr=cidr) == {("tcp", 22, 22)}
+
+
+def test_kubelets_are_closed_to_other_nodes_without_metrics_server() -> None:
+    plan = run_program("dev", {"enableMetricsServer": False})
+    assert _ports(plan, "cluster-nodes-sg", peer="cluster-nodes-sg") == {("udp", 8472, 8472)}
+    assert not plan.of_type("atomic-mysql:metrics_server:MetricsServer")
 
 
 def _runs_cadvisor(instance: Registration) -> bool:
@@ -197,7 +212,7 @@ def test_keys_are_secure_strings_under_each_node_path_with_the_cluster_key(prod:
 
 
 def test_each_node_role_reads_only_its_own_path(prod: Plan) -> None:
-    policies = prod.of_type("aws:iam/rolePolicy:RolePolicy")
+    policies = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.endswith("-ssm")]
     assert len(policies) == 9
     for policy in policies:
         node = policy.name.removeprefix("atomic-").removesuffix("-ssm")

@@ -20,6 +20,9 @@ RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RFC1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Kinds whose names become DNS labels (Services, Namespaces) or pod host names (StatefulSets).
 LABEL_NAMED = {"Namespace", "Service", "StatefulSet"}
+# RBAC objects are named by path segment (kube-apiserver's ValidatePathSegmentName): "system:coredns" is valid.
+RBAC = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+PATH_SEGMENT = re.compile(r"^(?!\.\.?$)[^/%]+$")
 
 
 def run_preview(stack: str, out: Path) -> tuple[Plan, dict[str, Any]]:
@@ -52,7 +55,8 @@ def test_every_kubernetes_object_validates_strictly(stack: str, tmp_path: Path) 
         obj = yaml.safe_load(path.read_text())
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         name = obj["metadata"]["name"]
-        pattern = RFC1123_LABEL if obj["kind"] in LABEL_NAMED else RFC1123_SUBDOMAIN
+        pattern = RFC1123_LABEL if obj["kind"] in LABEL_NAMED else PATH_SEGMENT if obj["kind"] in RBAC \
+            else RFC1123_SUBDOMAIN
         assert pattern.match(name) and len(name) <= 63, f"{path.name}: {name!r} is not an RFC 1123 name"
 
 

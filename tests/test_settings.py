@@ -67,6 +67,14 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("dev", {"ingressBandwidth": "10mbps"}, "ingressBandwidth=10mbps: must be a rate such as 10M"),
     ("dev", {"masterCount": "three"}, "Stack 'dev' with configuration key 'masterCount' must be of type 'integer'"),
     ("local", {"mysqlCpuRequest": "-1"}, "mysqlCpuRequest=-1: must be a CPU quantity above zero"),
+    ("dev", {"corednsReplicas": 0}, "corednsReplicas=0: must be a whole number from 1 to 10"),
+    ("dev", {"volumeReclaimPolicy": "Recycle"}, "volumeReclaimPolicy=Recycle: allowed values are Retain, Delete"),
+    ("staging", {"mysqlStorageClass": "fast-ssd"},
+     "mysqlStorageClass=fast-ssd: clusterMode=aws offers one StorageClass: gp3"),
+    ("prod", {"enableMetricsServer": False}, "enableMetricsServer=false: frontendHpaEnabled=true needs metrics-server"),
+    ("prod", {"frontendNodePort": 8080}, "frontendNodePort=8080: must be a whole number from 30000 to 32767"),
+    ("prod", {"frontendSourceCidrs": ["everyone"]}, "frontendSourceCidrs=everyone: must be an IPv4 CIDR"),
+    ("prod", {"frontendSourceCidrs": ["0.0.0.0/0", "0.0.0.0/0"]}, "must not list a CIDR twice"),
 ]
 
 

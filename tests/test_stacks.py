@@ -54,10 +54,13 @@ def test_prod_outputs_are_the_documented_ones_with_kubeconfig_secret() -> None:
         "mysqlSecretName",
         "mysqlReplicas",
         "frontendAddress",
+        "storageClass",
     }
     assert plan.outputs["kubeconfig"].secret
+    assert plan.outputs["storageClass"].value == "gp3"
     assert plan.outputs["mysqlPrimaryHost"].value == "mysql-primary.atomic-mysql.svc"
-    assert plan.outputs["frontendAddress"].value == "frontend.atomic-mysql.svc"
+    # prod's LoadBalancer frontend is the cluster's NLB (no cloud controller serves a LoadBalancer Service)
+    assert plan.outputs["frontendAddress"].value.endswith(".elb.us-west-2.amazonaws.com")
     assert plan.outputs["apiEndpoint"].value.startswith("https://") and plan.outputs["apiEndpoint"].value.endswith(
         ":6443"
     )
@@ -70,11 +73,27 @@ def test_existing_cluster_mode_builds_no_aws_resources() -> None:
     assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
 
 
-def test_workload_is_in_its_own_namespace() -> None:
+def test_workload_is_in_its_own_namespace_and_add_ons_in_kube_system() -> None:
     plan = run_program("dev", {"namespace": "shop"})
-    for obj in plan.kubernetes_objects():
-        if obj["kind"] != "Namespace":
-            assert obj["metadata"]["namespace"] == "shop", obj["metadata"]["name"]
+    by_urn = {r.urn: r for r in plan.resources}
+
+    def ancestors(r: Any) -> set[str]:
+        types = set()
+        while r.parent in by_urn:
+            r = by_urn[r.parent]
+            types.add(r.type)
+        return types
+
+    objects = [r for r in plan.resources if r.custom and r.type.startswith("kubernetes:") and "apiVersion" in r.inputs]
+    owners = {r.name: ancestors(r) for r in objects}
+    assert any("atomic-mysql:workload:Workload" in o for o in owners.values())
+    for r in objects:
+        namespace = (r.inputs["metadata"] or {}).get("namespace")
+        if "atomic-mysql:workload:Workload" in owners[r.name]:
+            assert namespace == ("shop" if r.inputs["kind"] != "Namespace" else None), r.name
+        else:
+            assert "atomic-mysql:addons:ClusterAddons" in owners[r.name], f"{r.name}: neither workload nor add-on"
+            assert namespace in ("kube-system", None), r.name
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +126,25 @@ def test_more_minions_only_add_resources(dev_base: Plan) -> None:
     assert changed_names(dev_base, after) == added, "no existing resource changes"
     assert added and all("minion-3" in n or "minion-4" in n for n in added)
     assert len(after.instances()) == len(dev_base.instances()) + 2
+
+
+def test_a_loadbalancer_frontend_on_the_aws_cluster_is_an_nlb_on_a_fixed_nodeport() -> None:
+    plan = run_program("prod", {"frontendNodePort": 31234})
+    service = kube(plan, "Service", "frontend")
+    assert service["spec"]["type"] == "NodePort"
+    assert [p["nodePort"] for p in service["spec"]["ports"]] == [31234]
+    (group,) = plan.of_type("aws:lb/targetGroup:TargetGroup")
+    assert group.inputs["port"] == 31234
+    minions = [i for i in plan.instances() if i.inputs["tags"]["Role"] == "minion"]
+    targets = plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+    assert sorted(t.inputs["targetId"] for t in targets) == sorted(i.id for i in minions)
+
+
+def test_other_frontend_service_types_build_no_load_balancer() -> None:
+    for stack, overrides in (("dev", {"frontendServiceType": "NodePort"}),
+                             ("local", {"frontendServiceType": "LoadBalancer"})):
+        plan = run_program(stack, overrides)
+        assert not plan.of_type("aws:lb/loadBalancer:LoadBalancer")
+        service = kube(plan, "Service", "frontend")
+        assert service["spec"]["type"] == overrides["frontendServiceType"]
+        assert "nodePort" not in service["spec"]["ports"][0]

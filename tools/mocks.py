@@ -99,6 +99,10 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         state.setdefault("availabilityZone", f"{_region()}a")
     elif typ == "aws:ec2/securityGroup:SecurityGroup":
         state.setdefault("ownerId", ACCOUNT_ID)
+    elif typ == "aws:lb/loadBalancer:LoadBalancer":
+        # An NLB's DNS name: <name>-<hex>.elb.<region>.amazonaws.com
+        lb_name = state.get("name") or name
+        state.setdefault("dnsName", f"{lb_name}-{_digest('dns', name, length=16)}.elb.{_region()}.amazonaws.com")
     return state
 
 

@@ -42,12 +42,17 @@ KIND_ORDER = [
     "Secret",
     "ConfigMap",
     "StorageClass",
+    "CSIDriver",
     "PersistentVolumeClaim",
+    "ClusterRole",
+    "ClusterRoleBinding",
     "Role",
     "RoleBinding",
     "Service",
+    "DaemonSet",
     "Deployment",
     "StatefulSet",
+    "APIService",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
 ]
@@ -98,7 +103,7 @@ def _tree_lines(plan: Plan) -> Iterable[str]:
 def _object_filename(obj: dict[str, Any], taken: set[str]) -> str:
     kind = obj.get("kind", "Object")
     order = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
-    name = obj["metadata"]["name"]
+    name = obj["metadata"]["name"].replace(":", "-")  # RBAC names: no ':' in artifact file names
     base = f"{order:02d}-{kind.lower()}-{name}"
     filename, n = f"{base}.yaml", 1
     while filename in taken:

@@ -388,8 +388,9 @@ def extract(plan: Plan | Mapping[str, Any]) -> Topology:
     _ingress(entries, groups, ids)
     loose = _place_nodes(entries, groups, ids)
     namespaces, workloads, services, others = _kubernetes(entries)
-    ordered = sorted(groups.values(), key=lambda g: (min((_node_order(n) for n in g.nodes), default=(9, 0, "")),
-                                                      g.label))
+    # Groups without instances (the frontend NLB's) appear as sources on the groups they reach.
+    placed = [g for g in groups.values() if g.nodes]
+    ordered = sorted(placed, key=lambda g: (min((_node_order(n) for n in g.nodes), default=(9, 0, "")), g.label))
     return Topology(stack, _network(entries, stack), ordered, loose, namespaces, workloads, services, others)
 
 
