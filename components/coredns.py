@@ -16,6 +16,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
+from components.kube_labels import owned
+
 meta = k8s.meta.v1
 core = k8s.core.v1
 apps = k8s.apps.v1
@@ -133,7 +135,7 @@ def render_corefile(cluster_domain: str) -> str:
 
 
 def labels() -> dict[str, str]:
-    return {**SELECTOR, "app.kubernetes.io/part-of": "atomic-mysql", "app.kubernetes.io/managed-by": "pulumi"}
+    return owned(SELECTOR)
 
 
 def _meta(name: str, namespaced: bool = True) -> meta.ObjectMetaArgs:

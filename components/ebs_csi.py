@@ -39,6 +39,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
+from components.kube_labels import owned
+
 meta = k8s.meta.v1
 core = k8s.core.v1
 apps = k8s.apps.v1
@@ -334,7 +336,7 @@ def selector(app: str) -> dict[str, str]:
 
 def labels(app: str | None = None) -> dict[str, str]:
     base = {"app.kubernetes.io/name": "aws-ebs-csi-driver"} if app is None else selector(app)
-    return {**base, "app.kubernetes.io/part-of": "atomic-mysql", "app.kubernetes.io/managed-by": "pulumi"}
+    return owned(base)
 
 
 def _meta(name: str, namespaced: bool = True, app: str | None = None, **kw: Any) -> meta.ObjectMetaArgs:

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
+from components.kube_labels import OWNER_LABELS
 from components.settings import GuestbookSettings, Resources, RolloutSettings
 
 REDIS_PORT = 6379
@@ -39,8 +40,7 @@ def labels(component: str, role: str | None = None) -> dict[str, str]:
     result = {
         "app.kubernetes.io/name": "guestbook",
         "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": "atomic-mysql",
-        "app.kubernetes.io/managed-by": "pulumi",
+        **OWNER_LABELS,
     }
     if role:
         result["guestbook.atomic-mysql.dev/role"] = role
@@ -50,7 +50,7 @@ def labels(component: str, role: str | None = None) -> dict[str, str]:
 def selector(component: str, role: str | None = None) -> dict[str, str]:
     """The immutable subset of labels a Deployment and its Service select on."""
     chosen = labels(component, role)
-    return {k: v for k, v in chosen.items() if k != "app.kubernetes.io/managed-by" and k != "app.kubernetes.io/part-of"}
+    return {k: v for k, v in chosen.items() if k not in OWNER_LABELS}
 
 
 def change_cause(rollout: RolloutSettings, image: str) -> str:

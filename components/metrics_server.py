@@ -29,6 +29,7 @@ import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components.bootstrap import CLUSTER_DOMAIN
+from components.kube_labels import owned
 from components.pki import CA_USES, CA_VALIDITY_HOURS, LEAF_VALIDITY_HOURS
 
 meta = k8s.meta.v1
@@ -91,7 +92,7 @@ class MetricsServerArgs:
 
 
 def labels() -> dict[str, str]:
-    return {**SELECTOR, "app.kubernetes.io/part-of": "atomic-mysql", "app.kubernetes.io/managed-by": "pulumi"}
+    return owned(SELECTOR)
 
 
 def serving_dns_names() -> list[str]:

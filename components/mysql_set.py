@@ -21,6 +21,7 @@ import pulumi_random as random
 from pulumi import ResourceOptions
 
 from components import mysql_config
+from components.kube_labels import owned
 from components.settings import MysqlSecrets, MysqlSettings
 
 meta = k8s.meta.v1
@@ -61,12 +62,7 @@ def selector_labels(name: str) -> dict[str, str]:
 
 
 def labels(name: str) -> dict[str, str]:
-    return {
-        **selector_labels(name),
-        "app.kubernetes.io/component": "database",
-        "app.kubernetes.io/part-of": "atomic-mysql",
-        "app.kubernetes.io/managed-by": "pulumi",
-    }
+    return owned({**selector_labels(name), "app.kubernetes.io/component": "database"})
 
 
 def default_client_label(name: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components.guestbook import Guestbook, GuestbookArgs
+from components.kube_labels import OWNER_LABELS
 from components.mysql_set import MySqlReplicatedSet, MySqlReplicatedSetArgs
 from components.settings import GuestbookSettings, MysqlSecrets, MysqlSettings
 
@@ -35,8 +36,7 @@ class Workload(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=args.namespace,
                 labels={
-                    "app.kubernetes.io/part-of": "atomic-mysql",
-                    "app.kubernetes.io/managed-by": "pulumi",
+                    **OWNER_LABELS,
                     # mysqld and Redis run non-root; Apache needs only baseline capabilities.
                     "pod-security.kubernetes.io/enforce": "baseline",
                     "pod-security.kubernetes.io/warn": "restricted",

@@ -333,7 +333,9 @@ def _kubernetes(entries: list[Mapping[str, Any]]) -> tuple[list[str], list[Workl
         for o in objects
         if o["kind"] == "HorizontalPodAutoscaler"
     }
-    namespaces = sorted(o["name"] for o in objects if o["kind"] == "Namespace")
+    # The workload's own namespace first, then those it only uses (the add-ons' kube-system).
+    created = sorted(o["name"] for o in objects if o["kind"] == "Namespace")
+    namespaces = created + sorted({o["namespace"] for o in objects if o["namespace"]} - set(created))
     workloads: list[Workload] = []
     services: list[Service] = []
     others: dict[str, int] = {}
@@ -611,7 +613,8 @@ def _workloads(topology: Topology, y: float) -> tuple[list[Shape], float, float]
         bottom += LINE
         shapes.append(Text(MARGIN + PAD, bottom, f"also: {others}", 11, fill="#52606d"))
     width = wx + workload_w + PAD - MARGIN
-    title = "namespace " + ", ".join(topology.namespaces) if topology.namespaces else "workload"
+    plural = "namespaces " if len(topology.namespaces) > 1 else "namespace "
+    title = plural + ", ".join(topology.namespaces) if topology.namespaces else "workload"
     frame: list[Shape] = [
         Rect(MARGIN, y, width, bottom - y + PAD, "#ffffff", "#64748b", radius=10, dashed=True),
         Text(MARGIN + PAD, y + PAD + 12, f"Kubernetes workload · {title}", 14, bold=True),
