@@ -36,8 +36,9 @@ if settings.cluster is not None:
         opts=ResourceOptions(providers=[provider]),
     )
     prerequisites.append(addons)
-    if cluster.frontend_lb is not None:
-        frontend_address = cluster.frontend_lb.dns_name
+    if cluster.frontend_lb is not None and settings.cluster.frontend_lb is not None:
+        port = settings.cluster.frontend_lb.listen_port
+        frontend_address = cluster.frontend_lb.dns_name.apply(lambda host: host if port == 80 else f"{host}:{port}")
     pulumi.export("apiEndpoint", cluster.api_endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("masterPrivateIps", cluster.master_private_ips)
@@ -63,4 +64,4 @@ pulumi.export("mysqlReadHost", workload.mysql.read_host)
 pulumi.export("mysqlPort", MYSQL_PORT)
 pulumi.export("mysqlSecretName", workload.mysql.secret_name)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
-pulumi.export("frontendAddress", frontend_address or workload.frontend_address)
+pulumi.export("frontendAddress", workload.frontend_address if frontend_address is None else frontend_address)

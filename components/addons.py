@@ -48,7 +48,8 @@ class ClusterAddons(pulumi.ComponentResource):
         storage = EbsCsiDriver(
             f"{name}-ebs-csi",
             EbsCsiDriverArgs(cluster_name=args.cluster_name, region=args.region, storage_class=s.storage_class,
-                             reclaim_policy=s.volume_reclaim_policy, tags=args.tags),
+                             reclaim_policy=s.volume_reclaim_policy, controller_replicas=s.ebs_controller_replicas,
+                             tags=args.tags),
             opts=child,
         )
         metrics = MetricsServer(f"{name}-metrics-server", MetricsServerArgs(), opts=child) if s.metrics_server \

@@ -669,7 +669,7 @@ _UNITS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
                                 ("KUBE_LOG_LEVEL", "KUBE_MASTER", "KUBE_CONTROLLER_MANAGER_ARGS")),
     "kube-scheduler": ("kube-scheduler", ("config", "scheduler"),
                        ("KUBE_LOG_LEVEL", "KUBE_MASTER", "KUBE_SCHEDULER_ARGS")),
-    "kubelet": ("kubelet", ("config", "kubelet", "kubelet.identity"),
+    "kubelet": ("kubelet", ("config", "kubelet", KUBELET_IDENTITY.removeprefix("/etc/kubernetes/")),
                 ("KUBE_LOG_LEVEL", "KUBELET_HOSTNAME", "KUBELET_ARGS", "KUBELET_IDENTITY")),
     "kube-proxy": ("kube-proxy", ("config", "proxy"), ("KUBE_LOG_LEVEL", "KUBE_MASTER", "KUBE_PROXY_ARGS")),
 }

@@ -16,7 +16,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
-from components.kube_labels import owned
+from components.bootstrap import CLUSTER_DOMAIN
+from components.kube_common import owned, spread_by_host
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -65,17 +66,6 @@ RESOURCES = {"requests": {"cpu": "100m", "memory": "70Mi"}, "limits": {"cpu": "1
 _DOMAIN_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-def coredns_version(image: str = COREDNS_IMAGE) -> str:
-    """The CoreDNS release an image runs ("1.11.3"): what Corefile migrations and upgrade notes are keyed by."""
-    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
-    if not re.fullmatch(r"v?\d+\.\d+\.\d+", tag):
-        raise ValueError(f"image {image!r} carries no CoreDNS version tag")
-    return tag.removeprefix("v")
-
-
-COREDNS_VERSION = coredns_version()
-
-
 def check_cluster_domain(domain: str) -> str:
     if len(domain) > 253 or not all(_DOMAIN_LABEL.match(part) for part in domain.split(".")):
         raise ValueError(f"cluster domain {domain!r} is not a lower-case DNS name without a trailing dot")
@@ -86,7 +76,7 @@ def check_cluster_domain(domain: str) -> str:
 class CoreDnsArgs:
     service_ip: str  # the cluster DNS IP kubelets point at (ClusterLayout.dns_service_ip)
     replicas: int  # >= 1
-    cluster_domain: str = "cluster.local"
+    cluster_domain: str = CLUSTER_DOMAIN
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.service_ip)  # raises ValueError on anything else
@@ -187,28 +177,6 @@ def _container() -> core.ContainerArgs:
     )
 
 
-def _anti_affinity() -> core.AffinityArgs:
-    # Soft: a cluster with fewer minions than replicas still gets every replica scheduled.
-    return core.AffinityArgs(
-        pod_anti_affinity=core.PodAntiAffinityArgs(
-            preferred_during_scheduling_ignored_during_execution=[
-                core.WeightedPodAffinityTermArgs(
-                    weight=100,
-                    pod_affinity_term=core.PodAffinityTermArgs(
-                        label_selector=meta.LabelSelectorArgs(
-                            match_expressions=[
-                                meta.LabelSelectorRequirementArgs(key=k, operator="In", values=[v])
-                                for k, v in SELECTOR.items()
-                            ]
-                        ),
-                        topology_key="kubernetes.io/hostname",
-                    ),
-                )
-            ]
-        )
-    )
-
-
 def pod_spec(service_account: pulumi.Input[str], config_map: pulumi.Input[str]) -> core.PodSpecArgs:
     return core.PodSpecArgs(
         priority_class_name="system-cluster-critical",
@@ -218,7 +186,7 @@ def pod_spec(service_account: pulumi.Input[str], config_map: pulumi.Input[str]) 
         enable_service_links=False,
         # The pod resolves upstream names through the node's resolver, never through itself.
         dns_policy="Default",
-        affinity=_anti_affinity(),
+        affinity=spread_by_host(SELECTOR),
         tolerations=[core.TolerationArgs(key="CriticalAddonsOnly", operator="Exists")],
         node_selector={"kubernetes.io/os": "linux"},
         security_context=core.PodSecurityContextArgs(

@@ -7,7 +7,8 @@ paths), changed where this self-managed cluster differs from EKS:
 * No IRSA, no Pod Identity, no cloud controller. The controller's AWS calls use the
   minion's instance-profile credentials, which only IMDS hands out, and IMDSv2 with
   hop limit 1 answers only the host's own network namespace. So the controller runs
-  with hostNetwork (ClusterFirstWithHostNet keeps cluster DNS), AWS_REGION set so it
+  with hostNetwork (dnsPolicy Default: the node's resolver, so storage does not wait for
+  CoreDNS; it reaches the API by the service IP the kubelet injects), AWS_REGION set so it
   needs no instance metadata, and its HTTP endpoints on ports the node plugin never
   uses: the sidecars' on 127.0.0.1 (the kubelet probes from the host's own namespace),
   the livenessprobe's /healthz on all addresses (its only listen flag every release has).
@@ -39,7 +40,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
-from components.kube_labels import owned
+from components.kube_common import owned, spread_by_host
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -339,8 +340,10 @@ def labels(app: str | None = None) -> dict[str, str]:
     return owned(base)
 
 
-def _meta(name: str, namespaced: bool = True, app: str | None = None, **kw: Any) -> meta.ObjectMetaArgs:
-    return meta.ObjectMetaArgs(name=name, namespace=NAMESPACE if namespaced else None, labels=labels(app), **kw)
+def _meta(name: str, namespaced: bool = True, app: str | None = None,
+          annotations: dict[str, str] | None = None) -> meta.ObjectMetaArgs:
+    return meta.ObjectMetaArgs(name=name, namespace=NAMESPACE if namespaced else None, labels=labels(app),
+                               annotations=annotations)
 
 
 def _resources(spec: dict[str, dict[str, str]]) -> core.ResourceRequirementsArgs:
@@ -449,22 +452,6 @@ def controller_containers(args: EbsCsiDriverArgs) -> list[core.ContainerArgs]:
     ]
 
 
-def _anti_affinity() -> core.AffinityArgs:
-    return core.AffinityArgs(
-        pod_anti_affinity=core.PodAntiAffinityArgs(
-            preferred_during_scheduling_ignored_during_execution=[
-                core.WeightedPodAffinityTermArgs(
-                    weight=100,
-                    pod_affinity_term=core.PodAffinityTermArgs(
-                        label_selector=meta.LabelSelectorArgs(match_labels=selector(CONTROLLER_NAME)),
-                        topology_key="kubernetes.io/hostname",
-                    ),
-                )
-            ]
-        )
-    )
-
-
 def controller_pod_spec(args: EbsCsiDriverArgs) -> core.PodSpecArgs:
     return core.PodSpecArgs(
         service_account_name=CONTROLLER_SA,
@@ -473,9 +460,10 @@ def controller_pod_spec(args: EbsCsiDriverArgs) -> core.PodSpecArgs:
         enable_service_links=False,
         priority_class_name="system-cluster-critical",
         host_network=True,
-        dns_policy="ClusterFirstWithHostNet",
+        # The node's resolver (VPC DNS) for the EC2 endpoint: volumes must not depend on CoreDNS.
+        dns_policy="Default",
         node_selector={"kubernetes.io/os": "linux"},
-        affinity=_anti_affinity(),
+        affinity=spread_by_host(selector(CONTROLLER_NAME)),
         # Upstream's: no masters exist as nodes, so nothing about control-plane taints.
         tolerations=[
             core.TolerationArgs(key="CriticalAddonsOnly", operator="Exists"),
@@ -658,15 +646,7 @@ def node_network_policy_spec() -> k8s.networking.v1.NetworkPolicySpecArgs:
     )
 
 
-def storage_class_spec(args: EbsCsiDriverArgs) -> dict[str, Any]:
-    return {
-        "provisioner": DRIVER_NAME,
-        "parameters": {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
-        # A volume is created in the zone of the node its first pod lands on (EBS is zonal).
-        "volume_binding_mode": "WaitForFirstConsumer",
-        "allow_volume_expansion": True,
-        "reclaim_policy": args.reclaim_policy,
-    }
+STORAGE_CLASS_PARAMETERS = {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"}
 
 
 class EbsCsiDriver(pulumi.ComponentResource):
@@ -746,7 +726,13 @@ class EbsCsiDriver(pulumi.ComponentResource):
                 namespaced=False,
                 annotations={"storageclass.kubernetes.io/is-default-class": "true"},
             ),
-            **storage_class_spec(args),
+            provisioner=DRIVER_NAME,
+            parameters=STORAGE_CLASS_PARAMETERS,
+            # A volume is created in the zone of the node its first pod lands on (EBS is zonal).
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            # Immutable: a change replaces the class and applies to volumes provisioned afterwards only.
+            reclaim_policy=args.reclaim_policy,
             opts=child,
         )
 

@@ -45,7 +45,8 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import ResourceOptions
 
-NODE_PORT_RANGE = (30000, 32767)  # the apiserver's default --service-node-port-range
+from components.settings import NODE_PORT_RANGE
+
 AWS_NAME_MAX = 32  # NLB and target group names (CreateLoadBalancer, CreateTargetGroup)
 DIGEST_LENGTH = 8
 PROTOCOL = "TCP"

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
-from components.kube_labels import OWNER_LABELS
+from components.kube_common import OWNER_LABELS
 from components.settings import GuestbookSettings, Resources, RolloutSettings
 
 REDIS_PORT = 6379

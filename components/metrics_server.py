@@ -29,7 +29,7 @@ import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components.bootstrap import CLUSTER_DOMAIN
-from components.kube_labels import owned
+from components.kube_common import owned, spread_by_host
 from components.pki import CA_USES, CA_VALIDITY_HOURS, LEAF_VALIDITY_HOURS
 
 meta = k8s.meta.v1
@@ -134,19 +134,7 @@ def affinity(replicas: int) -> core.AffinityArgs | None:
     replica Pending for good, and with a surge it can stall a rollout; the preferred rule
     spreads whenever the nodes exist and degrades to co-location when they do not.
     """
-    if replicas <= 1:
-        return None
-    term = core.PodAffinityTermArgs(
-        label_selector=meta.LabelSelectorArgs(match_labels=SELECTOR),
-        topology_key="kubernetes.io/hostname",
-    )
-    return core.AffinityArgs(
-        pod_anti_affinity=core.PodAntiAffinityArgs(
-            preferred_during_scheduling_ignored_during_execution=[
-                core.WeightedPodAffinityTermArgs(weight=100, pod_affinity_term=term)
-            ]
-        )
-    )
+    return spread_by_host(SELECTOR) if replicas > 1 else None
 
 
 def _https_probe(path: str, initial_delay: int | None) -> core.ProbeArgs:

@@ -21,7 +21,7 @@ import pulumi_random as random
 from pulumi import ResourceOptions
 
 from components import mysql_config
-from components.kube_labels import owned
+from components.kube_common import owned
 from components.settings import MysqlSecrets, MysqlSettings
 
 meta = k8s.meta.v1

@@ -43,7 +43,7 @@ ENGINE_VERSIONS: dict[str, dict[str, tuple[str, str]]] = {
 KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33")
 # The one StorageClass the aws cluster offers (EBS gp3 through the EBS CSI driver, the default class).
 EBS_STORAGE_CLASS = "gp3"
-NODE_PORT_RANGE = (30000, 32767)
+NODE_PORT_RANGE = (30000, 32767)  # the apiserver's default --service-node-port-range
 
 # Node layout (components/bootstrap.py places nodes by these): nodes take fixed
 # addresses from the subnet's .10 on, three master slots first, and each node
@@ -159,6 +159,8 @@ class AddonSettings:
     storage_class: str
     volume_reclaim_policy: RetentionPolicy
     metrics_server: bool
+    # The EBS controller takes host ports (hostNetwork): never more replicas than minions.
+    ebs_controller_replicas: int
 
 
 @dataclass(frozen=True)
@@ -596,18 +598,19 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         service_cidr=str(service),
         pod_cidr=str(pod),
         protect=protect,
-        addons=_addons(reader),
+        addons=_addons(reader, minion_count),
         frontend_lb=_frontend_lb(reader),
         tags=tags,
     )
 
 
-def _addons(reader: _Reader) -> AddonSettings:
+def _addons(reader: _Reader, minion_count: int) -> AddonSettings:
     return AddonSettings(
         coredns_replicas=reader.integer("corednsReplicas", 1, 10),
         storage_class=EBS_STORAGE_CLASS,
         volume_reclaim_policy=reader.choice("volumeReclaimPolicy", ("Retain", "Delete")),
         metrics_server=reader.boolean("enableMetricsServer"),
+        ebs_controller_replicas=min(2, minion_count),
     )
 
 

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components.guestbook import Guestbook, GuestbookArgs
-from components.kube_labels import OWNER_LABELS
+from components.kube_common import OWNER_LABELS
 from components.mysql_set import MySqlReplicatedSet, MySqlReplicatedSetArgs
 from components.settings import GuestbookSettings, MysqlSecrets, MysqlSettings
 

@@ -32,7 +32,7 @@ def cluster_settings(**overrides: Any) -> ClusterSettings:
         enable_cockpit=False, enable_cadvisor=False, enable_nodeports=False, kubernetes_version="1.32",
         service_cidr="10.254.0.0/16", pod_cidr="10.244.0.0/16", protect=False,
         addons=AddonSettings(coredns_replicas=2, storage_class="gp3", volume_reclaim_policy="Retain",
-                             metrics_server=True),
+                             metrics_server=True, ebs_controller_replicas=2),
         tags={"Project": "atomic-mysql", "Stack": "test", "Owner": "t", "ManagedBy": "pulumi"},
     )
     values.update(overrides)

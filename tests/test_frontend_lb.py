@@ -297,8 +297,7 @@ def test_outputs_are_the_real_resources_outputs(unit_mocks: RecordingMonitor) ->
     assert outputs["arn"] == lb.state["arn"] and outputs["arn"].startswith("arn:aws:")
     assert outputs["target_group_arn"] == tg.state["arn"] != outputs["arn"]
     assert outputs["security_group_id"] == nlb_group_id(unit_mocks) != NODES_SG
-    # Tolerates today's mocks, which give a load balancer no dnsName (None): it must still be the NLB's own.
-    assert outputs["dns_name"] == lb.state.get("dnsName")
+    assert outputs["dns_name"] == lb.state["dnsName"]
     (component,) = [r for r in unit_mocks.registrations if r.type == COMPONENT]
     registered = {
         "dnsName": outputs["dns_name"],
@@ -306,8 +305,7 @@ def test_outputs_are_the_real_resources_outputs(unit_mocks: RecordingMonitor) ->
         "securityGroupId": outputs["security_group_id"],
         "targetGroupArn": outputs["target_group_arn"],
     }
-    # The engine drops null outputs: today's dnsName (None) is absent, as it would be on a real engine.
-    assert component.outputs == {k: v for k, v in registered.items() if v is not None}
+    assert component.outputs == registered
 
 
 def test_dns_name_is_the_nlb_dns_name(unit_mocks: RecordingMonitor) -> None:

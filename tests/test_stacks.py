@@ -148,3 +148,11 @@ def test_other_frontend_service_types_build_no_load_balancer() -> None:
         service = kube(plan, "Service", "frontend")
         assert service["spec"]["type"] == overrides["frontendServiceType"]
         assert "nodePort" not in service["spec"]["ports"][0]
+
+
+def test_the_frontend_address_names_the_listener_port_unless_it_is_80() -> None:
+    plan = run_program("prod", {"frontendListenPort": 8080})
+    address = plan.outputs["frontendAddress"].value
+    assert address.endswith(".elb.us-west-2.amazonaws.com:8080")
+    (listener,) = plan.of_type("aws:lb/listener:Listener")
+    assert listener.inputs["port"] == 8080
