@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
-# etcd (3-member cluster from the rendered settings), cloud-init (user-data schema), ncat/socat.
-APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl
+# etcd (3-member cluster from the rendered settings), HAProxy (the minions' API proxy),
+# cloud-init (user-data schema), ncat/socat.
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy
 
 .PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify scan clean
 
@@ -24,6 +25,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 deps: $(VENV)/.installed
+
+# Installs the real servers the tests use. Only as root (CI, fresh machines); otherwise it
+# checks and says what is missing, and the tests that need them fail loudly.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "system packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "missing system packages (install as root):" $$missing; fi
 
 preview: deps
 	$(PY) -m tools.preview --stack $(STACK)

@@ -335,9 +335,48 @@ def api_url(host: str) -> str:
 
 
 def api_host(layout: ClusterLayout, node: NodeSpec) -> str:
-    """Masters talk to their own apiserver; minions to the first master by name
-    (/etc/hosts). An API load balancer is not part of this component."""
-    return "127.0.0.1" if node.role == "master" else layout.masters[0].name
+    """127.0.0.1 on every node: a master talks to its own apiserver, a minion to its local
+    HAProxy (render_api_proxy), which spreads over every master and leaves out one that stops
+    answering. Every apiserver certificate carries 127.0.0.1."""
+    return "127.0.0.1"
+
+
+API_PROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
+
+
+def render_api_proxy(layout: ClusterLayout) -> str:
+    """HAProxy on a minion: 127.0.0.1:6443 to every master's apiserver (TCP, TLS end to end).
+
+    Without it the kubelets and kube-proxy of a three-master cluster would all depend on the
+    first master. The check is a TCP connect: /readyz needs credentials (anonymous auth is off).
+    """
+    servers = "\n".join(f"    server {m.name} {m.private_ip}:{API_PORT} check" for m in layout.masters)
+    return f"""# kubelet and kube-proxy on this minion reach the apiservers through here (rendered by atomic-mysql)
+global
+    log /dev/log local0 notice
+    maxconn 2000
+
+defaults
+    mode tcp
+    log global
+    option tcplog
+    option dontlognull
+    option redispatch
+    retries 3
+    timeout connect 5s
+    # watches stay open for long; the apiserver ends them itself
+    timeout client 30m
+    timeout server 30m
+
+frontend kube-apiserver
+    bind 127.0.0.1:{API_PORT}
+    default_backend masters
+
+backend masters
+    balance leastconn
+    default-server inter 2s fall 3 rise 2
+{servers}
+"""
 
 
 def render_kube_config(layout: ClusterLayout, node: NodeSpec) -> str:
@@ -677,7 +716,8 @@ _UNITS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 
 def render_dropin(unit: str) -> str:
     binary, env_files, variables = _UNITS[unit]
-    after = "atomic-overlay.service crio.service" if unit in ("kubelet", "kube-proxy") else "atomic-overlay.service"
+    after = "atomic-overlay.service haproxy.service crio.service" if unit in ("kubelet", "kube-proxy") \
+        else "atomic-overlay.service"
     lines = ["[Unit]", f"After={after}", f"Wants={after}", "", "[Service]", "EnvironmentFile="]
     lines += [f"EnvironmentFile=/etc/kubernetes/{f}" for f in env_files]
     lines += ["ExecStart=", f"ExecStart=/usr/bin/{binary} " + " ".join(f"${v}" for v in variables)]
@@ -781,7 +821,7 @@ def packages(layout: ClusterLayout, node: NodeSpec) -> list[str]:
     if node.role == "master":
         return [*common, "etcd", f"kubernetes{v}-systemd", f"kubernetes{v}-client", *optional]
     return [*common, f"kubernetes{v}", f"kubernetes{v}-systemd", f"cri-o{v}", f"cri-tools{v}",
-            "containernetworking-plugins", *optional]
+            "containernetworking-plugins", "haproxy", *optional]
 
 
 def services(layout: ClusterLayout, node: NodeSpec) -> list[str]:
@@ -789,7 +829,7 @@ def services(layout: ClusterLayout, node: NodeSpec) -> list[str]:
     cockpit = ["cockpit.socket"] if layout.enable_cockpit else []
     if node.role == "master":
         return ["atomic-overlay", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", *cockpit]
-    return ["atomic-overlay", "crio", "kubelet", "kube-proxy", *cockpit]
+    return ["atomic-overlay", "haproxy", "crio", "kubelet", "kube-proxy", *cockpit]
 
 
 # --------------------------------------------------------------------------
@@ -830,6 +870,7 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
             "/etc/cni/net.d/05-atomic.conflist": (render_cni_conflist(layout, node), "0644"),
             "/etc/crio/crio.conf.d/20-atomic.conf": (CRIO_DROPIN, "0644"),
             IDENTITY_SCRIPT: (IDENTITY_SCRIPT_TEXT, "0755"),
+            API_PROXY_CONFIG: (render_api_proxy(layout), "0644"),
         })
         units = ("kubelet", "kube-proxy")
     for unit in units:
@@ -843,7 +884,9 @@ def cloud_config(layout: ClusterLayout, node: NodeSpec) -> dict[str, object]:
     enabled = services(layout, node)
     runcmd = [
         [NODE_SCRIPT, "hosts"],
-        *([[IDENTITY_SCRIPT, KUBELET_IDENTITY]] if node.role == "minion" else []),
+        *([[IDENTITY_SCRIPT, KUBELET_IDENTITY],
+           # Fedora's SELinux policy lets HAProxy connect only to web ports unless told otherwise.
+           ["setsebool", "-P", "haproxy_connect_any", "1"]] if node.role == "minion" else []),
         [FETCH_SCRIPT],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", *enabled],

@@ -234,11 +234,19 @@ def test_apiserver_translates_the_seed_settings() -> None:
     assert env["KUBE_ADMISSION_CONTROL"] == "--enable-admission-plugins=NodeRestriction"
 
 
-def test_masters_use_their_own_apiserver_and_minions_the_first_master_by_name() -> None:
+def test_masters_use_their_own_apiserver_and_minions_their_local_proxy_to_all_masters() -> None:
     layout = layout_of(master_count=3)
-    assert env_values(b.render_kube_config(layout, layout.masters[2]))["KUBE_MASTER"] == "--master=https://127.0.0.1:6443"
-    assert env_values(b.render_kube_config(layout, layout.minions[0]))["KUBE_MASTER"] == \
-        "--master=https://atomic-master-1:6443"
+    for node in (layout.masters[2], layout.minions[0]):
+        assert env_values(b.render_kube_config(layout, node))["KUBE_MASTER"] == "--master=https://127.0.0.1:6443"
+    proxy = b.render_api_proxy(layout)
+    assert "bind 127.0.0.1:6443" in proxy
+    servers = re.findall(r"^    server (\S+) (\S+) check$", proxy, re.MULTILINE)
+    assert servers == [(m.name, f"{m.private_ip}:6443") for m in layout.masters]
+    assert b.node_files(layout, layout.minions[0])[b.API_PROXY_CONFIG][0] == proxy
+    assert b.API_PROXY_CONFIG not in b.node_files(layout, layout.masters[0])
+    # Every apiserver certificate is valid for the address the minions dial.
+    for master in layout.masters:
+        assert "127.0.0.1" in b.apiserver_names(layout, master)[1]
     kubelet = env_values(b.render_kubelet(layout, layout.minions[1]))
     assert kubelet["KUBELET_HOSTNAME"] == "--hostname-override=atomic-minion-2"
 
@@ -257,7 +265,7 @@ def test_kubelet_configuration_is_authenticated_and_uses_cri_o() -> None:
 def test_node_kubeconfigs_reference_fetched_files_only() -> None:
     layout = layout_of()
     config = yaml.safe_load(b.render_node_kubeconfig(layout, layout.minions[0], "system:node:x", "kubelet"))
-    assert config["clusters"][0]["cluster"] == {"server": "https://atomic-master-1:6443",
+    assert config["clusters"][0]["cluster"] == {"server": "https://127.0.0.1:6443",
                                                "certificate-authority": "/etc/kubernetes/pki/ca.crt"}
     assert config["users"][0]["user"] == {"client-certificate": "/etc/kubernetes/pki/kubelet.crt",
                                          "client-key": "/etc/kubernetes/pki/kubelet.key"}
@@ -456,7 +464,7 @@ def test_services_and_packages_per_role_follow_the_seed() -> None:
     layout = layout_of(kubernetes_version="1.33", enable_cockpit=True)
     master, minion = layout.masters[0], layout.minions[0]
     assert b.services(layout, master)[1:5] == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-    assert b.services(layout, minion)[1:4] == ["crio", "kubelet", "kube-proxy"]
+    assert b.services(layout, minion)[1:5] == ["haproxy", "crio", "kubelet", "kube-proxy"]
     assert "cockpit.socket" in b.services(layout, minion)
     assert {"etcd", "kubernetes1.33-systemd", "kubernetes1.33-client"} <= set(b.packages(layout, master))
     assert {"kubernetes1.33", "cri-o1.33", "containernetworking-plugins"} <= set(b.packages(layout, minion))

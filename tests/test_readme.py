@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from tools.settings_table import table
@@ -26,3 +27,14 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_settings_table_is_current() -> None:
     """Regenerate with: python -m tools.settings_table (Pulumi.yaml is the source)."""
     assert table() in README
+
+
+def test_make_test_installs_the_system_packages_the_tests_run() -> None:
+    """`make test` promises the Debian packages; a phony prerequisite without a rule would do nothing."""
+    done = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert "dpkg -s" in done.stdout and "apt-get install" in done.stdout
+    packages = re.search(r"^APT_PACKAGES := (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert packages is not None
+    # every real consumer the tests start is in the list
+    needed = {"mariadb-server", "mariadb-backup", "etcd-server", "cloud-init", "haproxy"}
+    assert needed <= set(packages.group(1).split())
