@@ -35,7 +35,7 @@ from components.bootstrap import (
     render_user_data,
 )
 from components.ebs_csi import ebs_csi_policy
-from components.frontend_lb import FrontendLoadBalancer, FrontendLoadBalancerArgs
+from components.nlb import TcpLoadBalancer, TcpLoadBalancerArgs
 from components.pki import ClusterPki, ClusterPkiArgs
 from components.settings import ClusterSettings
 
@@ -147,7 +147,8 @@ class AtomicCluster(pulumi.ComponentResource):
     minion_public_ips: pulumi.Output[list[str]]
     api_endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
-    frontend_lb: FrontendLoadBalancer | None
+    frontend_lb: TcpLoadBalancer | None
+    api_lb: TcpLoadBalancer | None
 
     def __init__(self, name: str, args: AtomicClusterArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("atomic-mysql:cluster:AtomicCluster", name, None, opts)
@@ -159,7 +160,10 @@ class AtomicCluster(pulumi.ComponentResource):
 
         vpc_id, subnet_id = self._network()
         groups = self._security_groups(vpc_id)
-        pki = ClusterPki(f"{name}-pki", ClusterPkiArgs(layout=layout, tags=self._tags),
+        self.api_lb = self._api_lb(vpc_id, subnet_id, groups["control_plane"])
+        pki = ClusterPki(f"{name}-pki",
+                         ClusterPkiArgs(layout=layout, tags=self._tags,
+                                        api_dns_names=[self.api_lb.dns_name] if self.api_lb else []),
                          opts=ResourceOptions(parent=self))
         ami = self._ami()
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
@@ -175,7 +179,8 @@ class AtomicCluster(pulumi.ComponentResource):
         masters = [instances[n.name] for n in layout.masters]
         minions = [instances[n.name] for n in layout.minions]
         self.frontend_lb = self._frontend_lb(vpc_id, subnet_id, groups["nodes"], minions)
-        first_master_ip = masters[0].public_ip
+        # kubectl and the stack's provider: the API load balancer, else the first master.
+        api_host = self.api_lb.dns_name if self.api_lb else masters[0].public_ip
         self.vpc_id = vpc_id
         self.subnet_id = subnet_id
         self.control_plane_sg_id = groups["control_plane"].id
@@ -184,9 +189,9 @@ class AtomicCluster(pulumi.ComponentResource):
         self.minion_private_ips = pulumi.Output.all(*[i.private_ip for i in minions])
         self.master_public_ips = pulumi.Output.all(*[i.public_ip for i in masters])
         self.minion_public_ips = pulumi.Output.all(*[i.public_ip for i in minions])
-        self.api_endpoint = first_master_ip.apply(lambda ip: f"https://{ip}:{API_PORT}")
+        self.api_endpoint = api_host.apply(lambda host: f"https://{host}:{API_PORT}")
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(first_master_ip, pki.ca_cert_pem, pki.admin_cert_pem, pki.admin_key_pem).apply(
+            pulumi.Output.all(api_host, pki.ca_cert_pem, pki.admin_cert_pem, pki.admin_key_pem).apply(
                 lambda v: render_admin_kubeconfig(layout.name, v[0], v[1], v[2], v[3])))
         self.register_outputs({
             "vpcId": self.vpc_id,
@@ -200,6 +205,7 @@ class AtomicCluster(pulumi.ComponentResource):
             "apiEndpoint": self.api_endpoint,
             "kubeconfig": self.kubeconfig,
             "frontendLoadBalancer": self.frontend_lb.dns_name if self.frontend_lb else None,
+            "apiLoadBalancer": self.api_lb.dns_name if self.api_lb else None,
         })
 
     def _opts(self, *, protect: bool = False, depends_on: list[pulumi.Resource] | None = None) -> ResourceOptions:
@@ -285,22 +291,47 @@ class AtomicCluster(pulumi.ComponentResource):
         return profile, policies
 
     def _frontend_lb(self, vpc_id: pulumi.Output[str], subnet_id: pulumi.Output[str],
-                     nodes: aws.ec2.SecurityGroup, minions: list[aws.ec2.Instance]) -> FrontendLoadBalancer | None:
+                     nodes: aws.ec2.SecurityGroup, minions: list[aws.ec2.Instance]) -> TcpLoadBalancer | None:
         """frontendServiceType=LoadBalancer: an NLB on the frontend's fixed NodePort (no cloud controller here)."""
         lb = self._settings.frontend_lb
         if lb is None:
             return None
-        return FrontendLoadBalancer(
+        return TcpLoadBalancer(
             f"{self._name}-frontend-lb",
-            FrontendLoadBalancerArgs(
+            TcpLoadBalancerArgs(
                 vpc_id=vpc_id,
                 subnet_ids=[subnet_id],
-                nodes_security_group_id=nodes.id,
+                targets_security_group_id=nodes.id,
                 targets={node.name: instance.id for node, instance in zip(self.layout.minions, minions, strict=True)},
-                node_port=lb.node_port,
+                target_port=lb.node_port,
                 listen_port=lb.listen_port,
                 source_cidrs=list(lb.source_cidrs),
+                purpose="Guestbook frontend",
                 tags=self._tagged(f"{self._name}-frontend-lb"),
+                deletion_protection=self._settings.protect,
+            ),
+            opts=ResourceOptions(parent=self),
+        )
+
+    def _api_lb(self, vpc_id: pulumi.Output[str], subnet_id: pulumi.Output[str],
+                control_plane: aws.ec2.SecurityGroup) -> TcpLoadBalancer | None:
+        """apiLoadBalancer: 6443 on every master, for adminCidrs. Its targets are the masters' fixed
+        addresses, so it exists before the masters and their certificates can name it."""
+        if not self._settings.api_load_balancer:
+            return None
+        return TcpLoadBalancer(
+            f"{self._name}-api-lb",
+            TcpLoadBalancerArgs(
+                vpc_id=vpc_id,
+                subnet_ids=[subnet_id],
+                targets_security_group_id=control_plane.id,
+                targets={node.name: node.private_ip for node in self.layout.masters},
+                target_type="ip",
+                target_port=API_PORT,
+                listen_port=API_PORT,
+                source_cidrs=list(self._settings.admin_cidrs),
+                purpose="Kubernetes API",
+                tags=self._tagged(f"{self._name}-api-lb"),
                 deletion_protection=self._settings.protect,
             ),
             opts=ResourceOptions(parent=self),

@@ -11,7 +11,7 @@ bootstrap.node_policy). The plan of which certificate goes where is pure
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -30,6 +30,8 @@ CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 class ClusterPkiArgs:
     layout: ClusterLayout
     tags: pulumi.Input[Mapping[str, str]]
+    # Further names every apiserver certificate carries (the API load balancer's DNS name).
+    api_dns_names: Sequence[pulumi.Input[str]] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ClusterPki(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterPkiArgs, opts: ResourceOptions | None = None) -> None:
         super().__init__("atomic-mysql:pki:ClusterPki", name, None, opts)
         self._name = name
+        self._api_dns_names = list(args.api_dns_names)
         child = ResourceOptions(parent=self)
         layout = args.layout
 
@@ -130,8 +133,11 @@ class ClusterPki(pulumi.ComponentResource):
         ca_key, ca_cert = self._cas[spec.authority]
         key = tls.PrivateKey(f"{part}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         subject = tls.CertRequestSubjectArgs(common_name=spec.common_name, organization=spec.organization)
+        dns_names: list[pulumi.Input[str]] = [*spec.dns_names]
+        if spec.identity == "apiserver":
+            dns_names += self._api_dns_names
         request = tls.CertRequest(f"{part}-csr", private_key_pem=key.private_key_pem, subject=subject,
-                                  dns_names=list(spec.dns_names), ip_addresses=list(spec.ip_addresses), opts=child)
+                                  dns_names=dns_names, ip_addresses=list(spec.ip_addresses), opts=child)
         cert = tls.LocallySignedCert(
             part,
             cert_request_pem=request.cert_request_pem,

@@ -203,6 +203,8 @@ class ClusterSettings:
     protect: bool
     addons: AddonSettings
     frontend_lb: FrontendLbSettings | None = None
+    # An NLB on 6443 in front of every master for kubectl and the stack's own Kubernetes provider.
+    api_load_balancer: bool = False
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -600,6 +602,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         protect=protect,
         addons=_addons(reader, minion_count),
         frontend_lb=_frontend_lb(reader),
+        api_load_balancer=reader.boolean("apiLoadBalancer"),
         tags=tags,
     )
 

@@ -81,7 +81,7 @@ def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
 def test_masters_and_minions_sit_in_their_role_security_group(prod: Plan) -> None:
     groups = {r.name: r for r in prod.of_type(SG)}
     # plus the frontend load balancer's own group (prod asks for frontendServiceType=LoadBalancer)
-    assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg", "atomic-frontend-lb-sg"}
+    assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg", "atomic-frontend-lb-sg", "atomic-api-lb-sg"}
     ids = {r.name: _resource_id(r) for r in groups.values()}
     for instance in prod.instances():
         (sg_ref,) = instance.inputs["vpcSecurityGroupIds"]
@@ -241,8 +241,33 @@ def test_outputs_and_secret_kubeconfig(prod: Plan) -> None:
     assert outputs["master_private_ips"].value == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
     config = yaml.safe_load(outputs["kubeconfig"].value)
     server = config["clusters"][0]["cluster"]["server"]
-    assert server == outputs["api_endpoint"].value == f"https://{outputs['master_public_ips'].value[0]}:6443"
+    # prod sets apiLoadBalancer: kubectl and the stack's provider go through the NLB
+    (nlb,) = [r for r in prod.of_type("aws:lb/loadBalancer:LoadBalancer") if "-api-lb-" in r.name]
+    assert server == outputs["api_endpoint"].value == f"https://{nlb.state['dnsName']}:6443"
     assert outputs["control_plane_sg_id"].value.startswith("sg-")
+
+
+def test_without_an_api_load_balancer_the_first_master_is_the_endpoint(dev: Plan) -> None:
+    assert not [r for r in dev.of_type("aws:lb/loadBalancer:LoadBalancer") if "-api-lb-" in r.name]
+    config = yaml.safe_load(dev.outputs["kubeconfig"].value)
+    first = dev.outputs["master_public_ips"].value[0]
+    assert config["clusters"][0]["cluster"]["server"] == dev.outputs["api_endpoint"].value == f"https://{first}:6443"
+
+
+def test_the_api_load_balancer_fronts_every_master_for_admins_and_every_apiserver_names_it(prod: Plan) -> None:
+    (nlb,) = [r for r in prod.of_type("aws:lb/loadBalancer:LoadBalancer") if "-api-lb-" in r.name]
+    (group,) = [r for r in prod.of_type("aws:lb/targetGroup:TargetGroup") if "-api-lb-" in r.name]
+    assert (group.inputs["targetType"], group.inputs["port"]) == ("ip", 6443)
+    targets = [r.inputs for r in prod.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+               if "-api-lb-" in r.name]
+    assert sorted(t["targetId"] for t in targets) == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
+    listener_rules = [r.inputs for r in prod.of_type(INGRESS) if r.name.startswith("atomic-api-lb-listener-from-")]
+    assert sorted(r["cidrIpv4"] for r in listener_rules) == ["198.51.100.0/24", "203.0.113.0/28"]
+    assert {(r["fromPort"], r["toPort"]) for r in listener_rules} == {(6443, 6443)}
+    requests = [r for r in prod.of_type("tls:index/certRequest:CertRequest") if r.name.endswith("-apiserver-csr")]
+    assert len(requests) == 3
+    for request in requests:
+        assert nlb.state["dnsName"] in request.inputs["dnsNames"], request.name
 
 
 def test_stateful_masters_and_network_are_protected_in_prod(prod: Plan, dev: Plan) -> None:

@@ -133,10 +133,11 @@ def test_a_loadbalancer_frontend_on_the_aws_cluster_is_an_nlb_on_a_fixed_nodepor
     service = kube(plan, "Service", "frontend")
     assert service["spec"]["type"] == "NodePort"
     assert [p["nodePort"] for p in service["spec"]["ports"]] == [31234]
-    (group,) = plan.of_type("aws:lb/targetGroup:TargetGroup")
+    (group,) = [g for g in plan.of_type("aws:lb/targetGroup:TargetGroup") if "-frontend-lb-" in g.name]
     assert group.inputs["port"] == 31234
     minions = [i for i in plan.instances() if i.inputs["tags"]["Role"] == "minion"]
-    targets = plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+    targets = [t for t in plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+               if "-frontend-lb-" in t.name]
     assert sorted(t.inputs["targetId"] for t in targets) == sorted(i.id for i in minions)
 
 
@@ -144,7 +145,7 @@ def test_other_frontend_service_types_build_no_load_balancer() -> None:
     for stack, overrides in (("dev", {"frontendServiceType": "NodePort"}),
                              ("local", {"frontendServiceType": "LoadBalancer"})):
         plan = run_program(stack, overrides)
-        assert not plan.of_type("aws:lb/loadBalancer:LoadBalancer")
+        assert not [x for x in plan.of_type("aws:lb/loadBalancer:LoadBalancer") if "-frontend-lb-" in x.name]
         service = kube(plan, "Service", "frontend")
         assert service["spec"]["type"] == overrides["frontendServiceType"]
         assert "nodePort" not in service["spec"]["ports"][0]
@@ -154,5 +155,5 @@ def test_the_frontend_address_names_the_listener_port_unless_it_is_80() -> None:
     plan = run_program("prod", {"frontendListenPort": 8080})
     address = plan.outputs["frontendAddress"].value
     assert address.endswith(".elb.us-west-2.amazonaws.com:8080")
-    (listener,) = plan.of_type("aws:lb/listener:Listener")
+    (listener,) = [x for x in plan.of_type("aws:lb/listener:Listener") if "-frontend-lb-" in x.name]
     assert listener.inputs["port"] == 8080

@@ -1,36 +1,41 @@
-"""FrontendLoadBalancer: an AWS Network Load Balancer in front of the minions' fixed NodePort.
+"""TcpLoadBalancer: an AWS Network Load Balancer the program builds itself, for TCP.
 
-The self-managed cluster runs no cloud controller manager, so a Service of type
-LoadBalancer would stay pending forever. In clusterMode=aws the program therefore
-exposes the Guestbook frontend as a NodePort Service with a fixed nodePort, and this
-component builds the load balancer with Pulumi instead: the nodes need no AWS
-permissions and nothing in the cluster talks to the AWS API.
+The self-managed cluster runs no cloud controller manager, so nothing in it would
+build a load balancer. Two things need one, and both get it from Pulumi instead (the
+nodes need no AWS permissions, nothing in the cluster talks to the AWS API):
 
-    client --(listen_port/tcp, only from source_cidrs: the NLB's security group)--> NLB
-    NLB --(node_port/tcp, instance targets, client IP preserved)--> every minion
-    minion: kube-proxy --> a ready frontend pod (on any minion, over the overlay)
+- the Guestbook frontend (frontendServiceType=LoadBalancer): a NodePort Service with
+  a fixed nodePort, instance targets on every minion, client IP preserved;
+
+      client --(listen_port, only from source_cidrs)--> NLB --(target_port)--> every minion
+      minion: kube-proxy --> a ready frontend pod (on any minion, over the overlay)
+
+- the Kubernetes API (apiLoadBalancer): 6443 on every master, IP targets (the masters'
+  fixed private addresses, known before any instance exists, so the apiserver
+  certificates can name the NLB without waiting for the instances).
 
 Choices:
 - The NLB has its own security group (NLBs accept them only at creation), and the
-  nodes admit node_port only from that group: clients reach the frontend through the
-  NLB, never directly on the node port.
-- Health check: TCP on the traffic port. The Service keeps the default
+  targets admit target_port only from that group: clients reach the targets through the
+  NLB, never directly.
+- Health check: TCP on the traffic port. For the frontend, the Service keeps the default
   externalTrafficPolicy=Cluster, so a check against a minion's node port lands on a
   random frontend pod anywhere in the cluster: it can only judge what the NLB can act
   on, that the minion is up and its kube-proxy forwards to some ready endpoint (with
   no ready endpoint kube-proxy rejects the SYN). Pod health is the readiness probe's
-  job (HTTP GET / every 10 s), which takes a bad pod out of every minion's forwarding
-  at once; an HTTP check would repeat it and mark a sound minion down whenever its
-  check happened to hit one slow pod.
+  job, which takes a bad pod out of every minion's forwarding at once; an HTTP check
+  would repeat it and mark a sound minion down whenever it hit one slow pod. For the
+  API, /readyz needs credentials (anonymous auth is off), so TCP is what is left.
 - AWS names (NLB, target group) are derived here, always within AWS's 32 characters:
   Pulumi's auto-naming appends 7 random characters and refuses resource names longer
   than 24, which long cluster names reach.
 
 Out of scope: access logs (they need an S3 bucket whose policy admits the ELB log
-delivery; none is built here), TLS (the listener is plain TCP), IPv6.
-Known limitation (AWS, client IP preservation): NAT loopback is not supported, so a
-minion, or a pod on it, that connects through the NLB and is routed back to the same
-minion times out. In-cluster clients use the Service, not the NLB.
+delivery; none is built here), TLS termination (plain TCP; the API's TLS is end to
+end), IPv6.
+Known limitation (AWS, client IP preservation, instance targets): NAT loopback is not
+supported, so a minion, or a pod on it, that connects through the frontend's NLB and is
+routed back to the same minion times out. In-cluster clients use the Service, not the NLB.
 """
 
 from __future__ import annotations
@@ -40,18 +45,17 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 from pulumi import ResourceOptions
 
-from components.settings import NODE_PORT_RANGE
-
 AWS_NAME_MAX = 32  # NLB and target group names (CreateLoadBalancer, CreateTargetGroup)
 DIGEST_LENGTH = 8
 PROTOCOL = "TCP"
-TARGET_TYPE = "instance"
-DEREGISTRATION_DELAY = 30  # seconds: the frontend answers short requests; 300 (default) only delays minion swaps
+TargetType = Literal["instance", "ip"]
+DEREGISTRATION_DELAY = 30  # seconds: short requests and client-side retries; 300 (default) only delays swaps
 HEALTH_CHECK: aws.lb.TargetGroupHealthCheckArgsDict = {
     "protocol": PROTOCOL,
     "port": "traffic-port",
@@ -83,12 +87,10 @@ def _slug(cidr: str) -> str:
     return cidr.replace(".", "-").replace("/", "-")
 
 
-def _check_ports(node_port: int, listen_port: int) -> None:
-    low, high = NODE_PORT_RANGE
-    if not low <= node_port <= high:
-        raise ValueError(f"node_port {node_port} is outside the NodePort range {low}-{high}")
-    if not 1 <= listen_port <= 65535:
-        raise ValueError(f"listen_port {listen_port} is not a TCP port")
+def _check_ports(target_port: int, listen_port: int) -> None:
+    for what, port in (("target_port", target_port), ("listen_port", listen_port)):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{what} {port} is not a TCP port")
 
 
 def _check_cidrs(cidrs: Sequence[str]) -> None:
@@ -103,45 +105,47 @@ def _check_cidrs(cidrs: Sequence[str]) -> None:
 
 
 @dataclass
-class FrontendLoadBalancerArgs:
+class TcpLoadBalancerArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
-    nodes_security_group_id: pulumi.Input[str]
-    targets: Mapping[str, pulumi.Input[str]]  # minion name -> EC2 instance id
-    node_port: int  # 30000-32767
+    targets_security_group_id: pulumi.Input[str]
+    targets: Mapping[str, pulumi.Input[str]]  # node name -> EC2 instance id, or private IP with target_type "ip"
+    target_port: int  # the frontend's NodePort, or the apiserver's 6443
     listen_port: int  # e.g. 80
     source_cidrs: Sequence[str]  # who may reach the listener
+    purpose: str  # what it serves, for rule descriptions: "Guestbook frontend", "Kubernetes API"
     tags: Mapping[str, str]
+    target_type: TargetType = "instance"
     deletion_protection: bool = False
 
 
-def _check_args(args: FrontendLoadBalancerArgs) -> None:
-    _check_ports(args.node_port, args.listen_port)
+def _check_args(args: TcpLoadBalancerArgs) -> None:
+    _check_ports(args.target_port, args.listen_port)
     _check_cidrs(args.source_cidrs)
     if not args.subnet_ids:
         raise ValueError("subnet_ids is empty: a load balancer needs at least one subnet")
     if not args.targets:
-        raise ValueError("targets is empty: the load balancer would have no minion to forward to")
+        raise ValueError("targets is empty: the load balancer would have nothing to forward to")
 
 
-class FrontendLoadBalancer(pulumi.ComponentResource):
-    """An internet-facing NLB forwarding listen_port to node_port on every minion."""
+class TcpLoadBalancer(pulumi.ComponentResource):
+    """An internet-facing NLB forwarding listen_port to target_port on every target."""
 
     dns_name: pulumi.Output[str]
     arn: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
 
-    def __init__(self, name: str, args: FrontendLoadBalancerArgs, opts: ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: TcpLoadBalancerArgs, opts: ResourceOptions | None = None) -> None:
         _check_args(args)  # before registering anything: a refused component leaves no half graph
-        super().__init__("atomic-mysql:frontend_lb:FrontendLoadBalancer", name, None, opts)
+        super().__init__("atomic-mysql:nlb:TcpLoadBalancer", name, None, opts)
         self._name = name
         self._args = args
         # AWS names are unique per account and region: the stack and project keep two stacks apart.
         self._scope = f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
 
         group = self._security_group()
-        self._nodes_rule(group)
+        self._targets_rule(group)
         balancer = self._balancer(group)
         target_group = self._target_group()
         aws.lb.Listener(
@@ -153,12 +157,12 @@ class FrontendLoadBalancer(pulumi.ComponentResource):
             tags=self._tagged(f"{name}-listener"),
             opts=ResourceOptions(parent=self),
         )
-        for minion in sorted(args.targets):
+        for target in sorted(args.targets):
             aws.lb.TargetGroupAttachment(
-                f"{name}-target-{minion}",
+                f"{name}-target-{target}",
                 target_group_arn=target_group.arn,
-                target_id=args.targets[minion],
-                port=args.node_port,
+                target_id=args.targets[target],
+                port=args.target_port,
                 opts=ResourceOptions(parent=self),
             )
 
@@ -179,13 +183,13 @@ class FrontendLoadBalancer(pulumi.ComponentResource):
         return {**self._args.tags, "Name": resource_name}
 
     def _security_group(self) -> aws.ec2.SecurityGroup:
-        """The NLB's own group: in only on the listener from the allowed CIDRs, out only to the nodes' port."""
+        """The NLB's own group: in only on the listener from the allowed CIDRs, out only to the targets' port."""
         name, args = self._name, self._args
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=args.vpc_id,
-            description=f"{name} Network Load Balancer: listener {args.listen_port}/tcp in, "
-            f"NodePort {args.node_port}/tcp out to the minions",
+            description=f"{name} Network Load Balancer ({args.purpose}): listener {args.listen_port}/tcp in, "
+            f"{args.target_port}/tcp out to its targets",
             tags=self._tagged(f"{name}-sg"),
             opts=ResourceOptions(parent=self),
         )
@@ -197,30 +201,30 @@ class FrontendLoadBalancer(pulumi.ComponentResource):
                 from_port=args.listen_port,
                 to_port=args.listen_port,
                 cidr_ipv4=cidr,
-                description=f"Guestbook frontend listener from {cidr}",
+                description=f"{args.purpose} listener from {cidr}",
                 tags=self._tagged(f"{name}-listener-from-{_slug(cidr)}"),
                 opts=ResourceOptions(parent=self),
             )
         # Health checks are subject to the NLB group's outbound rules (not to inbound ones), and
         # they go to the traffic port: this one rule carries both the traffic and the checks.
         aws.vpc.SecurityGroupEgressRule(
-            f"{name}-to-nodes",
+            f"{name}-to-targets",
             security_group_id=group.id,
             ip_protocol="tcp",
-            from_port=args.node_port,
-            to_port=args.node_port,
-            referenced_security_group_id=args.nodes_security_group_id,
-            description=f"Guestbook frontend NodePort {args.node_port} and its health checks on the minions",
-            tags=self._tagged(f"{name}-to-nodes"),
+            from_port=args.target_port,
+            to_port=args.target_port,
+            referenced_security_group_id=args.targets_security_group_id,
+            description=f"{args.purpose} port {args.target_port} and its health checks on the targets",
+            tags=self._tagged(f"{name}-to-targets"),
             opts=ResourceOptions(parent=self),
         )
         return group
 
-    def _nodes_rule(self, group: aws.ec2.SecurityGroup) -> aws.vpc.SecurityGroupIngressRule:
-        """The minions admit the node port only from the NLB's group.
+    def _targets_rule(self, group: aws.ec2.SecurityGroup) -> aws.vpc.SecurityGroupIngressRule:
+        """The targets admit target_port only from the NLB's group.
 
-        The target group preserves client IPs, so packets reach a minion with the
-        client's address as source, not the NLB's. AWS, "Update the security groups for
+        With instance targets the target group preserves client IPs, so packets reach a
+        minion with the client's address as source, not the NLB's. AWS, "Update the security groups for
         your Network Load Balancer" (docs.aws.amazon.com/elasticloadbalancing/latest/
         network/load-balancer-security-groups.html): "Referencing the security group
         associated with your Network Load Balancer in the security groups associated with
@@ -231,18 +235,18 @@ class FrontendLoadBalancer(pulumi.ComponentResource):
         security group, which can be given only when the NLB is created (the same page),
         and client IP preservation needs the targets in the NLB's VPC, reached directly
         (edit-target-group-attributes.html). Both hold here: the group is set at creation
-        and the target group lives in the minions' VPC.
+        and the target group lives in the targets' VPC.
         """
         name, args = self._name, self._args
         return aws.vpc.SecurityGroupIngressRule(
-            f"{name}-nodes-from-nlb",
-            security_group_id=args.nodes_security_group_id,
+            f"{name}-targets-from-nlb",
+            security_group_id=args.targets_security_group_id,
             ip_protocol="tcp",
-            from_port=args.node_port,
-            to_port=args.node_port,
+            from_port=args.target_port,
+            to_port=args.target_port,
             referenced_security_group_id=group.id,
-            description=f"Guestbook frontend NodePort {args.node_port} only through the {name} load balancer",
-            tags=self._tagged(f"{name}-nodes-from-nlb"),
+            description=f"{args.purpose} port {args.target_port} only through the {name} load balancer",
+            tags=self._tagged(f"{name}-targets-from-nlb"),
             opts=ResourceOptions(parent=self),
         )
 
@@ -268,17 +272,18 @@ class FrontendLoadBalancer(pulumi.ComponentResource):
         # The listener keeps using a target group until its successor exists, so a replacement
         # must be created first: the name carries everything that forces one, and changes with it.
         tg_name = pulumi.Output.from_input(args.vpc_id).apply(
-            lambda vpc: aws_name(name, "tg", f"{self._scope}/tg/{vpc}/{PROTOCOL}/{TARGET_TYPE}/{args.node_port}")
+            lambda vpc: aws_name(name, "tg", f"{self._scope}/tg/{vpc}/{PROTOCOL}/{args.target_type}/{args.target_port}")
         )
         return aws.lb.TargetGroup(
             f"{name}-tg",
             name=tg_name,
             vpc_id=args.vpc_id,
-            port=args.node_port,
+            port=args.target_port,
             protocol=PROTOCOL,
-            target_type=TARGET_TYPE,
-            # AWS's default for instance targets, stated because the nodes' rule above depends on it.
-            preserve_client_ip="true",
+            target_type=args.target_type,
+            # AWS's defaults (on for instance targets, off for IP targets over TCP), stated because the
+            # targets' rule above is written for them.
+            preserve_client_ip="true" if args.target_type == "instance" else "false",
             deregistration_delay=DEREGISTRATION_DELAY,
             health_check=HEALTH_CHECK,
             tags=self._tagged(f"{name}-tg"),

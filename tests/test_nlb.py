@@ -1,4 +1,5 @@
-"""FrontendLoadBalancer built alone under mocks: the NLB graph, its security rules, the review policies, AWS names.
+"""TcpLoadBalancer built alone under mocks (the frontend's shape, and the API's in the last test):
+the NLB graph, its security rules, the review policies, AWS names.
 
 Each test builds the component in a `@pulumi.runtime.test` run (which waits for every
 registration) and then reads what the engine received from `unit_mocks.registrations`.
@@ -14,11 +15,11 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.frontend_lb import AWS_NAME_MAX, FrontendLoadBalancer, FrontendLoadBalancerArgs, aws_name
+from components.nlb import AWS_NAME_MAX, TcpLoadBalancer, TcpLoadBalancerArgs, aws_name
 from policy import validators
 from tools.mocks import RecordingMonitor, Registration
 
-COMPONENT = "atomic-mysql:frontend_lb:FrontendLoadBalancer"
+COMPONENT = "atomic-mysql:nlb:TcpLoadBalancer"
 STACK = "pulumi:pulumi:Stack"
 LB = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
@@ -36,25 +37,26 @@ DESCRIPTION = re.compile(r"^[a-zA-Z0-9 ._\-:/()#,@\[\]+=;{}!$*]{1,255}$")
 # Load balancer and target group names: alphanumerics and hyphens, no hyphen at either end.
 LB_NAME = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
 
-ARGS = FrontendLoadBalancerArgs(
+ARGS = TcpLoadBalancerArgs(
     vpc_id=VPC,
     subnet_ids=["subnet-0aaa0000000000000"],
-    nodes_security_group_id=NODES_SG,
+    targets_security_group_id=NODES_SG,
     targets={"minion-1": "i-0111", "minion-2": "i-0222", "minion-3": "i-0333"},
-    node_port=30080,
+    target_port=30080,
     listen_port=80,
     source_cidrs=["198.51.100.0/24", "203.0.113.0/28"],
+    purpose="Guestbook frontend",
     tags={"Project": "atomic-mysql", "Stack": "unit", "Cluster": "atomic"},
 )
 
 
-def build(args: FrontendLoadBalancerArgs = ARGS, name: str = NAME) -> dict[str, Any]:
+def build(args: TcpLoadBalancerArgs = ARGS, name: str = NAME) -> dict[str, Any]:
     """Builds the component and waits for every registration; returns its resolved public outputs."""
     outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[None]:
-        lb = FrontendLoadBalancer(name, args)
+        lb = TcpLoadBalancer(name, args)
         return pulumi.Output.all(
             dns_name=lb.dns_name,
             arn=lb.arn,
@@ -278,7 +280,7 @@ def test_target_group_name_changes_with_what_forces_its_replacement(unit_mocks: 
     build()
     first_tg, first_lb = one(unit_mocks, TG).inputs["name"], one(unit_mocks, LB).inputs["name"]
     unit_mocks.registrations.clear()
-    build(dataclasses.replace(ARGS, node_port=30081))
+    build(dataclasses.replace(ARGS, target_port=30081))
     assert one(unit_mocks, TG).inputs["name"] != first_tg
     assert one(unit_mocks, LB).inputs["name"] == first_lb
     unit_mocks.registrations.clear()
@@ -323,9 +325,9 @@ def test_dns_name_is_the_nlb_dns_name(unit_mocks: RecordingMonitor) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"node_port": 8080}, "NodePort range"),
-        ({"node_port": 32768}, "NodePort range"),
-        ({"listen_port": 0}, "not a TCP port"),
+        ({"target_port": 0}, "target_port 0 is not a TCP port"),
+        ({"target_port": 65536}, "not a TCP port"),
+        ({"listen_port": 0}, "listen_port 0 is not a TCP port"),
         ({"source_cidrs": []}, "source_cidrs is empty"),
         ({"source_cidrs": ["198.51.100.0/24", "198.51.100.0/24"]}, "repeats a CIDR"),
         ({"source_cidrs": ["10.0.0.1/24"]}, "host bits"),
@@ -340,7 +342,21 @@ def test_unworkable_arguments_are_refused_before_anything_is_registered(
     @pulumi.runtime.test
     def run() -> None:  # under the test runtime, so the stack's own registration is awaited
         with pytest.raises(ValueError, match=message):
-            FrontendLoadBalancer(NAME, dataclasses.replace(ARGS, **change))
+            TcpLoadBalancer(NAME, dataclasses.replace(ARGS, **change))
 
     run()
     assert [r.type for r in unit_mocks.registrations] == [STACK]
+
+
+def test_ip_targets_for_the_api_shape(unit_mocks: RecordingMonitor) -> None:
+    """The API's shape: the masters' fixed private addresses as targets, no client IP preservation."""
+    masters = {"master-1": "10.0.1.10", "master-2": "10.0.1.11", "master-3": "10.0.1.12"}
+    build(dataclasses.replace(ARGS, target_type="ip", targets=masters, target_port=6443, listen_port=6443,
+                              purpose="Kubernetes API"))
+    tg = one(unit_mocks, TG).inputs
+    assert (tg["targetType"], tg["port"], tg["preserveClientIp"]) == ("ip", 6443, "false")
+    attachments = [r.inputs for r in unit_mocks.registrations
+                   if r.type == "aws:lb/targetGroupAttachment:TargetGroupAttachment"]
+    assert sorted((a["targetId"], a["port"]) for a in attachments) == sorted((ip, 6443) for ip in masters.values())
+    descriptions = [r.inputs["description"] for r in rules(unit_mocks)]
+    assert all("Kubernetes API" in d for d in descriptions), descriptions
