@@ -278,6 +278,18 @@ def slot_nodes(layout: ClusterLayout) -> tuple[NodeSpec, ...]:
     return layout.nodes + extra
 
 
+def node_address_blocks(layout: ClusterLayout) -> list[str]:
+    """The CIDR blocks covering every node slot's fixed address (masters' three, then every minion slot).
+
+    Reserved in the subnet (explicit CIDR reservations) so that AWS never hands one of them to
+    another network interface, such as a load balancer's, before the node that owns it exists.
+    """
+    subnet = ipaddress.IPv4Network(layout.subnet_cidr)
+    first = subnet.network_address + FIRST_NODE_OFFSET
+    last = first + MASTER_SLOTS + layout.minion_slots - 1
+    return [str(block) for block in ipaddress.summarize_address_range(first, last)]
+
+
 def render_hosts(layout: ClusterLayout) -> str:
     """The block appended to every node's /etc/hosts (what atomic-node writes at boot)."""
     return "".join(f"{n.private_ip} {n.name} # atomic-cluster\n" for n in slot_nodes(layout))
@@ -348,13 +360,18 @@ def render_api_proxy(layout: ClusterLayout) -> str:
     """HAProxy on a minion: 127.0.0.1:6443 to every master's apiserver (TCP, TLS end to end).
 
     Without it the kubelets and kube-proxy of a three-master cluster would all depend on the
-    first master. The check is a TCP connect: /readyz needs credentials (anonymous auth is off).
+    first master. The health check is a TLS handshake, unverified: /readyz needs credentials
+    (anonymous auth is off), and a bare TCP connect would make every apiserver log a failed
+    handshake for every check of every minion. A master marked down has its sessions closed, so
+    long-lived watches move to a healthy one at once.
     """
     servers = "\n".join(f"    server {m.name} {m.private_ip}:{API_PORT} check" for m in layout.masters)
     return f"""# kubelet and kube-proxy on this minion reach the apiservers through here (rendered by atomic-mysql)
 global
     log /dev/log local0 notice
     maxconn 2000
+    user haproxy
+    group haproxy
 
 defaults
     mode tcp
@@ -374,7 +391,7 @@ frontend kube-apiserver
 
 backend masters
     balance leastconn
-    default-server inter 2s fall 3 rise 2
+    default-server inter 2s fall 3 rise 2 check-ssl verify none on-marked-down shutdown-sessions
 {servers}
 """
 
@@ -511,8 +528,9 @@ def render_kubeconfig(*, cluster: str, server: str, user: str, cluster_fields: d
 
 
 def render_admin_kubeconfig(cluster: str, endpoint_host: str, ca_pem: str, cert_pem: str, key_pem: str) -> str:
-    """The admin kubeconfig (a secret output). The public address is not in the serving certificate,
-    so the client checks the certificate's `kubernetes` name instead (tls-server-name)."""
+    """The admin kubeconfig (a secret output). The client checks the certificate's `kubernetes` name
+    (tls-server-name), whatever the endpoint: the first master's Elastic IP is in no certificate, and
+    masters that booted before an API load balancer existed do not name it yet."""
     import base64
 
     def b64(text: str) -> str:
@@ -885,7 +903,7 @@ def cloud_config(layout: ClusterLayout, node: NodeSpec) -> dict[str, object]:
     runcmd = [
         [NODE_SCRIPT, "hosts"],
         *([[IDENTITY_SCRIPT, KUBELET_IDENTITY],
-           # Fedora's SELinux policy lets HAProxy connect only to web ports unless told otherwise.
+           # Fedora's SELinux policy lets HAProxy bind and connect only to web ports unless told otherwise.
            ["setsebool", "-P", "haproxy_connect_any", "1"]] if node.role == "minion" else []),
         [FETCH_SCRIPT],
         ["systemctl", "daemon-reload"],

@@ -30,12 +30,13 @@ from components.bootstrap import (
     assume_role_policy,
     compute_layout,
     fedora_ami_filters,
+    node_address_blocks,
     node_policy,
     render_admin_kubeconfig,
     render_user_data,
 )
 from components.ebs_csi import ebs_csi_policy
-from components.nlb import TcpLoadBalancer, TcpLoadBalancerArgs
+from components.nlb import TcpLoadBalancer, TcpLoadBalancerArgs, cidr_slug
 from components.pki import ClusterPki, ClusterPkiArgs
 from components.settings import ClusterSettings
 
@@ -60,10 +61,6 @@ class RuleSpec:
     @property
     def peer_is_group(self) -> bool:
         return self.peer in ("control_plane", "nodes")
-
-
-def _slug(cidr: str) -> str:
-    return cidr.replace(".", "-").replace("/", "-")
 
 
 def security_rules(settings: ClusterSettings) -> list[RuleSpec]:
@@ -123,7 +120,7 @@ def security_rules(settings: ClusterSettings) -> list[RuleSpec]:
     if settings.enable_nodeports:
         admin.append(("nodeports", "nodes", 30000, 32767, "Kubernetes NodePort services"))
     for cidr in settings.admin_cidrs:
-        rules += [RuleSpec(f"admin-{what}-{_slug(cidr)}", group, "ingress", "tcp", low, high, cidr,
+        rules += [RuleSpec(f"admin-{what}-{cidr_slug(cidr)}", group, "ingress", "tcp", low, high, cidr,
                            f"{text} from admin CIDR {cidr}") for what, group, low, high, text in admin]
     return rules
 
@@ -160,7 +157,8 @@ class AtomicCluster(pulumi.ComponentResource):
 
         vpc_id, subnet_id = self._network()
         groups = self._security_groups(vpc_id)
-        self.api_lb = self._api_lb(vpc_id, subnet_id, groups["control_plane"])
+        reserved = self._reserve_node_addresses(subnet_id)
+        self.api_lb = self._api_lb(vpc_id, subnet_id, groups["control_plane"], reserved)
         pki = ClusterPki(f"{name}-pki",
                          ClusterPkiArgs(layout=layout, tags=self._tags,
                                         api_dns_names=[self.api_lb.dns_name] if self.api_lb else []),
@@ -178,9 +176,11 @@ class AtomicCluster(pulumi.ComponentResource):
 
         masters = [instances[n.name] for n in layout.masters]
         minions = [instances[n.name] for n in layout.minions]
-        self.frontend_lb = self._frontend_lb(vpc_id, subnet_id, groups["nodes"], minions)
-        # kubectl and the stack's provider: the API load balancer, else the first master.
-        api_host = self.api_lb.dns_name if self.api_lb else masters[0].public_ip
+        self.frontend_lb = self._frontend_lb(vpc_id, subnet_id, groups["nodes"], minions, reserved)
+        # kubectl and the stack's provider: the API load balancer, else the first master's Elastic IP.
+        # Either stays put for the stack's life: pulumi-kubernetes takes a new server address for
+        # a new cluster and replaces every object on it.
+        api_host = self.api_lb.dns_name if self.api_lb else self._api_address(masters[0]).public_ip
         self.vpc_id = vpc_id
         self.subnet_id = subnet_id
         self.control_plane_sg_id = groups["control_plane"].id
@@ -290,8 +290,27 @@ class AtomicCluster(pulumi.ComponentResource):
                                           opts=self._opts())
         return profile, policies
 
+    def _reserve_node_addresses(self, subnet_id: pulumi.Output[str]) -> list[aws.ec2.SubnetCidrReservation]:
+        """Every node slot's address is reserved (explicit): the load balancers' interfaces, created
+        before some nodes exist, must not take an address a node is rendered with."""
+        return [
+            aws.ec2.SubnetCidrReservation(
+                f"{self._name}-node-addresses-{cidr_slug(block)}", subnet_id=subnet_id, cidr_block=block,
+                reservation_type="explicit", description=f"{self._settings.name} node addresses (fixed per slot)",
+                opts=self._opts())
+            for block in node_address_blocks(self.layout)
+        ]
+
+    def _api_address(self, first_master: aws.ec2.Instance) -> aws.ec2.Eip:
+        """Without an API load balancer, the first master's public address for the kubeconfig: an
+        Elastic IP, because an instance's own public address changes on every stop/start."""
+        name = f"{self._name}-api-eip"
+        return aws.ec2.Eip(name, domain="vpc", instance=first_master.id, tags=self._tagged(name),
+                           opts=self._opts(protect=self._settings.protect))
+
     def _frontend_lb(self, vpc_id: pulumi.Output[str], subnet_id: pulumi.Output[str],
-                     nodes: aws.ec2.SecurityGroup, minions: list[aws.ec2.Instance]) -> TcpLoadBalancer | None:
+                     nodes: aws.ec2.SecurityGroup, minions: list[aws.ec2.Instance],
+                     reserved: list[aws.ec2.SubnetCidrReservation]) -> TcpLoadBalancer | None:
         """frontendServiceType=LoadBalancer: an NLB on the frontend's fixed NodePort (no cloud controller here)."""
         lb = self._settings.frontend_lb
         if lb is None:
@@ -310,11 +329,12 @@ class AtomicCluster(pulumi.ComponentResource):
                 tags=self._tagged(f"{self._name}-frontend-lb"),
                 deletion_protection=self._settings.protect,
             ),
-            opts=ResourceOptions(parent=self),
+            opts=ResourceOptions(parent=self, depends_on=reserved),
         )
 
     def _api_lb(self, vpc_id: pulumi.Output[str], subnet_id: pulumi.Output[str],
-                control_plane: aws.ec2.SecurityGroup) -> TcpLoadBalancer | None:
+                control_plane: aws.ec2.SecurityGroup,
+                reserved: list[aws.ec2.SubnetCidrReservation]) -> TcpLoadBalancer | None:
         """apiLoadBalancer: 6443 on every master, for adminCidrs. Its targets are the masters' fixed
         addresses, so it exists before the masters and their certificates can name it."""
         if not self._settings.api_load_balancer:
@@ -334,7 +354,7 @@ class AtomicCluster(pulumi.ComponentResource):
                 tags=self._tagged(f"{self._name}-api-lb"),
                 deletion_protection=self._settings.protect,
             ),
-            opts=ResourceOptions(parent=self),
+            opts=ResourceOptions(parent=self, depends_on=reserved),
         )
 
     def _instance(self, node: NodeSpec, ami: pulumi.Input[str], subnet_id: pulumi.Output[str],

@@ -83,7 +83,8 @@ def aws_name(stem: str, part: str, key: str) -> str:
     return "-".join(p for p in (clean, part, digest) if p)
 
 
-def _slug(cidr: str) -> str:
+def cidr_slug(cidr: str) -> str:
+    """A CIDR as part of a resource name: 10.0.0.0/16 -> 10-0-0-0-16."""
     return cidr.replace(".", "-").replace("/", "-")
 
 
@@ -195,14 +196,14 @@ class TcpLoadBalancer(pulumi.ComponentResource):
         )
         for cidr in args.source_cidrs:
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-listener-from-{_slug(cidr)}",
+                f"{name}-listener-from-{cidr_slug(cidr)}",
                 security_group_id=group.id,
                 ip_protocol="tcp",
                 from_port=args.listen_port,
                 to_port=args.listen_port,
                 cidr_ipv4=cidr,
                 description=f"{args.purpose} listener from {cidr}",
-                tags=self._tagged(f"{name}-listener-from-{_slug(cidr)}"),
+                tags=self._tagged(f"{name}-listener-from-{cidr_slug(cidr)}"),
                 opts=ResourceOptions(parent=self),
             )
         # Health checks are subject to the NLB group's outbound rules (not to inbound ones), and

@@ -82,6 +82,17 @@ def test_minions_keep_their_addresses_and_user_data_when_masters_or_minion_count
         assert b.render_user_data(one, node) == b.render_user_data(more, grown)
 
 
+@pytest.mark.parametrize("shape", [dict(subnet_cidr="10.0.1.0/24"), dict(subnet_cidr="10.40.0.0/22", master_count=3)])
+def test_reserved_blocks_cover_every_node_slot_and_nothing_else(shape: dict[str, Any]) -> None:
+    layout = layout_of(**shape)
+    reserved = {ip for block in b.node_address_blocks(layout) for ip in ipaddress.IPv4Network(block)}
+    base = ipaddress.IPv4Network(layout.subnet_cidr).network_address + 10
+    master_slots = {base + i for i in range(b.MASTER_SLOTS)}  # three, even with one master (room to grow)
+    slots = master_slots | {ipaddress.IPv4Address(n.private_ip) for n in b.slot_nodes(layout)}
+    assert reserved == slots
+    assert len(slots) == b.MASTER_SLOTS + layout.minion_slots
+
+
 def test_vtep_mac_is_derived_from_the_private_address() -> None:
     node = layout_of().minions[0]
     assert node.vtep_mac == "02:00:0a:00:01:0d"
@@ -469,6 +480,11 @@ def test_services_and_packages_per_role_follow_the_seed() -> None:
     assert {"etcd", "kubernetes1.33-systemd", "kubernetes1.33-client"} <= set(b.packages(layout, master))
     assert {"kubernetes1.33", "cri-o1.33", "containernetworking-plugins"} <= set(b.packages(layout, minion))
     assert "kubernetes1.33" not in b.packages(layout, master), "masters run no kubelet, as in the seed"
+    assert "haproxy" in b.packages(layout, minion) and "haproxy" not in b.packages(layout, master)
+    runcmd = b.cloud_config(layout, minion)["runcmd"]
+    assert isinstance(runcmd, list)
+    setsebool = runcmd.index(["setsebool", "-P", "haproxy_connect_any", "1"])
+    assert setsebool < next(i for i, cmd in enumerate(runcmd) if cmd[:2] == ["systemctl", "enable"])
 
 
 # --------------------------------------------------------------------------

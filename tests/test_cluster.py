@@ -7,6 +7,7 @@ would receive.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,8 @@ def test_every_instance_has_imdsv2_an_encrypted_gp3_root_and_tags(prod: Plan) ->
 def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
     untaggable = {"aws:ec2/route:Route", "aws:ec2/routeTableAssociation:RouteTableAssociation",
                   "aws:iam/rolePolicy:RolePolicy", "aws:kms/alias:Alias",
-                  "aws:lb/targetGroupAttachment:TargetGroupAttachment"}
+                  "aws:lb/targetGroupAttachment:TargetGroupAttachment",
+                  "aws:ec2/subnetCidrReservation:SubnetCidrReservation"}
     for r in prod.resources:
         if r.custom and r.type.startswith("aws:") and r.type not in untaggable:
             assert r.inputs.get("tags", {}).get("Project") == "atomic-mysql", f"{r.type} {r.name} has no tags"
@@ -80,7 +82,7 @@ def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
 
 def test_masters_and_minions_sit_in_their_role_security_group(prod: Plan) -> None:
     groups = {r.name: r for r in prod.of_type(SG)}
-    # plus the frontend load balancer's own group (prod asks for frontendServiceType=LoadBalancer)
+    # plus each load balancer's own group (prod sets frontendServiceType=LoadBalancer and apiLoadBalancer)
     assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg", "atomic-frontend-lb-sg", "atomic-api-lb-sg"}
     ids = {r.name: _resource_id(r) for r in groups.values()}
     for instance in prod.instances():
@@ -247,11 +249,34 @@ def test_outputs_and_secret_kubeconfig(prod: Plan) -> None:
     assert outputs["control_plane_sg_id"].value.startswith("sg-")
 
 
-def test_without_an_api_load_balancer_the_first_master_is_the_endpoint(dev: Plan) -> None:
+def test_without_an_api_load_balancer_the_first_masters_elastic_ip_is_the_endpoint(dev: Plan) -> None:
+    """An instance's own public address changes on stop/start, and a new server address makes
+    pulumi-kubernetes replace every object: the endpoint is an Elastic IP on the first master."""
     assert not [r for r in dev.of_type("aws:lb/loadBalancer:LoadBalancer") if "-api-lb-" in r.name]
+    (eip,) = dev.of_type("aws:ec2/eip:Eip")
+    first = next(i for i in dev.instances() if i.inputs["tags"]["Name"] == "atomic-master-1")
+    assert eip.inputs["instance"] == first.id and eip.inputs["domain"] == "vpc"
     config = yaml.safe_load(dev.outputs["kubeconfig"].value)
-    first = dev.outputs["master_public_ips"].value[0]
-    assert config["clusters"][0]["cluster"]["server"] == dev.outputs["api_endpoint"].value == f"https://{first}:6443"
+    expected = f"https://{eip.state['publicIp']}:6443"
+    assert config["clusters"][0]["cluster"]["server"] == dev.outputs["api_endpoint"].value == expected
+
+
+def test_prod_with_an_api_load_balancer_needs_no_elastic_ip(prod: Plan) -> None:
+    assert not prod.of_type("aws:ec2/eip:Eip")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_node_address_is_reserved_before_any_load_balancer_can_take_it(stack: str, tmp_path: Path) -> None:
+    plan = run_cluster(tmp_path, stack)
+    reservations = plan.of_type("aws:ec2/subnetCidrReservation:SubnetCidrReservation")
+    assert reservations and {r.inputs["reservationType"] for r in reservations} == {"explicit"}
+    reserved = {ip for r in reservations for ip in ipaddress.IPv4Network(r.inputs["cidrBlock"])}
+    for instance in plan.instances():
+        assert ipaddress.IPv4Address(instance.inputs["privateIp"]) in reserved, instance.name
+    # the load balancers are created only once the reservations exist
+    for lb in plan.of_type("aws:lb/loadBalancer:LoadBalancer"):
+        component = next(r for r in plan.resources if r.urn == lb.parent)
+        assert {r.urn for r in reservations} <= set(component.options["dependsOn"]), lb.name
 
 
 def test_the_api_load_balancer_fronts_every_master_for_admins_and_every_apiserver_names_it(prod: Plan) -> None:

@@ -99,6 +99,9 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         state.setdefault("availabilityZone", f"{_region()}a")
     elif typ == "aws:ec2/securityGroup:SecurityGroup":
         state.setdefault("ownerId", ACCOUNT_ID)
+    elif typ == "aws:ec2/eip:Eip":
+        state.setdefault("publicIp", _public_ip(name))
+        state.setdefault("allocationId", f"eipalloc-{_digest('eip', name)}")
     elif typ == "aws:lb/loadBalancer:LoadBalancer":
         # An NLB's DNS name: <name>-<hex>.elb.<region>.amazonaws.com
         lb_name = state.get("name") or name
