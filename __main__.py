@@ -36,9 +36,7 @@ if settings.cluster is not None:
         opts=ResourceOptions(providers=[provider]),
     )
     prerequisites.append(addons)
-    if cluster.frontend_lb is not None and settings.cluster.frontend_lb is not None:
-        port = settings.cluster.frontend_lb.listen_port
-        frontend_address = cluster.frontend_lb.dns_name.apply(lambda host: host if port == 80 else f"{host}:{port}")
+    frontend_address = cluster.frontend_address
     pulumi.export("apiEndpoint", cluster.api_endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("masterPrivateIps", cluster.master_private_ips)

@@ -145,6 +145,7 @@ class AtomicCluster(pulumi.ComponentResource):
     api_endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     frontend_lb: TcpLoadBalancer | None
+    frontend_address: pulumi.Output[str] | None  # host[:port] of the frontend's NLB, when there is one
     api_lb: TcpLoadBalancer | None
 
     def __init__(self, name: str, args: AtomicClusterArgs, opts: ResourceOptions | None = None) -> None:
@@ -177,6 +178,7 @@ class AtomicCluster(pulumi.ComponentResource):
         masters = [instances[n.name] for n in layout.masters]
         minions = [instances[n.name] for n in layout.minions]
         self.frontend_lb = self._frontend_lb(vpc_id, subnet_id, groups["nodes"], minions, reserved)
+        self.frontend_address = self._frontend_address()
         # kubectl and the stack's provider: the API load balancer, else the first master's Elastic IP.
         # Either stays put for the stack's life: pulumi-kubernetes takes a new server address for
         # a new cluster and replaces every object on it.
@@ -204,7 +206,7 @@ class AtomicCluster(pulumi.ComponentResource):
             "minionPublicIps": self.minion_public_ips,
             "apiEndpoint": self.api_endpoint,
             "kubeconfig": self.kubeconfig,
-            "frontendLoadBalancer": self.frontend_lb.dns_name if self.frontend_lb else None,
+            "frontendAddress": self.frontend_address,
             "apiLoadBalancer": self.api_lb.dns_name if self.api_lb else None,
         })
 
@@ -300,6 +302,12 @@ class AtomicCluster(pulumi.ComponentResource):
                 opts=self._opts())
             for block in node_address_blocks(self.layout)
         ]
+
+    def _frontend_address(self) -> pulumi.Output[str] | None:
+        if self.frontend_lb is None or self._settings.frontend_lb is None:
+            return None
+        port = self._settings.frontend_lb.listen_port
+        return self.frontend_lb.dns_name.apply(lambda host: host if port == 80 else f"{host}:{port}")
 
     def _api_address(self, first_master: aws.ec2.Instance) -> aws.ec2.Eip:
         """Without an API load balancer, the first master's public address for the kubeconfig: an
