@@ -568,6 +568,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
             "amiId", ami, "must be an AMI id such as ami-0123456789abcdef0, or empty to look up Fedora Cloud"
         )
     allow_world = reader.boolean("allowWorldAdminAccess")
+    admin_cidrs = _admin_cidrs(reader, allow_world)
     zone = reader.optional("availabilityZone")
     if zone and not zone.startswith(region):
         raise reader.fail("availabilityZone", zone, f"must be a zone of aws:region {region}, e.g. {region}a")
@@ -591,7 +592,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         ami_id=ami,
         fedora_release=reader.choice("fedoraRelease", FEDORA_RELEASES),
         key_name=reader.optional("keyName"),
-        admin_cidrs=_admin_cidrs(reader, allow_world),
+        admin_cidrs=admin_cidrs,
         allow_world_admin=allow_world,
         enable_cockpit=reader.boolean("enableCockpit"),
         enable_cadvisor=reader.boolean("enableCadvisor"),
@@ -601,7 +602,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         pod_cidr=str(pod),
         protect=protect,
         addons=_addons(reader, minion_count),
-        frontend_lb=_frontend_lb(reader),
+        frontend_lb=_frontend_lb(reader, admin_cidrs),
         api_load_balancer=reader.boolean("apiLoadBalancer"),
         tags=tags,
     )
@@ -617,7 +618,7 @@ def _addons(reader: _Reader, minion_count: int) -> AddonSettings:
     )
 
 
-def _frontend_lb(reader: _Reader) -> FrontendLbSettings | None:
+def _frontend_lb(reader: _Reader, admin_cidrs: tuple[str, ...]) -> FrontendLbSettings | None:
     if reader.raw("frontendServiceType").strip() != "LoadBalancer" or not reader.boolean("guestbookEnabled"):
         return None
     cidrs = reader.string_list("frontendSourceCidrs")
@@ -629,7 +630,7 @@ def _frontend_lb(reader: _Reader) -> FrontendLbSettings | None:
         node_port=reader.integer("frontendNodePort", *NODE_PORT_RANGE),
         listen_port=reader.integer("frontendListenPort", 1, 65535),
         # Empty means the admin CIDRs: opening the site to the internet is a choice to write down.
-        source_cidrs=cidrs or _admin_cidrs(reader, reader.boolean("allowWorldAdminAccess")),
+        source_cidrs=cidrs or admin_cidrs,
     )
 
 
