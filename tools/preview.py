@@ -129,7 +129,8 @@ def write_outputs(plan: Plan, out_dir: Path) -> None:
         "resources": [r.to_json() for r in sorted(plan.resources, key=lambda r: r.urn)],
         "outputs": {k: v.shown() for k, v in plan.outputs.items()},
     }
-    (out_dir / "plan.json").write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    # Keys sorted too: inputs arrive as protobuf Structs, whose key order differs between runs.
+    (out_dir / "plan.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     taken: set[str] = set()
     for obj in sorted(plan.kubernetes_objects(), key=lambda o: (o["kind"], o["metadata"]["name"])):
         (out_dir / "k8s" / _object_filename(obj, taken)).write_text(dump_yaml(obj))

@@ -150,7 +150,8 @@ def _entries(plan: Plan | Mapping[str, Any]) -> tuple[str, list[Mapping[str, Any
     """(stack, resources as plan.json entries) from a Plan or a loaded plan.json."""
     if isinstance(plan, Mapping):
         return str(plan.get("stack", "")), list(plan.get("resources", []))
-    return plan.stack, [r.to_json() for r in plan.resources]
+    # In plan.json's order (by URN): registration order varies from run to run, the picture must not.
+    return plan.stack, [r.to_json() for r in sorted(plan.resources, key=lambda r: r.urn)]
 
 
 def _get(value: Any, *path: str) -> Any:
