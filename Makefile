@@ -52,13 +52,13 @@ test: system-deps deps lint
 	$(PY) -m pytest
 
 bench: deps
-	$(PY) -m tools.bench_preview
+	$(PY) -m tools.bench.preview
 
 verify: deps
 	$(PY) -m tools.mysql_verify $(ARGS)
 
 bench-verify: deps system-deps
-	$(PY) -m tools.bench_catchup $(ARGS)
+	$(PY) -m tools.bench.catchup $(ARGS)
 
 scan: deps
 	$(PY) -m tools.scan

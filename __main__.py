@@ -1,26 +1,28 @@
 """atomic-mysql: validate the stack's settings, then compose cluster and workload.
 
-Settings are read and checked before anything is registered; a bad value stops
-the program with one line (components/settings.py).
+Settings are read and checked before anything is registered; a bad value stops the program
+with one line (components/settings/load.py). The parts and what each may import:
+docs/architecture.md.
 """
 
 import pulumi
 from pulumi import ResourceOptions
 
-from components.kube_provider import provider_for_existing
-from components.mysql_config import MYSQL_PORT
-from components.settings import load_settings
-from components.workload import Workload, WorkloadArgs
+from components.facts import MYSQL_PORT
+from components.kube.provider import provider_for_existing
+from components.settings.load import load_settings
+from components.workload.workload import Workload, WorkloadArgs
 
 settings = load_settings()
 # What the workload waits for: on a cluster this stack builds, its DNS, volumes and metrics.
 prerequisites: list[pulumi.Resource] = []
 frontend_address: pulumi.Output[str] | None = None
+guestbook = settings.guestbook
 
 if settings.cluster is not None:
-    from components.addons import ClusterAddons, ClusterAddonsArgs
-    from components.cluster import AtomicCluster, AtomicClusterArgs
-    from components.kube_provider import provider_for_cluster
+    from components.addons.cluster_addons import ClusterAddons, ClusterAddonsArgs
+    from components.aws.cluster import AtomicCluster, AtomicClusterArgs
+    from components.kube.provider import provider_for_cluster
 
     cluster = AtomicCluster("cluster", AtomicClusterArgs(settings=settings.cluster))
     provider = provider_for_cluster("kubernetes", cluster.kubeconfig)
@@ -36,7 +38,11 @@ if settings.cluster is not None:
         opts=ResourceOptions(providers=[provider]),
     )
     prerequisites.append(addons)
-    frontend_address = cluster.frontend_address
+    if settings.cluster.frontend_lb is not None:
+        # No cloud controller runs on this cluster: the frontend's load balancer is the cluster's
+        # NLB, in front of a fixed NodePort of the frontend Service.
+        guestbook = guestbook.served_by_node_port(settings.cluster.frontend_lb.node_port)
+        frontend_address = cluster.frontend_address
     pulumi.export("apiEndpoint", cluster.api_endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("masterPrivateIps", cluster.master_private_ips)
@@ -52,7 +58,7 @@ workload = Workload(
         namespace=settings.namespace,
         mysql=settings.mysql,
         mysql_secrets=settings.mysql_secrets,
-        guestbook=settings.guestbook,
+        guestbook=guestbook,
     ),
     opts=ResourceOptions(providers=[provider], depends_on=prerequisites),
 )

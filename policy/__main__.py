@@ -19,9 +19,12 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
+# The pack runs from this repository (--policy-pack policy): validators.py next to this file, and
+# the type tokens and ports it checks from components/ (tokens.py and facts.py import nothing).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-# Found through the path above, wherever the CLI starts the pack from.
+# Found through the paths above, wherever the CLI starts the pack from.
 import validators
 
 

@@ -19,27 +19,30 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from components import tokens
+from components.facts import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT, MYSQL_PORT
+
 # --------------------------------------------------------------------------
 # Types the policies look at
 # --------------------------------------------------------------------------
 
-SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
-SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
-INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
-INSTANCE = "aws:ec2/instance:Instance"
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-EBS_VOLUME = "aws:ebs/volume:Volume"
-SSM_PARAMETER = "aws:ssm/parameter:Parameter"
+SECURITY_GROUP = tokens.SECURITY_GROUP
+SECURITY_GROUP_RULE = tokens.SECURITY_GROUP_RULE
+INGRESS_RULE = tokens.INGRESS_RULE
+EGRESS_RULE = tokens.EGRESS_RULE
+INSTANCE = tokens.INSTANCE
+LAUNCH_TEMPLATE = tokens.LAUNCH_TEMPLATE
+EBS_VOLUME = tokens.EBS_VOLUME
+SSM_PARAMETER = tokens.SSM_PARAMETER
 
 # Ports that must never be open to the whole internet: SSH, the Kubernetes API,
 # etcd client/peer, the kubelet API, MySQL.
 SENSITIVE_PORTS: tuple[tuple[int, int, str], ...] = (
     (22, 22, "SSH"),
-    (6443, 6443, "the Kubernetes API"),
-    (2379, 2380, "etcd"),
-    (10250, 10250, "the kubelet API"),
-    (3306, 3306, "MySQL"),
+    (API_PORT, API_PORT, "the Kubernetes API"),
+    (ETCD_CLIENT_PORT, ETCD_PEER_PORT, "etcd"),
+    (KUBELET_PORT, KUBELET_PORT, "the kubelet API"),
+    (MYSQL_PORT, MYSQL_PORT, "MySQL"),
 )
 # Protocol values that carry TCP (all of the ports above are TCP services).
 TCP_PROTOCOLS = {"tcp", "6", "-1", "all"}
@@ -61,12 +64,12 @@ RUN_TO_COMPLETION = {"Job", "CronJob"}
 # Masters hold etcd; minions are cattle (their pods' data lives on volumes), so only masters count.
 # A generated password, once replaced, no longer opens the data directory that was initialised with it.
 STATEFUL_TYPES = {
-    "random:index/randomPassword:RandomPassword",
-    "kubernetes:apps/v1:StatefulSet",
-    "kubernetes:core/v1:PersistentVolumeClaim",
-    "kubernetes:core/v1:PersistentVolume",
-    "aws:ec2/vpc:Vpc",
-    "aws:ec2/subnet:Subnet",
+    tokens.RANDOM_PASSWORD,
+    tokens.STATEFUL_SET,
+    tokens.PERSISTENT_VOLUME_CLAIM,
+    tokens.PERSISTENT_VOLUME,
+    tokens.VPC,
+    tokens.SUBNET,
     EBS_VOLUME,
 }
 PROD_STACK = re.compile(r"^prod")

@@ -10,9 +10,9 @@ import pulumi
 import pytest
 from pulumi.runtime import settings as runtime_settings
 
-from tools.mocks import AtomicMocks, RecordingMonitor
-from tools.offline import forget_previous_run
-from tools.pulumi_project import load_project
+from tools.harness.mocks import AtomicMocks, RecordingMonitor
+from tools.harness.offline import forget_previous_run
+from tools.harness.pulumi_project import load_project
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACKS = load_project().stacks()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.offline import Plan
+from tools.harness.offline import Plan
 
 
 def inputs_by_name(plan: Plan) -> dict[str, dict[str, Any]]:

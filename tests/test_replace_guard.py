@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tools.mocks import AtomicMocks, RecordingMonitor
-from tools.offline import Plan, run_program
+from components import tokens
+from tools.harness.mocks import AtomicMocks, RecordingMonitor
+from tools.harness.offline import Plan, run_program
 
 Path_ = tuple[str, ...]
 WHOLE: Path_ = ()  # every input: any change replaces (the random and tls providers replace on any change)
@@ -24,7 +25,7 @@ WHOLE: Path_ = ()  # every input: any change replaces (the random and tls provid
 # Fields whose change replaces the resource (Kubernetes immutable fields that pulumi-kubernetes
 # replaces on; AWS ForceNew arguments), for the resources that hold data or identity.
 IMMUTABLE: dict[str, tuple[Path_, ...]] = {
-    "kubernetes:apps/v1:StatefulSet": (
+    tokens.STATEFUL_SET: (
         ("metadata", "name"),
         ("metadata", "namespace"),
         ("spec", "selector"),
@@ -32,7 +33,7 @@ IMMUTABLE: dict[str, tuple[Path_, ...]] = {
         ("spec", "volumeClaimTemplates"),
         ("spec", "podManagementPolicy"),
     ),
-    "kubernetes:core/v1:PersistentVolumeClaim": (
+    tokens.PERSISTENT_VOLUME_CLAIM: (
         ("metadata", "name"),
         ("metadata", "namespace"),
         ("spec", "storageClassName"),
@@ -40,7 +41,7 @@ IMMUTABLE: dict[str, tuple[Path_, ...]] = {
         ("spec", "selector"),
         ("spec", "volumeName"),
     ),
-    "aws:ec2/instance:Instance": (
+    tokens.INSTANCE: (
         ("ami",),
         ("subnetId",),
         ("privateIp",),
@@ -49,13 +50,13 @@ IMMUTABLE: dict[str, tuple[Path_, ...]] = {
         ("rootBlockDevice", "encrypted"),
         ("rootBlockDevice", "kmsKeyId"),
     ),
-    "aws:ec2/vpc:Vpc": (("cidrBlock",),),
-    "aws:ec2/subnet:Subnet": (("cidrBlock",), ("vpcId",), ("availabilityZone",)),
-    "aws:ebs/volume:Volume": (("availabilityZone",), ("encrypted",), ("snapshotId",), ("kmsKeyId",)),
+    tokens.VPC: (("cidrBlock",),),
+    tokens.SUBNET: (("cidrBlock",), ("vpcId",), ("availabilityZone",)),
+    tokens.EBS_VOLUME: (("availabilityZone",), ("encrypted",), ("snapshotId",), ("kmsKeyId",)),
     # A new password no longer opens the data directory; a new CA orphans every issued certificate.
-    "random:index/randomPassword:RandomPassword": (WHOLE,),
-    "tls:index/privateKey:PrivateKey": (WHOLE,),
-    "tls:index/selfSignedCert:SelfSignedCert": (WHOLE,),
+    tokens.RANDOM_PASSWORD: (WHOLE,),
+    tokens.PRIVATE_KEY: (WHOLE,),
+    tokens.SELF_SIGNED_CERT: (WHOLE,),
 }
 # Masters hold etcd: their user-data must not change unless a node setting explicitly changed.
 MASTER_ONLY: tuple[Path_, ...] = (("userData",),)
@@ -106,7 +107,7 @@ def _is_master(inputs: Mapping[str, Any]) -> bool:
 
 def _fields(type_token: str, inputs: Mapping[str, Any]) -> tuple[Path_, ...]:
     fields = IMMUTABLE.get(type_token, ())
-    if type_token == "aws:ec2/instance:Instance" and (_is_master(inputs) or inputs.get("userDataReplaceOnChange")):
+    if type_token == tokens.INSTANCE and (_is_master(inputs) or inputs.get("userDataReplaceOnChange")):
         fields += MASTER_ONLY
     return fields
 
@@ -211,7 +212,7 @@ class NewFedoraImage(AtomicMocks):
 
     def call(self, args: Any) -> Any:
         result, failures = super().call(args)
-        if args.token == "aws:ec2/getAmi:getAmi":
+        if args.token == tokens.GET_AMI:
             result = {**result, "id": "ami-0fedc0ffee0000001", "imageId": "ami-0fedc0ffee0000001"}
         return result, failures
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
+from components import tokens
 from tests.graph import changed_names, kube
-from tools.offline import Plan, run_program
+from tools.harness.offline import Plan, run_program
 
-STATEFUL_TYPES = {"kubernetes:apps/v1:StatefulSet", "aws:ec2/vpc:Vpc"}
+STATEFUL_TYPES = {tokens.STATEFUL_SET, tokens.VPC}
 
 
 def names(plan: Plan) -> set[str]:
@@ -69,7 +70,7 @@ def test_prod_outputs_are_the_documented_ones_with_kubeconfig_secret() -> None:
 def test_existing_cluster_mode_builds_no_aws_resources() -> None:
     plan = run_program("local")
     assert not [r for r in plan.resources if r.type.startswith("aws:")]
-    provider = plan.of_type("pulumi:providers:kubernetes")[0]
+    provider = plan.of_type(tokens.KUBERNETES_PROVIDER)[0]
     assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
 
 
@@ -86,13 +87,13 @@ def test_workload_is_in_its_own_namespace_and_add_ons_in_kube_system() -> None:
 
     objects = [r for r in plan.resources if r.custom and r.type.startswith("kubernetes:") and "apiVersion" in r.inputs]
     owners = {r.name: ancestors(r) for r in objects}
-    assert any("atomic-mysql:workload:Workload" in o for o in owners.values())
+    assert any(tokens.WORKLOAD in o for o in owners.values())
     for r in objects:
         namespace = (r.inputs["metadata"] or {}).get("namespace")
-        if "atomic-mysql:workload:Workload" in owners[r.name]:
+        if tokens.WORKLOAD in owners[r.name]:
             assert namespace == ("shop" if r.inputs["kind"] != "Namespace" else None), r.name
         else:
-            assert "atomic-mysql:addons:ClusterAddons" in owners[r.name], f"{r.name}: neither workload nor add-on"
+            assert tokens.CLUSTER_ADDONS in owners[r.name], f"{r.name}: neither workload nor add-on"
             assert namespace in ("kube-system", None), r.name
 
 
@@ -133,10 +134,10 @@ def test_a_loadbalancer_frontend_on_the_aws_cluster_is_an_nlb_on_a_fixed_nodepor
     service = kube(plan, "Service", "frontend")
     assert service["spec"]["type"] == "NodePort"
     assert [p["nodePort"] for p in service["spec"]["ports"]] == [31234]
-    (group,) = [g for g in plan.of_type("aws:lb/targetGroup:TargetGroup") if "-frontend-lb-" in g.name]
+    (group,) = [g for g in plan.of_type(tokens.TARGET_GROUP) if "-frontend-lb-" in g.name]
     assert group.inputs["port"] == 31234
     minions = [i for i in plan.instances() if i.inputs["tags"]["Role"] == "minion"]
-    targets = [t for t in plan.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+    targets = [t for t in plan.of_type(tokens.TARGET_GROUP_ATTACHMENT)
                if "-frontend-lb-" in t.name]
     assert sorted(t.inputs["targetId"] for t in targets) == sorted(i.id for i in minions)
 
@@ -145,7 +146,7 @@ def test_other_frontend_service_types_build_no_load_balancer() -> None:
     for stack, overrides in (("dev", {"frontendServiceType": "NodePort"}),
                              ("local", {"frontendServiceType": "LoadBalancer"})):
         plan = run_program(stack, overrides)
-        assert not [x for x in plan.of_type("aws:lb/loadBalancer:LoadBalancer") if "-frontend-lb-" in x.name]
+        assert not [x for x in plan.of_type(tokens.LOAD_BALANCER) if "-frontend-lb-" in x.name]
         service = kube(plan, "Service", "frontend")
         assert service["spec"]["type"] == overrides["frontendServiceType"]
         assert "nodePort" not in service["spec"]["ports"][0]
@@ -155,5 +156,5 @@ def test_the_frontend_address_names_the_listener_port_unless_it_is_80() -> None:
     plan = run_program("prod", {"frontendListenPort": 8080})
     address = plan.outputs["frontendAddress"].value
     assert address.endswith(".elb.us-west-2.amazonaws.com:8080")
-    (listener,) = [x for x in plan.of_type("aws:lb/listener:Listener") if "-frontend-lb-" in x.name]
+    (listener,) = [x for x in plan.of_type(tokens.LISTENER) if "-frontend-lb-" in x.name]
     assert listener.inputs["port"] == 8080

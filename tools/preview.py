@@ -26,9 +26,9 @@ import pulumi
 import yaml
 
 from tools import topology
-from tools.mocks import Registration
-from tools.offline import Plan, run_program
-from tools.pulumi_project import PROJECT_DIR, StackConfigError
+from tools.harness.mocks import Registration
+from tools.harness.offline import Plan, run_program
+from tools.harness.pulumi_project import PROJECT_DIR, StackConfigError
 
 BUILD_DIR = PROJECT_DIR / "build"
 

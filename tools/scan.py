@@ -239,7 +239,7 @@ def _preview(stacks: Sequence[str], build_dir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tools.pulumi_project import load_project
+    from tools.harness.pulumi_project import load_project
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", action="append", help="scan only this stack (repeatable; default: every stack)")

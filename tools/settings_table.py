@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tools.pulumi_project import load_project
+from tools.harness.pulumi_project import load_project
 
 SECRETS = {
     "mysqlRootPassword": "MySQL root password (generated when unset).",

@@ -25,17 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
+from components import tokens
+
 if TYPE_CHECKING:
     from PIL import ImageFont
 
-    from tools.offline import Plan
+    from tools.harness.offline import Plan
 
-INSTANCE = "aws:ec2/instance:Instance"
-SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
-SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
-INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-VPC = "aws:ec2/vpc:Vpc"
-SUBNET = "aws:ec2/subnet:Subnet"
 WORKLOAD_KINDS = ("StatefulSet", "Deployment", "DaemonSet")
 
 # --------------------------------------------------------------------------
@@ -198,7 +194,7 @@ def _group_ids(entries: list[Mapping[str, Any]], groups: dict[str, Group]) -> di
     if ids:
         return ids
     for e in entries:
-        if e["type"] not in (INGRESS_RULE, SECURITY_GROUP_RULE):
+        if e["type"] not in (tokens.INGRESS_RULE, tokens.SECURITY_GROUP_RULE):
             continue
         owners = [u for u in _get(e, "options", "dependsOn") or [] if u in groups]
         group_id = _get(e, "inputs", "securityGroupId")
@@ -233,12 +229,14 @@ def _ingress(entries: list[Mapping[str, Any]], groups: dict[str, Group], ids: di
     found: dict[str, dict[str, list[str]]] = {urn: {} for urn in groups}
     for e in entries:
         inputs = e.get("inputs") or {}
-        if e["type"] == SECURITY_GROUP and e["urn"] in groups:
+        if e["type"] == tokens.SECURITY_GROUP and e["urn"] in groups:
             for rule in inputs.get("ingress") or []:
                 ports = _ports(rule.get("protocol"), rule.get("fromPort"), rule.get("toPort"))
                 found[e["urn"]].setdefault(ports, []).extend(_sources(rule, ids, groups, e["urn"]))
             continue
-        ingress = e["type"] == INGRESS_RULE or (e["type"] == SECURITY_GROUP_RULE and inputs.get("type") == "ingress")
+        ingress = e["type"] == tokens.INGRESS_RULE or (
+            e["type"] == tokens.SECURITY_GROUP_RULE and inputs.get("type") == "ingress"
+        )
         if not ingress:
             continue
         owner = ids.get(str(inputs.get("securityGroupId")))
@@ -271,7 +269,7 @@ def _node_order(node: Node) -> tuple[int, int, str]:
 
 def _place_nodes(entries: list[Mapping[str, Any]], groups: dict[str, Group], ids: dict[str, str]) -> list[Node]:
     loose = []
-    for e in sorted((e for e in entries if e["type"] == INSTANCE), key=lambda e: _node_order(_node(e))):
+    for e in sorted((e for e in entries if e["type"] == tokens.INSTANCE), key=lambda e: _node_order(_node(e))):
         node = _node(e)
         named = [ids.get(str(i)) for i in _get(e, "inputs", "vpcSecurityGroupIds") or []]
         owners = [u for u in named if u in groups] or [
@@ -286,9 +284,9 @@ def _place_nodes(entries: list[Mapping[str, Any]], groups: dict[str, Group], ids
 
 
 def _network(entries: list[Mapping[str, Any]], stack: str) -> str:
-    vpc = next((e for e in entries if e["type"] == VPC), None)
-    subnet = next((e for e in entries if e["type"] == SUBNET), None)
-    stack_entry = next((e for e in entries if e["type"] == "pulumi:providers:aws"), None)
+    vpc = next((e for e in entries if e["type"] == tokens.VPC), None)
+    subnet = next((e for e in entries if e["type"] == tokens.SUBNET), None)
+    stack_entry = next((e for e in entries if e["type"] == tokens.AWS_PROVIDER), None)
     parts = []
     if stack_entry and _get(stack_entry, "inputs", "region"):
         parts.append(f"aws {_get(stack_entry, 'inputs', 'region')}")
@@ -385,7 +383,7 @@ def extract(plan: Plan | Mapping[str, Any]) -> Topology:
             str(_get(e, "inputs", "description") or ""),
         )
         for e in entries
-        if e["type"] == SECURITY_GROUP
+        if e["type"] == tokens.SECURITY_GROUP
     }
     ids = _group_ids(entries, groups)
     _ingress(entries, groups, ids)

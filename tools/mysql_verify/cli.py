@@ -173,7 +173,7 @@ def derive_replica_hosts(primary: str, size: int) -> list[str] | None:
     """Pod DNS names of ordinals 1..size-1 from the primary's host name, or None if it has neither form:
 
     <set>-0[.<headless>.<ns>.svc...]  (the tutorial's mysql-0.mysql) -> <set>-N with the same domain;
-    <set>-primary.<ns>.svc[...]       (components/mysql_set.py's primary Service, whose headless
+    <set>-primary.<ns>.svc[...]       (components/workload/mysql/set.py's primary Service, whose headless
                                        Service is named like the set) -> <set>-N.<set>.<ns>.svc[...].
     """
     pod = re.fullmatch(r"([a-z0-9-]+)-0((?:\.[a-z0-9-]+)*)", primary)

@@ -1,0 +1,65 @@
+"""What a bare Kubernetes cluster lacks before the workload can run on it (clusterMode=aws).
+
+The Fedora-style cluster of components/aws/cluster.py starts with no add-ons: no
+cluster DNS (the kubelets point pods at an address nothing answers), no volume
+provisioner (every PersistentVolumeClaim stays Pending), and no metrics API (an
+HPA never scales). ClusterAddons installs the three on the cluster's own
+provider. An existing cluster (clusterMode=existing) is assumed to have them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi import ResourceOptions
+
+from components import tokens
+from components.addons.coredns import CoreDns, CoreDnsArgs
+from components.addons.ebs_csi import EbsCsiDriver, EbsCsiDriverArgs
+from components.addons.metrics_server import MetricsServer, MetricsServerArgs
+from components.settings.schema import AddonSettings
+
+
+@dataclass
+class ClusterAddonsArgs:
+    settings: AddonSettings
+    cluster_name: str
+    region: str
+    dns_service_ip: str  # the address every kubelet already hands its pods (ClusterLayout.dns_service_ip)
+    tags: dict[str, str]
+
+
+class ClusterAddons(pulumi.ComponentResource):
+    """CoreDNS, the EBS CSI driver with the default StorageClass, and metrics-server.
+
+    The caller passes the cluster's Kubernetes provider in `opts`; every child inherits it.
+    """
+
+    dns_service_ip: pulumi.Output[str]
+    storage_class_name: pulumi.Output[str]
+    metrics_api: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ClusterAddonsArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__(tokens.CLUSTER_ADDONS, name, None, opts)
+        child = ResourceOptions(parent=self)
+        s = args.settings
+        dns = CoreDns(f"{name}-coredns", CoreDnsArgs(service_ip=args.dns_service_ip, replicas=s.coredns_replicas),
+                      opts=child)
+        storage = EbsCsiDriver(
+            f"{name}-ebs-csi",
+            EbsCsiDriverArgs(cluster_name=args.cluster_name, region=args.region, storage_class=s.storage_class,
+                             reclaim_policy=s.volume_reclaim_policy, controller_replicas=s.ebs_controller_replicas,
+                             tags=args.tags),
+            opts=child,
+        )
+        metrics = MetricsServer(f"{name}-metrics-server", MetricsServerArgs(), opts=child) if s.metrics_server \
+            else None
+        self.dns_service_ip = dns.service_ip
+        self.storage_class_name = storage.storage_class_name
+        self.metrics_api = metrics.api_service_name if metrics else pulumi.Output.from_input("")
+        self.register_outputs({
+            "dnsServiceIp": self.dns_service_ip,
+            "storageClassName": self.storage_class_name,
+            "metricsApi": self.metrics_api,
+        })

@@ -1,0 +1,401 @@
+"""AtomicCluster: the seed's Fedora-Atomic master/minion topology on EC2, as code (issue: AtomicCluster).
+
+Network (new VPC or an existing one), one security group per role with
+described, minimal rules, a least-privilege role per node, and the instances
+with their cloud-init user-data. Everything a node needs is rendered from
+plain settings before any instance exists (components/node/), so all
+instances are created in parallel; key material reaches nodes through SSM
+(components/aws/pki.py), never through user-data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import ResourceOptions
+
+from components import tokens
+from components.aws.ami import FEDORA_OWNER, fedora_ami_filters
+from components.aws.iam import assume_role_policy, ebs_csi_policy, node_policy
+from components.aws.nlb import TcpLoadBalancer, TcpLoadBalancerArgs, cidr_slug
+from components.aws.pki import ClusterPki, ClusterPkiArgs
+from components.facts import (
+    API_PORT,
+    CADVISOR_PORT,
+    CLUSTER_TAG,
+    COCKPIT_PORT,
+    ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT,
+    KUBELET_PORT,
+    NODE_PORT_RANGE,
+    OVERLAY_PORT,
+    TAG_NAME,
+    TAG_ROLE,
+)
+from components.node.cloud_init import render_user_data
+from components.node.kubernetes import render_admin_kubeconfig
+from components.node.layout import ClusterLayout, NodeSpec, compute_layout, node_address_blocks
+from components.settings.schema import ClusterSettings
+
+Group = Literal["control_plane", "nodes"]
+Direction = Literal["ingress", "egress"]
+WORLD = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One security group rule: `peer` is a CIDR or the other group's role name."""
+
+    name: str
+    group: Group
+    direction: Direction
+    protocol: Literal["tcp", "udp"]
+    from_port: int
+    to_port: int
+    peer: str
+    description: str
+
+    @property
+    def peer_is_group(self) -> bool:
+        return self.peer in ("control_plane", "nodes")
+
+
+def security_rules(settings: ClusterSettings) -> list[RuleSpec]:
+    """Inside the cluster only what Kubernetes needs; from outside only the admin CIDRs.
+
+    Egress to the world is limited to HTTP/HTTPS (packages, SSM, image registries) and NTP.
+    """
+    rules = [
+        RuleSpec("api-from-nodes", "control_plane", "ingress", "tcp", API_PORT, API_PORT, "nodes",
+                 "kube-apiserver from kubelets and kube-proxy on the nodes"),
+        RuleSpec("etcd-between-masters", "control_plane", "ingress", "tcp", ETCD_CLIENT_PORT, ETCD_PEER_PORT,
+                 "control_plane", "etcd client and peer traffic between control-plane members only"),
+        RuleSpec("kubelet-from-control-plane", "nodes", "ingress", "tcp", KUBELET_PORT, KUBELET_PORT,
+                 "control_plane", "kubelet API (logs, exec, metrics) from the apiservers"),
+        RuleSpec("egress-etcd-between-masters", "control_plane", "egress", "tcp", ETCD_CLIENT_PORT, ETCD_PEER_PORT,
+                 "control_plane", "etcd client and peer traffic to the other control-plane members"),
+        RuleSpec("egress-kubelet", "control_plane", "egress", "tcp", KUBELET_PORT, KUBELET_PORT, "nodes",
+                 "apiservers to the kubelet API on the nodes"),
+        RuleSpec("egress-api", "nodes", "egress", "tcp", API_PORT, API_PORT, "control_plane",
+                 "kubelets and kube-proxy to kube-apiserver"),
+    ]
+    if settings.addons.metrics_server:
+        # metrics-server runs on a minion and scrapes every kubelet; pod traffic to node
+        # addresses leaves masqueraded as the node's own address.
+        rules += [
+            RuleSpec("kubelet-from-nodes", "nodes", "ingress", "tcp", KUBELET_PORT, KUBELET_PORT, "nodes",
+                     "kubelet API from metrics-server on the nodes"),
+            RuleSpec("egress-kubelet-to-nodes", "nodes", "egress", "tcp", KUBELET_PORT, KUBELET_PORT, "nodes",
+                     "metrics-server to the kubelet API on the nodes"),
+        ]
+    for group in ("control_plane", "nodes"):
+        for peer in ("control_plane", "nodes"):
+            short = "masters" if peer == "control_plane" else "nodes"
+            rules += [
+                RuleSpec(f"overlay-from-{short}", group, "ingress", "udp", OVERLAY_PORT, OVERLAY_PORT, peer,
+                         f"VXLAN pod overlay from the {short}"),
+                RuleSpec(f"egress-overlay-to-{short}", group, "egress", "udp", OVERLAY_PORT, OVERLAY_PORT, peer,
+                         f"VXLAN pod overlay to the {short}"),
+            ]
+        rules += [
+            RuleSpec("egress-https", group, "egress", "tcp", 443, 443, WORLD,
+                     "HTTPS out: Fedora mirrors, SSM Parameter Store, container registries"),
+            RuleSpec("egress-http", group, "egress", "tcp", 80, 80, WORLD, "HTTP out: Fedora mirror redirects"),
+            RuleSpec("egress-ntp", group, "egress", "udp", 123, 123, WORLD, "NTP out: chrony time sync"),
+        ]
+    admin: list[tuple[str, Group, int, int, str]] = [
+        ("ssh", "control_plane", 22, 22, "SSH (fedora user)"),
+        ("ssh", "nodes", 22, 22, "SSH (fedora user)"),
+        ("api", "control_plane", API_PORT, API_PORT, "Kubernetes API (kubectl)"),
+    ]
+    if settings.enable_cockpit:
+        admin += [("cockpit", g, COCKPIT_PORT, COCKPIT_PORT, "Cockpit web console (seed)")
+                  for g in ("control_plane", "nodes")]
+    if settings.enable_cadvisor:
+        # Every node runs cAdvisor on this port (node/units.render_cadvisor_unit), masters included.
+        admin += [("cadvisor", g, CADVISOR_PORT, CADVISOR_PORT, "cAdvisor web UI (seed)")
+                  for g in ("control_plane", "nodes")]
+    if settings.enable_nodeports:
+        admin.append(("nodeports", "nodes", *NODE_PORT_RANGE, "Kubernetes NodePort services"))
+    for cidr in settings.admin_cidrs:
+        rules += [RuleSpec(f"admin-{what}-{cidr_slug(cidr)}", group, "ingress", "tcp", low, high, cidr,
+                           f"{text} from admin CIDR {cidr}") for what, group, low, high, text in admin]
+    return rules
+
+
+@dataclass
+class AtomicClusterArgs:
+    settings: ClusterSettings
+
+
+class AtomicCluster(pulumi.ComponentResource):
+    """Masters (etcd + control plane) and minions (kubelet, kube-proxy, CRI-O) on EC2."""
+
+    layout: ClusterLayout
+    vpc_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str]
+    control_plane_sg_id: pulumi.Output[str]
+    nodes_sg_id: pulumi.Output[str]
+    master_private_ips: pulumi.Output[list[str]]
+    minion_private_ips: pulumi.Output[list[str]]
+    master_public_ips: pulumi.Output[list[str]]
+    minion_public_ips: pulumi.Output[list[str]]
+    api_endpoint: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    frontend_lb: TcpLoadBalancer | None
+    frontend_address: pulumi.Output[str] | None  # host[:port] of the frontend's NLB, when there is one
+    api_lb: TcpLoadBalancer | None
+
+    def __init__(self, name: str, args: AtomicClusterArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__(tokens.ATOMIC_CLUSTER, name, None, opts)
+        settings = args.settings
+        self._name = name
+        self._settings = settings
+        self.layout = layout = compute_layout(settings, pulumi.get_stack())
+        self._tags = dict(settings.tags)
+
+        vpc_id, subnet_id = self._network()
+        groups = self._security_groups(vpc_id)
+        reserved = self._reserve_node_addresses(subnet_id)
+        self.api_lb = self._api_lb(vpc_id, subnet_id, groups["control_plane"], reserved)
+        pki = ClusterPki(f"{name}-pki",
+                         ClusterPkiArgs(layout=layout, tags=self._tags,
+                                        api_dns_names=[self.api_lb.dns_name] if self.api_lb else []),
+                         opts=ResourceOptions(parent=self))
+        ami = self._ami()
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+
+        instances: dict[str, aws.ec2.Instance] = {}
+        for node in layout.nodes:
+            group = groups["control_plane" if node.role == "master" else "nodes"]
+            profile, policies = self._node_identity(node, partition, account, pki.kms_key_arn)
+            instances[node.name] = self._instance(node, ami, subnet_id, group, profile,
+                                                  depends_on=[*policies, *pki.parameters[node.name]])
+
+        masters = [instances[n.name] for n in layout.masters]
+        minions = [instances[n.name] for n in layout.minions]
+        self.frontend_lb = self._frontend_lb(vpc_id, subnet_id, groups["nodes"], minions, reserved)
+        self.frontend_address = self._frontend_address()
+        # kubectl and the stack's provider: the API load balancer, else the first master's Elastic IP.
+        # Either stays put for the stack's life: pulumi-kubernetes takes a new server address for
+        # a new cluster and replaces every object on it.
+        api_host = self.api_lb.dns_name if self.api_lb else self._api_address(masters[0]).public_ip
+        self.vpc_id = vpc_id
+        self.subnet_id = subnet_id
+        self.control_plane_sg_id = groups["control_plane"].id
+        self.nodes_sg_id = groups["nodes"].id
+        self.master_private_ips = pulumi.Output.all(*[i.private_ip for i in masters])
+        self.minion_private_ips = pulumi.Output.all(*[i.private_ip for i in minions])
+        self.master_public_ips = pulumi.Output.all(*[i.public_ip for i in masters])
+        self.minion_public_ips = pulumi.Output.all(*[i.public_ip for i in minions])
+        self.api_endpoint = api_host.apply(lambda host: f"https://{host}:{API_PORT}")
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(api_host, pki.ca_cert_pem, pki.admin_cert_pem, pki.admin_key_pem).apply(
+                lambda v: render_admin_kubeconfig(layout.name, v[0], v[1], v[2], v[3])))
+        self.register_outputs({
+            "vpcId": self.vpc_id,
+            "subnetId": self.subnet_id,
+            "controlPlaneSecurityGroupId": self.control_plane_sg_id,
+            "nodesSecurityGroupId": self.nodes_sg_id,
+            "masterPrivateIps": self.master_private_ips,
+            "minionPrivateIps": self.minion_private_ips,
+            "masterPublicIps": self.master_public_ips,
+            "minionPublicIps": self.minion_public_ips,
+            "apiEndpoint": self.api_endpoint,
+            "kubeconfig": self.kubeconfig,
+            "frontendAddress": self.frontend_address,
+            "apiLoadBalancer": self.api_lb.dns_name if self.api_lb else None,
+        })
+
+    def _opts(self, *, protect: bool = False, depends_on: list[pulumi.Resource] | None = None) -> ResourceOptions:
+        return ResourceOptions(parent=self, protect=protect, depends_on=depends_on)
+
+    def _tagged(self, name: str, role: str | None = None) -> dict[str, str]:
+        tags = {**self._tags, TAG_NAME: name, CLUSTER_TAG: self._settings.name}
+        return tags if role is None else {**tags, TAG_ROLE: role}
+
+    def _network(self) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        s, name = self._settings, self._name
+        if s.existing_vpc_id and s.existing_subnet_id:
+            # settings/load.py requires subnetCidr to be this subnet's CIDR: node addresses come from it.
+            return pulumi.Output.from_input(s.existing_vpc_id), pulumi.Output.from_input(s.existing_subnet_id)
+        protect = self._opts(protect=s.protect)
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=s.vpc_cidr, enable_dns_support=True, enable_dns_hostnames=True,
+                          tags=self._tagged(f"{name}-vpc"), opts=protect)
+        zone: pulumi.Input[str] = s.availability_zone or aws.get_availability_zones_output(
+            state="available", opts=pulumi.InvokeOutputOptions(parent=self)).names[0]
+        subnet = aws.ec2.Subnet(f"{name}-subnet", vpc_id=vpc.id, cidr_block=s.subnet_cidr, availability_zone=zone,
+                                # Nodes need a public address for packages without a NAT gateway;
+                                # what reaches them is decided by the security groups.
+                                map_public_ip_on_launch=True, tags=self._tagged(f"{name}-subnet"), opts=protect)
+        gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=self._tagged(f"{name}-igw"),
+                                          opts=self._opts())
+        table = aws.ec2.RouteTable(f"{name}-rt", vpc_id=vpc.id, tags=self._tagged(f"{name}-rt"), opts=self._opts())
+        aws.ec2.Route(f"{name}-default-route", route_table_id=table.id, destination_cidr_block=WORLD,
+                      gateway_id=gateway.id, opts=self._opts())
+        aws.ec2.RouteTableAssociation(f"{name}-rt-assoc", route_table_id=table.id, subnet_id=subnet.id,
+                                      opts=self._opts())
+        return vpc.id, subnet.id
+
+    def _security_groups(self, vpc_id: pulumi.Output[str]) -> dict[str, aws.ec2.SecurityGroup]:
+        name = self._name
+        groups = {
+            group: aws.ec2.SecurityGroup(
+                f"{name}-{short}-sg", vpc_id=vpc_id, description=f"{self._settings.name} {text}",
+                tags=self._tagged(f"{name}-{short}", role=short), opts=self._opts())
+            for group, short, text in (("control_plane", "control-plane", "control plane (etcd, apiserver)"),
+                                       ("nodes", "nodes", "nodes (kubelet, kube-proxy, pods)"))
+        }
+        for rule in security_rules(self._settings):
+            kind = aws.vpc.SecurityGroupIngressRule if rule.direction == "ingress" else aws.vpc.SecurityGroupEgressRule
+            peer = {"referenced_security_group_id": groups[rule.peer].id} if rule.peer_is_group else \
+                {"cidr_ipv4": rule.peer}
+            kind(f"{name}-{rule.group.replace('_', '-')}-{rule.name}", security_group_id=groups[rule.group].id,
+                 ip_protocol=rule.protocol, from_port=rule.from_port, to_port=rule.to_port,
+                 description=rule.description, tags=self._tagged(rule.name), opts=self._opts(), **peer)
+        return groups
+
+    def _ami(self) -> pulumi.Input[str]:
+        if self._settings.ami_id:
+            return self._settings.ami_id
+        regex, filters = fedora_ami_filters(self._settings.fedora_release)
+        return aws.ec2.get_ami_output(owners=[FEDORA_OWNER], most_recent=True, name_regex=regex,
+                                      filters=filters,  # type: ignore[arg-type]
+                                      opts=pulumi.InvokeOutputOptions(parent=self)).id
+
+    def _node_identity(self, node: NodeSpec, partition: pulumi.Output[str], account: pulumi.Output[str],
+                       key_arn: pulumi.Output[str]) -> tuple[aws.iam.InstanceProfile, list[aws.iam.RolePolicy]]:
+        """One role per node: it may read and decrypt only the node's own SSM path.
+
+        Minions also carry the EBS CSI controller's volume permissions: a self-managed cluster has
+        no IRSA, so the controller (hostNetwork, on some minion) uses the minion's role.
+        """
+        prefix = f"{self._name}-{node.name}"
+        role = aws.iam.Role(f"{prefix}-role", assume_role_policy=assume_role_policy(),
+                            description=f"{node.name}: read its own PKI from SSM at boot",
+                            tags=self._tagged(f"{prefix}-role"), opts=self._opts())
+        path, region = self.layout.ssm_path(node), self.layout.region
+        policy = aws.iam.RolePolicy(
+            f"{prefix}-ssm", role=role.id,
+            policy=pulumi.Output.all(partition, account, key_arn).apply(
+                lambda v: node_policy(v[0], region, v[1], path, v[2])),
+            opts=self._opts())
+        policies = [policy]
+        if node.role == "minion":
+            cluster = self._settings.name
+            policies.append(aws.iam.RolePolicy(f"{prefix}-ebs-csi", role=role.id,
+                                               policy=partition.apply(lambda p: ebs_csi_policy(p, cluster)),
+                                               opts=self._opts()))
+        profile = aws.iam.InstanceProfile(f"{prefix}-profile", role=role.name, tags=self._tagged(f"{prefix}-profile"),
+                                          opts=self._opts())
+        return profile, policies
+
+    def _reserve_node_addresses(self, subnet_id: pulumi.Output[str]) -> list[aws.ec2.SubnetCidrReservation]:
+        """Every node slot's address is reserved (explicit): the load balancers' interfaces, created
+        before some nodes exist, must not take an address a node is rendered with."""
+        return [
+            aws.ec2.SubnetCidrReservation(
+                f"{self._name}-node-addresses-{cidr_slug(block)}", subnet_id=subnet_id, cidr_block=block,
+                reservation_type="explicit", description=f"{self._settings.name} node addresses (fixed per slot)",
+                opts=self._opts())
+            for block in node_address_blocks(self.layout)
+        ]
+
+    def _frontend_address(self) -> pulumi.Output[str] | None:
+        if self.frontend_lb is None or self._settings.frontend_lb is None:
+            return None
+        port = self._settings.frontend_lb.listen_port
+        return self.frontend_lb.dns_name.apply(lambda host: host if port == 80 else f"{host}:{port}")
+
+    def _api_address(self, first_master: aws.ec2.Instance) -> aws.ec2.Eip:
+        """Without an API load balancer, the first master's public address for the kubeconfig: an
+        Elastic IP, because an instance's own public address changes on every stop/start."""
+        name = f"{self._name}-api-eip"
+        return aws.ec2.Eip(name, domain="vpc", instance=first_master.id, tags=self._tagged(name),
+                           opts=self._opts(protect=self._settings.protect))
+
+    def _frontend_lb(self, vpc_id: pulumi.Output[str], subnet_id: pulumi.Output[str],
+                     nodes: aws.ec2.SecurityGroup, minions: list[aws.ec2.Instance],
+                     reserved: list[aws.ec2.SubnetCidrReservation]) -> TcpLoadBalancer | None:
+        """frontendServiceType=LoadBalancer: an NLB on the frontend's fixed NodePort (no cloud controller here)."""
+        lb = self._settings.frontend_lb
+        if lb is None:
+            return None
+        return TcpLoadBalancer(
+            f"{self._name}-frontend-lb",
+            TcpLoadBalancerArgs(
+                vpc_id=vpc_id,
+                subnet_ids=[subnet_id],
+                targets_security_group_id=nodes.id,
+                targets={node.name: instance.id for node, instance in zip(self.layout.minions, minions, strict=True)},
+                target_port=lb.node_port,
+                listen_port=lb.listen_port,
+                source_cidrs=list(lb.source_cidrs),
+                purpose="Guestbook frontend",
+                tags=self._tagged(f"{self._name}-frontend-lb"),
+                deletion_protection=self._settings.protect,
+            ),
+            opts=ResourceOptions(parent=self, depends_on=reserved),
+        )
+
+    def _api_lb(self, vpc_id: pulumi.Output[str], subnet_id: pulumi.Output[str],
+                control_plane: aws.ec2.SecurityGroup,
+                reserved: list[aws.ec2.SubnetCidrReservation]) -> TcpLoadBalancer | None:
+        """apiLoadBalancer: 6443 on every master, for adminCidrs. Its targets are the masters' fixed
+        addresses, so it exists before the masters and their certificates can name it."""
+        if not self._settings.api_load_balancer:
+            return None
+        return TcpLoadBalancer(
+            f"{self._name}-api-lb",
+            TcpLoadBalancerArgs(
+                vpc_id=vpc_id,
+                subnet_ids=[subnet_id],
+                targets_security_group_id=control_plane.id,
+                targets={node.name: node.private_ip for node in self.layout.masters},
+                target_type="ip",
+                target_port=API_PORT,
+                listen_port=API_PORT,
+                source_cidrs=list(self._settings.admin_cidrs),
+                purpose="Kubernetes API",
+                tags=self._tagged(f"{self._name}-api-lb"),
+                deletion_protection=self._settings.protect,
+            ),
+            opts=ResourceOptions(parent=self, depends_on=reserved),
+        )
+
+    def _instance(self, node: NodeSpec, ami: pulumi.Input[str], subnet_id: pulumi.Output[str],
+                  group: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile,
+                  depends_on: list[pulumi.Resource]) -> aws.ec2.Instance:
+        s = self._settings
+        master = node.role == "master"
+        return aws.ec2.Instance(
+            f"{self._name}-{node.name}",
+            ami=ami,
+            instance_type=s.master_instance_type if master else s.minion_instance_type,
+            subnet_id=subnet_id,
+            private_ip=node.private_ip,
+            associate_public_ip_address=True,
+            vpc_security_group_ids=[group.id],
+            iam_instance_profile=profile.name,
+            key_name=s.key_name,
+            # IMDSv2 only, one hop: pods (one hop further) cannot reach the node's role credentials.
+            metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
+            # Tags on the root volume only: `volume_tags` would also claim (and on update, retag) the
+            # EBS CSI driver's volumes attached to the instance.
+            root_block_device={"volume_type": "gp3", "volume_size": s.root_volume_gb, "encrypted": True,
+                               "delete_on_termination": True, "tags": self._tagged(node.name, role=node.role)},
+            user_data=render_user_data(self.layout, node),
+            tags=self._tagged(node.name, role=node.role),
+            # A looked-up AMI moves whenever Fedora publishes a newer image, and `ami` forces a
+            # replacement (a master's etcd data with it). New nodes take the newest image; an
+            # existing node moves only when amiId is set explicitly or on `pulumi up --replace`.
+            opts=ResourceOptions.merge(
+                self._opts(depends_on=depends_on, protect=s.protect and master),
+                ResourceOptions(ignore_changes=[] if s.ami_id else ["ami"]),
+            ),
+        )
+

@@ -1,0 +1,107 @@
+"""Every IAM document of the cluster: who may assume the node roles, and what each role may do.
+
+Least privilege, each statement scoped by path or by the tags of components/facts.py: a node
+reads and decrypts only its own SSM path; a minion manages only volumes tagged for its own
+cluster and attaches them only to instances of that cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from components.facts import CLUSTER_TAG, ebs_volume_tags
+
+_PARTITION = re.compile(r"^aws(-[a-z]+)*$")
+
+
+def assume_role_policy() -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def node_policy(partition: str, region: str, account: str, node_path: str, key_arn: str) -> str:
+    """Read this node's SSM path and decrypt only parameters below it (KMS encryption context)."""
+    base = f"arn:{partition}:ssm:{region}:{account}:parameter{node_path}"
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadOwnPath", "Effect": "Allow", "Action": ["ssm:GetParametersByPath"], "Resource": [base]},
+        {"Sid": "ReadOwnParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+         "Resource": [f"{base}/*"]},
+        {"Sid": "DecryptOwnParameters", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [key_arn],
+         "Condition": {"StringLike": {"kms:EncryptionContext:PARAMETER_ARN": f"{base}/*"}}},
+    ]})
+
+
+DESCRIBE_ACTIONS = [
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeInstances",
+    "ec2:DescribeSnapshots",
+    "ec2:DescribeTags",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeVolumesModifications",
+    "ec2:DescribeVolumeStatus",
+]
+
+
+def ebs_csi_policy(partition: str, cluster_name: str) -> str:
+    """The IAM policy the minions' instance role needs for the EBS CSI controller.
+
+    Why the node role: a self-managed cluster has no IRSA (no OIDC issuer AWS trusts) and no
+    EKS Pod Identity agent, and the controller runs with hostNetwork so that the AWS SDK gets
+    the minion's instance-profile credentials from IMDS (IMDSv2 hop limit 1 keeps them from
+    every pod-network pod). Anything else with hostNetwork on a minion could use them too,
+    which is why nothing here reaches beyond this cluster's own volumes.
+
+    AWS's managed AmazonEBSCSIDriverPolicy scopes CreateVolume/DeleteVolume by the tag
+    ebs.csi.aws.com/cluster=true (any CSI driver's volume in the account) and leaves
+    Attach/Detach/Modify/CreateSnapshot/DeleteTags unconditioned. Here every mutating action
+    is conditioned: volumes must carry ebs.csi.aws.com/cluster=true AND
+    kubernetes.io/cluster/<cluster_name>=owned (what --k8s-tag-cluster-id makes the driver set),
+    tags may only be written while creating such a volume, and Attach/Detach only target
+    instances tagged Cluster=<cluster_name> (components/aws/cluster.py tags every node so).
+    Dropped from the managed policy: snapshot actions (no snapshotter runs) and DeleteTags
+    (only VolumeAttributesClass modification uses it, which is not enabled).
+    Describe* stay on "*": EC2 supports no resource-level permissions for them (read-only).
+    Volumes are encrypted with the account's default EBS key (aws/ebs), which needs no KMS
+    permission; an account whose EBS default is a customer key must add kms:CreateGrant etc.
+    """
+    if not _PARTITION.match(partition):
+        raise ValueError(f"partition {partition!r} is not an AWS partition name")
+    volume = f"arn:{partition}:ec2:*:*:volume/*"
+    instance = f"arn:{partition}:ec2:*:*:instance/*"
+    owned = ebs_volume_tags(cluster_name)
+    requested = {f"aws:RequestTag/{key}": value for key, value in owned.items()}
+    carried = {f"ec2:ResourceTag/{key}": value for key, value in owned.items()}
+    statements: list[dict[str, Any]] = [
+        {"Sid": "DescribeOnly", "Effect": "Allow", "Action": DESCRIBE_ACTIONS, "Resource": "*"},
+        {
+            "Sid": "CreateClusterVolumes",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateVolume"],
+            "Resource": volume,
+            "Condition": {"StringEquals": requested},
+        },
+        {
+            "Sid": "TagOnlyWhileCreating",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateTags"],
+            "Resource": volume,
+            "Condition": {"StringEquals": {"ec2:CreateAction": "CreateVolume", **requested}},
+        },
+        {
+            "Sid": "ManageClusterVolumes",
+            "Effect": "Allow",
+            "Action": ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:ModifyVolume", "ec2:DeleteVolume"],
+            "Resource": volume,
+            "Condition": {"StringEquals": carried},
+        },
+        {
+            "Sid": "AttachToClusterNodes",
+            "Effect": "Allow",
+            "Action": ["ec2:AttachVolume", "ec2:DetachVolume"],
+            "Resource": instance,
+            "Condition": {"StringEquals": {f"ec2:ResourceTag/{CLUSTER_TAG}": cluster_name}},
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, indent=2)

@@ -1,0 +1,77 @@
+"""The kit every Kubernetes component here builds its objects from.
+
+Metadata with the ownership labels, the restricted container security context, resources from
+settings, probes, and how replicas spread. Ownership labels stay out of selectors on purpose:
+selectors are immutable, ownership is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.facts import PROJECT
+from components.settings.schema import Resources
+
+core = k8s.core.v1
+meta = k8s.meta.v1
+
+OWNER_LABELS = {"app.kubernetes.io/part-of": PROJECT, "app.kubernetes.io/managed-by": "pulumi"}
+HOSTNAME = "kubernetes.io/hostname"
+
+
+def owned(labels: Mapping[str, str]) -> dict[str, str]:
+    """`labels` plus the ownership labels."""
+    return {**labels, **OWNER_LABELS}
+
+
+def metadata(name: str, *, labels: Mapping[str, str], namespace: pulumi.Input[str] | None = None,
+             annotations: Mapping[str, str] | None = None) -> meta.ObjectMetaArgs:
+    """An object's metadata: a fixed name (never auto-named), its labels, its namespace if namespaced."""
+    return meta.ObjectMetaArgs(name=name, namespace=namespace, labels=dict(labels),
+                               annotations=dict(annotations) if annotations else None)
+
+
+def restricted(*, read_only_root: bool = True, add: Sequence[str] = (), **extra: object) -> core.SecurityContextArgs:
+    """A container that cannot gain privileges and holds no capability but `add`: Pod Security's
+    restricted profile where `add` is empty (and the pod runs as non-root with a seccomp profile)."""
+    return core.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=read_only_root,
+        capabilities=core.CapabilitiesArgs(drop=["ALL"], add=list(add) or None),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def resources(spec: Resources) -> core.ResourceRequirementsArgs:
+    """Requests and limits, both always set (the policy pack requires them)."""
+    as_k8s = spec.to_k8s()
+    return core.ResourceRequirementsArgs(requests=as_k8s["requests"], limits=as_k8s["limits"])
+
+
+def http_probe(path: str, port: str | int, *, scheme: str | None = None, host: str | None = None,
+               **timing: int | None) -> core.ProbeArgs:
+    """An HTTP GET probe; `timing` are ProbeArgs' own fields (period_seconds, failure_threshold, ...)."""
+    return core.ProbeArgs(http_get=core.HTTPGetActionArgs(path=path, port=port, host=host, scheme=scheme),
+                          **timing)  # type: ignore[arg-type]
+
+
+def exec_probe(command: Sequence[str], **timing: int | None) -> core.ProbeArgs:
+    """A probe that runs `command` in the container; `timing` as for http_probe."""
+    return core.ProbeArgs(exec_=core.ExecActionArgs(command=list(command)), **timing)  # type: ignore[arg-type]
+
+
+def spread_by_host(selector: Mapping[str, str]) -> core.AffinityArgs:
+    """Prefer one replica per minion, never require it: a cluster with fewer minions than
+    replicas (or one minion down) still gets every replica scheduled."""
+    term = core.PodAffinityTermArgs(label_selector=meta.LabelSelectorArgs(match_labels=dict(selector)),
+                                    topology_key=HOSTNAME)
+    return core.AffinityArgs(
+        pod_anti_affinity=core.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                core.WeightedPodAffinityTermArgs(weight=100, pod_affinity_term=term)
+            ]
+        )
+    )

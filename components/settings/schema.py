@@ -1,0 +1,194 @@
+"""The typed settings of one stack: frozen dataclasses handed to the components.
+
+Plain data only. settings/load.py (the one reader of pulumi.Config) builds them and checks
+every value first; everything else reads them. pulumi is imported for type annotations only,
+so the node renderers, which take ClusterSettings, never load it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pulumi
+
+ClusterMode = Literal["aws", "existing"]
+Engine = Literal["mysql", "mariadb"]
+AntiAffinity = Literal["soft", "hard"]
+RetentionPolicy = Literal["Retain", "Delete"]
+RolloutStrategy = Literal["RollingUpdate", "Recreate"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Container requests and limits as Kubernetes quantities."""
+
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+    def to_k8s(self) -> dict[str, dict[str, str]]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True)
+class MysqlSettings:
+    """The replicated MySQL set (issue: MySqlReplicatedSet)."""
+
+    name: str
+    engine: Engine
+    version: str
+    replicas: int
+    image: str
+    backup_image: str
+    storage_size: str
+    storage_class: str | None
+    resources: Resources
+    anti_affinity: AntiAffinity
+    pvc_when_deleted: RetentionPolicy
+    pvc_when_scaled: RetentionPolicy
+    pdb_max_unavailable: int
+    protect: bool
+
+
+@dataclass(frozen=True)
+class MysqlSecrets:
+    """Passwords given with `pulumi config set --secret`; None means generate one."""
+
+    root_password: pulumi.Output[str] | None = None
+    replication_password: pulumi.Output[str] | None = None
+    backup_password: pulumi.Output[str] | None = None
+    verify_password: pulumi.Output[str] | None = None
+
+
+@dataclass(frozen=True)
+class AddonSettings:
+    """What the aws cluster runs in kube-system so that the workload can run on it."""
+
+    coredns_replicas: int
+    storage_class: str
+    volume_reclaim_policy: RetentionPolicy
+    metrics_server: bool
+    # The EBS controller takes host ports (hostNetwork): never more replicas than minions.
+    ebs_controller_replicas: int
+
+
+@dataclass(frozen=True)
+class FrontendLbSettings:
+    """frontendServiceType=LoadBalancer on the aws cluster: an NLB in front of a fixed NodePort
+    (the cluster runs no cloud controller, so nothing would serve a LoadBalancer Service)."""
+
+    node_port: int
+    listen_port: int
+    source_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """The Fedora-Atomic-style cluster on EC2 (issue: AtomicCluster)."""
+
+    name: str
+    region: str
+    vpc_cidr: str
+    subnet_cidr: str
+    existing_vpc_id: str | None
+    existing_subnet_id: str | None
+    availability_zone: str | None
+    master_count: int
+    minion_count: int
+    master_instance_type: str
+    minion_instance_type: str
+    root_volume_gb: int
+    ami_id: str | None
+    fedora_release: int
+    key_name: str | None
+    admin_cidrs: tuple[str, ...]
+    allow_world_admin: bool
+    enable_cockpit: bool
+    enable_cadvisor: bool
+    enable_nodeports: bool
+    kubernetes_version: str
+    service_cidr: str
+    pod_cidr: str
+    protect: bool
+    addons: AddonSettings
+    frontend_lb: FrontendLbSettings | None = None
+    # An NLB on 6443 in front of every master for kubectl and the stack's own Kubernetes provider.
+    api_load_balancer: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExistingClusterSettings:
+    """Deploy the workload onto a cluster that already exists."""
+
+    kubeconfig: pulumi.Output[str] | None
+    context: str | None
+    render_yaml_to: str | None
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """Deployment rollout knobs (seed: pod-replicaset-deployment)."""
+
+    strategy: RolloutStrategy
+    max_surge: int | str
+    max_unavailable: int | str
+    min_ready_seconds: int
+    progress_deadline_seconds: int
+    revision_history_limit: int
+    change_cause: str | None
+
+
+@dataclass(frozen=True)
+class AutoscalerSettings:
+    min_replicas: int
+    max_replicas: int
+    cpu_target_percent: int
+
+
+@dataclass(frozen=True)
+class GuestbookSettings:
+    """The seed's Guestbook: Redis primary, Redis replicas, PHP frontend."""
+
+    enabled: bool
+    frontend_image: str
+    frontend_replicas: int
+    frontend_service_type: ServiceType
+    redis_primary_image: str
+    redis_replica_image: str
+    redis_replicas: int
+    frontend_resources: Resources
+    redis_resources: Resources
+    rollout: RolloutSettings
+    autoscaler: AutoscalerSettings | None
+    ingress_bandwidth: str | None
+    egress_bandwidth: str | None
+    # A fixed nodePort for the frontend Service (the aws cluster's NLB targets it); None lets Kubernetes pick.
+    frontend_node_port: int | None = None
+
+    def served_by_node_port(self, node_port: int) -> GuestbookSettings:
+        """The frontend behind a load balancer the program builds itself: a NodePort Service on a
+        fixed port, since nothing in the cluster (no cloud controller) would serve a LoadBalancer."""
+        return replace(self, frontend_service_type="NodePort", frontend_node_port=node_port)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    project: str
+    stack: str
+    cluster_mode: ClusterMode
+    namespace: str
+    protect: bool
+    cluster: ClusterSettings | None
+    existing: ExistingClusterSettings | None
+    mysql: MysqlSettings
+    mysql_secrets: MysqlSecrets
+    guestbook: GuestbookSettings
+    tags: dict[str, str]

@@ -1,0 +1,262 @@
+"""Pure renderers for the replicated MySQL/MariaDB set.
+
+Nothing here touches Pulumi: every function maps plain values (engine, version,
+ordinal) to the text the pods need. The per-process options (server-id, port,
+datadir, socket) are deliberately left out of the role fragments: in a pod the
+init script writes server-id from the ordinal, and the image owns the rest; in
+the MariaDB rehearsal the test harness supplies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.pins import ENGINE_VERSIONS, ENGINES
+
+# server-id 0 is reserved (a server with id 0 refuses to replicate), hence the offset.
+SERVER_ID_OFFSET = 100
+
+# Account names are fixed (only passwords are secret); the scripts and the SQL agree on them.
+REPLICATION_USER = "repl"
+BACKUP_USER = "backup"
+# The least-privilege account of `make verify` (tools/mysql_verify), and the database its
+# check row goes to (the tool's default --database).
+VERIFY_USER = "verify"
+VERIFY_DATABASE = "atomic_verify"
+
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
+SCRIPT_NAMES = (
+    "common.sh", "init-mysql.sh", "clone-mysql.sh", "sidecar.sh", "readiness.sh", "liveness.sh", "sidecar-ready.sh",
+)
+# Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
+CONFIG_MOUNT = "/etc/mysql-config"
+
+
+@dataclass(frozen=True)
+class ClientTools:
+    """Client binary names inside the engine's image.
+
+    MariaDB 11 images no longer ship the mysql-named symlinks, so the names are per engine.
+    """
+
+    client: str
+    admin: str
+    backup: str
+    stream: str
+
+
+def _check(engine: str, version: str) -> None:
+    if engine not in ENGINE_VERSIONS:
+        raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
+    if version not in ENGINE_VERSIONS[engine]:
+        raise ValueError(f"version {version!r} for {engine}: allowed values are {', '.join(ENGINE_VERSIONS[engine])}")
+
+
+def tools(engine: str) -> ClientTools:
+    if engine == "mariadb":
+        return ClientTools(client="mariadb", admin="mariadb-admin", backup="mariadb-backup", stream="mbstream")
+    if engine == "mysql":
+        return ClientTools(client="mysql", admin="mysqladmin", backup="xtrabackup", stream="xbstream")
+    raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
+
+
+def server_id(ordinal: int) -> int:
+    """server-id of the pod with this StatefulSet ordinal (the tutorial's 100 + ordinal)."""
+    if ordinal < 0:
+        raise ValueError(f"ordinal must not be negative: {ordinal}")
+    return SERVER_ID_OFFSET + ordinal
+
+
+def _lines(*options: str) -> str:
+    return "\n".join(("[mysqld]", *options)) + "\n"
+
+
+def _common(engine: str, version: str) -> list[str]:
+    """Options shared by both roles: every member keeps a binlog so that any of them can
+    serve a clone to the next ordinal, and could be promoted."""
+    shared = [
+        # Fixed names instead of the hostname-derived defaults: a cloned data dir
+        # and a renamed pod must keep finding their logs.
+        "log_bin=mysql-bin",
+        "relay_log=relay-bin",
+        "skip_name_resolve=ON",
+        "sync_binlog=1",
+        "innodb_flush_log_at_trx_commit=1",
+        "binlog_expire_logs_seconds=604800",
+        "character_set_server=utf8mb4",
+    ]
+    if engine == "mariadb":
+        return [
+            *shared,
+            "binlog_format=ROW",
+            "log_slave_updates=ON",
+            # Refuse out-of-order GTIDs instead of silently diverging.
+            "gtid_strict_mode=ON",
+            "collation_server=utf8mb4_unicode_ci",
+        ]
+    extra = [
+        "gtid_mode=ON",
+        "enforce_gtid_consistency=ON",
+        "log_replica_updates=ON",
+    ]
+    if version == "8.0":
+        # Default (and removed) in 8.4; in 8.0 it lets replicas apply in parallel.
+        extra.append("binlog_transaction_dependency_tracking=WRITESET")
+    return shared + extra
+
+
+def primary_cnf(engine: str, version: str) -> str:
+    """[mysqld] fragment of ordinal 0 (the primary)."""
+    _check(engine, version)
+    return _lines("# Primary (ordinal 0): binlog with GTIDs for the replicas.", *_common(engine, version))
+
+
+def replica_cnf(engine: str, version: str) -> str:
+    """[mysqld] fragment of ordinals 1..n (replicas)."""
+    _check(engine, version)
+    # MariaDB has no super_read_only; read_only still stops every account
+    # without READ_ONLY ADMIN (i.e. everything but root-like accounts).
+    role = ["read_only=ON"] if engine == "mariadb" else ["super_read_only=ON", "read_only=ON"]
+    return _lines(
+        "# Replica (ordinal >= 1): refuses client writes. Replication restarts by itself",
+        "# after a restart; relay logs are rebuilt from the source (GTID auto-positioning).",
+        *_common(engine, version),
+        *role,
+        "relay_log_recovery=ON",
+    )
+
+
+def cnf_for(engine: str, version: str, ordinal: int) -> str:
+    return primary_cnf(engine, version) if ordinal == 0 else replica_cnf(engine, version)
+
+
+def server_id_cnf(ordinal: int) -> str:
+    return _lines(f"server_id={server_id(ordinal)}")
+
+
+def users_sql(engine: str) -> str:
+    """SQL run on the primary (as root) to create or update the set's accounts; replication
+    copies them to the replicas.
+
+    Passwords never appear in this text: the sidecar sets the session variables
+    @replication_password, @backup_password and @verify_password first (hex-encoded, from
+    the mounted secret), and the statements are built with QUOTE() and run as prepared
+    statements because CREATE USER ... IDENTIFIED BY takes only a literal. Re-running it
+    rotates the passwords to the secret's current values.
+    """
+    tools(engine)
+    if engine == "mariadb":
+        backup_grants = "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR"
+    else:
+        backup_grants = "BACKUP_ADMIN, PROCESS, RELOAD, LOCK TABLES, REPLICATION CLIENT"
+    repl = f"'{REPLICATION_USER}'@'%'"
+    # The backup account only ever connects over the pod-local socket.
+    backup = f"'{BACKUP_USER}'@'localhost'"
+    statements = [
+        *_account(engine, repl, "@replication_password"),
+        f"GRANT REPLICATION SLAVE ON *.* TO {repl};",
+        *_account(engine, backup, "@backup_password"),
+        f"GRANT {backup_grants} ON *.* TO {backup};",
+    ]
+    if engine == "mysql":
+        # XtraBackup 8 reads these tables for a consistent binlog/GTID position.
+        statements.append(f"GRANT SELECT ON performance_schema.log_status TO {backup};")
+        statements.append(f"GRANT SELECT ON performance_schema.keyring_component_status TO {backup};")
+        statements.append(f"GRANT SELECT ON performance_schema.replication_group_members TO {backup};")
+    statements += verify_statements(engine)
+    return "\n".join(statements) + "\n"
+
+
+def verify_grants(engine: str) -> list[str]:
+    """What tools/mysql_verify needs, and nothing more (docs/verify.md): its check database
+    (created on first use), the replication status, and on MySQL the applier workers' table
+    it quotes errors from. No SUPER, CONNECTION_ADMIN or READ_ONLY ADMIN, so replicas refuse
+    its writes, which is what the tool's write probe checks."""
+    tools(engine)
+    # `_` is a wildcard in a database-level grant: escaped, the grant covers this database only.
+    database = VERIFY_DATABASE.replace("_", "\\_")
+    verify = f"'{VERIFY_USER}'@'%'"
+    # SHOW SLAVE STATUS needs SLAVE MONITOR on MariaDB >= 10.5; SHOW REPLICA STATUS needs
+    # REPLICATION CLIENT on MySQL.
+    monitor = "SLAVE MONITOR" if engine == "mariadb" else "REPLICATION CLIENT"
+    grants = [
+        f"GRANT SELECT, INSERT, DELETE, CREATE ON `{database}`.* TO {verify};",
+        f"GRANT {monitor} ON *.* TO {verify};",
+    ]
+    if engine == "mysql":
+        grants.append(f"GRANT SELECT ON performance_schema.replication_applier_status_by_worker TO {verify};")
+    return grants
+
+
+def verify_statements(engine: str) -> list[str]:
+    """The verify account (connects over TCP from anywhere the NetworkPolicy admits) and its grants."""
+    return [*_account(engine, f"'{VERIFY_USER}'@'%'", "@verify_password"), *verify_grants(engine)]
+
+
+def _account(engine: str, account: str, variable: str) -> list[str]:
+    """Create `account` if missing, then (re)set its password: re-running rotates it."""
+    return [
+        _prepared(engine, f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY ", variable),
+        _prepared(engine, f"ALTER USER {account} IDENTIFIED BY ", variable),
+    ]
+
+
+def _prepared(engine: str, statement: str, variable: str) -> str:
+    """`statement` followed by the quoted password in a session variable, run as a prepared statement.
+
+    MariaDB writes account statements to the binlog as executed, so a literal password would
+    sit in every member's binlog and relay log for days: there the statement carries only the
+    mysql_native_password hash (`IDENTIFIED BY PASSWORD '*...'`, the plugin it would use anyway).
+    MySQL rewrites them to `IDENTIFIED WITH ... AS '<hash>'` before logging, and SQL has no
+    function computing its default plugin's (caching_sha2_password) salted hash, so it gets the
+    literal. (A MariaDB password validation plugin with strict_password_validation=ON would
+    refuse the hash form; the images load none.)
+    """
+    literal = statement.replace("'", "''")
+    value = f"QUOTE({variable})"
+    if engine == "mariadb":
+        literal += "PASSWORD "
+        value = f"QUOTE(PASSWORD({variable}))"
+    return (
+        f"SET @stmt = CONCAT('{literal}', {value});\n"
+        "PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;"
+    )
+
+
+def script_command(script: str) -> list[str]:
+    """Run one of the ConfigMap's scripts (mounted at CONFIG_MOUNT; no exec bit needed)."""
+    return ["bash", f"{CONFIG_MOUNT}/{script}"]
+
+
+def liveness_command() -> list[str]:
+    """mysqladmin ping (mariadb-admin on MariaDB, chosen by MYSQL_ENGINE in the script):
+    exit 0 whenever the server answers, even 'access denied', so only a dead or hung
+    server is restarted."""
+    return script_command("liveness.sh")
+
+
+def readiness_command() -> list[str]:
+    """Primary: answers a query. Replica: answers and both replication threads run."""
+    return script_command("readiness.sh")
+
+
+def sidecar_probe_command() -> list[str]:
+    """The sidecar is ready once the backup port listens (checked without connecting)."""
+    return script_command("sidecar-ready.sh")
+
+
+def script_files() -> dict[str, str]:
+    """The scripts shipped in the ConfigMap, by file name, read from components/workload/mysql/scripts."""
+    return {name: (SCRIPTS_DIR / name).read_text(encoding="utf-8") for name in SCRIPT_NAMES}
+
+
+def config_map_data(engine: str, version: str) -> dict[str, str]:
+    """Everything the pods read from the ConfigMap: both role fragments, the accounts'
+    SQL and the scripts (the containers run them with bash from CONFIG_MOUNT)."""
+    return {
+        "primary.cnf": primary_cnf(engine, version),
+        "replica.cnf": replica_cnf(engine, version),
+        "users.sql": users_sql(engine),
+        **script_files(),
+    }

@@ -1,0 +1,401 @@
+"""MySqlReplicatedSet: the Kubernetes tutorial's replicated MySQL, made production-grade.
+
+Same shape as the tutorial (ConfigMap, headless + read Services, StatefulSet whose
+ordinal 0 is the primary and whose new members clone from ordinal-1 on port 3307),
+plus what it lacks: credentials in a Secret, a primary Service, GTID replication,
+probes that watch replication, non-root read-only containers, a PDB and a
+NetworkPolicy. The pods' behaviour lives in scripts/ (shipped in the ConfigMap) and the
+config text in config.py; this module only wires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pulumi import ResourceOptions
+
+from components import tokens
+from components.facts import CLONE_PORT, MYSQL_PORT
+from components.kube.objects import exec_probe, metadata, owned, resources, restricted
+from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
+from components.workload.mysql import config as mysql_config
+
+meta = k8s.meta.v1
+core = k8s.core.v1
+apps = k8s.apps.v1
+
+# One uid for every container (the Percona image's own user is 1001), so that files the
+# clone writes belong to mysqld. Above 10000 so that no host account shares it; the mysql
+# and mariadb images run under any uid (their run and data dirs are world-writable/sticky,
+# and the data volume is group-owned through fsGroup).
+MYSQL_UID = 10999
+DATA_VOLUME = "data"
+DATA_SUBPATH = "mysql"
+SECRET_MOUNT = "/etc/mysql-secrets"
+# The Secret's keys (file names under SECRET_MOUNT); the scripts read them by these names.
+VERIFY_PASSWORD_KEY = "verify-password"
+PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY)
+
+# Containers whose size does not follow the mysqld settings.
+INIT_RESOURCES = Resources(cpu_request="50m", memory_request="32Mi", cpu_limit="200m", memory_limit="64Mi")
+# --prepare runs with --use-memory=128M (CLONE_PREPARE_MEMORY) plus the tool's own overhead.
+CLONE_RESOURCES = Resources(cpu_request="250m", memory_request="256Mi", cpu_limit="1", memory_limit="1Gi")
+SIDECAR_RESOURCES = Resources(cpu_request="100m", memory_request="128Mi", cpu_limit="1", memory_limit="512Mi")
+
+
+@dataclass
+class MySqlReplicatedSetArgs:
+    settings: MysqlSettings
+    secrets: MysqlSecrets
+    namespace: pulumi.Input[str]
+    # Pods carrying these labels may reach 3306; None means {"<name>-client": "true"}.
+    client_label: Mapping[str, str] | None = None
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The immutable labels the StatefulSet, Services, PDB and NetworkPolicy select on."""
+    return {"app.kubernetes.io/name": "mysql", "app.kubernetes.io/instance": name}
+
+
+def labels(name: str) -> dict[str, str]:
+    return owned({**selector_labels(name), "app.kubernetes.io/component": "database"})
+
+
+def default_client_label(name: str) -> dict[str, str]:
+    return {f"{name}-client": "true"}
+
+
+def config_checksum(data: Mapping[str, str]) -> str:
+    """Changes whenever the ConfigMap does, so the pods roll to pick up new scripts or config."""
+    return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
+
+
+def _checked_password(key: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not value:
+            raise ValueError(f"the MySQL {key} given with `pulumi config set --secret` is empty")
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise ValueError(f"the MySQL {key} must be one line without NUL characters")
+        return value
+
+    return check
+
+
+class MySqlReplicatedSet(pulumi.ComponentResource):
+    """A primary (`<name>-0`) and replicas cloned from their predecessor, on the caller's provider."""
+
+    def __init__(self, name: str, args: MySqlReplicatedSetArgs, opts: ResourceOptions | None = None) -> None:
+        super().__init__(tokens.MYSQL_SET, name, None, opts)
+        self._settings = settings = args.settings
+        self._namespace = args.namespace
+        child = ResourceOptions(parent=self)
+        stateful = ResourceOptions(parent=self, protect=settings.protect)
+
+        data = mysql_config.config_map_data(settings.engine, settings.version)
+        self.config_map = core.ConfigMap(
+            f"{name}-config", metadata=self._meta(f"{settings.name}-config"), data=data, opts=child
+        )
+        passwords = self._passwords(name, args.secrets, stateful)
+        self.secret = core.Secret(
+            f"{name}-secret",
+            metadata=self._meta(f"{settings.name}-credentials"),
+            type="Opaque",
+            string_data=passwords,
+            opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
+        )
+        self.headless_service = core.Service(f"{name}-headless", metadata=self._meta(settings.name),
+                                             spec=self._headless_spec(), opts=child)
+        self.read_service = core.Service(f"{name}-read", metadata=self._meta(f"{settings.name}-read"),
+                                         spec=self._client_spec(selector_labels(settings.name)), opts=child)
+        primary_selector = {
+            **selector_labels(settings.name),
+            "statefulset.kubernetes.io/pod-name": f"{settings.name}-0",
+        }
+        self.primary_service = core.Service(f"{name}-primary", metadata=self._meta(f"{settings.name}-primary"),
+                                            spec=self._client_spec(primary_selector), opts=child)
+        self.stateful_set = apps.StatefulSet(
+            f"{name}-statefulset",
+            metadata=self._meta(settings.name),
+            spec=self._stateful_set_spec(config_checksum(data)),
+            # The name is fixed (pod DNS depends on it): a replacement must delete first.
+            opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
+                                 depends_on=[self.config_map, self.secret, self.headless_service]),
+        )
+        self.pdb = k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=self._meta(settings.name),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=settings.pdb_max_unavailable,
+                selector=meta.LabelSelectorArgs(match_labels=selector_labels(settings.name)),
+            ),
+            opts=child,
+        )
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=self._meta(settings.name),
+            spec=self._network_policy_spec(args.client_label or default_client_label(settings.name)),
+            opts=child,
+        )
+
+        def host(service: core.Service) -> pulumi.Output[str]:
+            return pulumi.Output.all(service.metadata.name, args.namespace).apply(lambda v: f"{v[0]}.{v[1]}.svc")
+
+        self.primary_host = host(self.primary_service)
+        self.read_host = host(self.read_service)
+        self.headless_service_name: pulumi.Output[str] = self.headless_service.metadata.name
+        self.secret_name: pulumi.Output[str] = self.secret.metadata.name
+        self.replicas: pulumi.Output[int] = self.stateful_set.spec.replicas
+        # Where `make verify` finds its account: the user name and the Secret key holding its
+        # password (names only; the password stays in the Secret).
+        self.verify_user: str = mysql_config.VERIFY_USER
+        self.verify_password_key: str = VERIFY_PASSWORD_KEY
+        self.register_outputs(
+            {
+                "primaryHost": self.primary_host,
+                "readHost": self.read_host,
+                "headlessService": self.headless_service_name,
+                "secretName": self.secret_name,
+                "replicas": self.replicas,
+                "verifyUser": self.verify_user,
+                "verifyPasswordKey": self.verify_password_key,
+            }
+        )
+
+    # ------------------------------------------------------------------ pieces
+
+    def _meta(self, object_name: str) -> meta.ObjectMetaArgs:
+        return metadata(object_name, labels=labels(self._settings.name), namespace=self._namespace)
+
+    def _passwords(self, name: str, given: MysqlSecrets, opts: ResourceOptions) -> dict[str, pulumi.Output[str]]:
+        """Configured secrets are checked; missing ones are generated (32 letters and digits)."""
+        result: dict[str, pulumi.Output[str]] = {}
+        configured = (given.root_password, given.replication_password, given.backup_password, given.verify_password)
+        for key, value in zip(PASSWORD_KEYS, configured, strict=True):
+            if value is None:
+                value = random.RandomPassword(f"{name}-{key}", length=32, special=False, opts=opts).result
+            # apply keeps the secret flag; Output.secret makes sure a plain value gets one.
+            checked: pulumi.Output[str] = value.apply(_checked_password(key))
+            result[key] = pulumi.Output.secret(checked)
+        return result
+
+    def _headless_spec(self) -> core.ServiceSpecArgs:
+        # Peers find each other by pod DNS (<name>-N.<name>) even before they are ready.
+        return core.ServiceSpecArgs(
+            cluster_ip="None",
+            publish_not_ready_addresses=True,
+            selector=selector_labels(self._settings.name),
+            ports=[
+                core.ServicePortArgs(name="mysql", port=MYSQL_PORT, target_port="mysql"),
+                core.ServicePortArgs(name="clone", port=CLONE_PORT, target_port="clone"),
+            ],
+        )
+
+    @staticmethod
+    def _client_spec(selector: dict[str, str]) -> core.ServiceSpecArgs:
+        return core.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=selector,
+            ports=[core.ServicePortArgs(name="mysql", port=MYSQL_PORT, target_port="mysql")],
+        )
+
+    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        net = k8s.networking.v1
+        members = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
+            match_labels=selector_labels(self._settings.name)))
+        clients = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)))
+        return net.NetworkPolicySpecArgs(
+            pod_selector=meta.LabelSelectorArgs(match_labels=selector_labels(self._settings.name)),
+            policy_types=["Ingress"],
+            ingress=[
+                net.NetworkPolicyIngressRuleArgs(
+                    from_=[clients, members],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=MYSQL_PORT)],
+                ),
+                # Backups (whole data dirs) go only to the next member of the set.
+                net.NetworkPolicyIngressRuleArgs(
+                    from_=[members],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=CLONE_PORT)],
+                ),
+            ],
+        )
+
+    # ------------------------------------------------------------------ the StatefulSet
+
+    def _stateful_set_spec(self, checksum: str) -> apps.StatefulSetSpecArgs:
+        s = self._settings
+        return apps.StatefulSetSpecArgs(
+            service_name=s.name,
+            replicas=s.replicas,
+            # Ordinal N clones from N-1, so N-1 must be ready first.
+            pod_management_policy="OrderedReady",
+            selector=meta.LabelSelectorArgs(match_labels=selector_labels(s.name)),
+            update_strategy=apps.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+            persistent_volume_claim_retention_policy=apps.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                when_deleted=s.pvc_when_deleted, when_scaled=s.pvc_when_scaled
+            ),
+            template=core.PodTemplateSpecArgs(
+                metadata=meta.ObjectMetaArgs(labels=labels(s.name), annotations={"checksum/config": checksum}),
+                spec=self._pod_spec(),
+            ),
+            volume_claim_templates=[
+                core.PersistentVolumeClaimArgs(
+                    metadata=meta.ObjectMetaArgs(name=DATA_VOLUME, labels=selector_labels(s.name)),
+                    spec=core.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteOnce"],
+                        storage_class_name=s.storage_class,
+                        resources=core.VolumeResourceRequirementsArgs(requests={"storage": s.storage_size}),
+                    ),
+                )
+            ],
+        )
+
+    def _pod_spec(self) -> core.PodSpecArgs:
+        s = self._settings
+        return core.PodSpecArgs(
+            automount_service_account_token=False,
+            enable_service_links=False,
+            termination_grace_period_seconds=60,
+            security_context=core.PodSecurityContextArgs(
+                run_as_non_root=True,
+                run_as_user=MYSQL_UID,
+                run_as_group=MYSQL_UID,
+                fs_group=MYSQL_UID,
+                fs_group_change_policy="OnRootMismatch",
+                seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
+            ),
+            affinity=self._affinity(),
+            init_containers=[self._init_container(), self._clone_container()],
+            containers=[self._mysqld_container(), self._sidecar_container()],
+            volumes=[
+                core.VolumeArgs(name="conf", empty_dir=core.EmptyDirVolumeSourceArgs()),
+                core.VolumeArgs(name="config", config_map=core.ConfigMapVolumeSourceArgs(
+                    name=f"{s.name}-config", default_mode=0o444)),
+                core.VolumeArgs(name="credentials", secret=core.SecretVolumeSourceArgs(
+                    secret_name=f"{s.name}-credentials", default_mode=0o440)),
+                core.VolumeArgs(name="run", empty_dir=core.EmptyDirVolumeSourceArgs(
+                    medium="Memory", size_limit="16Mi")),
+                core.VolumeArgs(name="mysqld-tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
+                core.VolumeArgs(name="tools-tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
+                # Holds the backup account's option file while a backup runs: memory only.
+                core.VolumeArgs(name="client-cnf", empty_dir=core.EmptyDirVolumeSourceArgs(
+                    medium="Memory", size_limit="1Mi")),
+            ],
+        )
+
+    def _affinity(self) -> core.AffinityArgs:
+        term = core.PodAffinityTermArgs(
+            topology_key="kubernetes.io/hostname",
+            label_selector=meta.LabelSelectorArgs(match_labels=selector_labels(self._settings.name)),
+        )
+        if self._settings.anti_affinity == "hard":
+            return core.AffinityArgs(pod_anti_affinity=core.PodAntiAffinityArgs(
+                required_during_scheduling_ignored_during_execution=[term]))
+        return core.AffinityArgs(pod_anti_affinity=core.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                core.WeightedPodAffinityTermArgs(weight=100, pod_affinity_term=term)]))
+
+    def _env(self, **extra: str) -> list[core.EnvVarArgs]:
+        s = self._settings
+        values = {"MYSQL_ENGINE": s.engine, "MYSQL_VERSION": s.version, "MYSQL_SET_NAME": s.name, **extra}
+        return [
+            core.EnvVarArgs(name="POD_NAME", value_from=core.EnvVarSourceArgs(
+                field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.name"))),
+            *(core.EnvVarArgs(name=key, value=value) for key, value in values.items()),
+        ]
+
+    @staticmethod
+    def _security_context() -> core.SecurityContextArgs:
+        return restricted(privileged=False, run_as_non_root=True, run_as_user=MYSQL_UID, run_as_group=MYSQL_UID)
+
+    @staticmethod
+    def _mount(volume: str, path: str, *, read_only: bool = False, sub_path: str | None = None) -> core.VolumeMountArgs:
+        return core.VolumeMountArgs(name=volume, mount_path=path, read_only=read_only or None, sub_path=sub_path)
+
+    def _container(self, name: str, image: str, spec: Resources, **fields: object) -> core.ContainerArgs:
+        return core.ContainerArgs(
+            name=name,
+            image=image,
+            # Pinned tags: a restart must not depend on the registry (the project's policy,
+            # .checkov-skips.yaml CKV_K8S_15).
+            image_pull_policy="IfNotPresent",
+            security_context=self._security_context(),
+            resources=resources(spec),
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def _init_container(self) -> core.ContainerArgs:
+        return self._container(
+            "init-mysql", self._settings.image, INIT_RESOURCES,
+            command=mysql_config.script_command("init-mysql.sh"),
+            env=self._env(),
+            volume_mounts=[self._mount("conf", "/etc/mysql/conf.d"),
+                           self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True)],
+        )
+
+    def _clone_container(self) -> core.ContainerArgs:
+        # The volume root, not the subPath: the clone is staged next to the data dir and
+        # renamed into place, so a half-received stream never looks like data.
+        return self._container(
+            "clone-mysql", self._settings.backup_image, CLONE_RESOURCES,
+            command=mysql_config.script_command("clone-mysql.sh"),
+            env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp"),
+            volume_mounts=[self._mount(DATA_VOLUME, "/var/lib/mysql-volume"),
+                           self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
+                           self._mount("tools-tmp", "/tmp")],
+        )
+
+    def _mysqld_container(self) -> core.ContainerArgs:
+        s = self._settings
+        prefix = "MARIADB" if s.engine == "mariadb" else "MYSQL"
+        alive, ready = mysql_config.liveness_command(), mysql_config.readiness_command()
+        return self._container(
+            "mysql", s.image, s.resources,
+            env=self._env(**{
+                # The image entrypoint initialises ordinal 0's empty data dir with this
+                # root password; root is reachable over the pod-local socket only.
+                f"{prefix}_ROOT_PASSWORD_FILE": f"{SECRET_MOUNT}/root-password",
+                f"{prefix}_ROOT_HOST": "localhost",
+            }),
+            ports=[core.ContainerPortArgs(name="mysql", container_port=MYSQL_PORT, protocol="TCP")],
+            volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],
+            # First initialisation or crash recovery may take long; liveness waits for it.
+            startup_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=90),
+            liveness_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=3),
+            readiness_probe=exec_probe(ready, period_seconds=5, timeout_seconds=5, failure_threshold=2),
+        )
+
+    def _shared_mounts(self) -> list[core.VolumeMountArgs]:
+        """What mysqld and the sidecar both see: the data, the rendered config, the scripts,
+        the credentials and mysqld's socket directory (the sidecar talks to it over the socket)."""
+        return [
+            self._mount(DATA_VOLUME, "/var/lib/mysql", sub_path=DATA_SUBPATH),
+            self._mount("conf", "/etc/mysql/conf.d", read_only=True),
+            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
+            self._mount("credentials", SECRET_MOUNT, read_only=True),
+            self._mount("run", "/var/run/mysqld"),
+        ]
+
+    def _sidecar_container(self) -> core.ContainerArgs:
+        probe = mysql_config.sidecar_probe_command()
+        return self._container(
+            "sidecar", self._settings.backup_image, SIDECAR_RESOURCES,
+            command=mysql_config.script_command("sidecar.sh"),
+            env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client"),
+            ports=[core.ContainerPortArgs(name="clone", container_port=CLONE_PORT, protocol="TCP")],
+            volume_mounts=[
+                *self._shared_mounts(),
+                self._mount("tools-tmp", "/tmp"),
+                self._mount("client-cnf", "/run/mysql-client"),
+            ],
+            # Ready once the backup port listens, i.e. after the accounts exist (ordinal 0)
+            # or replication started (replicas): only then may the next ordinal clone.
+            startup_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=180),
+            liveness_probe=exec_probe(probe, period_seconds=10, timeout_seconds=3, failure_threshold=3),
+            readiness_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=2),
+        )

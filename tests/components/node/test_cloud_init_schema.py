@@ -1,0 +1,63 @@
+"""Every node's user-data validates against Debian's cloud-init schema and fits EC2's 16 KB.
+
+The real consumer is cloud-init on the node; here Debian's cloud-init (22.4)
+checks the same #cloud-config with `cloud-init schema --config-file`. The test
+fails, not skips, when cloud-init is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.facts import USER_DATA_LIMIT
+from components.node.cloud_init import render_user_data
+from components.node.layout import compute_layout
+from components.node.units import CADVISOR_UNIT_PATH
+from tests.components.node.shapes import cluster_settings
+
+pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
+
+CLOUD_INIT = "/usr/bin/cloud-init"
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "dev": dict(master_count=1, minion_count=2, enable_cockpit=True),
+    "prod": dict(master_count=3, minion_count=6, subnet_cidr="10.40.0.0/22", vpc_cidr="10.40.0.0/16",
+                 region="us-west-2"),
+    # The longest names settings allow, every optional service (Cockpit, cAdvisor's unit): the biggest user-data.
+    "largest": dict(name="a" * 24, master_count=3, minion_count=240, enable_cockpit=True, enable_cadvisor=True,
+                    kubernetes_version="1.33", region="ap-southeast-2"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_user_data_validates_with_cloud_init_and_fits_ec2(shape: str, tmp_path: Path) -> None:
+    assert shutil.which(CLOUD_INIT), "cloud-init is missing: install Debian's cloud-init"
+    layout = compute_layout(cluster_settings(**SHAPES[shape]), "test")
+    # Masters differ only in names/addresses, minions likewise: check the first and last of each role.
+    nodes = {n.name: n for n in (layout.masters[0], layout.masters[-1], layout.minions[0], layout.minions[-1])}
+    for node in nodes.values():
+        text = render_user_data(layout, node)
+        # the optional cAdvisor unit is part of what cloud-init checks here, on masters and minions
+        assert (CADVISOR_UNIT_PATH in text) == bool(SHAPES[shape].get("enable_cadvisor")), node.name
+        size = len(text.encode())
+        assert size < USER_DATA_LIMIT, f"{node.name}: {size} bytes"
+        path = tmp_path / f"{node.name}.yaml"
+        path.write_text(text)
+        result = subprocess.run([CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, f"{node.name}:\n{result.stdout}{result.stderr}"
+        assert "Valid cloud-config" in result.stdout, result.stdout
+
+
+def test_schema_check_rejects_a_broken_document(tmp_path: Path) -> None:
+    """The check above can fail: a wrong type for a known key is reported."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("#cloud-config\nruncmd: 42\nwrite_files:\n- content: x\n")
+    result = subprocess.run([CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0

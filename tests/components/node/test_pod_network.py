@@ -1,0 +1,62 @@
+"""The CNI chain and the static VXLAN overlay (atomic-node run by bash)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from components.node.layout import render_hosts
+from components.node.pod_network import overlay_routes, render_cni_conflist
+from tests.components.node.boot import _run_node_script
+from tests.components.node.shapes import layout_of
+
+
+def test_cni_conflist_chains_bridge_portmap_and_bandwidth_on_the_node_subnet() -> None:
+    layout = layout_of()
+    conflist = json.loads(render_cni_conflist(layout, layout.minions[1]))
+    assert conflist["cniVersion"] == "1.0.0"
+    assert [p["type"] for p in conflist["plugins"]] == ["bridge", "portmap", "bandwidth"]
+    assert conflist["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.4.0/24"}]]
+    assert conflist["plugins"][1]["capabilities"] == {"portMappings": True}
+    assert conflist["plugins"][2]["capabilities"] == {"bandwidth": True}
+
+
+def test_node_script_writes_exactly_the_rendered_hosts_block(tmp_path: Path) -> None:
+    layout = layout_of(master_count=3, minion_count=2, subnet_cidr="10.0.1.0/26")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.0.1.99 stale-node # atomic-cluster\n")
+    _run_node_script(tmp_path, layout, layout.minions[0], "hosts", str(hosts))
+    _run_node_script(tmp_path, layout, layout.minions[0], "hosts", str(hosts))  # idempotent
+    assert hosts.read_text() == "127.0.0.1 localhost\n" + render_hosts(layout)
+    # Every minion slot of the subnet is there, so later minions resolve on old nodes.
+    assert hosts.read_text().count("-minion-") == layout.minion_slots == 64 - 1 - 10 - 3
+    assert "10.0.1.10 atomic-master-1 # atomic-cluster" in hosts.read_text()
+
+
+def test_node_script_programs_a_route_fdb_and_neighbour_per_other_node(tmp_path: Path) -> None:
+    layout = layout_of(master_count=3, minion_count=2, subnet_cidr="10.0.1.0/27")
+    node = layout.minions[0]
+    out = _run_node_script(tmp_path, layout, node, "overlay", dry_run=True).stdout.splitlines()
+    assert f"ip link set atomic.1 address {node.vtep_mac} mtu 1450 up" in out
+    assert "ip addr replace 10.244.3.0/32 dev atomic.1" in out
+    expected = overlay_routes(layout, node)
+    assert len(expected) == 3 + layout.minion_slots - 1
+    for subnet, mac, underlay in expected:
+        gateway = subnet.split("/")[0]
+        assert f"bridge fdb replace {mac} dev atomic.1 dst {underlay}" in out
+        assert f"ip neigh replace {gateway} lladdr {mac} dev atomic.1 nud permanent" in out
+        assert f"ip route replace {subnet} via {gateway} dev atomic.1 onlink" in out
+    assert sum(line.startswith("ip route replace") for line in out) == len(expected)
+    assert not any(node.pod_subnet in line for line in out if line.startswith("ip route"))
+
+
+def test_node_script_refuses_an_address_outside_the_layout(tmp_path: Path) -> None:
+    layout = layout_of()
+    stranger = replace(layout.minions[0], private_ip="10.0.1.5")  # below the first node slot
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        _run_node_script(tmp_path, layout, stranger, "overlay", dry_run=True)
+    assert "is not a cluster node" in failure.value.stderr

@@ -1,0 +1,134 @@
+"""systemd units: the cAdvisor unit under podman, verified by systemd-analyze."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from components.facts import CADVISOR_PORT
+from components.node.cloud_init import render_user_data
+from components.node.units import CADVISOR_UNIT_PATH, render_cadvisor_unit
+from components.pins import CADVISOR_IMAGE, CADVISOR_VERSION
+from tests.components.node.shapes import layout_of
+
+
+def _cadvisor_argv() -> list[str]:
+    """The unit's ExecStart as systemd reads it: continuation lines joined, then split on blanks."""
+    unit = render_cadvisor_unit().replace("\\\n", " ")
+    (exec_start,) = re.findall(r"^ExecStart=(.+)$", unit, re.MULTILINE)
+    return exec_start.split()
+
+
+def test_cadvisor_is_rendered_for_every_node_only_when_enabled() -> None:
+    off, on = layout_of(master_count=3), layout_of(master_count=3, enable_cadvisor=True)
+    for node in off.nodes:
+        text = render_user_data(off, node)
+        assert "cadvisor" not in text.lower() and "podman" not in text, node.name
+    for node in on.nodes:
+        config = yaml.safe_load(render_user_data(on, node))
+        units = {f["path"]: f for f in config["write_files"]}
+        assert units[CADVISOR_UNIT_PATH]["content"] == render_cadvisor_unit(), node.name
+        assert "podman" in config["packages"]
+        # started now and at every boot, without holding up the rest of the bootstrap
+        assert config["runcmd"][-1] == ["systemctl", "enable", "--now", "--no-block", "cadvisor.service"]
+        assert "WantedBy=multi-user.target" in units[CADVISOR_UNIT_PATH]["content"]
+
+
+def test_enabling_cadvisor_adds_only_its_unit_package_and_start() -> None:
+    """The disabled rendering is the enabled one minus the three cAdvisor parts: nothing else moves."""
+    off, on = layout_of(), layout_of(enable_cadvisor=True)
+    for node_off, node_on in zip(off.nodes, on.nodes, strict=True):
+        disabled = yaml.safe_load(render_user_data(off, node_off))
+        enabled = yaml.safe_load(render_user_data(on, node_on))
+        enabled["packages"].remove("podman")
+        enabled["write_files"] = [f for f in enabled["write_files"] if f["path"] != CADVISOR_UNIT_PATH]
+        enabled["runcmd"].pop()
+        assert enabled == disabled, node_on.name
+
+
+def test_cadvisor_runs_the_pinned_upstream_image_on_4194() -> None:
+    argv = _cadvisor_argv()
+    assert argv[:2] == ["/usr/bin/podman", "run"]
+    images = [a for a in argv if a.startswith("gcr.io/")]
+    assert images == [CADVISOR_IMAGE]
+    pinned = re.fullmatch(r"gcr\.io/cadvisor/cadvisor:(v\d+\.\d+\.\d+)@sha256:[0-9a-f]{64}", CADVISOR_IMAGE)
+    assert pinned and pinned.group(1) == CADVISOR_VERSION, "pinned by release tag and digest, never latest"
+    image_at = argv.index(CADVISOR_IMAGE)
+    # podman options before the image, cAdvisor's own flags after it
+    assert argv[image_at + 1:] == ["--port=4194"]
+    assert "--publish=4194:4194" in argv[:image_at]
+    assert CADVISOR_PORT == 4194, "the seed's port, and the one the security groups open"
+    assert f"cAdvisor {CADVISOR_VERSION} on port 4194" in render_cadvisor_unit()
+
+
+def test_cadvisor_mounts_only_what_it_reads_and_read_only() -> None:
+    argv = _cadvisor_argv()
+    volumes = [a.removeprefix("--volume=") for a in argv if a.startswith(("--volume", "-v", "--mount"))]
+    assert volumes == ["/:/rootfs:ro", "/sys:/sys:ro", "/dev/disk:/dev/disk:ro"]
+    assert all(v.endswith(":ro") for v in volumes)
+    # No container-runtime socket: CRI-O's socket is the whole CRI API (root on the node).
+    assert not any(v.startswith(("/var/run", "/run", "/var/lib/containers")) for v in volumes)
+
+
+def test_cadvisor_runs_with_the_least_privilege_it_allows() -> None:
+    argv = _cadvisor_argv()
+    options = argv[2:argv.index(CADVISOR_IMAGE)]
+    assert "--user=65534:65534" in options, "cAdvisor runs as nobody, not as root"
+    assert "--cap-drop=all" in options and not any(o.startswith("--cap-add") for o in options)
+    assert "--security-opt=no-new-privileges" in options
+    assert "--read-only" in options
+    for forbidden in ("--privileged", "--network=host", "--net=host", "--pid=host", "--device", "--userns=host",
+                      "--ipc=host", "--security-opt=seccomp=unconfined"):
+        assert not any(o.startswith(forbidden) for o in options), forbidden
+
+
+# podman-run(1) options the unit may use (podman 5 on Fedora 41/42); a typo is an error at boot.
+PODMAN_RUN_OPTIONS = {
+    "cidfile", "cgroups", "rm", "sdnotify", "replace", "detach", "name", "user", "cap-drop", "security-opt",
+    "read-only", "memory", "cpus", "publish", "volume",
+}
+
+
+def test_cadvisor_podman_options_are_podman_run_options() -> None:
+    argv = _cadvisor_argv()
+    for option in argv[2:argv.index(CADVISOR_IMAGE)]:
+        name = re.fullmatch(r"--([a-z-]+)(=.*)?", option)
+        assert name and name.group(1) in PODMAN_RUN_OPTIONS, option
+
+
+SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
+
+
+def _systemd_verify(tmp_path: Path, unit_name: str, text: str) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify` against a throw-away root holding the host's systemd units (for the
+    targets the unit names) and stand-ins for the binaries Fedora provides (podman, rm)."""
+    assert shutil.which(SYSTEMD_ANALYZE), "systemd-analyze is missing: install Debian's systemd"
+    root = tmp_path / "root"
+    units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
+    shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/bin").mkdir(parents=True)
+    for binary in ("podman", "rm"):
+        (root / "usr/bin" / binary).write_text("#!/bin/sh\n")
+        (root / "usr/bin" / binary).chmod(0o755)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "etc/systemd/system" / unit_name).write_text(text)
+    return subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", "--generators=no", f"--root={root}",
+                           f"/etc/systemd/system/{unit_name}"], capture_output=True, text=True, timeout=60)
+
+
+def test_cadvisor_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    result = _systemd_verify(tmp_path, "cadvisor.service", render_cadvisor_unit())
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_systemd_verify_reports_a_broken_unit(tmp_path: Path) -> None:
+    """The check above can fail: an unknown key and an ExecStart on a missing binary are reported."""
+    broken = render_cadvisor_unit().replace("Restart=on-failure", "Restart=sometimes\nBogusKey=1")
+    broken = broken.replace("ExecStop=/usr/bin/podman", "ExecStop=/usr/bin/no-such-podman")
+    result = _systemd_verify(tmp_path, "broken.service", broken)
+    assert "BogusKey" in result.stderr and "sometimes" in result.stderr
+    assert "no-such-podman" in result.stderr and result.returncode != 0

@@ -1,0 +1,380 @@
+"""MySqlReplicatedSet under Pulumi mocks: the registered graph and the rendered objects.
+
+The component runs inside a small program (written to a temporary file) that reads
+the stack's settings exactly as __main__.py does and passes an explicit Kubernetes
+provider, then tools.harness.offline.run_program records every registration.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+from components import tokens
+from components.workload.mysql import config as mysql_config
+from components.workload.mysql.set import MYSQL_UID, selector_labels
+from tests.conftest import KUBERNETES_VERSION
+from tools.harness.mocks import SECRET_TEXT
+from tools.harness.offline import Plan, run_program
+
+STACK = "dev"
+NAMESPACE = "atomic-mysql"
+COMPONENT = tokens.MYSQL_SET
+
+PROGRAM = '''
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi import ResourceOptions
+
+from components.workload.mysql.set import MySqlReplicatedSet, MySqlReplicatedSetArgs
+from components.settings.load import load_settings
+
+settings = load_settings()
+provider = k8s.Provider("kubernetes")
+mysql = MySqlReplicatedSet(
+    "mysql",
+    MySqlReplicatedSetArgs(settings=settings.mysql, secrets=settings.mysql_secrets, namespace=settings.namespace),
+    opts=ResourceOptions(providers=[provider]),
+)
+pulumi.export("primaryHost", mysql.primary_host)
+pulumi.export("readHost", mysql.read_host)
+pulumi.export("headlessService", mysql.headless_service_name)
+pulumi.export("secretName", mysql.secret_name)
+pulumi.export("replicas", mysql.replicas)
+'''
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("program") / "__main__.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+@pytest.fixture
+def run(program: Path) -> Any:
+    def runner(overrides: dict[str, Any] | None = None, secrets: dict[str, str] | None = None) -> Plan:
+        return run_program(STACK, overrides, secrets, program=program)
+
+    return runner
+
+
+def objects(plan: Plan) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in plan.kubernetes_objects()}
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def pod_template(plan: Plan) -> dict[str, Any]:
+    return objects(plan)[("StatefulSet", "mysql")]["spec"]["template"]
+
+
+def containers(plan: Plan) -> dict[str, dict[str, Any]]:
+    spec = pod_template(plan)["spec"]
+    return {c["name"]: c for c in spec["initContainers"] + spec["containers"]}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+# ---------------------------------------------------------------- parts and wiring
+
+
+def test_every_part_is_registered_under_the_component_with_the_explicit_provider(run: Any) -> None:
+    plan = run()
+    [component] = plan.of_type(COMPONENT)
+    assert component.name == "mysql"
+    assert set(objects(plan)) == {
+        ("ConfigMap", "mysql-config"),
+        ("Secret", "mysql-credentials"),
+        ("Service", "mysql"),
+        ("Service", "mysql-read"),
+        ("Service", "mysql-primary"),
+        ("StatefulSet", "mysql"),
+        ("PodDisruptionBudget", "mysql"),
+        ("NetworkPolicy", "mysql"),
+    }
+    [provider] = plan.of_type(tokens.KUBERNETES_PROVIDER)
+    for child in plan.children_of(component):
+        assert child.name.startswith("mysql-"), child.name
+        if child.type.startswith("kubernetes:"):
+            assert child.provider.rsplit("::", 1)[0] == provider.urn, f"{child.name} uses {child.provider}"
+    for obj in plan.kubernetes_objects():
+        assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_selectors_match_the_pods_and_each_service_selects_the_right_ones(run: Any) -> None:
+    plan = run()
+    kube = objects(plan)
+    sts = kube[("StatefulSet", "mysql")]
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert sts["spec"]["selector"]["matchLabels"] == selector_labels("mysql")
+    assert selects(sts["spec"]["selector"]["matchLabels"], pod_labels)
+    assert sts["spec"]["serviceName"] == "mysql"
+    # Labels the StatefulSet controller adds to each pod.
+    primary_pod = {**pod_labels, "statefulset.kubernetes.io/pod-name": "mysql-0"}
+    replica_pod = {**pod_labels, "statefulset.kubernetes.io/pod-name": "mysql-1"}
+
+    headless = kube[("Service", "mysql")]["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert {p["port"] for p in headless["ports"]} == {3306, 3307}
+    for name in ("mysql", "mysql-read"):
+        selector = kube[("Service", name)]["spec"]["selector"]
+        assert selects(selector, primary_pod) and selects(selector, replica_pod)
+    primary = kube[("Service", "mysql-primary")]["spec"]
+    assert selects(primary["selector"], primary_pod) and not selects(primary["selector"], replica_pod)
+    for name in ("mysql-read", "mysql-primary"):
+        assert [(p["port"], p["targetPort"]) for p in kube[("Service", name)]["spec"]["ports"]] == [(3306, "mysql")]
+    ports = {p["name"]: p["containerPort"] for c in containers(plan).values() for p in c.get("ports", [])}
+    assert ports == {"mysql": 3306, "clone": 3307}  # the Services' named target ports exist
+
+    pdb = kube[("PodDisruptionBudget", "mysql")]["spec"]
+    assert selects(pdb["selector"]["matchLabels"], pod_labels) and pdb["maxUnavailable"] == 1
+
+
+def test_network_policy_admits_clients_on_3306_and_only_members_on_3307(run: Any) -> None:
+    plan = run()
+    policy = objects(plan)[("NetworkPolicy", "mysql")]["spec"]
+    pod_labels = pod_template(plan)["metadata"]["labels"]
+    assert selects(policy["podSelector"]["matchLabels"], pod_labels)
+    assert policy["policyTypes"] == ["Ingress"]
+    by_port = {rule["ports"][0]["port"]: [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+               for rule in policy["ingress"]}
+    assert by_port[3306] == [{"mysql-client": "true"}, selector_labels("mysql")]
+    assert by_port[3307] == [selector_labels("mysql")]
+    assert all(len(rule["ports"]) == 1 and rule["ports"][0]["protocol"] == "TCP" for rule in policy["ingress"])
+
+
+def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None:
+    plan = run()
+    kube = objects(plan)
+    data = kube[("ConfigMap", "mysql-config")]["data"]
+    assert data == mysql_config.config_map_data("mysql", "8.4")
+    for name in mysql_config.SCRIPT_NAMES:  # the pods run the files of this repository, verbatim
+        assert data[name] == (mysql_config.SCRIPTS_DIR / name).read_text()
+    volumes = {v["name"]: v for v in pod_template(plan)["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "mysql-config"
+    assert volumes["credentials"]["secret"]["secretName"] == "mysql-credentials"
+    assert set(kube[("Secret", "mysql-credentials")]["stringData"]) == {
+        "root-password", "replication-password", "backup-password", "verify-password"}
+    scripts = {f"{mysql_config.CONFIG_MOUNT}/{name}" for name in data}
+    for name, container in containers(plan).items():
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts[mysql_config.CONFIG_MOUNT] == "config"
+        commands = [container.get("command", [])] + [
+            container[probe]["exec"]["command"] for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+            if probe in container]
+        for command in commands:
+            assert all(arg in scripts for arg in command if arg.startswith("/")), (name, command)
+        assert env_of(container)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env_of(container)["MYSQL_SET_NAME"] == "mysql"
+    assert env_of(containers(plan)["mysql"])["MYSQL_ROOT_PASSWORD_FILE"] == "/etc/mysql-secrets/root-password"
+    template = pod_template(plan)
+    assert template["metadata"]["annotations"]["checksum/config"]
+
+
+def test_config_changes_roll_the_pods_but_replica_count_does_not(run: Any) -> None:
+    base = pod_template(run())["metadata"]["annotations"]["checksum/config"]
+    assert pod_template(run({"mysqlReplicas": 5}))["metadata"]["annotations"]["checksum/config"] == base
+    assert pod_template(run({"mysqlVersion": "8.0"}))["metadata"]["annotations"]["checksum/config"] != base
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
+    passwords = {
+        "mysqlRootPassword": "correct-horse-battery-root",
+        "mysqlReplicationPassword": "correct-horse-battery-repl",
+        "mysqlBackupPassword": "correct-horse-battery-backup",
+        "mysqlVerifyPassword": "correct-horse-battery-verify",
+    }
+    plan = run(secrets=passwords)
+    assert not plan.of_type(tokens.RANDOM_PASSWORD)
+    dumped = json.dumps([(r.inputs, r.outputs) for r in plan.resources]) + json.dumps(plan.kubernetes_objects())
+    for value in passwords.values():
+        assert value not in dumped
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
+    assert {"data", "stringData"} <= set(secret.options["additionalSecretOutputs"])
+    # What the provider gets, each under the key the scripts read.
+    assert secret.state["stringData"] == {
+        "root-password": passwords["mysqlRootPassword"],
+        "replication-password": passwords["mysqlReplicationPassword"],
+        "backup-password": passwords["mysqlBackupPassword"],
+        "verify-password": passwords["mysqlVerifyPassword"],
+    }
+
+
+def test_missing_passwords_are_generated_never_empty(run: Any) -> None:
+    plan = run(secrets={"mysqlRootPassword": "given-root-password"})
+    generated = plan.of_type(tokens.RANDOM_PASSWORD)
+    assert sorted(r.name for r in generated) == [
+        "mysql-backup-password", "mysql-replication-password", "mysql-verify-password"]
+    for r in generated:
+        assert r.inputs["length"] == 32 and r.inputs["special"] is False
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
+    keys = ("root-password", "replication-password", "backup-password", "verify-password")
+    assert all(secret.state["stringData"][key] for key in keys)
+    assert len({secret.state["stringData"][key] for key in keys}) == 4  # one password per account
+
+
+def test_a_configured_verify_password_replaces_only_its_generated_one(run: Any) -> None:
+    plan = run(secrets={"mysqlVerifyPassword": "correct-horse-battery-verify"})
+    generated = plan.of_type(tokens.RANDOM_PASSWORD)
+    assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 3
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    assert secret.state["stringData"]["verify-password"] == "correct-horse-battery-verify"
+    dumped = json.dumps([(r.inputs, r.outputs) for r in plan.resources]) + json.dumps(plan.kubernetes_objects())
+    assert "correct-horse-battery-verify" not in dumped
+
+
+@pytest.mark.parametrize("key", ["mysqlRootPassword", "mysqlVerifyPassword"])
+def test_an_empty_configured_password_is_refused(run: Any, key: str) -> None:
+    with pytest.raises(pulumi.RunError, match=rf"atomic-mysql:{key}=\[secret\]: must not be empty"):
+        run(secrets={key: ""})
+
+
+def test_a_multi_line_verify_password_stops_the_deployment(run: Any) -> None:
+    with pytest.raises(ValueError, match="the MySQL verify-password must be one line") as refused:
+        run(secrets={"mysqlVerifyPassword": "first-line\nsecond-line"})
+    assert "first-line" not in str(refused.value)  # the message names the key, never the value
+
+
+# ---------------------------------------------------------------- settings and immutable fields
+
+
+IMMUTABLE = ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy")
+
+
+def test_replicas_image_and_resources_leave_the_immutable_fields_alone(run: Any) -> None:
+    base = objects(run())[("StatefulSet", "mysql")]["spec"]
+    changed = objects(run({
+        "mysqlReplicas": 5,
+        "mysqlImage": "mysql:8.4.7",
+        "mysqlBackupImage": "percona/percona-xtrabackup:8.4.0-5.1",
+        "mysqlCpuRequest": "1",
+        "mysqlMemoryLimit": "4Gi",
+    }))[("StatefulSet", "mysql")]["spec"]
+    for field in IMMUTABLE:
+        assert changed[field] == base[field], field
+    assert changed["replicas"] == 5 and base["replicas"] == 3
+    images = {c["name"]: c["image"] for c in changed["template"]["spec"]["initContainers"]
+              + changed["template"]["spec"]["containers"]}
+    assert images == {"init-mysql": "mysql:8.4.7", "mysql": "mysql:8.4.7",
+                      "clone-mysql": "percona/percona-xtrabackup:8.4.0-5.1",
+                      "sidecar": "percona/percona-xtrabackup:8.4.0-5.1"}
+
+
+def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> None:
+    base = objects(run())[("StatefulSet", "mysql")]["spec"]
+    assert base["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Retain"}  # dev
+    [claim] = base["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"] == {"storage": "5Gi"} and "storageClassName" not in claim["spec"]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" in base["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert base["podManagementPolicy"] == "OrderedReady"
+
+    plan = run({"mysqlStorageClass": "gp3", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
+                "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
+    spec = objects(plan)[("StatefulSet", "mysql")]["spec"]
+    assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
+    assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "50Gi"}
+    assert spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+    [term] = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == selector_labels("mysql")
+    assert objects(plan)[("PodDisruptionBudget", "mysql")]["spec"]["maxUnavailable"] == 2
+
+
+def test_mariadb_engine_uses_its_images_and_entrypoint_variables(run: Any) -> None:
+    plan = run({"mysqlEngine": "mariadb", "mysqlVersion": "10.11"})
+    mysqld = containers(plan)["mysql"]
+    env = env_of(mysqld)
+    assert env["MYSQL_ENGINE"] == "mariadb" and env["MYSQL_VERSION"] == "10.11"
+    assert env["MARIADB_ROOT_PASSWORD_FILE"] == "/etc/mysql-secrets/root-password"
+    assert env["MARIADB_ROOT_HOST"] == "localhost" and "MYSQL_ROOT_PASSWORD_FILE" not in env
+    assert {c["image"] for c in containers(plan).values()} == {"mariadb:10.11.14"}
+    assert objects(plan)[("ConfigMap", "mysql-config")]["data"]["replica.cnf"] == mysql_config.replica_cnf(
+        "mariadb", "10.11")
+
+
+def test_statefulset_is_protected_with_protect_stateful(run: Any) -> None:
+    def sts_options(plan: Plan) -> dict[str, Any]:
+        [sts] = plan.of_type(tokens.STATEFUL_SET)
+        return sts.options
+
+    assert sts_options(run())["protect"] is False
+    protected = sts_options(run({"protectStateful": True}))
+    assert protected["protect"] is True and protected["deleteBeforeReplace"] is True
+
+
+# ---------------------------------------------------------------- hardening and validation
+
+
+def test_every_container_is_hardened_and_sized(run: Any) -> None:
+    plan = run()
+    spec = pod_template(plan)["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsUser"] == spec["securityContext"]["fsGroup"] == MYSQL_UID
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert all("hostPath" not in v for v in spec["volumes"])
+    for name, container in containers(plan).items():
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] == MYSQL_UID, name
+        assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False, name
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+        assert set(container["resources"]) == {"requests", "limits"}, name
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}, name
+        assert container["imagePullPolicy"] == "IfNotPresent", name
+    mysqld, sidecar = containers(plan)["mysql"], containers(plan)["sidecar"]
+    assert mysqld["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                   "limits": {"cpu": "1", "memory": "1Gi"}}  # the dev stack's settings
+    for container in (mysqld, sidecar):
+        assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
+    assert mysqld["livenessProbe"]["exec"]["command"] == mysql_config.liveness_command()
+    assert mysqld["readinessProbe"]["exec"]["command"] == mysql_config.readiness_command()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard", "mysqlStorageClass": "gp3"},
+        {"mysqlVersion": "8.0", "mysqlReplicas": 1, "mysqlPvcWhenScaled": "Delete"},
+    ],
+)
+def test_rendered_objects_validate_strictly(run: Any, overrides: dict[str, Any]) -> None:
+    plan = run(overrides)
+    rendered = plan.kubernetes_objects()
+    assert len(rendered) == 8
+    for obj in rendered:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_outputs_name_the_hosts_secret_and_replicas(run: Any) -> None:
+    plan = run({"mysqlReplicas": 4})
+    assert {name: output.value for name, output in plan.outputs.items()} == {
+        "primaryHost": f"mysql-primary.{NAMESPACE}.svc",
+        "readHost": f"mysql-read.{NAMESPACE}.svc",
+        "headlessService": "mysql",
+        "secretName": "mysql-credentials",
+        "replicas": 4,
+    }
+    [component] = plan.of_type(COMPONENT)
+    assert component.outputs["primaryHost"] == f"mysql-primary.{NAMESPACE}.svc"
+    assert component.outputs["replicas"] == 4
+    # Where `make verify` finds its account: names only, never the password.
+    assert component.outputs["verifyUser"] == mysql_config.VERIFY_USER == "verify"
+    assert component.outputs["verifyPasswordKey"] == "verify-password"
+    secret = objects(plan)[("Secret", "mysql-credentials")]
+    assert component.outputs["verifyPasswordKey"] in secret["stringData"]

@@ -1,1 +1,0 @@
-"""Helpers shared by tests and rehearsal scripts (real servers on loopback)."""

@@ -1,0 +1,136 @@
+"""The topology picture: `make preview` draws build/<stack>/topology.{svg,png} naming every node.
+
+The SVG is read back as XML and the PNG through Pillow: what a reviewer opens, not the
+layout's internal shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from components import tokens
+from tests.conftest import STACKS
+from tools import topology
+
+SVG = "{http://www.w3.org/2000/svg}"
+AWS_STACKS = [s for s in STACKS if s != "local"]
+
+
+@pytest.fixture(scope="module")
+def built(previewed_stacks: Path) -> Path:
+    return previewed_stacks
+
+
+def plan_of(built: Path, stack: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((built / stack / "plan.json").read_text())
+    return document
+
+
+def svg_texts(path: Path) -> list[str]:
+    root = ET.parse(path).getroot()
+    return [element.text or "" for element in root.iter(f"{SVG}text")]
+
+
+def expected_names(plan: dict[str, Any]) -> set[str]:
+    """Every node, security group, StatefulSet pod, workload and Service the stack defines."""
+    names = set()
+    for entry in plan["resources"]:
+        inputs = entry["inputs"]
+        if entry["type"] in (tokens.INSTANCE, tokens.SECURITY_GROUP):
+            names.add((inputs.get("tags") or {}).get("Name") or entry["name"])
+        kind, meta = inputs.get("kind"), inputs.get("metadata") or {}
+        if kind in ("Service", "Deployment", "StatefulSet"):
+            names.add(meta["name"])
+        if kind == "StatefulSet":
+            names |= {f"{meta['name']}-{i}" for i in range(inputs["spec"]["replicas"])}
+    return names
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_preview_draws_every_stack_naming_everything(built: Path, stack: str) -> None:
+    svg, png = built / stack / "topology.svg", built / stack / "topology.png"
+    assert svg.is_file() and png.is_file(), "make preview must draw the topology"
+    words = {word for text in svg_texts(svg) for word in text.replace(",", " ").split()}
+    missing = {name for name in expected_names(plan_of(built, stack)) if name not in words}
+    assert not missing, f"the picture does not name {sorted(missing)}"
+    root = ET.parse(svg).getroot()
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+        assert image.size == (int(root.attrib["width"]), int(root.attrib["height"]))
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_every_node_sits_in_its_security_group(built: Path, stack: str) -> None:
+    model = topology.extract(plan_of(built, stack))
+    instances = [e for e in plan_of(built, stack)["resources"] if e["type"] == tokens.INSTANCE]
+    assert model.loose_nodes == []
+    assert sorted(n.name for n in model.nodes) == sorted(e["inputs"]["tags"]["Name"] for e in instances)
+    for group in model.groups:
+        roles = {n.role for n in group.nodes}
+        assert len(roles) == 1, f"{group.label} mixes {roles}"
+
+
+def test_dev_picture_shows_ports_and_their_sources(built: Path) -> None:
+    model = topology.extract(plan_of(built, "dev"))
+    by_role = {g.nodes[0].role: g for g in model.groups}
+    masters = {o.ports: o.sources for o in by_role["master"].openings}
+    minions = {o.ports: o.sources for o in by_role["minion"].openings}
+    control_plane, nodes = f"SG {by_role['master'].label}", f"SG {by_role['minion'].label}"
+    assert masters["22/tcp"] == ("198.51.100.0/24",)
+    assert masters["2379-2380/tcp"] == (control_plane,)
+    assert set(masters["6443/tcp"]) == {"198.51.100.0/24", nodes}
+    # the apiservers, and metrics-server on the other minions
+    assert set(minions["10250/tcp"]) == {control_plane, nodes}
+    assert not any(o.world for g in model.groups for o in g.openings)
+
+
+def test_world_open_ports_are_drawn_in_red(built: Path) -> None:
+    plan = plan_of(built, "dev")
+    rule = next(e for e in plan["resources"] if e["type"] == tokens.INGRESS_RULE and e["inputs"].get("cidrIpv4"))
+    rule["inputs"]["cidrIpv4"] = "0.0.0.0/0"
+    drawing = topology.layout(topology.extract(plan))
+    red = [s for s in drawing.shapes if isinstance(s, topology.Text) and s.fill == topology.WORLD_TEXT]
+    assert red and all("INTERNET 0.0.0.0/0" in s.text for s in red)
+
+
+def test_prod_picture_marks_what_is_protected(built: Path) -> None:
+    model = topology.extract(plan_of(built, "prod"))
+    assert {n.role for n in model.nodes if n.protected} == {"master"}
+    assert [w.name for w in model.workloads if w.protected] == ["mysql"]
+    assert "VPC 10.40.0.0/16 (protected)" in model.network
+
+
+def test_services_point_at_what_they_select(built: Path) -> None:
+    model = topology.extract(plan_of(built, "dev"))
+    targets = {s.name: [(w.name, pod) for w, pod in model.targets(s)] for s in model.services}
+    assert targets["mysql-primary"] == [("mysql", "mysql-0")]
+    assert targets["mysql-read"] == [("mysql", None)]
+    assert targets["frontend"] == [("frontend", None)]
+    lines = [s for s in topology.layout(model).shapes if isinstance(s, topology.Line)]
+    assert len(lines) == sum(len(t) for t in targets.values())
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_everything_is_drawn_inside_the_canvas(built: Path, stack: str) -> None:
+    drawing = topology.layout(topology.extract(plan_of(built, stack)))
+    for shape in drawing.shapes:
+        if isinstance(shape, topology.Rect):
+            assert shape.x >= 0 and shape.y >= 0
+            assert shape.x + shape.w <= drawing.width and shape.y + shape.h <= drawing.height, shape
+        elif isinstance(shape, topology.Text):
+            right = shape.x + (topology.text_width(shape.text, shape.size) if shape.anchor == "start" else 0)
+            assert shape.x >= 0 and right <= drawing.width and shape.y <= drawing.height, shape
+
+
+def test_cli_draws_from_plan_json(built: Path, tmp_path: Path) -> None:
+    (tmp_path / "plan.json").write_text((built / "dev" / "plan.json").read_text())
+    assert topology.main([str(tmp_path / "plan.json")]) == 0
+    assert "atomic-master-1" in {w for t in svg_texts(tmp_path / "topology.svg") for w in t.split()}

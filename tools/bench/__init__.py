@@ -1,0 +1,1 @@
+"""Benchmarks (scripts, never tests): `make bench` (preview.py), `make bench-verify` (catchup.py)."""
