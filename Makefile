@@ -7,8 +7,9 @@ STACK ?= dev
 STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
 # etcd (3-member cluster from the rendered settings), HAProxy (the minions' API proxy),
-# cloud-init (user-data schema), ncat/socat.
-APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy
+# cloud-init (user-data schema), ncat/socat, shellcheck (every shell file), systemd (systemd-analyze
+# verify of the node units).
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd
 
 .PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify scan clean
 

@@ -1,4 +1,5 @@
-"""systemd units: the cAdvisor unit under podman, verified by systemd-analyze."""
+"""systemd units: the shipped drop-ins and overlay unit, and the cAdvisor unit under podman, each
+verified by systemd-analyze."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from components.facts import CADVISOR_PORT
 from components.node.cloud_init import render_user_data
-from components.node.units import CADVISOR_UNIT_PATH, render_cadvisor_unit
+from components.node.formats import SHIPPED_DIR, shipped
+from components.node.pod_network import NODE_SCRIPT
+from components.node.units import (
+    CADVISOR_UNIT_PATH,
+    CONTROL_PLANE_UNITS,
+    OVERLAY_UNIT,
+    WORKER_UNITS,
+    dropin_path,
+    render_cadvisor_unit,
+    render_dropin,
+)
 from components.pins import CADVISOR_IMAGE, CADVISOR_VERSION
 from tests.components.node.shapes import layout_of
 
@@ -103,21 +115,65 @@ def test_cadvisor_podman_options_are_podman_run_options() -> None:
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 
 
-def _systemd_verify(tmp_path: Path, unit_name: str, text: str) -> subprocess.CompletedProcess[str]:
+def _systemd_verify(tmp_path: Path, unit_name: str, text: str, *, files: dict[str, str] | None = None,
+                    binaries: tuple[str, ...] = ("/usr/bin/podman", "/usr/bin/rm")) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify` against a throw-away root holding the host's systemd units (for the
-    targets the unit names) and stand-ins for the binaries Fedora provides (podman, rm)."""
+    targets the unit names), stand-ins for the binaries Fedora provides, and `files` (target path ->
+    text) such as a packaged unit a drop-in applies to."""
     assert shutil.which(SYSTEMD_ANALYZE), "systemd-analyze is missing: install Debian's systemd"
     root = tmp_path / "root"
     units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
     shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True)
-    (root / "usr/bin").mkdir(parents=True)
-    for binary in ("podman", "rm"):
-        (root / "usr/bin" / binary).write_text("#!/bin/sh\n")
-        (root / "usr/bin" / binary).chmod(0o755)
-    (root / "etc/systemd/system").mkdir(parents=True)
-    (root / "etc/systemd/system" / unit_name).write_text(text)
+    for binary in binaries:
+        stand_in = root / binary.lstrip("/")
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("#!/bin/sh\n")
+        stand_in.chmod(0o755)
+    for target, content in {**(files or {}), f"/etc/systemd/system/{unit_name}": text}.items():
+        path = root / target.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
     return subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", "--generators=no", f"--root={root}",
                            f"/etc/systemd/system/{unit_name}"], capture_output=True, text=True, timeout=60)
+
+
+def _packaged_unit(unit: str) -> str:
+    """A stand-in for the unit Fedora's kubernetes1.NN(-systemd) package ships (what the drop-in resets)."""
+    return (f"[Unit]\nDescription={unit}\n\n[Service]\nExecStart=/usr/bin/{unit}\n\n"
+            "[Install]\nWantedBy=multi-user.target\n")
+
+
+@pytest.mark.parametrize("unit", [*CONTROL_PLANE_UNITS, *WORKER_UNITS])
+def test_every_drop_in_passes_systemd_analyze_verify_on_its_unit(tmp_path: Path, unit: str) -> None:
+    """The shipped drop-in, applied to the package's unit: systemd accepts both together."""
+    dropin = dropin_path(unit)
+    result = _systemd_verify(
+        tmp_path, f"{unit}.service", _packaged_unit(unit),
+        files={dropin: render_dropin(unit)},
+        binaries=(f"/usr/bin/{unit}",),
+    )
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_systemd_verify_reads_the_drop_in(tmp_path: Path) -> None:
+    """The drop-in check can fail: a bad key in the drop-in, or a binary that is not there, is reported."""
+    broken = render_dropin("kubelet").replace("[Service]", "[Service]\nRestart=sometimes")
+    result = _systemd_verify(tmp_path, "kubelet.service", _packaged_unit("kubelet"),
+                             files={dropin_path("kubelet"): broken}, binaries=())
+    assert "sometimes" in result.stderr and "/usr/bin/kubelet" in result.stderr and result.returncode != 0
+
+
+def test_the_overlay_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    result = _systemd_verify(tmp_path, "atomic-overlay.service", shipped(OVERLAY_UNIT),
+                             binaries=(NODE_SCRIPT,))
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_every_shipped_unit_file_is_verified_above() -> None:
+    """A unit or drop-in added under node/files/ gets a systemd-analyze test, or this fails."""
+    shipped_units = {"/" + str(p.relative_to(SHIPPED_DIR)) for p in (SHIPPED_DIR / "etc/systemd/system").rglob("*")
+                     if p.is_file()}
+    assert shipped_units == {OVERLAY_UNIT, *(dropin_path(u) for u in (*CONTROL_PLANE_UNITS, *WORKER_UNITS))}
 
 
 def test_cadvisor_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:

@@ -174,6 +174,7 @@ parse_binlog_info() {
         return 1
     fi
     BINLOG_FILE=${BASH_REMATCH[1]}
+    # shellcheck disable=SC2034  # read by sidecar.sh, which sources this file
     BINLOG_POS=${BASH_REMATCH[2]}
     BINLOG_GTID=${BASH_REMATCH[4]//[[:space:]]/}
     if [[ ! $BINLOG_FILE =~ ^[A-Za-z0-9._-]+$ ]]; then
