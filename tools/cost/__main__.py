@@ -1,7 +1,8 @@
 """python -m tools.cost PLAN.json ...: the monthly estimate of each plan `make preview` wrote.
 
---compare prints the README's side-by-side table of the plans instead; --region overrides the
-region read from the plan. Exit 2 when a plan cannot be priced.
+A plan that builds nothing on AWS (the local stack) gets one line saying so. --compare prints
+the README's side-by-side table of the plans instead; --region overrides the region read from
+the plan. Exit 2 when a plan cannot be priced.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tools.cost import prices as price_table
-from tools.cost.estimate import CostError, compare_table, estimate, report_lines
+from tools.cost.estimate import CostError, compare_table, estimate, is_aws, report_lines
 from tools.cost.prices import PriceTableError
 
 
@@ -27,13 +28,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         table = price_table.load(args.prices)
-        estimates = [estimate(json.loads(path.read_text()), table, args.region) for path in args.plans]
+        plans = [(path, json.loads(path.read_text())) for path in args.plans]
+        estimates = [estimate(plan, table, args.region) for _, plan in plans if is_aws(plan) or args.compare]
     except (OSError, ValueError, CostError, PriceTableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.compare:
         print(compare_table(estimates))
         return 0
+    for path, plan in plans:
+        if not is_aws(plan):
+            print(f"Stack {plan.get('stack') or path}: builds nothing on AWS, so no estimate.")
     for est in estimates:
         print("\n".join(report_lines(est, table)))
     return 0

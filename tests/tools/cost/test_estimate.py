@@ -192,7 +192,10 @@ def test_cli_prices_plan_files_and_prints_the_readme_table(previewed_stacks: Pat
     assert capsys.readouterr().out.count("Monthly cost estimate") == 2
     assert main(["--compare", *paths]) == 0
     assert capsys.readouterr().out.startswith("| | `dev` (us-east-1) | `prod` (us-west-2) |")
-    assert main([str(previewed_stacks / "local" / "plan.json")]) == 2
+    assert main([str(previewed_stacks / "local" / "plan.json")]) == 0
+    assert capsys.readouterr().out == "Stack local: builds nothing on AWS, so no estimate.\n"
+    assert main(["--compare", str(previewed_stacks / "local" / "plan.json")]) == 2
+    assert main([str(previewed_stacks / "dev" / "plan.json"), "--region", "eu-west-1"]) == 2
 
 
 def test_readme_shows_dev_and_prod_side_by_side(previewed_stacks: Path) -> None:
