@@ -18,6 +18,7 @@ settings = load_settings()
 prerequisites: list[pulumi.Resource] = []
 frontend_address: pulumi.Output[str] | None = None
 guestbook = settings.guestbook
+mysql = settings.mysql
 
 if settings.cluster is not None:
     from components.addons.cluster_addons import ClusterAddons, ClusterAddonsArgs
@@ -38,6 +39,9 @@ if settings.cluster is not None:
         opts=ResourceOptions(providers=[provider]),
     )
     prerequisites.append(addons)
+    # The data volumes live in the cluster's class for them, with the IOPS and throughput the settings
+    # checked against mysqlStorageSize (the default class stays at gp3's baseline for any other claim).
+    mysql = mysql.stored_in(settings.cluster.addons.data_volume.storage_class)
     if settings.cluster.frontend_lb is not None:
         # No cloud controller runs on this cluster: the frontend's load balancer is the cluster's
         # NLB, in front of a fixed NodePort of the frontend Service.
@@ -56,7 +60,7 @@ workload = Workload(
     "workload",
     WorkloadArgs(
         namespace=settings.namespace,
-        mysql=settings.mysql,
+        mysql=mysql,
         mysql_secrets=settings.mysql_secrets,
         guestbook=guestbook,
     ),

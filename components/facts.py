@@ -9,6 +9,7 @@ settings, the components and the tools all read the same numbers.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 
 PROJECT = "atomic-mysql"
@@ -34,8 +35,11 @@ CLONE_PORT = 3307  # a MySQL pod streams its backup to the next ordinal here
 
 CLUSTER_DOMAIN = "cluster.local"
 KUBE_SYSTEM = "kube-system"
-# The one StorageClass the aws cluster offers (EBS gp3 through the EBS CSI driver, the default class).
+# The aws cluster's StorageClasses (EBS gp3 through the EBS CSI driver): the cluster default, at
+# gp3's baseline performance, and the MySQL data volumes' own class, provisioned with the IOPS and
+# throughput of mysqlVolumeIops/mysqlVolumeThroughput (checked against mysqlStorageSize).
 EBS_STORAGE_CLASS = "gp3"
+EBS_DATA_STORAGE_CLASS = "gp3-mysql"
 # podman's default bridge (cAdvisor runs under podman): a cluster range overlapping it is shadowed.
 PODMAN_BRIDGE = ipaddress.IPv4Network("10.88.0.0/16")
 
@@ -125,3 +129,47 @@ CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 # --------------------------------------------------------------------------
 
 USER_DATA_LIMIT = 16 * 1024
+
+# --------------------------------------------------------------------------
+# EBS gp3: what a volume may be provisioned with
+# --------------------------------------------------------------------------
+# AWS's documented bounds (Amazon EBS User Guide, "General Purpose SSD volumes",
+# https://docs.aws.amazon.com/ebs/latest/userguide/general-purpose.html), as raised on 2025-09-26
+# ("Amazon EBS increases the maximum size and provisioned performance of gp3 volumes",
+# https://aws.amazon.com/about-aws/whats-new/2025/09/amazon-ebs-size-provisioned-performance-gp3-volumes/;
+# the EC2 API's CreateVolume/ModifyVolume now take Throughput 125-2,000): 1 GiB to 64 TiB (was 16 TiB),
+# 3,000 to 80,000 IOPS (was 16,000) at most 500 per GiB, 125 to 2,000 MiB/s (was 1,000) at most
+# 0.25 MiB/s per provisioned IOPS. 3,000 IOPS and 125 MiB/s are included at any size.
+GP3_SIZE_GIB = (1, 64 * 1024)
+GP3_IOPS = (3000, 80000)
+GP3_THROUGHPUT_MIBS = (125, 2000)
+GP3_MAX_IOPS_PER_GIB = 500
+GP3_MAX_MIBS_PER_IOPS = 0.25
+
+
+def gp3_problem(size_gib: int, iops: int, throughput_mibs: int) -> tuple[str, str] | None:
+    """(what to blame: 'size', 'iops' or 'throughput'; what gp3 allows) when AWS would refuse a gp3
+    volume of this size with this performance, else None.
+
+    The one statement of the rule: the settings refuse such a stack with it, and the EBS CSI
+    component refuses to render such a class.
+    """
+    low, high = GP3_SIZE_GIB
+    if not low <= size_gib <= high:
+        return "size", f"gp3 volumes are {low} GiB to {high} GiB (64 TiB)"
+    low, high = GP3_IOPS
+    if not low <= iops <= high:
+        return "iops", f"gp3 takes {low} to {high} IOPS"
+    top = max(low, GP3_MAX_IOPS_PER_GIB * size_gib)
+    if iops > top:
+        return "iops", (f"gp3 allows at most {GP3_MAX_IOPS_PER_GIB} IOPS per GiB (3000 at any size): "
+                        f"a {size_gib} GiB volume takes at most {min(top, high)}")
+    low, high = GP3_THROUGHPUT_MIBS
+    if not low <= throughput_mibs <= high:
+        return "throughput", f"gp3 takes {low} to {high} MiB/s"
+    top_mibs = int(iops * GP3_MAX_MIBS_PER_IOPS)
+    if throughput_mibs > top_mibs:
+        needed = math.ceil(throughput_mibs / GP3_MAX_MIBS_PER_IOPS)
+        return "throughput", (f"gp3 allows at most {GP3_MAX_MIBS_PER_IOPS} MiB/s per provisioned IOPS: "
+                              f"{iops} IOPS allow at most {top_mibs} MiB/s ({throughput_mibs} needs {needed} IOPS)")
+    return None

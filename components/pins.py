@@ -40,6 +40,12 @@ COREDNS_IMAGE = f"{COREDNS_IMAGE_NAME}:{COREDNS_IMAGE_TAG}"
 # EBS CSI driver v1.47.0 and the upstream sidecar releases it ships (as EKS rebuilds
 # public.ecr.aws/csi-components/*:<same version>-eksbuild.N); --metadata-sources needs >= v1.45.0.
 EBS_CSI_DRIVER_IMAGE = "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.47.0"
+# What this driver release asks EC2 for at most, whatever a StorageClass's `iops` says: it predates
+# AWS raising gp3 to 80,000 IOPS (2025-09) and caps a gp3 request at its gp3MaxTotalIOPS = 16000
+# (pkg/cloud/cloud.go, capIOPS), silently. Per the maintainers on kubernetes-sigs/aws-ebs-csi-driver#2678,
+# #2682 (merged 2025-10-02) replaced those hard-coded limits in later releases: raise this with the
+# pin, after reading that release's capIOPS.
+EBS_CSI_GP3_MAX_IOPS = 16000
 CSI_SIDECAR_REGISTRY = "registry.k8s.io/sig-storage"
 CSI_PROVISIONER_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-provisioner:v5.3.0"
 CSI_ATTACHER_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-attacher:v4.9.0"

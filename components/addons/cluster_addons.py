@@ -31,13 +31,14 @@ class ClusterAddonsArgs:
 
 
 class ClusterAddons(pulumi.ComponentResource):
-    """CoreDNS, the EBS CSI driver with the default StorageClass, and metrics-server.
+    """CoreDNS, the EBS CSI driver with the default StorageClass and the data volumes' class, and metrics-server.
 
     The caller passes the cluster's Kubernetes provider in `opts`; every child inherits it.
     """
 
     dns_service_ip: pulumi.Output[str]
     storage_class_name: pulumi.Output[str]
+    data_storage_class_name: pulumi.Output[str]
     metrics_api: pulumi.Output[str]
 
     def __init__(self, name: str, args: ClusterAddonsArgs, opts: ResourceOptions | None = None) -> None:
@@ -50,16 +51,18 @@ class ClusterAddons(pulumi.ComponentResource):
             f"{name}-ebs-csi",
             EbsCsiDriverArgs(cluster_name=args.cluster_name, region=args.region, storage_class=s.storage_class,
                              reclaim_policy=s.volume_reclaim_policy, controller_replicas=s.ebs_controller_replicas,
-                             tags=args.tags),
+                             tags=args.tags, data_volume=s.data_volume),
             opts=child,
         )
         metrics = MetricsServer(f"{name}-metrics-server", MetricsServerArgs(), opts=child) if s.metrics_server \
             else None
         self.dns_service_ip = dns.service_ip
         self.storage_class_name = storage.storage_class_name
+        self.data_storage_class_name = storage.data_storage_class_name
         self.metrics_api = metrics.api_service_name if metrics else pulumi.Output.from_input("")
         self.register_outputs({
             "dnsServiceIp": self.dns_service_ip,
             "storageClassName": self.storage_class_name,
+            "dataStorageClassName": self.data_storage_class_name,
             "metricsApi": self.metrics_api,
         })

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from typing import TypeVar
 
@@ -18,19 +19,31 @@ import pulumi
 from pulumi.runtime.config import get_config
 
 from components.facts import (
+    EBS_DATA_STORAGE_CLASS,
     EBS_STORAGE_CLASS,
+    GP3_IOPS,
+    GP3_THROUGHPUT_MIBS,
     NODE_PORT_RANGE,
     PODMAN_BRIDGE,
     PROJECT,
     base_tags,
+    gp3_problem,
     node_slot_problem,
 )
-from components.pins import ENGINE_VERSIONS, FEDORA_RELEASES, KUBERNETES_VERSIONS
+from components.pins import (
+    EBS_CSI_DRIVER_IMAGE,
+    EBS_CSI_GP3_MAX_IOPS,
+    ENGINE_VERSIONS,
+    FEDORA_RELEASES,
+    KUBERNETES_VERSIONS,
+)
 from components.settings.schema import (
     AddonSettings,
     AutoscalerSettings,
+    CloneSettings,
     ClusterMode,
     ClusterSettings,
+    DataVolumeSettings,
     Engine,
     ExistingClusterSettings,
     FrontendLbSettings,
@@ -290,7 +303,28 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
         pvc_when_scaled=reader.choice("mysqlPvcWhenScaled", pvc_options),
         pdb_max_unavailable=_pdb_max_unavailable(reader, replicas),
         protect=protect,
+        clone=_clone(reader),
+        apply_threads=reader.integer("mysqlReplicaApplyThreads", 1, 64),
     )
+
+
+def _clone(reader: _Reader) -> CloneSettings:
+    """The clone path's containers and threads; 0 threads = one per CPU of the container's limit."""
+    # --prepare runs with --use-memory=128M (CLONE_PREPARE_MEMORY) plus the tool's own overhead.
+    clone = _resources(reader, "mysqlClone", min_memory="256Mi")
+    sidecar = _resources(reader, "mysqlSidecar", min_memory="128Mi")
+    threads = reader.integer("mysqlCloneThreads", 0, 32)
+    return CloneSettings(
+        clone_resources=clone,
+        sidecar_resources=sidecar,
+        send_threads=threads or _cores(sidecar.cpu_limit),
+        receive_threads=threads or _cores(clone.cpu_limit),
+    )
+
+
+def _cores(cpu: str) -> int:
+    """Whole CPUs of a limit, rounded up: a 1500m container gets 2 threads, 250m gets 1."""
+    return max(1, math.ceil(cpu_millis(cpu) / 1000))
 
 
 def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
@@ -418,7 +452,25 @@ def _addons(reader: _Reader, minion_count: int) -> AddonSettings:
         volume_reclaim_policy=reader.choice("volumeReclaimPolicy", ("Retain", "Delete")),
         metrics_server=reader.boolean("enableMetricsServer"),
         ebs_controller_replicas=min(2, minion_count),
+        data_volume=_data_volume(reader),
     )
+
+
+def _data_volume(reader: _Reader) -> DataVolumeSettings:
+    """gp3's own ranges here; the ratios to mysqlStorageSize in _fits_the_cluster."""
+    driver = EBS_CSI_DRIVER_IMAGE.rsplit(":", 1)[1]
+    iops_low, iops_high = GP3_IOPS[0], min(GP3_IOPS[1], EBS_CSI_GP3_MAX_IOPS)
+    iops = reader.raw("mysqlVolumeIops").strip()
+    if not re.fullmatch(r"[0-9]+", iops) or not iops_low <= int(iops) <= iops_high:
+        cap = "" if iops_high == GP3_IOPS[1] else \
+            f"; gp3 takes up to {GP3_IOPS[1]}, the pinned EBS CSI driver {driver} requests at most {iops_high}"
+        raise reader.fail("mysqlVolumeIops", iops, f"must be a whole number from {iops_low} to {iops_high}{cap}")
+    low, high = GP3_THROUGHPUT_MIBS
+    throughput = reader.raw("mysqlVolumeThroughput").strip()
+    if not re.fullmatch(r"[0-9]+", throughput) or not low <= int(throughput) <= high:
+        raise reader.fail("mysqlVolumeThroughput", throughput,
+                          f"must be a whole number of MiB/s from {low} to {high} (gp3's range)")
+    return DataVolumeSettings(storage_class=EBS_DATA_STORAGE_CLASS, iops=int(iops), throughput_mibs=int(throughput))
 
 
 def _frontend_lb(reader: _Reader, admin_cidrs: tuple[str, ...]) -> FrontendLbSettings | None:
@@ -557,13 +609,28 @@ def load_settings() -> StackSettings:
     )
 
 
+def _data_volume_fits(reader: _Reader, volume: DataVolumeSettings, storage_size: str) -> None:
+    """gp3's ratios, for the size the EBS CSI driver creates (the claim rounded up to whole GiB)."""
+    size_gib = math.ceil(quantity_value(storage_size) / 2**30)
+    problem = gp3_problem(size_gib, volume.iops, volume.throughput_mibs)
+    if problem is None:
+        return
+    blame, allowed = problem
+    name, value = {"size": ("mysqlStorageSize", storage_size), "iops": ("mysqlVolumeIops", volume.iops),
+                   "throughput": ("mysqlVolumeThroughput", volume.throughput_mibs)}[blame]
+    if blame == "iops":
+        allowed += f" (mysqlStorageSize={storage_size})"
+    raise reader.fail(name, value, allowed)
+
+
 def _fits_the_cluster(reader: _Reader, cluster: ClusterSettings, mysql: MysqlSettings,
                       guestbook: GuestbookSettings) -> None:
     """What the workload asks of the aws cluster must be something its add-ons provide."""
-    offered = cluster.addons.storage_class
+    offered = cluster.addons.data_volume.storage_class
     if mysql.storage_class not in (None, offered):
         raise reader.fail("mysqlStorageClass", mysql.storage_class,
-                          f"clusterMode=aws offers one StorageClass: {offered} (or empty for the default, {offered})")
+                          f"clusterMode=aws gives the MySQL data volumes their own class: {offered} (or empty for it)")
+    _data_volume_fits(reader, cluster.addons.data_volume, mysql.storage_size)
     if guestbook.enabled and guestbook.autoscaler is not None and not cluster.addons.metrics_server:
         raise reader.fail("enableMetricsServer", "false",
                           "frontendHpaEnabled=true needs metrics-server on the aws cluster: allowed value true")

@@ -434,7 +434,7 @@ def start_replicated_set(
     *,
     replicas: int = 2,
     primary_cnf: str = "",
-    replica_cnf: str = "",
+    replica_cnf: str | Sequence[str] = "",
     server_id: Callable[[int], int] = lambda ordinal: 100 + ordinal,
     root_password: str = "root-password",
     replication_password: str = "repl-password",
@@ -442,15 +442,20 @@ def start_replicated_set(
 ) -> ReplicatedSet:
     """Initialize and start a primary and `replicas` replicas under base_dir/ord<N>, replicating.
 
-    On any failure every server already started is stopped before the error propagates.
+    `replica_cnf` is every replica's fragment, or one per replica (e.g. a serial and a parallel
+    applier side by side). On any failure every server already started is stopped before the
+    error propagates.
     """
     require_mariadb()
+    replica_cnfs = [replica_cnf] * replicas if isinstance(replica_cnf, str) else list(replica_cnf)
+    if len(replica_cnfs) != replicas:
+        raise ValueError(f"{len(replica_cnfs)} replica fragments for {replicas} replicas")
     servers = [
         MariaDBServer(
             Path(base_dir) / f"ord{ordinal}",
             free_port(),
             server_id(ordinal),
-            primary_cnf if ordinal == 0 else replica_cnf,
+            primary_cnf if ordinal == 0 else replica_cnfs[ordinal - 1],
             name="primary" if ordinal == 0 else f"replica-{ordinal}",
         )
         for ordinal in range(replicas + 1)

@@ -42,11 +42,8 @@ SECRET_MOUNT = "/etc/mysql-secrets"
 VERIFY_PASSWORD_KEY = "verify-password"
 PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY)
 
-# Containers whose size does not follow the mysqld settings.
+# init-mysql copies two files; the clone and sidecar containers are sized by their own settings.
 INIT_RESOURCES = Resources(cpu_request="50m", memory_request="32Mi", cpu_limit="200m", memory_limit="64Mi")
-# --prepare runs with --use-memory=128M (CLONE_PREPARE_MEMORY) plus the tool's own overhead.
-CLONE_RESOURCES = Resources(cpu_request="250m", memory_request="256Mi", cpu_limit="1", memory_limit="1Gi")
-SIDECAR_RESOURCES = Resources(cpu_request="100m", memory_request="128Mi", cpu_limit="1", memory_limit="512Mi")
 
 
 @dataclass
@@ -97,7 +94,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         child = ResourceOptions(parent=self)
         stateful = ResourceOptions(parent=self, protect=settings.protect)
 
-        data = mysql_config.config_map_data(settings.engine, settings.version)
+        data = mysql_config.config_map_data(settings.engine, settings.version, settings.apply_threads)
         self.config_map = core.ConfigMap(
             f"{name}-config", metadata=self._meta(f"{settings.name}-config"), data=data, opts=child
         )
@@ -341,10 +338,14 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _clone_container(self) -> core.ContainerArgs:
         # The volume root, not the subPath: the clone is staged next to the data dir and
         # renamed into place, so a half-received stream never looks like data.
+        # Init containers run before mysqld and the sidecar start: the pod's effective request is the
+        # larger of the two, so a clone's CPU costs the node nothing beyond what the pod already holds.
+        clone = self._settings.clone
         return self._container(
-            "clone-mysql", self._settings.backup_image, CLONE_RESOURCES,
+            "clone-mysql", self._settings.backup_image, clone.clone_resources,
             command=mysql_config.script_command("clone-mysql.sh"),
-            env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp"),
+            env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp",
+                          **mysql_config.clone_env(clone)["clone-mysql"]),
             volume_mounts=[self._mount(DATA_VOLUME, "/var/lib/mysql-volume"),
                            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
                            self._mount("tools-tmp", "/tmp")],
@@ -384,9 +385,10 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _sidecar_container(self) -> core.ContainerArgs:
         probe = mysql_config.sidecar_probe_command()
         return self._container(
-            "sidecar", self._settings.backup_image, SIDECAR_RESOURCES,
+            "sidecar", self._settings.backup_image, self._settings.clone.sidecar_resources,
             command=mysql_config.script_command("sidecar.sh"),
-            env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client"),
+            env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client",
+                          **mysql_config.clone_env(self._settings.clone)["sidecar"]),
             ports=[core.ContainerPortArgs(name="clone", container_port=CLONE_PORT, protocol="TCP")],
             volume_mounts=[
                 *self._shared_mounts(),

@@ -15,10 +15,11 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from components import pins, tokens
+from components import facts, pins, tokens
 from components.addons import ebs_csi
 from components.addons.ebs_csi import EbsCsiDriver, EbsCsiDriverArgs
 from components.aws.iam import ebs_csi_policy
+from components.settings.schema import DataVolumeSettings
 from policy.validators import Options, check_containers
 from tests.conftest import KUBERNETES_VERSION
 from tools.harness.mocks import RecordingMonitor
@@ -34,6 +35,7 @@ ARGS = [
         storage_class="gp3",
         reclaim_policy="Delete",
         tags={"Project": "atomic-mysql", "Owner": "dev team", "ManagedBy": "pulumi"},
+        data_volume=DataVolumeSettings(storage_class="gp3-mysql", iops=4000, throughput_mibs=600),
     ),
     EbsCsiDriverArgs(
         cluster_name="prod.cluster_1",
@@ -56,6 +58,7 @@ class Rendered:
     objects: dict[tuple[str, str], dict[str, Any]]  # (kind, name) -> object
     types: dict[tuple[str, str], str]  # (kind, name) -> the registration's type token
     outputs: dict[str, Any]
+    options: dict[tuple[str, str], dict[str, Any]]  # (kind, name) -> the registration's resource options
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         return self.objects[(kind, name)]
@@ -90,13 +93,15 @@ def render(monitor: RecordingMonitor, args: EbsCsiDriverArgs) -> Rendered:
     build()
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     types: dict[tuple[str, str], str] = {}
+    options: dict[tuple[str, str], dict[str, Any]] = {}
     for registration in monitor.registrations:
         if registration.custom and registration.type.startswith("kubernetes:"):
             key = (registration.inputs["kind"], registration.inputs["metadata"]["name"])
             assert key not in objects, f"two {key}"
             objects[key], types[key] = registration.inputs, registration.type
+            options[key] = registration.options
     (component,) = [r for r in monitor.registrations if r.type == COMPONENT_TYPE]
-    return Rendered(args, objects, types, component.outputs)
+    return Rendered(args, objects, types, component.outputs, options)
 
 
 @pytest.fixture(params=ARGS, ids=lambda a: a.cluster_name)
@@ -150,8 +155,13 @@ EXPECTED = {
 CLUSTER_SCOPED = {"CSIDriver", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
 
 
+def storage_classes(args: EbsCsiDriverArgs) -> set[tuple[str, str]]:
+    data = args.data_volume
+    return {("StorageClass", args.storage_class)} | ({("StorageClass", data.storage_class)} if data else set())
+
+
 def test_every_object_validates_strictly_under_upstreams_names(rendered: Rendered) -> None:
-    assert set(rendered.objects) == EXPECTED | {("StorageClass", rendered.args.storage_class)}
+    assert set(rendered.objects) == EXPECTED | storage_classes(rendered.args)
     for (kind, name), obj in rendered.objects.items():
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         metadata = obj["metadata"]
@@ -160,7 +170,9 @@ def test_every_object_validates_strictly_under_upstreams_names(rendered: Rendere
         assert metadata["labels"]["app.kubernetes.io/name"] == "aws-ebs-csi-driver", (kind, name)
         assert metadata["labels"]["app.kubernetes.io/part-of"] == "atomic-mysql", (kind, name)
         assert metadata["labels"]["app.kubernetes.io/managed-by"] == "pulumi", (kind, name)
-    assert rendered.outputs == {"storageClassName": rendered.args.storage_class, "driverName": "ebs.csi.aws.com"}
+    data = rendered.args.data_volume
+    assert rendered.outputs == {"storageClassName": rendered.args.storage_class, "driverName": "ebs.csi.aws.com",
+                                "dataStorageClassName": data.storage_class if data else ""}
 
 
 def test_strict_validation_is_not_vacuous(rendered: Rendered) -> None:
@@ -210,7 +222,50 @@ def test_csidriver_and_storage_class(rendered: Rendered) -> None:
     assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
     assert sc["allowVolumeExpansion"] is True
     assert sc["reclaimPolicy"] == rendered.args.reclaim_policy
-    assert len(rendered.of_kind("StorageClass")) == 1, "exactly one default class"
+    marker = "storageclass.kubernetes.io/is-default-class"
+    defaults = [c for c in rendered.of_kind("StorageClass") if (c["metadata"].get("annotations") or {}).get(marker)]
+    assert defaults == [sc], "exactly one default class"
+    # Parameters are immutable and the names fixed: a replacement must delete the old class first.
+    for key in storage_classes(rendered.args):
+        assert rendered.options[key]["deleteBeforeReplace"] is True, key
+
+
+def test_the_data_volumes_class_provisions_their_iops_and_throughput(rendered: Rendered) -> None:
+    data = rendered.args.data_volume
+    if data is None:
+        assert len(rendered.of_kind("StorageClass")) == 1
+        return
+    sc = rendered.get("StorageClass", data.storage_class)
+    default = rendered.get("StorageClass", rendered.args.storage_class)
+    assert "annotations" not in sc["metadata"], "not a second default"
+    provisioned = {"iops": str(data.iops), "throughput": str(data.throughput_mibs)}
+    assert sc["parameters"] == {**default["parameters"], **provisioned}
+    for field_name in ("provisioner", "volumeBindingMode", "allowVolumeExpansion", "reclaimPolicy"):
+        assert sc[field_name] == default[field_name], field_name
+
+
+# (size GiB, IOPS, MiB/s) -> what gp3_problem blames; AWS's bounds as raised in 2025-09 (facts.py).
+GP3_CASES = [
+    ((1, 3000, 125), None),  # the baseline is valid at any size, though 1 GiB x 500 < 3000
+    ((5, 3000, 750), None),  # 0.25 MiB/s per IOPS
+    ((160, 80000, 2000), None),  # the raised maxima
+    ((16, 8000, 2000), None),  # 2000 MiB/s needs 8000 IOPS, which needs 16 GiB
+    ((65536, 3000, 125), None),  # 64 TiB
+    ((0, 3000, 125), "size"),
+    ((65537, 3000, 125), "size"),
+    ((100, 2999, 125), "iops"),
+    ((200, 80001, 125), "iops"),
+    ((15, 7501, 125), "iops"),  # 500 per GiB
+    ((100, 3000, 124), "throughput"),
+    ((100, 12000, 2001), "throughput"),
+    ((100, 3999, 1000), "throughput"),  # 0.25 MiB/s per IOPS
+]
+
+
+@pytest.mark.parametrize(("volume", "blamed"), GP3_CASES, ids=[str(v) for v, _ in GP3_CASES])
+def test_gp3_bounds_are_awss(volume: tuple[int, int, int], blamed: str | None) -> None:
+    problem = facts.gp3_problem(*volume)
+    assert (problem[0] if problem else None) == blamed, problem
 
 
 # --------------------------------------------------------------------------
@@ -529,6 +584,13 @@ GOOD: dict[str, Any] = {
         {"tags": {"kubernetes.io/cluster/other": "owned"}},
         {"tags": {"Team": "a,b"}},
         {"tags": {"a=b": "c"}},
+        {"data_volume": DataVolumeSettings(storage_class="gp3", iops=3000, throughput_mibs=125)},  # the default's
+        {"data_volume": DataVolumeSettings(storage_class="GP3-mysql", iops=3000, throughput_mibs=125)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=16001, throughput_mibs=125)},  # the pin
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=2000, throughput_mibs=125)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=3000, throughput_mibs=751)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=16000, throughput_mibs=2001)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=True, throughput_mibs=125)},
     ],
 )
 def test_args_that_cannot_work_are_refused(change: dict[str, Any]) -> None:

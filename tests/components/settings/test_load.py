@@ -71,7 +71,37 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("dev", {"corednsReplicas": 0}, "corednsReplicas=0: must be a whole number from 1 to 10"),
     ("dev", {"volumeReclaimPolicy": "Recycle"}, "volumeReclaimPolicy=Recycle: allowed values are Retain, Delete"),
     ("staging", {"mysqlStorageClass": "fast-ssd"},
-     "mysqlStorageClass=fast-ssd: clusterMode=aws offers one StorageClass: gp3"),
+     "mysqlStorageClass=fast-ssd: clusterMode=aws gives the MySQL data volumes their own class: gp3-mysql"),
+    # The data volumes' gp3 class: AWS's ranges, the pinned driver's cap, and the ratios to the size.
+    ("staging", {"mysqlStorageClass": "gp3"},
+     "mysqlStorageClass=gp3: clusterMode=aws gives the MySQL data volumes their own class: gp3-mysql"),
+    ("dev", {"mysqlVolumeIops": 2999}, "mysqlVolumeIops=2999: must be a whole number from 3000 to 16000; gp3 takes "
+     "up to 80000, the pinned EBS CSI driver v1.47.0 requests at most 16000"),
+    ("prod", {"mysqlVolumeIops": 20000}, "mysqlVolumeIops=20000: must be a whole number from 3000 to 16000"),
+    ("dev", {"mysqlVolumeThroughput": 124},
+     "mysqlVolumeThroughput=124: must be a whole number of MiB/s from 125 to 2000 (gp3's range)"),
+    ("prod", {"mysqlVolumeThroughput": 2001}, "mysqlVolumeThroughput=2001: must be a whole number of MiB/s from 125"),
+    ("dev", {"mysqlVolumeIops": 4000}, "mysqlVolumeIops=4000: gp3 allows at most 500 IOPS per GiB (3000 at any "
+     "size): a 5 GiB volume takes at most 3000 (mysqlStorageSize=5Gi)"),
+    ("staging", {"mysqlVolumeIops": 12000}, "mysqlVolumeIops=12000: gp3 allows at most 500 IOPS per GiB (3000 at any "
+     "size): a 20 GiB volume takes at most 10000 (mysqlStorageSize=20Gi)"),
+    ("dev", {"mysqlVolumeThroughput": 1000}, "mysqlVolumeThroughput=1000: gp3 allows at most 0.25 MiB/s per "
+     "provisioned IOPS: 3000 IOPS allow at most 750 MiB/s (1000 needs 4000 IOPS)"),
+    ("prod", {"mysqlVolumeIops": 4000, "mysqlVolumeThroughput": 1200},
+     "mysqlVolumeThroughput=1200: gp3 allows at most 0.25 MiB/s per provisioned IOPS: 4000 IOPS allow at most "
+     "1000 MiB/s (1200 needs 4800 IOPS)"),
+    ("dev", {"mysqlStorageSize": "65Ti"}, "mysqlStorageSize=65Ti: gp3 volumes are 1 GiB to 65536 GiB (64 TiB)"),
+    # The clone path and the applier.
+    ("dev", {"mysqlCloneThreads": 33}, "mysqlCloneThreads=33: must be a whole number from 0 to 32"),
+    ("dev", {"mysqlCloneThreads": -1}, "mysqlCloneThreads=-1: must be a whole number from 0 to 32"),
+    ("local", {"mysqlReplicaApplyThreads": 0}, "mysqlReplicaApplyThreads=0: must be a whole number from 1 to 64"),
+    ("dev", {"mysqlReplicaApplyThreads": 65}, "mysqlReplicaApplyThreads=65: must be a whole number from 1 to 64"),
+    ("dev", {"mysqlCloneMemoryLimit": "128Mi"},
+     "mysqlCloneMemoryLimit=128Mi: must be a Kubernetes quantity of at least 256Mi"),
+    ("dev", {"mysqlCloneCpuLimit": "100m"}, "mysqlCloneCpuLimit=100m: must be at least mysqlCloneCpuRequest (250m)"),
+    ("local", {"mysqlSidecarCpuRequest": "0"}, "mysqlSidecarCpuRequest=0: must be a CPU quantity above zero"),
+    ("dev", {"mysqlSidecarMemoryRequest": "64Mi"},
+     "mysqlSidecarMemoryRequest=64Mi: must be a Kubernetes quantity of at least 128Mi"),
     ("prod", {"enableMetricsServer": False}, "enableMetricsServer=false: frontendHpaEnabled=true needs metrics-server"),
     ("prod", {"frontendNodePort": 8080}, "frontendNodePort=8080: must be a whole number from 30000 to 32767"),
     ("prod", {"frontendSourceCidrs": ["everyone"]}, "frontendSourceCidrs=everyone: must be an IPv4 CIDR"),

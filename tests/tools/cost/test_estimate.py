@@ -68,8 +68,13 @@ def test_prod_counts_both_load_balancers_their_addresses_and_five_100gi_volumes(
     # 9 instances (no Elastic IP: the API is behind its NLB) + one address per NLB subnet
     assert by_category["Public IPv4"] == 11 * HOURS * usd(r, "vpc", "public-ipv4")
     claims = [c for c in est.charges if c.category == "EBS data volumes (PVCs)"]
-    assert sorted(c.resource for c in claims) == [f"data-mysql-{n}" for n in range(5)]
-    assert {c.quantity for c in claims} == {Decimal(100)}
+    storage = [c for c in claims if c.price.item == "gp3-storage"]
+    assert sorted(c.resource for c in storage) == [f"data-mysql-{n}" for n in range(5)]
+    assert {c.quantity for c in storage} == {Decimal(100)}
+    # prod's data class provisions 600 MiB/s (fast clones): 475 above the 125 included, per volume.
+    throughput = [c for c in claims if c.price.item == "gp3-throughput"]
+    assert sorted(c.resource for c in throughput) == [f"data-mysql-{n}" for n in range(5)]
+    assert {c.quantity for c in throughput} == {Decimal(475)}
     assert by_category["EC2 instances"] == HOURS * (6 * usd(r, "ec2", "m6i.xlarge") + 3 * usd(r, "ec2", "m6i.large"))
     assert "Elastic IPs" in est.absent and est.unpriced == ()
 
@@ -99,14 +104,16 @@ def test_doubling_the_minions_adds_exactly_the_minions_share(previewed_stacks: P
 
 def test_provisioned_iops_and_throughput_above_gp3s_included_are_charged(previewed_stacks: Path) -> None:
     plan = copy.deepcopy(plan_of(previewed_stacks, "prod"))
-    (storage_class,) = [e for e in plan["resources"] if e["inputs"].get("kind") == "StorageClass"]
+    (storage_class,) = [e for e in plan["resources"] if e["inputs"].get("kind") == "StorageClass"
+                        and e["inputs"]["metadata"]["name"] == "gp3-mysql"]
+    assert storage_class["inputs"]["parameters"]["throughput"] == "600"  # the stack's
     storage_class["inputs"]["parameters"].update(iops="6000", throughput="250")
     instance = next(e for e in plan["resources"] if e["type"] == tokens.INSTANCE)
     instance["inputs"]["rootBlockDevice"].update(iops=4000, throughput=125)
     before = cost.estimate(plan_of(previewed_stacks, "prod"), TABLE)
     after = cost.estimate(plan, TABLE)
     r = "us-west-2"
-    extra = 5 * (3000 * usd(r, "ebs", "gp3-iops") + 125 * usd(r, "ebs", "gp3-throughput")) + 1000 * usd(
+    extra = 5 * (3000 * usd(r, "ebs", "gp3-iops") + (250 - 600) * usd(r, "ebs", "gp3-throughput")) + 1000 * usd(
         r, "ebs", "gp3-iops")
     assert after.total - before.total == extra
     assert any(i.line == "100 GiB gp3, 6000 IOPS, 250 MB/s (StatefulSet mysql)" for i in after.items())

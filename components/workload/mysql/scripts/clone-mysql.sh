@@ -15,6 +15,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 : "${CLONE_CONNECT_ATTEMPTS:=10}"
 : "${CLONE_RETRY_DELAY:=2}"
 : "${CLONE_PREPARE_MEMORY:=128M}"
+: "${CLONE_PARALLEL:=1}"             # the stream tool's worker threads (mysqlCloneThreads)
+[[ $CLONE_PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die "CLONE_PARALLEL=$CLONE_PARALLEL: must be a whole number from 1 to 999"
 
 ordinal=$(my_ordinal)
 
@@ -52,7 +54,9 @@ for ((attempt = 1; attempt <= CLONE_CONNECT_ATTEMPTS; attempt++)); do
     mkdir -p "$CLONE_STAGING_DIR"
     log "cloning from $host:$port (attempt $attempt of $CLONE_CONNECT_ATTEMPTS)"
     set +e
-    receive | "$STREAM_TOOL" -x -C "$CLONE_STAGING_DIR"
+    # Parallel extraction writes several files at once: one writer alone does not keep an EBS
+    # volume's queue full, nor keep up with the stream on one core.
+    receive | "$STREAM_TOOL" -x --parallel="$CLONE_PARALLEL" -C "$CLONE_STAGING_DIR"
     statuses=("${PIPESTATUS[@]}")
     set -e
     if ((statuses[0] == 0 && statuses[1] == 0)) && [[ -n $(ls -A "$CLONE_STAGING_DIR") ]]; then
