@@ -1,6 +1,6 @@
 """A replica applying in parallel ends byte-identical to its primary, on real MariaDB 10.11.
 
-The replica runs the set's own rendered replica.cnf (local stack rendered for 10.11: 4 optimistic
+The replica runs the set's own rendered replica.cnf (local stack rendered for 10.11: 16 optimistic
 applier threads, the project's default); eight writers run a workload of inserts, updates and
 deletes on eight tables, plus transactions that conflict across writers (one shared hot row,
 and transactions touching two writers' tables), so that optimistic apply meets conflicts it must
@@ -96,11 +96,11 @@ def diverged(primary: MariaDBServer, replica: MariaDBServer) -> list[str]:
 
 def test_the_replica_applies_with_the_rendered_parallel_threads(group: ReplicatedSet) -> None:
     (replica,) = group.replicas
-    assert replica.value("SELECT @@slave_parallel_threads") == 4
+    assert replica.value("SELECT @@slave_parallel_threads") == 16
     assert replica.value("SELECT @@slave_parallel_mode") == "optimistic"
     workers = replica.value("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                             "WHERE USER = 'system user' AND STATE = 'Waiting for work from SQL thread'")
-    assert workers == 4  # the pool of applier threads beside the SQL (driver) thread
+    assert workers == 16  # the pool of applier threads beside the SQL (driver) thread
 
 
 def test_a_parallel_backlog_ends_byte_identical_to_the_primary(group: ReplicatedSet) -> None:

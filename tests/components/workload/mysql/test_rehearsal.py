@@ -104,14 +104,14 @@ def test_every_member_has_its_own_server_id_and_role(group: RehearsalSet) -> Non
 
 
 def test_the_set_clones_and_applies_with_the_rendered_threads(group: RehearsalSet, rendered: RenderedSet) -> None:
-    """The defaults: a replica applies with 4 optimistic threads; a clone copies and extracts with one
+    """The defaults: a replica applies with 16 optimistic threads; a clone copies and extracts with one
     thread per CPU of the container's limit (2)."""
-    assert "slave_parallel_threads=4" in rendered.config_map["replica.cnf"]
+    assert "slave_parallel_threads=16" in rendered.config_map["replica.cnf"]
     assert rendered.env["sidecar"]["BACKUP_PARALLEL"] == rendered.env["clone-mysql"]["CLONE_PARALLEL"] == "2"
     for ordinal in (1, 2):
         server = group.pods[ordinal].server
         assert server is not None
-        assert server.value("SELECT @@slave_parallel_threads") == 4
+        assert server.value("SELECT @@slave_parallel_threads") == 16
         assert server.value("SELECT @@slave_parallel_mode") == "optimistic"
     primary = group.primary
     assert primary.value("SELECT @@slave_parallel_threads") == 0  # the primary applies nothing

@@ -410,10 +410,10 @@ def test_clone_containers_are_sized_by_their_own_settings_and_thread_by_their_cp
 
 
 @pytest.mark.parametrize(("overrides", "expected", "absent"), [
-    ({}, ["replica_parallel_workers=4", "replica_preserve_commit_order=ON"], []),
+    ({}, ["replica_parallel_workers=16", "replica_preserve_commit_order=ON"], []),
     ({"mysqlReplicaApplyThreads": 1}, ["replica_parallel_workers=1", "replica_preserve_commit_order=ON"], []),
     ({"mysqlEngine": "mariadb", "mysqlVersion": "11.4"},
-     ["slave_parallel_threads=4", "slave_parallel_mode=optimistic"], []),
+     ["slave_parallel_threads=16", "slave_parallel_mode=optimistic"], []),
     ({"mysqlEngine": "mariadb", "mysqlVersion": "10.11", "mysqlReplicaApplyThreads": 8},
      ["slave_parallel_threads=8", "slave_parallel_mode=optimistic"], []),
     ({"mysqlEngine": "mariadb", "mysqlVersion": "10.11", "mysqlReplicaApplyThreads": 1},
