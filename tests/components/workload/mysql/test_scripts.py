@@ -431,7 +431,8 @@ def test_clone_receives_prepares_and_renames_into_place(box: Sandbox) -> None:
     assert not (box.datadir / "master.info").exists()  # the source's replication settings stay behind
     assert not Path(f"{box.datadir}.clone-staging").exists()
     receive = box.logged("socat.argv")
-    assert "socat -u TCP:mysql-1.mysql:3307,connect-timeout=10 STDOUT" in receive  # ordinal - 1, default pattern
+    # ordinal - 1, the default pattern; 1 MiB reads and writes
+    assert "socat -u -b 1048576 TCP:mysql-1.mysql:3307,connect-timeout=10 STDOUT" in receive
     prepare = box.logged("xtrabackup.argv")
     assert f"--prepare --use-memory=128M --target-dir={box.datadir}.clone-staging" in prepare
 
@@ -608,7 +609,7 @@ def test_primary_sidecar_creates_accounts_without_exposing_passwords(box: Sandbo
     assert "user=root\npassword=\"r00t\\\"pa\\\\ss\"" in box.logged("mysql.cnf")  # escaped in the option file
     assert "serving backups" in result.stderr
     listen = box.logged("socat.argv")
-    assert "socat -U TCP-LISTEN:3307,reuseaddr,fork,max-children=1 EXEC:bash " in listen
+    assert "socat -U -b 1048576 TCP-LISTEN:3307,reuseaddr,fork,max-children=1 EXEC:bash " in listen
     assert listen.rstrip().endswith("sidecar.sh stream")
 
 
