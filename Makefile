@@ -39,7 +39,7 @@ system-deps:
 	else echo "missing system packages (install as root):" $$missing; fi
 
 preview: deps
-	$(PY) -m tools.preview --stack $(STACK)
+	$(PY) -m tools.preview --stack $(STACK) --png
 
 preview-all: deps
 	@for s in $(STACKS); do $(PY) -m tools.preview --stack $$s --quiet || exit $$?; echo "previewed $$s"; done

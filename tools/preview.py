@@ -4,8 +4,8 @@ Runs the exact program under mocks with the config the Pulumi CLI would give it,
 prints the resource tree and a count per type, and writes build/<stack>/:
 plan.json (every registration with inputs and options), k8s/*.yaml (every
 Kubernetes object as it would be applied) and nodes/<node>.yaml (user-data of
-every EC2 instance). A configuration the CLI or the program refuses ends with
-one line on stderr and exit status 2.
+every EC2 instance), and the topology picture (topology.svg; topology.png with --png). A
+configuration the CLI or the program refuses ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _node_name(r: Registration) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", str(tags.get("Name") or r.name))
 
 
-def write_outputs(plan: Plan, out_dir: Path) -> None:
+def write_outputs(plan: Plan, out_dir: Path, *, with_png: bool = False) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "k8s").mkdir(parents=True)
@@ -139,7 +139,7 @@ def write_outputs(plan: Plan, out_dir: Path) -> None:
     for instance in plan.instances():
         user_data = instance.inputs.get("userData", "")
         (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(user_data)
-    topology.write(plan, out_dir)
+    topology.write(plan, out_dir, with_png=with_png)
 
 
 def print_summary(plan: Plan, out_dir: Path) -> None:
@@ -173,11 +173,12 @@ def print_cost(plan: Plan) -> None:
 
 
 def preview(
-    stack: str, out_root: Path = BUILD_DIR, quiet: bool = False, overrides: dict[str, Any] | None = None
+    stack: str, out_root: Path = BUILD_DIR, quiet: bool = False, overrides: dict[str, Any] | None = None,
+    with_png: bool = False,
 ) -> Plan:
     plan = run_program(stack, overrides)
     out_dir = out_root / stack
-    write_outputs(plan, out_dir)
+    write_outputs(plan, out_dir, with_png=with_png)
     if not quiet:
         print_summary(plan, out_dir)
     return plan
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         " (adminCidrs='[\"198.51.100.0/24\"]') sets a list, as `pulumi config set --path` would",
     )
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output root (default: build/)")
+    parser.add_argument("--png", action="store_true",
+                        help="also draw build/<stack>/topology.png (make preview does; the SVG is always drawn)")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {}
     for item in args.set:
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key] = _list_or_text(value)
     _batch_gc()
     try:
-        preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides)
+        preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides, with_png=args.png)
     except (StackConfigError, pulumi.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
