@@ -31,6 +31,7 @@ from tools.cost import prices as cost_prices
 from tools.harness.mocks import Registration
 from tools.harness.offline import Plan, run_program
 from tools.harness.pulumi_project import PROJECT_DIR, StackConfigError
+from tools.replica_time import estimate as replica_time
 
 BUILD_DIR = PROJECT_DIR / "build"
 
@@ -158,6 +159,19 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
         f" nodes/ ({len(plan.instances())} user-data files)"
     )
     print_cost(plan)
+    print_replica_time(plan)
+
+
+def print_replica_time(plan: Plan) -> None:
+    """How long one new MySQL replica of an aws stack takes to copy its data (tools/replica_time)."""
+    try:
+        found = replica_time.estimate(plan, replica_time.load_limits())
+    except replica_time.LimitsError as error:
+        print(f"\nNew replica estimate: not available: {error}")
+        return
+    if found is not None:
+        print()
+        print("\n".join(replica_time.report_lines(found)))
 
 
 def print_cost(plan: Plan) -> None:
