@@ -13,14 +13,16 @@ falls on every variant alike:
   clone    clone-mysql.sh from start to exit (connect, the sidecar's backup stream, mbstream
            extraction, mariadb-backup --prepare, rename into place), with the threads the set
            renders (mysqlCloneThreads; 0 = one per CPU of each container's limit).
-  serial   the same with mysqlCloneThreads=1: the clone path as it was before it was parallel.
+  serial   the same with mysqlCloneThreads=1: one copy thread, one extraction thread.
+  before   with --before DIR: the same, with DIR's scripts (*.sh) in place of the rendered ones on
+           both pods, e.g. an earlier revision's (`git show REV:components/workload/mysql/scripts/X`).
 
 Printed: median, min and max wall seconds per variant, the clone's stream and prepare parts, CPU
 seconds per GiB on each side (the receiving side as the clone container's, the sending side as
 the sidecar's), and the ratios clone/floor and serial/clone. The target: clone within 1.05x of
 the floor. Usage:
 
-    python -m tools.bench.clone [--size-gib 1] [--tables 16] [--repeat 5] [--set KEY=VALUE] [--json]
+    python -m tools.bench.clone [--size-gib 1] [--tables 16] [--repeat 5] [--set KEY=VALUE] [--before DIR] [--json]
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ def wait_no_children(pid: int, timeout: float = 30) -> None:
 
 
 class Bench:
-    def __init__(self, base: Path, size_gib: float, tables: int, overrides: dict[str, Any]) -> None:
+    def __init__(self, base: Path, size_gib: float, tables: int, overrides: dict[str, Any],
+                 before: Path | None = None) -> None:
         self.base = base
         log("rendering the set (local stack, MariaDB 10.11) ...")
         self.rendered = render_set("local", {**overrides, "mysqlVersion": VERSION})
@@ -130,6 +133,16 @@ class Bench:
         self.size_gib = size_gib
         self.tables = tables
         self.floor_dir = base / "floor"
+        self.config_dir = self.group.config_dir
+        self.before_dir: Path | None = None
+        if before is not None:
+            scripts = sorted(before.glob("*.sh"))
+            if not scripts:
+                raise SystemExit(f"--before {before}: no *.sh scripts there")
+            self.before_dir = base / "configmap-before"
+            shutil.copytree(self.config_dir, self.before_dir)
+            for script in scripts:
+                shutil.copy(script, self.before_dir / script.name)
 
     @property
     def source(self) -> Pod:
@@ -206,9 +219,11 @@ class Bench:
         return Sample("floor", seconds, du(self.floor_dir), receive_cpu=receive_cpu, send_cpu=send_cpu,
                       receive_peak_rss_mib=peak)
 
-    def clone(self, serial: bool) -> Sample:
-        variant = "serial" if serial else "clone"
+    def clone(self, serial: bool, before: bool = False) -> Sample:
+        variant = "before" if before else "serial" if serial else "clone"
         self.group.rendered = self.serial if serial else self.rendered
+        assert not before or self.before_dir is not None
+        self.group.config_dir = self.before_dir if before and self.before_dir else self.config_dir
         source = self.source
         source.stop_sidecar()
         source.start_sidecar()
@@ -291,6 +306,9 @@ def render(summaries: dict[str, Summary], ratios: dict[str, float], header: str)
         f"serial / clone: {ratios['serial/clone']:.3f}x (what the parallel threads gained)",
         f"serial / floor: {ratios['serial/floor']:.3f}x",
     ]
+    if "before/floor" in ratios:
+        lines += [f"before / floor: {ratios['before/floor']:.3f}x; before / clone: {ratios['before/clone']:.3f}x "
+                  "(--before's scripts)"]
     return "\n".join(lines)
 
 
@@ -302,6 +320,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="rounds; each runs every variant once (default: 5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="render the set with this setting, e.g. mysqlCloneCpuLimit=1 (local stack)")
+    parser.add_argument("--before", type=Path, help="also run the clone with the scripts (*.sh) of this directory")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
     if args.size_gib <= 0 or args.tables < 1 or args.repeat < 1:
@@ -321,12 +340,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_mariadb()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-clone-", dir=os.environ.get("BENCH_DIR")) as base:
-        bench = Bench(Path(base), args.size_gib, args.tables, args.overrides)
+        bench = Bench(Path(base), args.size_gib, args.tables, args.overrides, args.before)
         try:
             size = bench.load()
             server_version = bench.group.primary.value("SELECT VERSION()")
             variants: dict[str, Callable[[], Sample]] = {
                 "floor": bench.floor, "clone": lambda: bench.clone(False), "serial": lambda: bench.clone(True)}
+            if args.before:
+                variants["before"] = lambda: bench.clone(True, before=True)
             samples: dict[str, list[Sample]] = {name: [] for name in variants}
             order = list(variants)
             for round_number in range(args.repeat):
@@ -342,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "clone": summarize(samples["clone"], bench.threads(False)),
         "serial": summarize(samples["serial"], bench.threads(True)),
     }
+    if "before" in samples:
+        summaries["before"] = summarize(samples["before"], {})
     per_round = [c.seconds / f.seconds for c, f in zip(samples["clone"], samples["floor"], strict=True)]
     ratios = {
         "clone/floor": summaries["clone"].median / summaries["floor"].median,
@@ -349,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serial/clone": summaries["serial"].median / summaries["clone"].median,
         "serial/floor": summaries["serial"].median / summaries["floor"].median,
     }
+    if "before" in summaries:
+        ratios["before/floor"] = summaries["before"].median / summaries["floor"].median
+        ratios["before/clone"] = summaries["before"].median / summaries["clone"].median
     limits = {name: bench.rendered.resources[name]["limits"] for name in ("clone-mysql", "sidecar")}
     header = (f"clone path vs tar|socat|tar floor on MariaDB {server_version} (set rendered for the local stack, "
               f"{VERSION}); data dir {size / GIB:.2f} GiB in {args.tables} tables; {args.repeat} rounds; "

@@ -44,8 +44,8 @@ def test_prod_is_bound_by_the_single_flow_bursting_and_by_ebs_at_baseline(previe
     assert est.seconds(True) == pytest.approx(100 * 1024 / (5 * MIB_PER_GBPS))
     assert est.slowest(False) is ebs
     assert est.seconds(False) == pytest.approx(100 * 1024 / (1.25 * MIB_PER_GBPS))
-    cpu = stages["CPU of clone-mysql (4)"]  # prod's mysqlCloneCpuLimit
-    assert cpu.burst_mibs == pytest.approx(4 * 1024 / replica_time.CPU_SECONDS_PER_GIB["receive"])
+    cpu = stages["CPU of clone-mysql (2)"]  # mysqlCloneCpuLimit
+    assert cpu.burst_mibs == pytest.approx(2 * 1024 / replica_time.CPU_SECONDS_PER_GIB["receive"])
 
 
 @pytest.mark.parametrize(("overrides", "slowest"), [
