@@ -756,7 +756,9 @@ def _access_lines(topology: Topology) -> list[tuple[str, int, bool, str]]:
 def _plural(kind: str, n: int) -> str:
     if n == 1:
         return kind
-    return kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+    if kind.endswith("y"):
+        return kind[:-1] + "ies"
+    return kind + "es" if kind.endswith("s") else kind + "s"  # two StorageClasses
 
 
 def _workload_lines(w: Workload) -> tuple[str, str]:

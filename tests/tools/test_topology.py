@@ -224,3 +224,8 @@ def test_the_legend_names_each_roles_iam_policies_and_ssm_parameters(built: Path
 def test_local_has_no_load_balancers_and_no_legend(built: Path) -> None:
     model = topology.extract(plan_of(built, "local"))
     assert model.balancers == [] and model.access == []
+
+
+def test_the_other_kinds_are_counted_in_plain_english(built: Path) -> None:
+    words = " ".join(svg_texts(built / "dev" / "topology.svg"))
+    assert "2 StorageClasses" in words and "6 NetworkPolicies" in words and "1 CSIDriver," in words

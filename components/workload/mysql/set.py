@@ -338,8 +338,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _clone_container(self) -> core.ContainerArgs:
         # The volume root, not the subPath: the clone is staged next to the data dir and
         # renamed into place, so a half-received stream never looks like data.
-        # Init containers run before mysqld and the sidecar start: the pod's effective request is the
-        # larger of the two, so a clone's CPU costs the node nothing beyond what the pod already holds.
+        # An init container runs before mysqld and the sidecar start: its request counts for scheduling
+        # only where it exceeds theirs together (the pod's effective request is the larger), and a limit
+        # holds nothing back, so a high mysqlCloneCpuLimit lets a clone use a node's idle CPU.
         clone = self._settings.clone
         return self._container(
             "clone-mysql", self._settings.backup_image, clone.clone_resources,
