@@ -14,8 +14,9 @@ from components.settings.load import load_settings
 from components.workload.workload import Workload, WorkloadArgs
 
 settings = load_settings()
-# What the workload waits for: on a cluster this stack builds, its DNS, volumes and metrics.
-prerequisites: list[pulumi.Resource] = []
+# What each part of the workload waits for on a cluster this stack builds (WorkloadArgs).
+mysql_needs: list[pulumi.Resource] = []
+guestbook_needs: list[pulumi.Resource] = []
 frontend_address: pulumi.Output[str] | None = None
 guestbook = settings.guestbook
 
@@ -25,7 +26,7 @@ if settings.cluster is not None:
     from components.kube.provider import provider_for_cluster
 
     cluster = AtomicCluster("cluster", AtomicClusterArgs(settings=settings.cluster))
-    provider = provider_for_cluster("kubernetes", cluster.kubeconfig)
+    provider = provider_for_cluster("kubernetes", cluster.kubeconfig, settings.cluster.name)
     addons = ClusterAddons(
         "addons",
         ClusterAddonsArgs(
@@ -37,7 +38,8 @@ if settings.cluster is not None:
         ),
         opts=ResourceOptions(providers=[provider]),
     )
-    prerequisites.append(addons)
+    mysql_needs += [addons.dns, addons.storage]
+    guestbook_needs += [addons.dns]
     if settings.cluster.frontend_lb is not None:
         # No cloud controller runs on this cluster: the frontend's load balancer is the cluster's
         # NLB, in front of a fixed NodePort of the frontend Service.
@@ -59,8 +61,10 @@ workload = Workload(
         mysql=settings.mysql,
         mysql_secrets=settings.mysql_secrets,
         guestbook=guestbook,
+        mysql_needs=mysql_needs,
+        guestbook_needs=guestbook_needs,
     ),
-    opts=ResourceOptions(providers=[provider], depends_on=prerequisites),
+    opts=ResourceOptions(providers=[provider]),
 )
 pulumi.export("namespace", settings.namespace)
 pulumi.export("mysqlPrimaryHost", workload.mysql.primary_host)

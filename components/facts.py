@@ -9,6 +9,7 @@ settings, the components and the tools all read the same numbers.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 
 PROJECT = "atomic-mysql"
@@ -72,6 +73,45 @@ def node_slot_problem(subnet: ipaddress.IPv4Network, pods: ipaddress.IPv4Network
     if minions > capacity:
         return "minionCount", f"subnetCidr {subnet} and podCidr {pods} leave room for at most {capacity} minions"
     return None
+
+
+# --------------------------------------------------------------------------
+# Kubernetes quantities
+# --------------------------------------------------------------------------
+
+QUANTITY_FACTORS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def quantity_value(text: str) -> float:
+    """The numeric value of a Kubernetes byte quantity such as `10Gi`."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text)
+    if not match or match.group(2) not in QUANTITY_FACTORS:
+        raise ValueError(text)
+    return float(match.group(1)) * QUANTITY_FACTORS[match.group(2)]
+
+
+def quantity_bytes(text: str) -> int:
+    """A byte quantity (`10Gi`) as a whole number of bytes, rounded up."""
+    return math.ceil(quantity_value(text))
+
+
+# What the program allows a node to pull one container image (a first pull of the MySQL server or
+# backup image is a few hundred MB from a public registry), in every await budget.
+IMAGE_PULL_ALLOWANCE_SECONDS = 300
 
 
 # --------------------------------------------------------------------------

@@ -13,6 +13,8 @@ when a still-unknown value is read (the SDK then reports "can't run during previ
 
 from __future__ import annotations
 
+import base64
+import gzip
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -116,6 +118,19 @@ class Policy:
 # --------------------------------------------------------------------------
 # Reading props
 # --------------------------------------------------------------------------
+
+
+def _user_data(props: Mapping[str, Any]) -> Any:
+    """An instance's user-data as cloud-init reads it: userData, or userDataBase64 (gzip-compressed, as the
+    program sends it, or plain). A secret or still-unknown value is returned as it is."""
+    encoded = _get(props, "userDataBase64")
+    if not isinstance(encoded, str) or encoded == SECRET_MARKER:
+        return _get(props, "userData") if encoded is None else encoded
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+        return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+    except (ValueError, OSError, EOFError):
+        return encoded  # not base64 or a broken gzip: checked as the text it is
 
 
 def _is_map(value: Any) -> bool:
@@ -407,7 +422,7 @@ def check_secrets_not_plain(resource_type: str, props: Mapping[str, Any], stack:
         if SECRET_NAME.search(name) or secret_value:
             violations.append(f"parameter {name} holds a credential but is {_get(props, 'type')}, not SecureString")
     if resource_type in (INSTANCE, LAUNCH_TEMPLATE):
-        user_data = _get(props, "userData")
+        user_data = _user_data(props)
         if user_data == SECRET_MARKER:
             violations.append("userData is built from a Pulumi secret: anyone who can describe the instance reads it")
         elif isinstance(user_data, str):

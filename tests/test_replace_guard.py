@@ -59,7 +59,7 @@ IMMUTABLE: dict[str, tuple[Path_, ...]] = {
     tokens.SELF_SIGNED_CERT: (WHOLE,),
 }
 # Masters hold etcd: their user-data must not change unless a node setting explicitly changed.
-MASTER_ONLY: tuple[Path_, ...] = (("userData",),)
+MASTER_ONLY: tuple[Path_, ...] = (("userDataBase64",),)
 
 MYSQL_ENGINE_IMAGES = {"mysqlImage": "mysql:8.4.7", "mysqlBackupImage": "percona/percona-xtrabackup:8.4.0-5"}
 COMMON_OVERRIDES: list[tuple[str, str, dict[str, Any]]] = [
@@ -186,7 +186,7 @@ def test_guard_catches_an_explicit_ami_and_master_user_data(baselines: dict[str,
     instances = [r.name for r in baselines["dev"].instances()]
     assert {f"{name}: ami changed" for name in instances} <= set(found)
     masters = [r.name for r in baselines["dev"].instances() if _is_master(r.inputs)]
-    assert masters and {f"{name}: userData changed" for name in masters} <= set(found)
+    assert masters and {f"{name}: userDataBase64 changed" for name in masters} <= set(found)
 
 
 def test_guard_catches_a_deleted_master_but_not_a_removed_minion(baselines: dict[str, Plan]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from tools import topology
+from tools import first_up, topology
 from tools.cost import estimate as cost
 from tools.cost import prices as cost_prices
 from tools.harness.mocks import Registration
@@ -120,25 +120,29 @@ def _node_name(r: Registration) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", str(tags.get("Name") or r.name))
 
 
-def write_outputs(plan: Plan, out_dir: Path) -> None:
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    (out_dir / "k8s").mkdir(parents=True)
-    (out_dir / "nodes").mkdir()
-    document = {
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """What plan.json holds."""
+    return {
         "stack": plan.stack,
         # Sorted, since registration order varies from run to run: plan.json diffs stay readable.
         "resources": [r.to_json() for r in sorted(plan.resources, key=lambda r: r.urn)],
         "outputs": {k: v.shown() for k, v in plan.outputs.items()},
     }
+
+
+def write_outputs(plan: Plan, out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "k8s").mkdir(parents=True)
+    (out_dir / "nodes").mkdir()
     # Keys sorted too: inputs arrive as protobuf Structs, whose key order differs between runs.
-    (out_dir / "plan.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    (out_dir / "plan.json").write_text(json.dumps(plan_document(plan), indent=2, sort_keys=True) + "\n")
     taken: set[str] = set()
     for obj in sorted(plan.kubernetes_objects(), key=lambda o: (o["kind"], o["metadata"]["name"])):
         (out_dir / "k8s" / _object_filename(obj, taken)).write_text(dump_yaml(obj))
     for instance in plan.instances():
-        user_data = instance.inputs.get("userData", "")
-        (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(user_data)
+        # The #cloud-config decompressed: what a reviewer reads and cloud-init runs.
+        (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(plan.user_data(instance))
     topology.write(plan, out_dir)
 
 
@@ -157,7 +161,16 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
         f"\nWrote {out_dir}/plan.json, k8s/ ({len(plan.kubernetes_objects())} objects),"
         f" nodes/ ({len(plan.instances())} user-data files)"
     )
+    print_first_up(plan)
     print_cost(plan)
+
+
+def print_first_up(plan: Plan) -> None:
+    """The first `pulumi up` of a stack that builds its cluster: the critical path (tools/first_up.py)."""
+    if not plan.instances():
+        return
+    print()
+    print("\n".join(first_up.estimate(plan_document(plan)).lines()))
 
 
 def print_cost(plan: Plan) -> None:

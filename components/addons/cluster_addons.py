@@ -50,11 +50,13 @@ class ClusterAddons(pulumi.ComponentResource):
             f"{name}-ebs-csi",
             EbsCsiDriverArgs(cluster_name=args.cluster_name, region=args.region, storage_class=s.storage_class,
                              reclaim_policy=s.volume_reclaim_policy, controller_replicas=s.ebs_controller_replicas,
-                             tags=args.tags),
+                             tags=args.tags, nodes=s.minions),
             opts=child,
         )
         metrics = MetricsServer(f"{name}-metrics-server", MetricsServerArgs(), opts=child) if s.metrics_server \
             else None
+        # What a workload may wait for, each on its own: DNS, volumes, the Metrics API.
+        self.dns, self.storage, self.metrics = dns, storage, metrics
         self.dns_service_ip = dns.service_ip
         self.storage_class_name = storage.storage_class_name
         self.metrics_api = metrics.api_service_name if metrics else pulumi.Output.from_input("")

@@ -32,6 +32,7 @@ come from the node, which policies always allow).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,7 +43,15 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import CLUSTER_TAG, EBS_MANAGED_TAG, KUBE_SYSTEM, check_cluster_name
-from components.kube.objects import http_probe, metadata, owned, resources, restricted, spread_by_host
+from components.kube.objects import (
+    http_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    rollout_timeouts,
+    spread_by_host,
+)
 from components.pins import (
     CSI_ATTACHER_IMAGE,
     CSI_LIVENESS_PROBE_IMAGE,
@@ -131,6 +140,7 @@ class EbsCsiDriverArgs:
     reclaim_policy: Literal["Delete", "Retain"]
     controller_replicas: int = 2
     tags: dict[str, str] = field(default_factory=dict)  # extra AWS tags for every volume (--extra-tags)
+    nodes: int = 1  # minions the node plugin runs on (its update rolls over them in batches)
 
     def __post_init__(self) -> None:
         check_cluster_name(self.cluster_name)
@@ -524,6 +534,15 @@ def role_rules() -> dict[str, list[rbac.PolicyRuleArgs]]:
     }
 
 
+NODE_MAX_UNAVAILABLE_PERCENT = 10
+
+
+def node_update_batches(nodes: int) -> int:
+    """Rounds of the node plugin's rolling update: maxUnavailable 10%, which a DaemonSet rounds up."""
+    per_round = max(1, math.ceil(nodes * NODE_MAX_UNAVAILABLE_PERCENT / 100))
+    return math.ceil(nodes / per_round)
+
+
 def node_network_policy_spec() -> k8s.networking.v1.NetworkPolicySpecArgs:
     """No ingress to the node plugin's pods: nothing dials them but the kubelet's probes, which come
     from the node itself and are always allowed. (The controller has hostNetwork, which no
@@ -557,6 +576,7 @@ class EbsCsiDriver(pulumi.ComponentResource):
         self.node_sa = core.ServiceAccount(f"{name}-node-sa", metadata=_meta(NODE_SA), opts=child)
         bindings = self._rbac(name)
 
+        controller_pod, node_pod = controller_pod_spec(args), node_pod_spec()
         self.controller = apps.Deployment(
             f"{name}-controller",
             metadata=_meta(CONTROLLER_NAME, app=CONTROLLER_NAME),
@@ -569,12 +589,12 @@ class EbsCsiDriver(pulumi.ComponentResource):
                 ),
                 selector=meta.LabelSelectorArgs(match_labels=selector(CONTROLLER_NAME)),
                 template=core.PodTemplateSpecArgs(
-                    metadata=meta.ObjectMetaArgs(labels=labels(CONTROLLER_NAME)),
-                    spec=controller_pod_spec(args),
+                    metadata=meta.ObjectMetaArgs(labels=labels(CONTROLLER_NAME)), spec=controller_pod
                 ),
             ),
             # Sidecars without their permissions crash-loop until the bindings exist.
-            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings]),
+            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings],
+                                 custom_timeouts=rollout_timeouts(controller_pod, args.controller_replicas)),
         )
         self.pdb = policy.PodDisruptionBudget(
             f"{name}-controller-pdb",
@@ -592,13 +612,15 @@ class EbsCsiDriver(pulumi.ComponentResource):
             spec=apps.DaemonSetSpecArgs(
                 selector=meta.LabelSelectorArgs(match_labels=selector(NODE_NAME)),
                 update_strategy=apps.DaemonSetUpdateStrategyArgs(
-                    type="RollingUpdate", rolling_update=apps.RollingUpdateDaemonSetArgs(max_unavailable="10%")
+                    type="RollingUpdate", rolling_update=apps.RollingUpdateDaemonSetArgs(
+                        max_unavailable=f"{NODE_MAX_UNAVAILABLE_PERCENT}%")
                 ),
                 template=core.PodTemplateSpecArgs(
-                    metadata=meta.ObjectMetaArgs(labels=labels(NODE_NAME)), spec=node_pod_spec()
+                    metadata=meta.ObjectMetaArgs(labels=labels(NODE_NAME)), spec=node_pod
                 ),
             ),
-            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings]),
+            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings],
+                                 custom_timeouts=rollout_timeouts(node_pod, node_update_batches(args.nodes))),
         )
         self.node_network_policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-node-netpol",

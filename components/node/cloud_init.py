@@ -9,6 +9,9 @@ keys never appear here: each node fetches its own from SSM Parameter Store at bo
 
 from __future__ import annotations
 
+import base64
+import gzip
+
 import yaml
 
 from components.facts import USER_DATA_LIMIT
@@ -149,10 +152,28 @@ _BlockDumper.add_representer(str, _str_representer)
 
 
 def render_user_data(layout: ClusterLayout, node: NodeSpec) -> str:
-    """The node's #cloud-config; raises LayoutError above EC2's 16 KB user-data limit."""
-    text = "#cloud-config\n" + yaml.dump(cloud_config(layout, node), Dumper=_BlockDumper, sort_keys=False,
+    """The node's #cloud-config, as cloud-init reads it once decompressed."""
+    return "#cloud-config\n" + yaml.dump(cloud_config(layout, node), Dumper=_BlockDumper, sort_keys=False,
                                          width=1000)
-    size = len(text.encode())
-    if size > USER_DATA_LIMIT:
-        raise LayoutError(f"user-data of {node.name} is {size} bytes; EC2 allows {USER_DATA_LIMIT}")
-    return text
+
+
+def compress_user_data(text: str) -> bytes:
+    """gzip, which cloud-init recognises by its magic bytes and decompresses before reading the
+    #cloud-config. mtime=0 keeps the bytes a function of the text alone: the same user-data never
+    shows as a change (a change stops and starts the instance)."""
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
+def decompress_user_data(encoded: str) -> str:
+    """The #cloud-config inside user_data_base64 (what the preview, the tests and the policy read)."""
+    return gzip.decompress(base64.b64decode(encoded)).decode()
+
+
+def render_user_data_base64(layout: ClusterLayout, node: NodeSpec) -> str:
+    """What EC2 is given (aws.ec2.Instance user_data_base64): the #cloud-config gzip-compressed.
+    Raises LayoutError above EC2's 16 KB limit, which applies to the bytes before base64."""
+    compressed = compress_user_data(render_user_data(layout, node))
+    if len(compressed) > USER_DATA_LIMIT:
+        raise LayoutError(f"user-data of {node.name} is {len(compressed)} bytes compressed; "
+                          f"EC2 allows {USER_DATA_LIMIT}")
+    return base64.b64encode(compressed).decode()

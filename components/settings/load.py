@@ -24,6 +24,7 @@ from components.facts import (
     PROJECT,
     base_tags,
     node_slot_problem,
+    quantity_value,
 )
 from components.pins import ENGINE_VERSIONS, FEDORA_RELEASES, KUBERNETES_VERSIONS
 from components.settings.schema import (
@@ -63,21 +64,6 @@ _IMAGE = re.compile(
     r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 
-_QUANTITY_FACTORS = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
 
 
 class SettingsError(pulumi.RunError):
@@ -181,14 +167,6 @@ def _cidr(reader: _Reader, name: str) -> ipaddress.IPv4Network:
     return _network(reader, name, reader.raw(name).strip())
 
 
-def quantity_value(text: str) -> float:
-    """The numeric value of a Kubernetes byte quantity such as `10Gi`."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text)
-    if not match or match.group(2) not in _QUANTITY_FACTORS:
-        raise ValueError(text)
-    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
-
-
 def cpu_millis(text: str) -> float:
     return float(text[:-1]) if text.endswith("m") else float(text) * 1000
 
@@ -289,6 +267,7 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
         pvc_when_deleted=reader.choice("mysqlPvcWhenDeleted", pvc_options),
         pvc_when_scaled=reader.choice("mysqlPvcWhenScaled", pvc_options),
         pdb_max_unavailable=_pdb_max_unavailable(reader, replicas),
+        rollout_timeout=reader.integer("mysqlRolloutTimeout", 0, 7 * 24 * 3600) or None,
         protect=protect,
     )
 
@@ -407,6 +386,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         addons=_addons(reader, minion_count),
         frontend_lb=_frontend_lb(reader, admin_cidrs),
         api_load_balancer=reader.boolean("apiLoadBalancer"),
+        ready_timeout=reader.integer("clusterReadyTimeout", 60, 4 * 3600),
         tags=tags,
     )
 
@@ -418,6 +398,7 @@ def _addons(reader: _Reader, minion_count: int) -> AddonSettings:
         volume_reclaim_policy=reader.choice("volumeReclaimPolicy", ("Retain", "Delete")),
         metrics_server=reader.boolean("enableMetricsServer"),
         ebs_controller_replicas=min(2, minion_count),
+        minions=minion_count,
     )
 
 

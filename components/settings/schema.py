@@ -55,6 +55,8 @@ class MysqlSettings:
     pvc_when_scaled: RetentionPolicy
     pdb_max_unavailable: int
     protect: bool
+    # Seconds pulumi-kubernetes waits for the set to be ready; None = computed (mysql/budget.py).
+    rollout_timeout: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class AddonSettings:
     metrics_server: bool
     # The EBS controller takes host ports (hostNetwork): never more replicas than minions.
     ebs_controller_replicas: int
+    minions: int = 1  # nodes the DaemonSets run on
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class ClusterSettings:
     frontend_lb: FrontendLbSettings | None = None
     # An NLB on 6443 in front of every master for kubectl and the stack's own Kubernetes provider.
     api_load_balancer: bool = False
+    # Seconds the readiness gate waits for the API and every minion (aws/gate.py).
+    ready_timeout: int = 1800
     tags: dict[str, str] = field(default_factory=dict)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -21,6 +22,10 @@ class WorkloadArgs:
     mysql: MysqlSettings
     mysql_secrets: MysqlSecrets
     guestbook: GuestbookSettings
+    # What each part must wait for on the cluster (its DNS, its volumes), and nothing more: on a new
+    # cluster the MySQL set starts as soon as DNS and storage serve, not after every add-on.
+    mysql_needs: Sequence[pulumi.Resource] = ()
+    guestbook_needs: Sequence[pulumi.Resource] = ()
 
 
 class Workload(pulumi.ComponentResource):
@@ -48,10 +53,11 @@ class Workload(pulumi.ComponentResource):
         self.mysql = MySqlReplicatedSet(
             f"{name}-mysql",
             MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace),
-            opts=child,
+            opts=ResourceOptions(parent=self, depends_on=list(args.mysql_needs)),
         )
         self.guestbook = (
-            Guestbook(f"{name}-guestbook", GuestbookArgs(settings=args.guestbook, namespace=namespace), opts=child)
+            Guestbook(f"{name}-guestbook", GuestbookArgs(settings=args.guestbook, namespace=namespace),
+                      opts=ResourceOptions(parent=self, depends_on=list(args.guestbook_needs)))
             if args.guestbook.enabled
             else None
         )

@@ -8,6 +8,7 @@ engine would during `pulumi preview --policy-pack policy`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
@@ -23,6 +24,7 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from components import tokens
+from components.node.cloud_init import compress_user_data, decompress_user_data
 from policy import validators
 from policy.validators import Options
 from tests.conftest import PROJECT_DIR, STACKS
@@ -285,7 +287,9 @@ def test_node_secrets_only_in_secure_strings(plans: dict[str, dict[str, Any]]) -
     assert check("secrets-not-in-plain-inputs", parameter)
     instance = one(plans["dev"], validators.INSTANCE)
     assert check("secrets-not-in-plain-inputs", instance) == []
-    instance["inputs"]["userData"] += "\nwrite_files:\n- content: |\n    -----BEGIN RSA PRIVATE KEY-----\n"
+    text = decompress_user_data(instance["inputs"]["userDataBase64"])
+    leaked = text + "\nwrite_files:\n- content: |\n    -----BEGIN RSA PRIVATE KEY-----\n"
+    instance["inputs"]["userDataBase64"] = base64.b64encode(compress_user_data(leaked)).decode()
     assert check("secrets-not-in-plain-inputs", instance)
 
 

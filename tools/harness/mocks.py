@@ -298,6 +298,13 @@ class Registration:
         }
 
 
+def _timeouts(request: Any) -> dict[str, str] | None:
+    """The customTimeouts option as the engine receives it (create, update, delete), None when unset."""
+    timeouts = request.customTimeouts
+    given = {k: getattr(timeouts, k) for k in ("create", "update", "delete") if getattr(timeouts, k)}
+    return given or None
+
+
 class RecordingMonitor(MockMonitor):
     """A MockMonitor that keeps every registration, its options and registered outputs."""
 
@@ -329,6 +336,9 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         self._note_thread_loop()
         raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+        if "__provider" in raw:
+            # A dynamic resource's provider, serialized by dill: bytes of no use to a reader of plan.json.
+            raw["__provider"] = "[dynamic provider]"
         state = self.resources[response.urn].state if response.urn in self.resources else {}
         registration = Registration(
             urn=response.urn,
@@ -346,6 +356,7 @@ class RecordingMonitor(MockMonitor):
                 "dependsOn": sorted(request.dependencies),
                 "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                 "replaceOnChanges": list(request.replaceOnChanges),
+                "customTimeouts": _timeouts(request),
                 "additionalSecretOutputs": list(request.additionalSecretOutputs),
             },
             state=_unwrap(dict(state)) if state else {},

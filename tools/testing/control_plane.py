@@ -18,6 +18,7 @@ import json
 import os
 import random
 import socket
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from components.node.units import CONTROL_PLANE_UNITS, dropin_path
 from tools.harness.offline import Plan, run_program
 from tools.testing import kube_binaries
 from tools.testing.node_root import Files, Relocation, env_values, exec_start, user_data_files
-from tools.testing.pki import TestPki, node_files
+from tools.testing.pki import IssuingPki, node_files
 from tools.testing.processes import Daemon, stop_all, wait_until
 
 ETCD = Path("/usr/bin/etcd")
@@ -159,7 +160,7 @@ class ControlPlane:
     workdir: Path
     plan: Plan
     layout: ClusterLayout
-    pki: TestPki
+    pki: IssuingPki
     masters: list[Master]
     bin_dir: Path
     admin: Credentials
@@ -186,8 +187,7 @@ class ControlPlane:
 
 def master_files(plan: Plan, layout: ClusterLayout, node: NodeSpec) -> Files:
     """The files cloud-init writes on `node`, from the user-data the program gave its instance."""
-    instance = next(r for r in plan.instances() if (r.inputs.get("tags") or {}).get("Name") == node.name)
-    return user_data_files(instance.inputs["userData"])
+    return user_data_files(plan.user_data(plan.instance_named(node.name)))
 
 
 def _etcd_env(master: Master) -> dict[str, str]:
@@ -219,7 +219,7 @@ def boot(stack: str, workdir: Path, overrides: Mapping[str, Any] | None = None,
         raise ControlPlaneError(f"stack {stack} builds no cluster (clusterMode=existing)", {})
     layout = compute_layout(plan.settings.cluster, stack)
     loopbacks = loopback_block(len(layout.masters))
-    pki = TestPki()
+    pki = IssuingPki()
     masters: list[Master] = []
     for node, loopback in zip(layout.masters, loopbacks, strict=True):
         addresses = {m.private_ip: lo for m, lo in zip(layout.masters, loopbacks, strict=True)}
@@ -259,7 +259,6 @@ def _start(plane: ControlPlane, ready_timeout: float) -> None:
         argv = master.command("kube-apiserver")
         master.daemons["kube-apiserver"] = Daemon.start(f"kube-apiserver on {master.node.name}", argv,
                                                         master.root / "log" / "kube-apiserver.log")
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     for master in plane.masters:
         api = KubeApi(master.api_url, plane.admin)
 
@@ -288,7 +287,8 @@ def component_healthy(plane: ControlPlane, master: Master, port: int) -> bool:
     session.cert = (str(plane.admin.cert), str(plane.admin.key))
     # Their serving certificates are self-signed at start (no --tls-cert-file is rendered): not verified.
     session.verify = False
-    with contextlib.suppress(requests.RequestException):
+    with contextlib.suppress(requests.RequestException), warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
         return session.get(f"https://{master.loopback}:{port}/healthz", timeout=REQUEST_TIMEOUT).text == "ok"
     return False
 

@@ -47,7 +47,7 @@ class Issued:
 
 
 @dataclass
-class TestPki:
+class IssuingPki:
     """One CA per authority, and every certificate issued from them so far."""
 
     cas: dict[Authority, tuple[ec.EllipticCurvePrivateKey, x509.Certificate]] = field(default_factory=dict)
@@ -105,7 +105,7 @@ class TestPki:
         return _pem_key(self.service_account), public.decode()
 
 
-def node_files(pki: TestPki, certs: tuple[CertSpec, ...], ca_paths: Mapping[str, Authority], service_account: bool,
+def node_files(pki: IssuingPki, certs: tuple[CertSpec, ...], ca_paths: Mapping[str, Authority], service_account: bool,
                rename: Callable[[str], str] = lambda s: s,
                drop_sans: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
     """path -> PEM of every key-material file a node's plan delivers (what atomic-fetch-pki writes)."""

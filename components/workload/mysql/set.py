@@ -22,8 +22,9 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import CLONE_PORT, MYSQL_PORT
-from components.kube.objects import exec_probe, metadata, owned, resources, restricted
+from components.kube.objects import await_timeouts, exec_probe, metadata, owned, resources, restricted
 from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
+from components.workload.mysql import budget
 from components.workload.mysql import config as mysql_config
 
 meta = k8s.meta.v1
@@ -76,6 +77,11 @@ def config_checksum(data: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
 
 
+def _probe(command: list[str], timing: budget.ProbeTiming) -> core.ProbeArgs:
+    return exec_probe(command, period_seconds=timing.period_seconds, timeout_seconds=timing.timeout_seconds,
+                      failure_threshold=timing.failure_threshold)
+
+
 def _checked_password(key: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         if not value:
@@ -119,13 +125,18 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         }
         self.primary_service = core.Service(f"{name}-primary", metadata=self._meta(f"{settings.name}-primary"),
                                             spec=self._client_spec(primary_selector), opts=child)
+        self.rollout_seconds = settings.rollout_timeout or budget.rollout_budget(settings.replicas,
+                                                                                 settings.storage_size).seconds
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
             spec=self._stateful_set_spec(config_checksum(data)),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
-                                 depends_on=[self.config_map, self.secret, self.headless_service]),
+                                 depends_on=[self.config_map, self.secret, self.headless_service],
+                                 # pulumi-kubernetes waits 10 minutes by default; OrderedReady pods that
+                                 # each clone their predecessor need what their probes allow them.
+                                 custom_timeouts=await_timeouts(self.rollout_seconds)),
         )
         self.pdb = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
@@ -364,10 +375,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             }),
             ports=[core.ContainerPortArgs(name="mysql", container_port=MYSQL_PORT, protocol="TCP")],
             volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],
-            # First initialisation or crash recovery may take long; liveness waits for it.
-            startup_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=90),
-            liveness_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=3),
-            readiness_probe=exec_probe(ready, period_seconds=5, timeout_seconds=5, failure_threshold=2),
+            startup_probe=_probe(alive, budget.MYSQLD_STARTUP),
+            liveness_probe=_probe(alive, budget.MYSQLD_LIVENESS),
+            readiness_probe=_probe(ready, budget.MYSQLD_READINESS),
         )
 
     def _shared_mounts(self) -> list[core.VolumeMountArgs]:
@@ -393,9 +403,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 self._mount("tools-tmp", "/tmp"),
                 self._mount("client-cnf", "/run/mysql-client"),
             ],
-            # Ready once the backup port listens, i.e. after the accounts exist (ordinal 0)
-            # or replication started (replicas): only then may the next ordinal clone.
-            startup_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=180),
-            liveness_probe=exec_probe(probe, period_seconds=10, timeout_seconds=3, failure_threshold=3),
-            readiness_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=2),
+            # Only once it is ready may the next ordinal clone (budget.SIDECAR_STARTUP).
+            startup_probe=_probe(probe, budget.SIDECAR_STARTUP),
+            liveness_probe=_probe(probe, budget.SIDECAR_LIVENESS),
+            readiness_probe=_probe(probe, budget.SIDECAR_READINESS),
         )
