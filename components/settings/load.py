@@ -126,7 +126,7 @@ def config_keys() -> set[str]:
 @functools.cache
 def declared_settings() -> frozenset[str]:
     """The project's settings: every key of Pulumi.yaml's config block, and the optional secrets."""
-    data = yaml.safe_load(PROJECT_FILE.read_text())
+    data = yaml.load(PROJECT_FILE.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     names = {key.split(":", 1)[-1] for key in data["config"] if ":" not in key or key.startswith(f"{PROJECT}:")}
     return frozenset(names | set(SECRET_SETTINGS))
 
