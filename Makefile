@@ -17,7 +17,7 @@ help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
 	@echo "make test                  install what the tests need, then lint and run every test"
 	@echo "make bench                 preview timings (dev, prod, synthetic large stacks)"
-	@echo "make verify ARGS='...'     check a deployed MySQL set (see docs/verify.md)"
+	@echo "make verify [STACK=prod] ARGS='...'  check a deployed MySQL set (see docs/verify.md)"
 	@echo "make scan                  checkov over every stack's rendered Kubernetes objects"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -55,8 +55,12 @@ test: system-deps deps lint
 bench: deps
 	$(PY) -m tools.bench.preview
 
+# `make verify STACK=prod ARGS=...` reads the stack's outputs from `pulumi stack output` itself, in
+# memory (docs/verify.md); without STACK on the command line, verify takes only ARGS.
+VERIFY_STACK := $(if $(filter command line,$(origin STACK)),--stack $(STACK))
+
 verify: deps
-	$(PY) -m tools.mysql_verify $(ARGS)
+	$(PY) -m tools.mysql_verify $(VERIFY_STACK) $(ARGS)
 
 bench-verify: deps system-deps
 	$(PY) -m tools.bench.catchup $(ARGS)

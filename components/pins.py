@@ -16,6 +16,10 @@ from __future__ import annotations
 FEDORA_RELEASES = (41, 42)
 # Kubernetes minors installed from Fedora's versioned packages (kubernetes1.NN, cri-o1.NN, ...).
 KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33")
+# The release whose official server binaries the tests download (with their published SHA-256) when
+# neither KUBE_BIN_DIR nor the workplace's shared/kube is there (tools/testing/kube_binaries.py):
+# the default minor, kubernetesVersion=1.32.
+KUBERNETES_TEST_RELEASE = "v1.32.4"
 
 # cAdvisor on every node, on the seed's port. Fedora's own `cadvisor` RPM is 0.45.0 (2022), missed
 # the Fedora 42 mass rebuild and has not followed upstream since (docs/cluster.md), so nodes run the

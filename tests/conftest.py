@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pytest
@@ -49,3 +50,13 @@ def previewed_stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for stack in STACKS:
         preview.preview(stack, out_root=out, quiet=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def dev_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The dev stack's master booted for real on loopback from its own user-data (shared by the tests
+    that only read from it or dry-run against it; tests that change it boot their own)."""
+    from tools.testing import control_plane
+
+    with control_plane.boot("dev", tmp_path_factory.mktemp("dev-control-plane")) as plane:
+        yield plane

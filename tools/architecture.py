@@ -66,7 +66,8 @@ PARTS: tuple[Part, ...] = (
          "import the program's components (the pack runs in its own venv)"),
     Part("tools", "harness, preview, scan, topology, verify, benchmarks, test servers",
          ("components", "tools"), ("pulumi", "pulumi_kubernetes", "pulumi_aws", "pulumi_tls", "pulumi_random",
-                                   "google", "yaml", "PIL", "pymysql", "kubernetes_validate"),
+                                   "google", "yaml", "PIL", "pymysql", "kubernetes_validate", "requests", "urllib3",
+                                   "cryptography"),
          "import tests/"),
 )
 

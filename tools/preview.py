@@ -27,6 +27,8 @@ import yaml
 
 from components.settings.rules import one_line, shown
 from tools import topology
+from tools.cost import estimate as cost
+from tools.cost import prices as cost_prices
 from tools.harness.mocks import Registration
 from tools.harness.offline import Plan, run_program
 from tools.harness.pulumi_project import PROJECT_DIR, StackConfigError
@@ -156,6 +158,19 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
         f"\nWrote {out_dir}/plan.json, k8s/ ({len(plan.kubernetes_objects())} objects),"
         f" nodes/ ({len(plan.instances())} user-data files)"
     )
+    print_cost(plan)
+
+
+def print_cost(plan: Plan) -> None:
+    """The monthly estimate of an aws stack (tools/cost, docs/cost.md); a stack without AWS has none."""
+    if not cost.is_aws(plan):
+        return
+    print()
+    try:
+        table = cost_prices.load()
+        print("\n".join(cost.report_lines(cost.estimate(plan, table), table)))
+    except (cost.CostError, cost_prices.PriceTableError) as error:
+        print(f"Monthly cost estimate: not available: {error}")
 
 
 def preview(

@@ -88,6 +88,38 @@ class Service:
     selector: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class Balancer:
+    """A load balancer: what it listens on, who may reach it, and which nodes it forwards to."""
+
+    name: str
+    kind: str  # network, application
+    scheme: str  # internet-facing, internal
+    listeners: tuple[str, ...]  # "6443/tcp → 6443/tcp on ip targets"
+    sources: tuple[str, ...]  # from its security group's ingress
+    targets: tuple[str, ...]  # node names (or the raw target when no node matches)
+    protected: bool = False  # Pulumi protect
+    deletion_protection: bool = False  # AWS refuses to delete it
+
+    @property
+    def world(self) -> bool:
+        return any("← INTERNET" in s for s in self.sources)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the nodes of one role may read: their IAM policies and their SSM parameters."""
+
+    role: str
+    nodes: int
+    policies: tuple[tuple[str, tuple[str, ...]], ...]  # (policy, its statement ids), per node
+    parameters: int  # per node
+    parameter_type: str
+    path: str  # with <node> for the node's name
+    files: tuple[str, ...]  # parameter names below the node's path
+    key: str = ""  # the KMS key (alias) the parameters are encrypted with
+
+
 @dataclass
 class Topology:
     stack: str
@@ -98,6 +130,8 @@ class Topology:
     workloads: list[Workload]
     services: list[Service]
     others: dict[str, int]
+    balancers: list[Balancer] = field(default_factory=list)
+    access: list[Access] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[Node]:
@@ -374,6 +408,108 @@ def _kubernetes(entries: list[Mapping[str, Any]]) -> tuple[list[str], list[Workl
     return namespaces, workloads, services, others
 
 
+def _lookup(ref: Any, entries: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The entry a reference names: by provider id, or by the resource name an ARN ends with."""
+    text = str(ref or "")
+    if not text:
+        return None
+    return next((e for e in entries if str(e.get("id") or "") == text), None) or next(
+        (e for e in entries if text.rsplit("/", 1)[-1] == e["name"]), None)
+
+
+def _balancers(entries: list[Mapping[str, Any]], groups: dict[str, Group], ids: dict[str, str]) -> list[Balancer]:
+    instances = [e for e in entries if e["type"] == tokens.INSTANCE]
+    by_id = {str(e.get("id")): _node(e).name for e in instances if e.get("id")}
+    by_ip = {str(_get(e, "inputs", "privateIp")): _node(e).name for e in instances if _get(e, "inputs", "privateIp")}
+    listeners = [e for e in entries if e["type"] == tokens.LISTENER]
+    groups_tg = [e for e in entries if e["type"] == tokens.TARGET_GROUP]
+    attachments = [e for e in entries if e["type"] == tokens.TARGET_GROUP_ATTACHMENT]
+    found = []
+    for lb in (e for e in entries if e["type"] == tokens.LOAD_BALANCER):
+        inputs = lb.get("inputs") or {}
+        lines, targets = [], []
+        for listener in listeners:
+            if _lookup(_get(listener, "inputs", "loadBalancerArn"), [lb]) is None:
+                continue
+            listen = _ports(_get(listener, "inputs", "protocol") or "tcp", _get(listener, "inputs", "port"),
+                            _get(listener, "inputs", "port"))
+            for action in _get(listener, "inputs", "defaultActions") or []:
+                group = _lookup(action.get("targetGroupArn"), groups_tg)
+                if group is None:
+                    lines.append(f"{listen} → {action.get('type', '?')}")
+                    continue
+                g = group.get("inputs") or {}
+                target_type = g.get("targetType") or "instance"
+                lines.append(f"{listen} → {_ports(g.get('protocol') or 'tcp', g.get('port'), g.get('port'))}"
+                             f" on {target_type} targets")
+                for attachment in attachments:
+                    if _lookup(_get(attachment, "inputs", "targetGroupArn"), [group]) is not None:
+                        target = str(_get(attachment, "inputs", "targetId"))
+                        targets.append(by_id.get(target) or by_ip.get(target) or target)
+        sources: list[str] = []
+        for ref in inputs.get("securityGroups") or []:
+            own_group = groups.get(ids.get(str(ref), ""))
+            for opening in own_group.openings if own_group else []:
+                sources += [f"{opening.ports} ← {source}" for source in opening.sources]
+        found.append(Balancer(
+            name=str(_get(inputs, "tags", "Name") or lb["name"]),
+            kind=str(inputs.get("loadBalancerType") or "application"),
+            scheme="internal" if inputs.get("internal") else "internet-facing",
+            listeners=tuple(lines) or ("no listener",),
+            sources=tuple(dict.fromkeys(sources)) or ("no security group: every address",),
+            targets=tuple(sorted(dict.fromkeys(targets), key=lambda t: _node_order(Node(t, "", "", "")))),
+            protected=bool(_get(lb, "options", "protect")),
+            deletion_protection=bool(inputs.get("enableDeletionProtection")),
+        ))
+    return sorted(found, key=lambda b: b.name)
+
+
+def _statement_ids(policy: Any) -> tuple[str, ...]:
+    try:
+        document = json.loads(policy) if isinstance(policy, str) else policy
+    except json.JSONDecodeError:
+        return ()
+    statements = _get(document, "Statement") or []
+    return tuple(str(s.get("Sid")) for s in statements if isinstance(s, Mapping) and s.get("Sid"))
+
+
+def _access(entries: list[Mapping[str, Any]]) -> list[Access]:
+    """Per node role: each node's IAM policies (instance -> profile -> role -> inline policies) and
+    its SSM parameters (those whose path has the node's name as a segment)."""
+    profiles = {str(e.get("id")): _get(e, "inputs", "role")
+                for e in entries if e["type"] == tokens.IAM_INSTANCE_PROFILE}
+    policies: dict[str, list[Mapping[str, Any]]] = {}
+    for e in entries:
+        if e["type"] == tokens.IAM_ROLE_POLICY:
+            policies.setdefault(str(_get(e, "inputs", "role")), []).append(e)
+    parameters = [e for e in entries if e["type"] == tokens.SSM_PARAMETER]
+    aliases = {str(_get(e, "inputs", "targetKeyId")): str(_get(e, "inputs", "name") or e["name"])
+               for e in entries if e["type"] == tokens.KMS_ALIAS}
+    per_role: dict[str, list[tuple[Node, list[tuple[str, tuple[str, ...]]], list[Mapping[str, Any]]]]] = {}
+    for e in entries:
+        if e["type"] != tokens.INSTANCE:
+            continue
+        node = _node(e)
+        role_id = str(profiles.get(str(_get(e, "inputs", "iamInstanceProfile"))))
+        # A policy's own part of its name: cluster-atomic-minion-1-ebs-csi -> ebs-csi
+        attached = [(p["name"].split(node.name, 1)[-1].lstrip("-") or p["name"],
+                     _statement_ids(_get(p, "inputs", "policy"))) for p in policies.get(role_id, [])]
+        own = [p for p in parameters if node.name in str(_get(p, "inputs", "name") or p["name"]).split("/")]
+        per_role.setdefault(node.role, []).append((node, sorted(attached), own))
+    found = []
+    for role, members in per_role.items():
+        node, attached, own = members[0]
+        names = [str(_get(p, "inputs", "name") or p["name"]) for p in own]
+        prefix = names[0].split(f"/{node.name}/", 1)[0] + "/<node>/" if names and f"/{node.name}/" in names[0] else ""
+        files = tuple(sorted(n.split(f"/{node.name}/", 1)[-1] for n in names))
+        types = sorted({str(_get(p, "inputs", "type") or "String") for p in own})
+        keys = sorted({aliases.get(str(_get(p, "inputs", "keyId")), str(_get(p, "inputs", "keyId")))
+                       for p in own if _get(p, "inputs", "keyId")})
+        found.append(Access(role, len(members), tuple(attached), len(own), "/".join(types), prefix, files,
+                            ", ".join(keys)))
+    return sorted(found, key=lambda a: (a.role != "master", a.role))
+
+
 def extract(plan: Plan | Mapping[str, Any]) -> Topology:
     stack, entries = _entries(plan)
     groups = {
@@ -392,7 +528,8 @@ def extract(plan: Plan | Mapping[str, Any]) -> Topology:
     # Groups without instances (the frontend NLB's) appear as sources on the groups they reach.
     placed = [g for g in groups.values() if g.nodes]
     ordered = sorted(placed, key=lambda g: (min((_node_order(n) for n in g.nodes), default=(9, 0, "")), g.label))
-    return Topology(stack, _network(entries, stack), ordered, loose, namespaces, workloads, services, others)
+    return Topology(stack, _network(entries, stack), ordered, loose, namespaces, workloads, services, others,
+                    _balancers(entries, groups, ids), _access(entries))
 
 
 # --------------------------------------------------------------------------
@@ -539,6 +676,80 @@ def _cluster(topology: Topology, y: float) -> tuple[list[Shape], float, float]:
     return shapes, y + row_h, widest
 
 
+LB_COLORS = ("#fff7ed", "#c2410c")
+LEGEND = ("#f8fafc", "#64748b")
+
+
+def _wrapped(head: str, items: Sequence[str], limit: int = 96, indent: str = "    ") -> list[str]:
+    """`head` then the items, comma-separated, broken into lines of at most `limit` characters."""
+    lines, current = [], head
+    for n, item in enumerate(items):
+        piece = item + (", " if n < len(items) - 1 else "")
+        if len(current) + len(piece) > limit and current.strip():
+            lines.append(current.rstrip())
+            current = indent
+        current += piece
+    lines.append(current.rstrip())
+    return lines
+
+
+def _balancer_lines(lb: Balancer) -> list[tuple[str, int, bool, str]]:
+    """(text, size, bold, colour) of one load balancer panel, top to bottom."""
+    marks = [m for m, on in (("deletion protection", lb.deletion_protection), ("protected", lb.protected)) if on]
+    rows = [(f"{lb.kind} load balancer {lb.name}", 14, True, "#1f2933"),
+            (" · ".join([lb.scheme, *marks]), 11, False, PROTECTED if marks else "#52606d"),
+            ("listeners", 11, True, "#52606d")]
+    rows += [(line, 12, False, "#1f2933") for line in lb.listeners]
+    rows.append(("sources (its security group)", 11, True, "#52606d"))
+    rows += [(line, 12, False, WORLD_TEXT if "INTERNET" in line else "#1f2933") for line in lb.sources]
+    rows.append(("targets", 11, True, "#52606d"))
+    rows += [(line, 12, False, "#1f2933") for line in _wrapped("", list(lb.targets) or ["none"], 64, "")]
+    return rows
+
+
+def _panel(rows: list[tuple[str, int, bool, str]], x: float, y: float, colors: tuple[str, str],
+           dashed: bool = False) -> tuple[list[Shape], float, float]:
+    width = max(text_width(text, size) for text, size, _, _ in rows) + 2 * PAD
+    height = 2 * PAD + LINE * len(rows) + 4
+    shapes: list[Shape] = [Rect(x, y, width, height, colors[0], colors[1], radius=10, dashed=dashed)]
+    ty = y + PAD + 12
+    for text, size, bold, fill in rows:
+        shapes.append(Text(x + PAD, ty, text, size, bold=bold, fill=fill))
+        ty += LINE
+    return shapes, width, height
+
+
+def _balancers_row(topology: Topology, y: float) -> tuple[list[Shape], float, float]:
+    """Load balancer panels side by side under the security groups."""
+    shapes: list[Shape] = []
+    x, bottom, right = float(MARGIN), y, 0.0
+    for lb in topology.balancers:
+        drawn, width, height = _panel(_balancer_lines(lb), x, y, LB_COLORS)
+        shapes += drawn
+        x += width + GAP
+        bottom, right = max(bottom, y + height), max(right, x - GAP)
+    return shapes, bottom, right
+
+
+def _access_lines(topology: Topology) -> list[tuple[str, int, bool, str]]:
+    rows = [("IAM and SSM per node role (each node reads only its own)", 14, True, "#1f2933")]
+    for a in topology.access:
+        rows.append((f"{a.role}s ({a.nodes}): an IAM role per node, through its instance profile", 12, True,
+                     COLORS.get(a.role, COLORS["node"])[1]))
+        for policy, sids in a.policies:
+            rows += [(line, 11, False, "#1f2933") for line in _wrapped(f"  policy {policy}: ", list(sids))]
+        key = f", key {a.key}" if a.key else ""
+        rows.append((f"  SSM: {a.parameters} {a.parameter_type} parameters per node under {a.path or '?'}{key}", 11,
+                     False, "#1f2933"))
+        folders: dict[str, list[str]] = {}
+        for name in a.files:
+            folder, _, leaf = name.rpartition("/")
+            folders.setdefault(folder, []).append(leaf)
+        for folder, leaves in folders.items():
+            rows += [(line, 11, False, "#52606d") for line in _wrapped(f"    {folder}/: ", leaves, 104, "      ")]
+    return rows
+
+
 def _plural(kind: str, n: int) -> str:
     if n == 1:
         return kind
@@ -665,6 +876,14 @@ def layout(topology: Topology) -> Drawing:
         cluster, y, right = _cluster(topology, y)
         shapes += cluster
         width, y = max(width, right), y + GAP
+    if topology.balancers:
+        drawn, y, right = _balancers_row(topology, y)
+        shapes += drawn
+        width, y = max(width, right), y + GAP
+    if topology.access:
+        drawn, legend_w, legend_h = _panel(_access_lines(topology), MARGIN, y, LEGEND, dashed=True)
+        shapes += drawn
+        width, y = max(width, MARGIN + legend_w), y + legend_h + GAP
     workload, y, right = _workloads(topology, y)
     shapes += workload
     width = max(width, right)

@@ -29,7 +29,7 @@ from tests.conftest import PROJECT_DIR, STACKS
 from tools import preview
 from tools.harness.mocks import SECRET_SIG, SPECIAL_SIG_KEY
 from tools.scan import ensure_venv
-from tools.testing.mariadb import die_with_parent
+from tools.testing.processes import die_with_parent
 
 AWS_STACKS = [s for s in STACKS if s != "local"]
 POLICY_DIR = PROJECT_DIR / "policy"

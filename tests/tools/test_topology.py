@@ -38,11 +38,11 @@ def svg_texts(path: Path) -> list[str]:
 
 
 def expected_names(plan: dict[str, Any]) -> set[str]:
-    """Every node, security group, StatefulSet pod, workload and Service the stack defines."""
+    """Every node, security group, load balancer, StatefulSet pod, workload and Service the stack defines."""
     names = set()
     for entry in plan["resources"]:
         inputs = entry["inputs"]
-        if entry["type"] in (tokens.INSTANCE, tokens.SECURITY_GROUP):
+        if entry["type"] in (tokens.INSTANCE, tokens.SECURITY_GROUP, tokens.LOAD_BALANCER):
             names.add((inputs.get("tags") or {}).get("Name") or entry["name"])
         kind, meta = inputs.get("kind"), inputs.get("metadata") or {}
         if kind in ("Service", "Deployment", "StatefulSet"):
@@ -134,3 +134,69 @@ def test_cli_draws_from_plan_json(built: Path, tmp_path: Path) -> None:
     (tmp_path / "plan.json").write_text((built / "dev" / "plan.json").read_text())
     assert topology.main([str(tmp_path / "plan.json")]) == 0
     assert "atomic-master-1" in {w for t in svg_texts(tmp_path / "topology.svg") for w in t.split()}
+
+
+def test_prod_draws_both_load_balancers_with_listeners_sources_and_targets(built: Path) -> None:
+    plan = plan_of(built, "prod")
+    model = topology.extract(plan)
+    by_name = {b.name: b for b in model.balancers}
+    lbs = [e for e in plan["resources"] if e["type"] == tokens.LOAD_BALANCER]
+    assert sorted(by_name) == sorted(e["inputs"]["tags"]["Name"] for e in lbs) == [
+        "cluster-api-lb-nlb", "cluster-frontend-lb-nlb"]
+    masters = [n.name for n in model.nodes if n.role == "master"]
+    minions = [n.name for n in model.nodes if n.role == "minion"]
+    api, frontend = by_name["cluster-api-lb-nlb"], by_name["cluster-frontend-lb-nlb"]
+    assert api.listeners == ("6443/tcp → 6443/tcp on ip targets",)
+    assert api.sources == ("6443/tcp ← 198.51.100.0/24", "6443/tcp ← 203.0.113.0/28")
+    assert list(api.targets) == masters and not api.world
+    assert frontend.listeners == ("80/tcp → 30080/tcp on instance targets",)
+    assert frontend.sources == ("80/tcp ← INTERNET 0.0.0.0/0",) and frontend.world
+    assert list(frontend.targets) == minions
+    assert (api.scheme, api.deletion_protection) == ("internet-facing", True)
+    drawing = topology.layout(model)
+    red = {s.text for s in drawing.shapes if isinstance(s, topology.Text) and s.fill == topology.WORLD_TEXT}
+    assert "80/tcp ← INTERNET 0.0.0.0/0" in red
+    texts = " ".join(svg_texts(built / "prod" / "topology.svg"))
+    for text in ("network load balancer cluster-api-lb-nlb", "6443/tcp → 6443/tcp on ip targets",
+                 "80/tcp → 30080/tcp on instance targets", *minions):
+        assert text in texts
+
+
+def test_a_target_that_is_no_node_is_shown_as_it_is(built: Path) -> None:
+    plan = plan_of(built, "prod")
+    attachment = next(e for e in plan["resources"] if e["type"] == tokens.TARGET_GROUP_ATTACHMENT
+                      and e["inputs"]["targetId"] == "10.40.0.10")
+    attachment["inputs"]["targetId"] = "10.40.3.99"
+    (api,) = [b for b in topology.extract(plan).balancers if b.name == "cluster-api-lb-nlb"]
+    assert "10.40.3.99" in api.targets and "atomic-master-1" not in api.targets
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_the_legend_names_each_roles_iam_policies_and_ssm_parameters(built: Path, stack: str) -> None:
+    plan = plan_of(built, stack)
+    model = topology.extract(plan)
+    resources = plan["resources"]
+    assert [a.role for a in model.access] == ["master", "minion"]
+    for access in model.access:
+        nodes = [n.name for n in model.nodes if n.role == access.role]
+        assert access.nodes == len(nodes)
+        for node in nodes:
+            policies = sorted(e["name"].split(f"{node}-", 1)[1] for e in resources
+                              if e["type"] == tokens.IAM_ROLE_POLICY and f"-{node}-" in e["name"])
+            assert [p for p, _ in access.policies] == policies, node
+            own = [e for e in resources if e["type"] == tokens.SSM_PARAMETER and f"/{node}/" in e["inputs"]["name"]]
+            assert access.parameters == len(own) > 0, node
+            assert {e["inputs"]["name"].split(f"/{node}/", 1)[1] for e in own} == set(access.files)
+        assert access.parameter_type == "SecureString"
+        assert access.key == f"alias/atomic-{stack}-pki"
+        assert access.path == f"/atomic-mysql/{stack}/atomic/<node>/"
+    assert dict(model.access[1].policies)["ebs-csi"][0] == "DescribeOnly"
+    texts = svg_texts(built / stack / "topology.svg")
+    assert any(t.startswith("  policy ebs-csi: DescribeOnly") for t in texts)
+    assert any(f"SSM: {model.access[0].parameters} SecureString parameters per node" in t for t in texts)
+    assert any(t.strip().startswith("etc/kubernetes/pki/: ca.crt") for t in texts)
+
+
+def test_local_has_no_load_balancers_and_no_legend(built: Path) -> None:
+    model = topology.extract(plan_of(built, "local"))
+    assert model.balancers == [] and model.access == []

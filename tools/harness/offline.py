@@ -45,6 +45,9 @@ class Plan:
     stack: str
     resources: list[Registration]
     outputs: dict[str, StackOutput] = field(default_factory=dict)
+    # The StackSettings the program ran with (its module-level `settings`), for tests that render or
+    # start what the program describes.
+    settings: Any = None
 
     def of_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_token]
@@ -137,6 +140,7 @@ def run_program(
     """
     stack_config = resolve_stack_config(stack, overrides, secret_overrides, config_file=config_file)
     outputs: dict[str, StackOutput] = {}
+    program_globals: dict[str, Any] = {}
     monitor = monitor or RecordingMonitor(AtomicMocks())
     with _fresh_runtime(stack, stack_config.values, stack_config.secret_keys, monitor):
         root = runtime_settings.get_root_resource()
@@ -145,10 +149,10 @@ def run_program(
             cwd = os.getcwd()
             os.chdir(program.parent)
             try:
-                runpy.run_path(str(program), run_name="__main__")
+                program_globals.update(runpy.run_path(str(program), run_name="__main__"))
             finally:
                 os.chdir(cwd)
             outputs.update(await _resolve_outputs(root))
 
         _sync_await(run_pulumi_func(main))
-    return Plan(stack=stack, resources=monitor.registrations, outputs=outputs)
+    return Plan(stack=stack, resources=monitor.registrations, outputs=outputs, settings=program_globals.get("settings"))

@@ -102,6 +102,46 @@ def load_project(project_dir: Path = PROJECT_DIR) -> Project:
     return Project(name=name, stack_config_dir=config_dir, schema=schema, inherited=inherited, root=project_dir)
 
 
+# The fields of the CLI's ProjectStack (sdk/go/common/workspace/project.go): secretsprovider,
+# encryptedkey (a cloud provider's data key, written by the CLI), encryptionsalt (the passphrase
+# provider's, written by the CLI), config and environment. The CLI ignores any other key, so a
+# misspelt `secretprovider` would silently leave a stack on the backend's default provider.
+STACK_FILE_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt", "config", "environment")
+
+
+@dataclass(frozen=True)
+class StackFile:
+    """The parts of a stack file besides its config: how its secrets are encrypted."""
+
+    path: Path
+    secrets_provider: str  # "" = the backend's default: passphrase on a local or object-store backend
+    encrypted_key: str
+    encryption_salt: str
+    other_keys: tuple[str, ...]  # keys the CLI does not know
+
+    @property
+    def provider_kind(self) -> str:
+        """awskms, passphrase, default, ... (the scheme of a cloud provider's URL)."""
+        if "://" in self.secrets_provider:
+            return self.secrets_provider.split("://", 1)[0]
+        return self.secrets_provider or ("passphrase" if self.encryption_salt else "default")
+
+
+def read_stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> StackFile:
+    project = load_project(project_dir)
+    path = project.stack_file(stack)
+    if not path.is_file():
+        raise StackConfigError(f"no stack '{stack}': {path} does not exist (stacks: {', '.join(project.stacks())})")
+    data = yaml.load(path.read_text(), Loader=yaml.BaseLoader) or {}
+    return StackFile(
+        path=path,
+        secrets_provider=str(data.get("secretsprovider") or ""),
+        encrypted_key=str(data.get("encryptedkey") or ""),
+        encryption_salt=str(data.get("encryptionsalt") or ""),
+        other_keys=tuple(sorted(k for k in data if k not in STACK_FILE_KEYS)),
+    )
+
+
 def _qualify(project: str, key: str) -> str:
     return key if ":" in key else f"{project}:{key}"
 

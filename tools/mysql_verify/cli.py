@@ -1,9 +1,11 @@
 """Command line: endpoints, password, options; exit 0 healthy, 1 degraded, 2 usage/connection error.
 
-Endpoints come from explicit flags or from `pulumi stack output --json --show-secrets`
-(keys mysqlPrimaryHost, mysqlReadHost, mysqlPort; optionally mysqlReplicaHosts or
-mysqlReplicas); explicit flags win. The password never comes from a flag, because argv is
-visible to every user in `ps`: MYSQL_PWD or --password-file (use - for stdin).
+Endpoints come from explicit flags or from the stack's outputs (keys mysqlPrimaryHost,
+mysqlReadHost, mysqlPort; optionally mysqlReplicaHosts or mysqlReplicas); explicit flags win.
+The outputs are read either from the Pulumi CLI itself (--stack NAME: `pulumi stack output
+--json` run here, its stdout kept in memory, nothing written to disk) or from a file or stdin
+(--from-stack-json, for machines without the CLI). The password never comes from a flag,
+because argv is visible to every user in `ps`: MYSQL_PWD or --password-file (use - for stdin).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -23,6 +26,12 @@ from tools.mysql_verify.report import EXIT_ERROR, error_json, render_table, to_j
 
 DEFAULT_PORT = 3306
 PASSWORD_ENV = "MYSQL_PWD"
+# The outputs verify reads; no other output is ever asked for (the kubeconfig never is).
+STACK_KEYS = ("mysqlPrimaryHost", "mysqlReadHost", "mysqlPort", "mysqlReplicaHosts", "mysqlReplicas")
+# What `pulumi stack output --json` prints for a secret output without --show-secrets.
+SECRET_SHOWN = "[secret]"
+PULUMI_TIMEOUT = 120.0  # seconds: the CLI may log in to its backend first
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 class UsageError(Exception):
@@ -64,8 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a replica; repeat for each. Ordinal: ORD= prefix, else a '-N' host name suffix "
                             "(mysql-2.mysql), else its position (1, 2, ...)")
     where.add_argument("--read", metavar="HOST:PORT", help="the read Service endpoint to sample")
+    where.add_argument("--stack", metavar="NAME",
+                       help="read the outputs of this stack from the Pulumi CLI (`pulumi stack output --json`, "
+                            "kept in memory, nothing written to disk); only secret outputs verify reads are shown")
     where.add_argument("--from-stack-json", metavar="FILE",
-                       help="output of `pulumi stack output --json --show-secrets` (- for stdin)")
+                       help="a saved `pulumi stack output --json` (- for stdin), for machines without the CLI")
     where.add_argument("--members", type=_positive(int), metavar="N",
                        help="StatefulSet size (primary + replicas), to derive replica hosts from mysqlPrimaryHost "
                             "when the stack outputs have neither mysqlReplicaHosts nor mysqlReplicas")
@@ -207,11 +219,47 @@ def replica_hosts_from_stack(outputs: dict[str, Any], members: int | None) -> li
     return hosts
 
 
-def _stack_endpoints(path: str, members: int | None) -> tuple[Endpoint, tuple[Endpoint, ...], Endpoint | None]:
-    outputs = load_stack_outputs(path)
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def _pulumi(arguments: list[str], stack: str, runner: Runner) -> Any:
+    """One `pulumi ...` whose stdout is JSON, read from the pipe: nothing touches the disk."""
+    command = ["pulumi", *arguments, "--non-interactive", "--stack", stack]
+    project = PROJECT_DIR if (PROJECT_DIR / "Pulumi.yaml").is_file() else None
+    try:
+        done = runner(command, capture_output=True, text=True, timeout=PULUMI_TIMEOUT, stdin=subprocess.DEVNULL,
+                      cwd=project, env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"})
+    except FileNotFoundError:
+        raise UsageError(f"--stack {stack}: the Pulumi CLI is not on PATH (install it, or pass --from-stack-json "
+                         "FILE with a saved `pulumi stack output --json`)") from None
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"--stack {stack}: `{' '.join(command)}` did not finish within {PULUMI_TIMEOUT:g}s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UsageError(f"--stack {stack}: `{' '.join(command)}` exited {done.returncode}: {last}")
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--stack {stack}: `{' '.join(command)}` printed no JSON ({error.msg})") from None
+
+
+def stack_outputs_from_cli(stack: str, runner: Runner = subprocess.run) -> dict[str, Any]:
+    """The stack's outputs as the CLI prints them, secrets as "[secret]"; a secret output verify
+    reads is then asked for alone, with --show-secrets. The kubeconfig never leaves the CLI."""
+    outputs = _pulumi(["stack", "output", "--json"], stack, runner)
+    if not isinstance(outputs, dict):
+        raise UsageError(f"--stack {stack}: `pulumi stack output --json` printed no JSON object of outputs")
+    for key in STACK_KEYS:
+        if outputs.get(key) == SECRET_SHOWN:
+            outputs[key] = _pulumi(["stack", "output", key, "--json", "--show-secrets"], stack, runner)
+    return outputs
+
+
+def _stack_endpoints(outputs: dict[str, Any], source: str,
+                     members: int | None) -> tuple[Endpoint, tuple[Endpoint, ...], Endpoint | None]:
     missing = [key for key in ("mysqlPrimaryHost", "mysqlPort") if not outputs.get(key)]
     if missing:
-        raise UsageError(f"--from-stack-json {path}: missing output(s) {', '.join(missing)} (have: "
+        raise UsageError(f"{source}: missing output(s) {', '.join(missing)} (have: "
                          f"{', '.join(sorted(outputs)) or 'none'})")
     try:
         port = int(outputs["mysqlPort"])
@@ -224,12 +272,19 @@ def _stack_endpoints(path: str, members: int | None) -> tuple[Endpoint, tuple[En
     return Endpoint(primary_host, port, 0), replicas, read
 
 
-def resolve_endpoints(args: argparse.Namespace) -> tuple[Endpoint, tuple[Endpoint, ...], Endpoint | None]:
+def resolve_endpoints(args: argparse.Namespace,
+                      runner: Runner = subprocess.run) -> tuple[Endpoint, tuple[Endpoint, ...], Endpoint | None]:
     primary: Endpoint | None = None
     replicas: tuple[Endpoint, ...] = ()
     read: Endpoint | None = None
+    if args.stack and args.from_stack_json:
+        raise UsageError("--stack and --from-stack-json both give the stack outputs: pass one")
+    if args.stack:
+        primary, replicas, read = _stack_endpoints(stack_outputs_from_cli(args.stack, runner), f"--stack {args.stack}",
+                                                   args.members)
     if args.from_stack_json:
-        primary, replicas, read = _stack_endpoints(args.from_stack_json, args.members)
+        outputs = load_stack_outputs(args.from_stack_json)
+        primary, replicas, read = _stack_endpoints(outputs, f"--from-stack-json {args.from_stack_json}", args.members)
     if args.primary:
         primary = Endpoint(*parse_host_port(args.primary), 0)
     if args.replica:
@@ -237,7 +292,7 @@ def resolve_endpoints(args: argparse.Namespace) -> tuple[Endpoint, tuple[Endpoin
     if args.read:
         read = Endpoint(*parse_host_port(args.read), 0)
     if primary is None:
-        raise UsageError("no primary endpoint: pass --primary HOST:PORT or --from-stack-json FILE")
+        raise UsageError("no primary endpoint: pass --primary HOST:PORT, --stack NAME or --from-stack-json FILE")
     return primary, replicas, read
 
 

@@ -36,11 +36,9 @@ with MariaDB GTIDs, e.g. from components/workload/mysql/config.py's fragments) a
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -54,6 +52,8 @@ from typing import Any
 
 import pymysql
 import pymysql.connections
+
+from tools.testing.processes import die_with_parent, free_port
 
 MARIADBD = Path("/usr/sbin/mariadbd")
 INSTALL_DB = Path("/usr/bin/mariadb-install-db")
@@ -72,7 +72,6 @@ FOOTPRINT_OPTIONS = (
 # Unix socket paths are limited to 108 bytes (sun_path); pytest's tmp_path can be longer.
 _MAX_SOCKET_PATH = 100
 _ER_ACCESS_DENIED = 1045
-_PR_SET_PDEATHSIG = 1
 
 
 class MariaDBNotInstalledError(RuntimeError):
@@ -87,37 +86,6 @@ def require_mariadb() -> None:
             f"{', '.join(missing)} not found: install the Debian packages {DEBIAN_PACKAGES} "
             "(as root: make system-deps); tests that need a real server fail without them"
         )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago.
-
-    Every socket stays bound until all are chosen: closing each before the next bind
-    (count calls of free_port()) lets the OS hand the same port out twice.
-    """
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-def die_with_parent() -> None:
-    """A preexec_fn: the child gets SIGTERM (a clean shutdown) when the thread that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def own_session_dying_with_parent() -> None:
-    """A preexec_fn: die_with_parent() in a new session, so os.killpg(child.pid, ...) also stops
-    whatever the child started."""
-    os.setsid()
-    die_with_parent()
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -27,13 +27,3 @@ def cluster_settings(**overrides: Any) -> ClusterSettings:
 
 def layout_of(**overrides: Any) -> ClusterLayout:
     return compute_layout(cluster_settings(**overrides), "test")
-
-
-def env_values(text: str) -> dict[str, str]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            assert value.startswith('"') and value.endswith('"'), line
-            values[key] = value[1:-1]
-    return values

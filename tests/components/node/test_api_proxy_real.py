@@ -32,7 +32,7 @@ from components.facts import API_PORT
 from components.node.layout import compute_layout
 from components.node.worker import render_api_proxy
 from tests.components.node.shapes import cluster_settings
-from tools.testing.mariadb import free_ports, own_session_dying_with_parent
+from tools.testing.processes import free_ports, own_session_dying_with_parent
 
 pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
 

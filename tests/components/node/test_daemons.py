@@ -15,7 +15,8 @@ from components.node.kubernetes import render_admin_kubeconfig, render_kube_conf
 from components.node.pki import apiserver_names
 from components.node.worker import API_PROXY_CONFIG, render_api_proxy, render_kubelet, render_kubelet_config
 from tests.components.node.boot import command_lines
-from tests.components.node.shapes import env_values, layout_of
+from tests.components.node.shapes import layout_of
+from tools.testing.node_root import env_values
 
 # Flags removed from Kubernetes since the seed's 0.7 (or spelled with
 # underscores then): none may reach a binary of 1.31-1.33.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from components.node.etcd import render_etcd_conf
-from tests.components.node.shapes import env_values, layout_of
+from tests.components.node.shapes import layout_of
+from tools.testing.node_root import env_values
 
 
 def test_etcd_conf_is_a_static_tls_cluster_of_all_masters() -> None:

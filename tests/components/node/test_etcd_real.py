@@ -27,7 +27,8 @@ from components.node.etcd import ETCD_DATA, render_etcd_conf
 from components.node.layout import compute_layout
 from components.node.pki import ETCD_PKI
 from tests.components.node.shapes import cluster_settings
-from tools.testing.mariadb import free_ports, own_session_dying_with_parent
+from tools.testing.node_root import env_values
+from tools.testing.processes import free_ports, own_session_dying_with_parent
 
 pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
 
@@ -59,18 +60,6 @@ def _issue(ca: Path, out: Path, stem: str, common_name: str) -> None:
     _openssl("req", "-new", "-key", f"{stem}.key", "-subj", f"/CN={common_name}", "-out", f"{stem}.csr", cwd=out)
     _openssl("x509", "-req", "-in", f"{stem}.csr", "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key"),
              "-CAcreateserial", "-days", "1", "-out", f"{stem}.crt", "-extfile", str(ext), cwd=out)
-
-
-def parse_environment_file(text: str) -> dict[str, str]:
-    """systemd EnvironmentFile semantics for the KEY="value" lines the renderer writes."""
-    env = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = re.fullmatch(r'([A-Z_][A-Z0-9_]*)="([^"]*)"', line)
-        assert match, f"not a KEY=\"value\" line: {line!r}"
-        env[match.group(1)] = match.group(2)
-    return env
 
 
 @dataclass
@@ -130,7 +119,7 @@ def etcd_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
             conf = _substitute(rendered, ports, addresses, tmp_path, m.name)
             assert not any(ip in conf for ip in addresses.values()), "an EC2 address survived the substitution"
             (tmp_path / f"{m.name}.conf").write_text(conf)
-            env = {"PATH": os.environ.get("PATH", ""), **parse_environment_file(conf)}
+            env = {"PATH": os.environ.get("PATH", ""), **env_values(conf)}
             log = tmp_path / f"{m.name}.log"
             with log.open("wb") as out:
                 # Own process group (killed as one) and SIGTERM if pytest dies without cleaning up.

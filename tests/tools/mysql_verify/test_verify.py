@@ -315,7 +315,7 @@ def run_main(argv: list[str], environ: dict[str, str] | None = None) -> tuple[in
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "no primary endpoint: pass --primary HOST:PORT or --from-stack-json FILE"),
+        ([], "no primary endpoint: pass --primary HOST:PORT, --stack NAME or --from-stack-json FILE"),
         (["--primary", "h:1", "--password", "x"], "--password is not accepted (argv is visible in ps)"),
         (["--primary", "h:1", "--samples", "0"], "argument --samples: '0' must be greater than 0"),
         (["--primary", "h:1", "--bogus"], "unrecognized arguments: --bogus"),

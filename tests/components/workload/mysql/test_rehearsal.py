@@ -36,15 +36,8 @@ import pytest
 
 from components.workload.mysql import config as mysql_config
 from tools.mysql_verify.cli import main as verify_main
-from tools.testing.mariadb import (
-    MariaDBServer,
-    ReadServiceProxy,
-    free_port,
-    free_ports,
-    own_session_dying_with_parent,
-    replica_status,
-    require_mariadb,
-)
+from tools.testing.mariadb import MariaDBServer, ReadServiceProxy, replica_status, require_mariadb
+from tools.testing.processes import free_port, free_ports, own_session_dying_with_parent
 
 pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
 
