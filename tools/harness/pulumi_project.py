@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from components.settings.rules import one_line, shown
+from components.settings.rules import closest, one_line, shown
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -271,6 +271,12 @@ def _read_stack_file(project: Project, path: Path) -> tuple[dict[str, Any], dict
             raise StackConfigError(f"{where}:{key_node.start_mark.line + 1}: a stack file's top-level keys are plain"
                                    " names, each once (config:, encryptionsalt:, ...)")
         seen_top.add(key_node.value)
+        if key_node.value not in STACK_FILE_KEYS:
+            # The CLI ignores it: a misspelt secretsprovider would leave the stack on the default provider.
+            guess = closest(key_node.value, STACK_FILE_KEYS)
+            hint = f"did you mean {guess}?" if guess else f"a stack file holds {', '.join(STACK_FILE_KEYS)}"
+            raise StackConfigError(f"{where}:{key_node.start_mark.line + 1}: {shown(key_node.value)} is not a stack"
+                                   f" file key (the CLI would ignore it): {hint}")
         if key_node.value == "config":
             config_node = value_node
     if config_node is None or (isinstance(config_node, yaml.ScalarNode) and config_node.value == ""):

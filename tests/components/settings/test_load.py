@@ -44,6 +44,14 @@ def stack_file(stack: str, *lines: str) -> str:
     return "\n".join(kept) + "\n" + "".join(f"  {line}\n" for line in lines)
 
 
+def last_line(stack: str, *lines: str) -> int:
+    """The line number of the last line `stack_file` writes: where an added key sits."""
+    return len(stack_file(stack, *lines).splitlines())
+
+
+ALIASED = ("atomic-mysql:serviceCidr: &net 10.254.0.0/16", "atomic-mysql:podCidr: *net")
+
+
 @dataclass(frozen=True)
 class Bad:
     category: str
@@ -173,12 +181,11 @@ BAD: list[Bad] = [
       "atomic-mysql:minionCount: 0o2"),
     F("yaml oddities", "enableCockpit", 'atomic-mysql:enableCockpit=TRUE: must be of type boolean',
       'atomic-mysql:enableCockpit: "TRUE"'),
-    F("yaml oddities", "masterCount", "Pulumi.dev.yaml:21: config atomic-mysql:masterCount: a YAML tag (!!int) is"
-      " not used in stack files: write the plain value",
+    F("yaml oddities", "masterCount", f"Pulumi.dev.yaml:{last_line('dev', 'atomic-mysql:masterCount: !!int 3')}:"
+      " config atomic-mysql:masterCount: a YAML tag (!!int) is not used in stack files: write the plain value",
       "atomic-mysql:masterCount: !!int 3"),
-    F("yaml oddities", "podCidr", "Pulumi.dev.yaml:23: config atomic-mysql:podCidr: a YAML alias (*name) is not used"
-      " in stack files: write the value out",
-      "atomic-mysql:serviceCidr: &net 10.254.0.0/16", "atomic-mysql:podCidr: *net"),
+    F("yaml oddities", "podCidr", f"Pulumi.dev.yaml:{last_line('dev', *ALIASED)}: config atomic-mysql:podCidr: a YAML"
+      " alias (*name) is not used in stack files: write the value out", *ALIASED),
     T("yaml oddities", "minionCount", "Pulumi.dev.yaml:4: config atomic-mysql:minionCount is set twice (first on line"
       " 2): keep one", "config:\n  atomic-mysql:minionCount: 2\n  aws:region: us-east-1\n"
       "  atomic-mysql:minionCount: 3\n"),
@@ -210,6 +217,10 @@ BAD: list[Bad] = [
       b"config:\n  \xff\xfe: 1\n"),
     T("malformed files", "Pulumi.dev.yaml", "Pulumi.dev.yaml:3: a stack file's top-level keys are plain names, each"
       " once", "config: {}\nencryptionsalt: x\nconfig: {}\n"),
+    T("malformed files", "secretprovider", "Pulumi.dev.yaml:1: secretprovider is not a stack file key (the CLI would"
+      " ignore it): did you mean secretsprovider?", "secretprovider: awskms://alias/x?region=us-east-1\nconfig: {}\n"),
+    T("malformed files", "Config", "Pulumi.dev.yaml:1: Config is not a stack file key (the CLI would ignore it): did"
+      " you mean config?", "Config:\n  atomic-mysql:minionCount: 2\n"),
     T("malformed files", "config:", "Pulumi.dev.yaml:1: config: must be a map of settings (key: value, one per line),"
       " not a single value", "config: hello\n"),
     T("malformed files", "Pulumi.dev.yaml", "Pulumi.dev.yaml:3: not valid YAML: while scanning a quoted scalar:"
