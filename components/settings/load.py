@@ -78,6 +78,9 @@ SECRET_SETTINGS = (*PASSWORD_SETTINGS, "kubeconfig")
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "Pulumi.yaml"
 # Provider packages whose default provider this program uses: their own config keys are valid.
 PROVIDER_PACKAGES = {"aws": "pulumi_aws", "tls": "pulumi_tls", "random": "pulumi_random"}
+# A default provider's inputs are its package's config, and the engine itself reads these from
+# them (pulumi/pulumi pkg/resource/deploy/providers: GetProviderVersion, GetProviderDownloadURL).
+ENGINE_PROVIDER_KEYS = frozenset({"version", "pluginDownloadURL"})
 # The engine's own namespace (pulumi:disable-default-providers and the like).
 ENGINE_NAMESPACE = "pulumi"
 # Every Kubernetes resource names its provider (Pulumi.yaml disables the default one), so no
@@ -142,7 +145,8 @@ def provider_settings(namespace: str) -> frozenset[str]:
     the same schema as its `<namespace>:<key>` stack configuration."""
     module = importlib.import_module(PROVIDER_PACKAGES[namespace])
     parameters = inspect.signature(module.ProviderArgs.__init__).parameters
-    return frozenset(_camel(name) for name in parameters if not name.startswith("_") and name != "self")
+    own = {_camel(name) for name in parameters if not name.startswith("_") and name != "self"}
+    return frozenset(own | ENGINE_PROVIDER_KEYS)
 
 
 def _unknown_key_problem(key: str) -> str | None:

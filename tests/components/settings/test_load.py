@@ -131,7 +131,8 @@ BAD: list[Bad] = [
       " the program's own provider (pulumi:disable-default-providers); use atomic-mysql:kubeContext",
       {"kubernetes:context": "prod"}, stack="local"),
     K("unknown keys", "kubernetes:kubeconfig", "use atomic-mysql:kubeconfig", {"kubernetes:kubeconfig": "~/.kube/x"}),
-    K("unknown keys", "random:length", "random:length=5: the random provider has no setting length",
+    K("unknown keys", "random:length", "random:length=5: the random provider has no setting length: its keys are:"
+      " pluginDownloadURL, version",
       {"random:length": 5}),
     K("unknown keys", "tls:proxi", "did you mean tls:proxy?", {"tls:proxi": "{}"}),
     F("unknown keys", "minionCoutn", "atomic-mysql:minionCoutn=5: atomic-mysql has no setting minionCoutn: did you"
@@ -583,7 +584,7 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("dev", {"mysqlImage": "registry.example.com:5000/mirror/mysql:8.4.6-oraclelinux9",
              "redisPrimaryImage": "localhost:5000/redis:7.4.2"}, {}),
     ("dev", {"serviceCidr": "10.96.0.0/12", "podCidr": "100.64.0.0/16", "availabilityZone": "us-east-1-bos-1a",
-             "owner": "Platform Team", "keyName": "ops-2024_key", "aws:profile": "prod-admin",
+             "owner": "Platform Team", "keyName": "ops-2024_key", "aws:profile": "prod-admin", "aws:version": "7.51.1",
              "changeCause": "déploiement 42: nouvelle image"}, {}),
     ("dev", {"adminCidrs": TWENTY_CIDRS[:18], "serviceCidr": "10.254.0.0/28"}, {}),
     ("dev", {}, {"mysqlRootPassword": GOOD_PASSWORD, "mysqlReplicationPassword": "Aa1-" + "x7Q" * 9 + "z",
@@ -672,3 +673,21 @@ def test_the_most_admin_cidrs_allowed_fit_every_security_group() -> None:
 
     with pytest.raises(SettingsError, match=f"lists {most + 1} CIDRs; with 4 rules each"):
         run_program("dev", {**options, "adminCidrs": [*cidrs, "203.0.113.0/24"]})
+
+
+@pytest.mark.parametrize("namespace", ["aws", "tls"])
+def test_provider_keys_are_the_keys_the_provider_sdk_reads_from_config(namespace: str) -> None:
+    """ProviderArgs (what load.py lists) and the SDK's config module (what the default provider is
+    configured from) are generated from the same schema: the same keys, camelCased."""
+    import importlib
+    import inspect
+    import re
+    import sys
+
+    from components.settings.load import ENGINE_PROVIDER_KEYS, provider_settings
+
+    package = importlib.import_module(f"pulumi_{namespace}.config")
+    getattr(package, "proxy" if namespace == "tls" else "region")  # the lazy module loads its vars
+    source = inspect.getsource(sys.modules[f"pulumi_{namespace}.config.vars"])
+    read = set(re.findall(r"__config__\.get\w*\('(\w+)'", source))
+    assert read and provider_settings(namespace) == read | ENGINE_PROVIDER_KEYS
