@@ -39,6 +39,10 @@ KUBE_SYSTEM = "kube-system"
 EBS_STORAGE_CLASS = "gp3"
 # podman's default bridge (cAdvisor runs under podman): a cluster range overlapping it is shadowed.
 PODMAN_BRIDGE = ipaddress.IPv4Network("10.88.0.0/16")
+# The workload's namespace holds both: the Guestbook's objects (the PHP frontend finds Redis by
+# these Service names) and the MySQL set's, named <mysqlName><suffix>. One name, one object.
+GUESTBOOK_OBJECT_NAMES = ("frontend", "redis-leader", "redis-follower", "guestbook-frontend", "guestbook-redis")
+MYSQL_OBJECT_SUFFIXES = ("", "-read", "-primary", "-config", "-credentials")
 
 # --------------------------------------------------------------------------
 # Node slots: where every node sits in the subnet and in the pod range
@@ -165,3 +169,6 @@ CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 # --------------------------------------------------------------------------
 
 USER_DATA_LIMIT = 16 * 1024
+# "Inbound or outbound rules per security group": 60 by default, counted separately for inbound
+# and outbound (Amazon VPC quotas, docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html).
+SECURITY_GROUP_RULE_QUOTA = 60

@@ -20,11 +20,12 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pulumi
 import yaml
 
+from components.settings.rules import one_line, shown
 from tools import first_up, topology
 from tools.cost import estimate as cost
 from tools.cost import prices as cost_prices
@@ -186,9 +187,14 @@ def print_cost(plan: Plan) -> None:
 
 
 def preview(
-    stack: str, out_root: Path = BUILD_DIR, quiet: bool = False, overrides: dict[str, Any] | None = None
+    stack: str,
+    out_root: Path = BUILD_DIR,
+    quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    config_file: Path | None = None,
 ) -> Plan:
-    plan = run_program(stack, overrides)
+    plan = run_program(stack, overrides, secrets, config_file=config_file)
     out_dir = out_root / stack
     write_outputs(plan, out_dir)
     if not quiet:
@@ -212,8 +218,25 @@ def _list_or_text(value: str) -> Any:
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad argument is bad input too: one line on stderr and exit status 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {one_line(message)} (see --help)\n")
+
+
+def _pairs(parser: argparse.ArgumentParser, flag: str, items: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"{flag} {shown(item)}: expected KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", "-s", default="dev", help="stack name (a file stacks/Pulumi.<stack>.yaml)")
     parser.add_argument("--quiet", "-q", action="store_true", help="write the files, print nothing")
     parser.add_argument(
@@ -224,19 +247,26 @@ def main(argv: list[str] | None = None) -> int:
         help="override a setting for this run, as `pulumi config set KEY VALUE` would; a JSON list"
         " (adminCidrs='[\"198.51.100.0/24\"]') sets a list, as `pulumi config set --path` would",
     )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a secret for this run, as `pulumi config set --secret KEY VALUE` would (the offline"
+        " preview cannot decrypt a stack file's secure: values, so each one is given here)",
+    )
+    parser.add_argument("--config-file", type=Path, help="read the stack's settings from this file instead of"
+                        " stacks/Pulumi.<stack>.yaml, as `pulumi preview --config-file` does")
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output root (default: build/)")
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = _list_or_text(value)
+    overrides: dict[str, Any] = {k: _list_or_text(v) for k, v in _pairs(parser, "--set", args.set).items()}
+    secrets = _pairs(parser, "--secret", args.secret)
     _batch_gc()
     try:
-        preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides)
+        preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides, secrets=secrets,
+                config_file=args.config_file)
     except (StackConfigError, pulumi.RunError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     return 0
 

@@ -143,12 +143,14 @@ def run_program(
     secret_overrides: Mapping[str, str] | None = None,
     program: Path = PROGRAM,
     monitor: RecordingMonitor | None = None,
+    config_file: Path | None = None,
 ) -> Plan:
     """Run `program` for `stack` under mocks; raises what the program raises (e.g. SettingsError).
 
-    Pass `monitor` to look at what was registered even when the program fails.
+    Pass `monitor` to look at what was registered even when the program fails, and
+    `config_file` to read the stack's settings from another file (`pulumi --config-file`).
     """
-    stack_config = resolve_stack_config(stack, overrides, secret_overrides)
+    stack_config = resolve_stack_config(stack, overrides, secret_overrides, config_file=config_file)
     outputs: dict[str, StackOutput] = {}
     program_globals: dict[str, Any] = {}
     monitor = monitor or RecordingMonitor(AtomicMocks())

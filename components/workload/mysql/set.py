@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -80,17 +80,6 @@ def config_checksum(data: Mapping[str, str]) -> str:
 def _probe(command: list[str], timing: budget.ProbeTiming) -> core.ProbeArgs:
     return exec_probe(command, period_seconds=timing.period_seconds, timeout_seconds=timing.timeout_seconds,
                       failure_threshold=timing.failure_threshold)
-
-
-def _checked_password(key: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if not value:
-            raise ValueError(f"the MySQL {key} given with `pulumi config set --secret` is empty")
-        if "\n" in value or "\r" in value or "\0" in value:
-            raise ValueError(f"the MySQL {key} must be one line without NUL characters")
-        return value
-
-    return check
 
 
 class MySqlReplicatedSet(pulumi.ComponentResource):
@@ -184,15 +173,15 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         return metadata(object_name, labels=labels(self._settings.name), namespace=self._namespace)
 
     def _passwords(self, name: str, given: MysqlSecrets, opts: ResourceOptions) -> dict[str, pulumi.Output[str]]:
-        """Configured secrets are checked; missing ones are generated (32 letters and digits)."""
+        """Configured passwords (checked by settings/load.py when read, before anything is
+        registered); missing ones are generated (32 letters and digits)."""
         result: dict[str, pulumi.Output[str]] = {}
         configured = (given.root_password, given.replication_password, given.backup_password, given.verify_password)
         for key, value in zip(PASSWORD_KEYS, configured, strict=True):
             if value is None:
                 value = random.RandomPassword(f"{name}-{key}", length=32, special=False, opts=opts).result
-            # apply keeps the secret flag; Output.secret makes sure a plain value gets one.
-            checked: pulumi.Output[str] = value.apply(_checked_password(key))
-            result[key] = pulumi.Output.secret(checked)
+            # Output.secret makes sure a plain value gets the secret flag too.
+            result[key] = pulumi.Output.secret(value)
         return result
 
     def _headless_spec(self) -> core.ServiceSpecArgs:

@@ -19,7 +19,7 @@ from components import tokens
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
 from tests.conftest import KUBERNETES_VERSION
-from tools.harness.mocks import SECRET_TEXT
+from tools.harness.mocks import SECRET_TEXT, AtomicMocks, RecordingMonitor
 from tools.harness.offline import Plan, run_program
 
 STACK = "dev"
@@ -244,10 +244,14 @@ def test_an_empty_configured_password_is_refused(run: Any, key: str) -> None:
         run(secrets={key: ""})
 
 
-def test_a_multi_line_verify_password_stops_the_deployment(run: Any) -> None:
-    with pytest.raises(ValueError, match="the MySQL verify-password must be one line") as refused:
-        run(secrets={"mysqlVerifyPassword": "first-line\nsecond-line"})
-    assert "first-line" not in str(refused.value)  # the message names the key, never the value
+def test_a_multi_line_verify_password_stops_before_anything_is_registered(program: Path) -> None:
+    """Checked when settings are read (no longer inside an apply, after the set's resources)."""
+    monitor = RecordingMonitor(AtomicMocks())
+    with pytest.raises(pulumi.RunError, match=r"mysqlVerifyPassword=\[secret\]: contains a line break") as refused:
+        run_program(STACK, secret_overrides={"mysqlVerifyPassword": "first-Line-1234\nsecond-line"}, program=program,
+                    monitor=monitor)
+    assert "first-Line" not in str(refused.value)  # the message names the key, never the value
+    assert [r.type for r in monitor.registrations if r.type != tokens.STACK] == []
 
 
 # ---------------------------------------------------------------- settings and immutable fields
@@ -283,8 +287,9 @@ def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> 
     assert "preferredDuringSchedulingIgnoredDuringExecution" in base["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert base["podManagementPolicy"] == "OrderedReady"
 
+    # Hard anti-affinity needs a minion per pod (3 pods): settings refuse it on dev's 2 minions.
     plan = run({"mysqlStorageClass": "gp3", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
-                "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
+                "minionCount": 3, "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
     spec = objects(plan)[("StatefulSet", "mysql")]["spec"]
     assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "50Gi"}
@@ -349,7 +354,8 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
     "overrides",
     [
         {},
-        {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard", "mysqlStorageClass": "gp3"},
+        {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard", "minionCount": 3,
+         "mysqlStorageClass": "gp3"},
         {"mysqlVersion": "8.0", "mysqlReplicas": 1, "mysqlPvcWhenScaled": "Delete"},
     ],
 )
