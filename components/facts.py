@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Iterable
 
 PROJECT = "atomic-mysql"
 
@@ -76,6 +77,49 @@ def node_slot_problem(subnet: ipaddress.IPv4Network, pods: ipaddress.IPv4Network
     capacity = minion_capacity(subnet, pods)
     if minions > capacity:
         return "minionCount", f"subnetCidr {subnet} and podCidr {pods} leave room for at most {capacity} minions"
+    return None
+
+
+# --------------------------------------------------------------------------
+# Address space: what is private, and how much of the internet admin ports may face
+# --------------------------------------------------------------------------
+
+PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+SHARED_NETWORK = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598, carrier-grade NAT
+# The most public addresses the admin ports may be open to without allowWorldAdminAccess: a /16's
+# worth. Offices, VPNs and bastions are far smaller; anything wider is the internet in pieces
+# (0.0.0.0/1 + 128.0.0.0/1 is all of it without a /0 anywhere). Settings and the policy pack both
+# measure by this.
+ADMIN_PUBLIC_ADDRESSES_MAX = 2**16
+
+
+def public_addresses(networks: Iterable[ipaddress.IPv4Network]) -> int:
+    """How many public addresses the union of `networks` holds: overlaps counted once, private and
+    shared space (RFC 1918, 100.64/10) left out, since only networks inside can reach it."""
+    inside = [*PRIVATE_NETWORKS, SHARED_NETWORK]
+    total = 0
+    for net in ipaddress.collapse_addresses(networks):
+        covered = [n for n in (_narrower(net, p) for p in inside) if n is not None]
+        total += net.num_addresses - sum(n.num_addresses for n in ipaddress.collapse_addresses(covered))
+    return total
+
+
+def _narrower(a: ipaddress.IPv4Network, b: ipaddress.IPv4Network) -> ipaddress.IPv4Network | None:
+    """The overlap of two networks (one always contains the other, or they are disjoint)."""
+    if a.subnet_of(b):
+        return a
+    return b if b.subnet_of(a) else None
+
+
+def admin_exposure_problem(networks: Iterable[ipaddress.IPv4Network]) -> str | None:
+    """Why these admin sources together face too much of the internet, or None."""
+    networks = list(networks)
+    if ipaddress.IPv4Network("0.0.0.0/0") in ipaddress.collapse_addresses(networks):
+        return "together are the whole internet (0.0.0.0/0)"
+    public = public_addresses(networks)
+    if public > ADMIN_PUBLIC_ADDRESSES_MAX:
+        return (f"together open the admin ports to {public:,} public addresses, more than the"
+                f" {ADMIN_PUBLIC_ADDRESSES_MAX:,} (a /16) allowed")
     return None
 
 

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from components import tokens
-from components.facts import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT, MYSQL_PORT
+from components.facts import (
+    API_PORT,
+    ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT,
+    KUBELET_PORT,
+    MYSQL_PORT,
+    admin_exposure_problem,
+)
 
 # --------------------------------------------------------------------------
 # Types the policies look at
@@ -106,6 +113,8 @@ class Options:
 
 
 Check = Callable[[str, Mapping[str, Any], str, Options], list[str]]
+# A stack-level check sees every resource at once: (urn, type, props) -> (urn, message) violations.
+StackCheck = Callable[[list[tuple[str, str, Mapping[str, Any]]]], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,13 @@ class Policy:
     name: str
     description: str
     check: Check
+
+
+@dataclass(frozen=True)
+class StackPolicy:
+    name: str
+    description: str
+    check: StackCheck
 
 
 # --------------------------------------------------------------------------
@@ -246,6 +262,33 @@ def check_no_world_admin_ingress(resource_type: str, props: Mapping[str, Any], s
                     "allow only the admin CIDRs or other security groups"
                 )
     return violations
+
+
+def admin_exposure(resources: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[tuple[str, str]]:
+    """A stack-level check: the union of every CIDR that may reach an admin port, measured by address
+    space (one rule at a time cannot see 0.0.0.0/1 + 128.0.0.0/1). (urn, message) per violation,
+    reported on the first rule that contributes. Values still unknown in a preview are skipped."""
+    sources: dict[ipaddress.IPv4Network, str] = {}
+    for urn, resource_type, props in resources:
+        for rule in security_group_rules(resource_type, props):
+            if rule.direction != "ingress" or rule.protocol not in TCP_PROTOCOLS:
+                continue
+            if not any(rule.from_port <= high and low <= rule.to_port for low, high, _ in SENSITIVE_PORTS):
+                continue
+            for cidr in rule.cidrs:
+                try:
+                    sources.setdefault(ipaddress.IPv4Network(cidr, strict=False), urn)
+                except ValueError:
+                    continue
+    problem = admin_exposure_problem(sources)
+    if problem is None:
+        return []
+    first = min(sources.values())
+    listed = ", ".join(str(n) for n in sorted(sources))
+    return [(first, f"the ingress sources of SSH, the Kubernetes API, etcd, the kubelet and MySQL ({listed}) "
+                    f"{problem}: allow only the networks admins connect from")]
+
+
 
 
 def check_rules_described(resource_type: str, props: Mapping[str, Any], stack: str, opts: Options) -> list[str]:
@@ -497,6 +540,26 @@ def stack_of(urn: str) -> str:
     """The stack a resource belongs to: urn:pulumi:<stack>::<project>::<type>::<name>."""
     parts = urn.split(":", 3)
     return parts[2] if len(parts) > 2 and parts[0] == "urn" else ""
+
+
+STACK_POLICIES: tuple[StackPolicy, ...] = (
+    StackPolicy(
+        "admin-exposure-by-address-space",
+        "All sources that may reach an admin port, together, face at most a /16 of public addresses.",
+        admin_exposure,
+    ),
+)
+
+
+def stack_violations(resources: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """Every stack policy's violations over a plan.json's resources (policies with none left out)."""
+    entries = [(str(e["urn"]), str(e["type"]), e.get("inputs") or {}) for e in resources]
+    found = {}
+    for policy in STACK_POLICIES:
+        messages = policy.check(entries)
+        if messages:
+            found[policy.name] = messages
+    return found
 
 
 def violations(

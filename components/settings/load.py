@@ -36,6 +36,7 @@ from components.facts import (
     PODMAN_BRIDGE,
     PROJECT,
     SECURITY_GROUP_RULE_QUOTA,
+    admin_exposure_problem,
     base_tags,
     node_slot_problem,
     quantity_value,
@@ -359,6 +360,15 @@ def _sources(reader: _Reader, name: str, cidrs: tuple[str, ...], allow_world: bo
                               " allowWorldAdminAccess=true to mean it")
 
 
+
+def _admin_exposure(reader: _Reader, cidrs: tuple[str, ...], allow_world: bool) -> None:
+    """Measured by address space, not by prefix: no set of pieces may add up to the internet."""
+    exposure = admin_exposure_problem(rules.cidr(c) for c in cidrs)
+    if exposure is not None and not allow_world:
+        raise reader.fail("adminCidrs", list(cidrs), f"{exposure}; list the networks admins connect from, or set"
+                          " allowWorldAdminAccess=true to mean it")
+
+
 def _bytes(reader: _Reader, name: str, minimum: str, maximum: str) -> str:
     value = reader.raw(name).strip()
     if (not rules.BYTES.fullmatch(value) or not quantity_value(minimum) <= quantity_value(value)
@@ -530,6 +540,7 @@ def _admin_cidrs(reader: _Reader, allow_world: bool) -> tuple[str, ...]:
             "adminCidrs", [], 'clusterMode=aws needs at least the CIDR `pulumi up` runs from, e.g. ["203.0.113.7/32"]'
         )
     _sources(reader, "adminCidrs", cidrs, allow_world)
+    _admin_exposure(reader, cidrs, allow_world)
     return cidrs
 
 

@@ -393,7 +393,52 @@ def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, entry: Entry) -> list[tuple[st
 def test_pack_serves_every_policy_as_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "atomic-mysql"
-    assert [(p.name, p.enforcementLevel) for p in info.policies] == [(p.name, MANDATORY) for p in validators.POLICIES]
+    served = [(p.name, p.enforcementLevel) for p in info.policies]
+    assert served == [(p.name, MANDATORY) for p in (*validators.POLICIES, *validators.STACK_POLICIES)]
+
+
+def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, entries: list[Entry]) -> list[tuple[str, str]]:
+    resources = []
+    for entry in entries:
+        properties = struct_pb2.Struct()
+        json_format.ParseDict(_engine_value(entry["inputs"]), properties)
+        resources.append(analyzer_pb2.AnalyzerResource(type=entry["type"], properties=properties, urn=entry["urn"],
+                                                       name=entry["name"]))
+    response = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=60)
+    return [(d.policyName, d.message) for d in response.diagnostics]
+
+
+def _split_world(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan with its admin rules' sources replaced by 0.0.0.0/1 and 128.0.0.0/1 (no /0 anywhere)."""
+    changed = copy.deepcopy(plan)
+    admin = [e for e in changed["resources"] if e["type"] == validators.INGRESS_RULE
+             and e["name"].startswith("cluster-control-plane-admin-api-")]
+    admin[0]["inputs"]["cidrIpv4"] = "0.0.0.0/1"
+    twin = copy.deepcopy(admin[0])
+    twin["urn"] += "-twin"
+    twin["inputs"]["cidrIpv4"] = "128.0.0.0/1"
+    changed["resources"].append(twin)
+    return changed
+
+
+def test_the_union_of_admin_sources_is_measured_by_address_space(plans: dict[str, dict[str, Any]]) -> None:
+    for stack in ("dev", "staging", "prod"):
+        assert validators.stack_violations(plans[stack]["resources"]) == {}, stack
+    [(urn, message)] = validators.stack_violations(_split_world(plans["dev"])["resources"])[
+        "admin-exposure-by-address-space"]
+    assert "cluster-control-plane-admin" in urn  # reported on a rule that contributes
+    assert "together are the whole internet (0.0.0.0/0)" in message and "0.0.0.0/1, 128.0.0.0/1" in message
+    # per rule, neither half is a /0: the resource policy alone would let them through
+    assert not any("no-world-admin-ingress" in validators.violations(e["type"], e["inputs"], "dev")
+                   for e in _split_world(plans["dev"])["resources"])
+
+
+@pytest.mark.real
+def test_the_pack_refuses_the_split_world_as_a_stack_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                                             plans: dict[str, dict[str, Any]]) -> None:
+    assert analyze_stack(analyzer, plans["dev"]["resources"]) == []
+    found = analyze_stack(analyzer, _split_world(plans["dev"])["resources"])
+    assert [policy for policy, _ in found] == ["admin-exposure-by-address-space"]
 
 
 @pytest.mark.real

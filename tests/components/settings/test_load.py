@@ -359,6 +359,13 @@ BAD: list[Bad] = [
     S("networks", "adminCidrs", "atomic-mysql:adminCidrs=198.51.100.7: must be an IPv4 CIDR with its prefix",
       adminCidrs=["198.51.100.7"]),
     S("networks", "adminCidrs", "atomic-mysql:adminCidrs=[]: clusterMode=aws needs at least the CIDR", adminCidrs=[]),
+    # By address space, not by prefix: the internet in two halves, and a public block wider than a /16.
+    S("networks", "adminCidrs", 'adminCidrs=["0.0.0.0/1","128.0.0.0/1"]: together are the whole internet',
+      adminCidrs=["0.0.0.0/1", "128.0.0.0/1"]),
+    S("networks", "adminCidrs", "together open the admin ports to 131,072 public addresses, more than the 65,536",
+      adminCidrs=["198.50.0.0/15"]),
+    S("networks", "adminCidrs", "together open the admin ports to 98,304 public addresses",
+      adminCidrs=["198.51.0.0/16", "203.0.0.0/17", "10.0.0.0/8"]),
     S("networks", "adminCidrs", "lists 19 CIDRs; with 3 rules each (enableCockpit, enableCadvisor, enableNodePorts)"
       f" at most 18 fit AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules", adminCidrs=TWENTY_CIDRS),
     S("networks", "frontendSourceCidrs", "lists 61 CIDRs; the load balancer's group holds at most 60 inbound rules",
@@ -587,6 +594,9 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, str]]] = [
              "owner": "Platform Team", "keyName": "ops-2024_key", "aws:profile": "prod-admin", "aws:version": "7.51.1",
              "changeCause": "déploiement 42: nouvelle image"}, {}),
     ("dev", {"adminCidrs": TWENTY_CIDRS[:18], "serviceCidr": "10.254.0.0/28"}, {}),
+    # A /16 of public space is the most admin sources may add up to; private space does not count.
+    ("dev", {"adminCidrs": ["198.51.0.0/17", "203.0.0.0/17", "10.0.0.0/8", "172.16.0.0/12"]}, {}),
+    ("dev", {"adminCidrs": ["0.0.0.0/1", "128.0.0.0/1"], "allowWorldAdminAccess": "true"}, {}),
     ("dev", {}, {"mysqlRootPassword": GOOD_PASSWORD, "mysqlReplicationPassword": "Aa1-" + "x7Q" * 9 + "z",
                  "mysqlBackupPassword": "correct-horse-battery-staple", "mysqlVerifyPassword": "n0t-a-dictionary-wd"}),
     ("local", {"renderYamlTo": "", "kubeContext": "kind-atomic"}, {"kubeconfig": "apiVersion: v1\nkind: Config\n"}),
