@@ -394,7 +394,8 @@ def test_pack_serves_every_policy_as_mandatory(analyzer: analyzer_pb2_grpc.Analy
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "atomic-mysql"
     served = [(p.name, p.enforcementLevel) for p in info.policies]
-    assert served == [(p.name, MANDATORY) for p in (*validators.POLICIES, *validators.STACK_POLICIES)]
+    names = [p.name for p in validators.POLICIES] + [p.name for p in validators.STACK_POLICIES]
+    assert served == [(name, MANDATORY) for name in names]
 
 
 def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, entries: list[Entry]) -> list[tuple[str, str]]:
