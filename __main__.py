@@ -31,7 +31,7 @@ if settings.cluster is not None:
         "addons",
         ClusterAddonsArgs(
             settings=settings.cluster.addons,
-            cluster_name=settings.cluster.name,
+            cluster_id=settings.cluster.cluster_id,
             region=settings.cluster.region,
             dns_service_ip=cluster.layout.dns_service_ip,
             tags=settings.tags,

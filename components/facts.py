@@ -8,6 +8,7 @@ settings, the components and the tools all read the same numbers.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -172,9 +173,13 @@ TAG_OWNER = "Owner"
 TAG_MANAGED_BY = "ManagedBy"
 TAG_NAME = "Name"
 TAG_ROLE = "Role"
-# Every node (and every AWS resource) of a cluster carries Cluster=<clusterName>; the EBS CSI
-# policy lets a minion attach and detach volumes only to instances with its own cluster's tag.
+# Every AWS resource of a cluster carries Cluster=<clusterName> (for people) and
+# ClusterId=<cluster_id>, unique to the stack (for IAM): the EBS CSI policy lets a minion manage only
+# volumes tagged with its own stack's id, and attach them only to instances carrying it, so that no
+# stack's role reaches another stack's resources in a shared account (clusterName alone is `atomic`
+# in every stack).
 CLUSTER_TAG = "Cluster"
+CLUSTER_ID_TAG = "ClusterId"
 # Tags the EBS CSI driver puts on every volume it creates (pkg/cloud: AwsEbsDriverTagKey, and with
 # --k8s-tag-cluster-id: kubernetes.io/cluster/<id>=owned); the minions' IAM policy keys on both.
 EBS_MANAGED_TAG = "ebs.csi.aws.com/cluster"
@@ -186,6 +191,16 @@ def base_tags(stack: str, owner: str) -> dict[str, str]:
 
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def cluster_id(stack: str, cluster: str) -> str:
+    """The stack-unique id of a cluster: <clusterName>-<stack>, tag-key-safe and at most 63
+    characters (a long stack name is cut and a digest of the whole keeps it unique)."""
+    whole = f"{cluster}-{re.sub(r'[^A-Za-z0-9._-]', '-', stack)}"
+    if len(whole) <= 63:
+        return check_cluster_name(whole)
+    digest = hashlib.sha256(whole.encode()).hexdigest()[:8]
+    return check_cluster_name(f"{whole[:54]}-{digest}")
 
 
 def check_cluster_name(name: str) -> str:

@@ -42,7 +42,7 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CLUSTER_TAG, EBS_MANAGED_TAG, KUBE_SYSTEM, check_cluster_name
+from components.facts import CLUSTER_ID_TAG, EBS_MANAGED_TAG, KUBE_SYSTEM, check_cluster_name
 from components.kube.objects import (
     http_probe,
     metadata,
@@ -134,7 +134,7 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class EbsCsiDriverArgs:
-    cluster_name: str  # volumes tagged for this cluster (driver --k8s-tag-cluster-id / extra tags)
+    cluster_id: str  # the stack-unique cluster id volumes are tagged for (--k8s-tag-cluster-id, extra tags)
     region: str
     storage_class: str  # e.g. "gp3"; made the cluster default class
     reclaim_policy: Literal["Delete", "Retain"]
@@ -143,7 +143,7 @@ class EbsCsiDriverArgs:
     nodes: int = 1  # minions the node plugin runs on (its update rolls over them in batches)
 
     def __post_init__(self) -> None:
-        check_cluster_name(self.cluster_name)
+        check_cluster_name(self.cluster_id)
         if not isinstance(self.region, str) or not _REGION.match(self.region):
             raise ValueError(f"region {self.region!r} is not an AWS region name")
         if (
@@ -166,8 +166,8 @@ class EbsCsiDriverArgs:
 
 
 def extra_tags(args: EbsCsiDriverArgs) -> dict[str, str]:
-    """The caller's tags plus Cluster=<name>: every AWS resource of a cluster carries it."""
-    return {**check_tags(args.tags), CLUSTER_TAG: args.cluster_name}
+    """The caller's tags plus ClusterId=<id>: every AWS resource of a cluster carries it."""
+    return {**check_tags(args.tags), CLUSTER_ID_TAG: args.cluster_id}
 
 
 def controller_plugin_args(args: EbsCsiDriverArgs) -> list[str]:
@@ -175,7 +175,7 @@ def controller_plugin_args(args: EbsCsiDriverArgs) -> list[str]:
     return [
         "controller",
         "--endpoint=$(CSI_ENDPOINT)",
-        f"--k8s-tag-cluster-id={args.cluster_name}",
+        f"--k8s-tag-cluster-id={args.cluster_id}",
         f"--extra-tags={tags}",
         "--batching=true",
         "--logging-format=text",

@@ -26,6 +26,7 @@ from components.aws.pki import ClusterPki, ClusterPkiArgs
 from components.facts import (
     API_PORT,
     CADVISOR_PORT,
+    CLUSTER_ID_TAG,
     CLUSTER_TAG,
     COCKPIT_PORT,
     ETCD_CLIENT_PORT,
@@ -156,7 +157,9 @@ class AtomicCluster(pulumi.ComponentResource):
         self._name = name
         self._settings = settings
         self.layout = layout = compute_layout(settings, pulumi.get_stack())
-        self._tags = dict(settings.tags)
+        # Every AWS resource of the cluster: the stack's tags, the cluster for people, the stack-unique
+        # id for IAM (facts.CLUSTER_ID_TAG).
+        self._tags = {**settings.tags, CLUSTER_TAG: settings.name, CLUSTER_ID_TAG: settings.cluster_id}
 
         vpc_id, subnet_id = self._network()
         groups = self._security_groups(vpc_id)
@@ -223,7 +226,7 @@ class AtomicCluster(pulumi.ComponentResource):
         return ResourceOptions(parent=self, protect=protect, depends_on=depends_on)
 
     def _tagged(self, name: str, role: str | None = None) -> dict[str, str]:
-        tags = {**self._tags, TAG_NAME: name, CLUSTER_TAG: self._settings.name}
+        tags = {**self._tags, TAG_NAME: name}
         return tags if role is None else {**tags, TAG_ROLE: role}
 
     def _network(self) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
@@ -294,7 +297,7 @@ class AtomicCluster(pulumi.ComponentResource):
             opts=self._opts())
         policies = [policy]
         if node.role == "minion":
-            cluster = self._settings.name
+            cluster = self._settings.cluster_id
             policies.append(aws.iam.RolePolicy(f"{prefix}-ebs-csi", role=role.id,
                                                policy=partition.apply(lambda p: ebs_csi_policy(p, cluster)),
                                                opts=self._opts()))

@@ -38,6 +38,7 @@ from components.facts import (
     SECURITY_GROUP_RULE_QUOTA,
     admin_exposure_problem,
     base_tags,
+    cluster_id,
     node_slot_problem,
     quantity_value,
 )
@@ -565,6 +566,7 @@ _FIXED_INGRESS_RULES = 5
 
 
 def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) -> ClusterSettings:
+    cluster_name = _dns_label(reader, "clusterName", max_length=24)
     vpc = _aws_block(reader, "vpcCidr")
     subnet = _aws_block(reader, "subnetCidr")
     if not subnet.subnet_of(vpc):
@@ -613,7 +615,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
     _admin_rules_fit(reader, admin_cidrs)
     zone = _zone(reader, region)
     return ClusterSettings(
-        name=_dns_label(reader, "clusterName", max_length=24),
+        name=cluster_name,
         region=region,
         vpc_cidr=str(vpc),
         subnet_cidr=str(subnet),
@@ -645,6 +647,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         frontend_lb=_frontend_lb(reader, admin_cidrs),
         api_load_balancer=reader.boolean("apiLoadBalancer"),
         ready_timeout=reader.integer("clusterReadyTimeout", 60, 4 * 3600),
+        cluster_id=cluster_id(pulumi.get_stack(), cluster_name),
         tags=tags,
     )
 

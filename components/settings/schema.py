@@ -126,6 +126,8 @@ class ClusterSettings:
     api_load_balancer: bool = False
     # Seconds the readiness gate waits for the API and every minion (aws/gate.py).
     ready_timeout: int = 1800
+    # Unique to the stack (facts.cluster_id): what IAM conditions and volume tags key on.
+    cluster_id: str = ""
     tags: dict[str, str] = field(default_factory=dict)
 
 
