@@ -20,7 +20,6 @@ from components.addons.coredns import CoreDns, CoreDnsArgs
 from components.addons.ebs_csi import EbsCsiDriver, EbsCsiDriverArgs
 from components.addons.metrics_server import MetricsServer, MetricsServerArgs
 from components.facts import KUBE_SYSTEM
-from components.kube.objects import metadata
 from components.settings.schema import AddonSettings
 
 
@@ -91,7 +90,7 @@ class ClusterAddons(pulumi.ComponentResource):
         nothing else of theirs is touched and deleting the stack takes only these labels away)."""
         return [
             k8s.core.v1.NamespacePatch(f"{name}-{namespace}-namespace",
-                                       metadata=metadata(namespace, labels=labels),
+                                       metadata=k8s.meta.v1.ObjectMetaPatchArgs(name=namespace, labels=labels),
                                        opts=ResourceOptions(parent=self))
             for namespace, labels in POD_SECURITY.items()
         ]
