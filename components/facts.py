@@ -219,6 +219,20 @@ def ebs_volume_tags(cluster_name: str) -> dict[str, str]:
 # Certificates (pulumi-tls): the cluster's, and the add-ons' own CAs
 # --------------------------------------------------------------------------
 
+# What every TLS server of the cluster (kube-apiserver, -controller-manager, -scheduler, kubelet,
+# etcd) accepts: TLS 1.2 and later, and of TLS 1.2 only the AEAD suites with forward secrecy (Go's
+# names; TLS 1.3's suites are not configurable in Go and are all of that kind). Every key the
+# program issues is ECDSA; the RSA suites stay for clients of certificates made elsewhere.
+TLS_MIN_VERSION = "VersionTLS12"
+TLS_CIPHER_SUITES = (
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+)
+
 CA_VALIDITY_HOURS = 10 * 365 * 24
 LEAF_VALIDITY_HOURS = 365 * 24
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]

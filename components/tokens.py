@@ -82,6 +82,7 @@ CERT_REQUEST = "tls:index/certRequest:CertRequest"
 SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
 LOCALLY_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 
 # --------------------------------------------------------------------------
 # Kubernetes

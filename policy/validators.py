@@ -74,6 +74,8 @@ RUN_TO_COMPLETION = {"Job", "CronJob"}
 # A generated password, once replaced, no longer opens the data directory that was initialised with it.
 STATEFUL_TYPES = {
     tokens.RANDOM_PASSWORD,
+    tokens.RANDOM_BYTES,  # the key Secrets are encrypted with in etcd
+    tokens.KMS_KEY,  # what every node's PKI parameters are encrypted with
     tokens.STATEFUL_SET,
     tokens.PERSISTENT_VOLUME_CLAIM,
     tokens.PERSISTENT_VOLUME,

@@ -51,7 +51,7 @@ PARTS: tuple[Part, ...] = (
     Part("components.kube", "the Kubernetes provider and the object kit", (*SHARED, SCHEMA),
          ("pulumi", "pulumi_kubernetes"), "import AWS (pulumi_aws) or the node renderers"),
     Part("components.aws", "the cluster on EC2: network, IAM, PKI, load balancers, instances",
-         (*SHARED, SCHEMA, "components.node"), ("pulumi", "pulumi_aws", "pulumi_tls", "yaml"),
+         (*SHARED, SCHEMA, "components.node"), ("pulumi", "pulumi_aws", "pulumi_tls", "pulumi_random", "yaml"),
          "create Kubernetes objects, or import kube/, addons/, workload/"),
     Part("components.addons", "CoreDNS, EBS CSI + default StorageClass, metrics-server",
          (*SHARED, SCHEMA, "components.kube"), ("pulumi", "pulumi_kubernetes", "pulumi_tls"),

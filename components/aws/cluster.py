@@ -166,7 +166,7 @@ class AtomicCluster(pulumi.ComponentResource):
         reserved = self._reserve_node_addresses(subnet_id)
         self.api_lb = self._api_lb(vpc_id, subnet_id, groups["control_plane"], reserved)
         pki = ClusterPki(f"{name}-pki",
-                         ClusterPkiArgs(layout=layout, tags=self._tags,
+                         ClusterPkiArgs(layout=layout, tags=self._tags, protect=settings.protect,
                                         api_dns_names=[self.api_lb.dns_name] if self.api_lb else []),
                          opts=ResourceOptions(parent=self))
         ami = self._ami()

@@ -15,7 +15,7 @@ import gzip
 import yaml
 
 from components.facts import USER_DATA_LIMIT
-from components.node.control_plane import render_apiserver, render_controller_manager, render_scheduler
+from components.node.control_plane import AUDIT_POLICY, render_apiserver, render_controller_manager, render_scheduler
 from components.node.etcd import render_etcd_conf
 from components.node.formats import SafeDumper, shipped
 from components.node.kubernetes import render_kube_config, render_node_kubeconfig
@@ -84,10 +84,13 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
             "/etc/kubernetes/apiserver": (render_apiserver(layout, node), "0644"),
             "/etc/kubernetes/controller-manager": (render_controller_manager(layout, node), "0644"),
             "/etc/kubernetes/scheduler": (render_scheduler(layout, node), "0644"),
+            AUDIT_POLICY: (shipped(AUDIT_POLICY), "0644"),
+            # Kubeconfigs 0600 root here; atomic-fetch-pki hands them to the kube group (0640) once
+            # the packages have created it.
             "/etc/kubernetes/controller-manager.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-controller-manager", "controller-manager"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-controller-manager", "controller-manager"), "0600"),
             "/etc/kubernetes/scheduler.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-scheduler", "scheduler"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-scheduler", "scheduler"), "0600"),
         })
         units: tuple[str, ...] = CONTROL_PLANE_UNITS
     else:
@@ -95,10 +98,10 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
             "/etc/kubernetes/kubelet": (render_kubelet(layout, node), "0644"),
             "/etc/kubernetes/kubelet.yaml": (render_kubelet_config(layout, node), "0644"),
             "/etc/kubernetes/kubelet.kubeconfig":
-                (render_node_kubeconfig(layout, f"system:node:{node.name}", "kubelet"), "0644"),
+                (render_node_kubeconfig(layout, f"system:node:{node.name}", "kubelet"), "0600"),
             "/etc/kubernetes/proxy": (render_proxy(layout, node), "0644"),
             "/etc/kubernetes/kube-proxy.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-proxy", "kube-proxy"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-proxy", "kube-proxy"), "0600"),
             CNI_CONFLIST: (render_cni_conflist(layout, node), "0644"),
             CRIO_DROPIN: (shipped(CRIO_DROPIN), "0644"),
             IDENTITY_SCRIPT: (shipped(IDENTITY_SCRIPT), "0755"),

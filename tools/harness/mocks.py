@@ -11,6 +11,7 @@ graph the way the engine would see it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -138,6 +139,9 @@ def _random_state(args: MockResourceArgs) -> dict[str, Any]:
     length = int(state.get("length", 16))
     secret = ("Mock" + _digest("random", args.name, length=64))[:length]
     state.update(result=secret, bcryptHash="$2a$10$" + _digest("bcrypt", args.name, length=53))
+    if args.typ == tokens.RANDOM_BYTES:
+        raw = hashlib.sha256(f"random/{args.name}".encode()).digest()[:length]
+        state.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
     return state
 
 
