@@ -38,8 +38,9 @@ if settings.cluster is not None:
         ),
         opts=ResourceOptions(providers=[provider]),
     )
-    mysql_needs += [addons.dns, addons.storage]
-    guestbook_needs += [addons.dns]
+    # Policies enforced before the first pod starts: a MySQL pod clones and takes accounts at once.
+    mysql_needs += [addons.dns, addons.storage, addons.network_policy]
+    guestbook_needs += [addons.dns, addons.network_policy]
     if settings.cluster.frontend_lb is not None:
         # No cloud controller runs on this cluster: the frontend's load balancer is the cluster's
         # NLB, in front of a fixed NodePort of the frontend Service.

@@ -37,6 +37,16 @@ CLONE_PORT = 3307  # a MySQL pod streams its backup to the next ordinal here
 
 CLUSTER_DOMAIN = "cluster.local"
 KUBE_SYSTEM = "kube-system"
+# The cluster DNS pods' label: CoreDNS's here (addons/coredns.py), and kubeadm's and EKS's, so that a
+# workload's DNS egress rule holds on an existing cluster too.
+CLUSTER_DNS_LABELS = {"k8s-app": "kube-dns"}
+# Agents that enforce NetworkPolicy, by image repository (the policy pack looks for one in every
+# stack that builds a cluster): ours (pins.NETWORK_POLICY_AGENT_IMAGE) and the common CNIs that enforce.
+NETWORK_POLICY_IMPLEMENTATIONS = (
+    "registry.k8s.io/networking/kube-network-policies",
+    "quay.io/calico/node", "docker.io/calico/node",
+    "quay.io/cilium/cilium",
+)
 # The one StorageClass the aws cluster offers (EBS gp3 through the EBS CSI driver, the default class).
 EBS_STORAGE_CLASS = "gp3"
 # podman's default bridge (cAdvisor runs under podman): a cluster range overlapping it is shadowed.
@@ -44,7 +54,11 @@ PODMAN_BRIDGE = ipaddress.IPv4Network("10.88.0.0/16")
 # The workload's namespace holds both: the Guestbook's objects (the PHP frontend finds Redis by
 # these Service names) and the MySQL set's, named <mysqlName><suffix>. One name, one object.
 GUESTBOOK_OBJECT_NAMES = ("frontend", "redis-leader", "redis-follower", "guestbook-frontend", "guestbook-redis")
-MYSQL_OBJECT_SUFFIXES = ("", "-read", "-primary", "-config", "-credentials")
+MYSQL_OBJECT_SUFFIXES = ("", "-read", "-primary", "-config", "-credentials", "-clients")
+# The namespace's own NetworkPolicies (workload/workload.py): its default deny and the DNS rule every pod needs.
+DEFAULT_DENY_POLICY = "default-deny"
+DNS_EGRESS_POLICY = "allow-cluster-dns"
+NAMESPACE_OBJECT_NAMES = (DEFAULT_DENY_POLICY, DNS_EGRESS_POLICY)
 
 # --------------------------------------------------------------------------
 # Node slots: where every node sits in the subnet and in the pod range

@@ -28,6 +28,7 @@ from components.facts import (
     ETCD_PEER_PORT,
     KUBELET_PORT,
     MYSQL_PORT,
+    NETWORK_POLICY_IMPLEMENTATIONS,
     admin_exposure_problem,
 )
 
@@ -544,11 +545,60 @@ def stack_of(urn: str) -> str:
     return parts[2] if len(parts) > 2 and parts[0] == "urn" else ""
 
 
+def image_repository(image: str) -> str:
+    """registry/path/name of an image reference, without its tag or digest."""
+    name = image.split("@", 1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def _enforces_network_policy(resource_type: str, props: Mapping[str, Any]) -> bool:
+    if _kind(resource_type) != "DaemonSet":
+        return False
+    images = [_get(c, "image") for c in _items(_get(pod_spec(resource_type, props), "containers"))]
+    return any(isinstance(i, str) and image_repository(i) in NETWORK_POLICY_IMPLEMENTATIONS for i in images)
+
+
+def _is_default_deny(props: Mapping[str, Any]) -> bool:
+    """Selects every pod, isolates both directions, and admits nothing."""
+    spec = _get(props, "spec")
+    selector = _get(spec, "podSelector")
+    return (_is_map(selector) and not _get(selector, "matchLabels") and not _get(selector, "matchExpressions")
+            and {"Ingress", "Egress"} <= set(_items(_get(spec, "policyTypes")))
+            and not _items(_get(spec, "ingress")) and not _items(_get(spec, "egress")))
+
+
+def network_policy_enforced(resources: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[tuple[str, str]]:
+    """A stack-level check: a stack that builds a cluster runs an agent that enforces NetworkPolicy
+    (its CNI enforces none), and every namespace the stack creates has a default deny, both ways.
+    Namespaces still unknown in a preview are skipped."""
+    resources = list(resources)
+    found = []
+    instances = sorted(urn for urn, t, _ in resources if t in (INSTANCE, LAUNCH_TEMPLATE))
+    if instances and not any(_enforces_network_policy(t, props) for _, t, props in resources):
+        known = ", ".join(NETWORK_POLICY_IMPLEMENTATIONS)
+        found.append((instances[0], "the stack builds a cluster whose pod network enforces no NetworkPolicy, and runs "
+                                    f"no agent that does (a DaemonSet of one of {known}): every NetworkPolicy would be "
+                                    "decorative"))
+    denied = {_get(props, "metadata", "namespace") for _, t, props in resources
+              if t == tokens.NETWORK_POLICY and _is_default_deny(props)}
+    for urn, t, props in resources:
+        name = _get(props, "metadata", "name")
+        if t == tokens.NAMESPACE and isinstance(name, str) and name not in denied:
+            found.append((urn, f"namespace {name!r} has no default-deny NetworkPolicy (podSelector {{}}, policyTypes "
+                               "Ingress and Egress, no rules): its pods may reach and be reached by anything"))
+    return found
+
+
 STACK_POLICIES: tuple[StackPolicy, ...] = (
     StackPolicy(
         "admin-exposure-by-address-space",
         "All sources that may reach an admin port, together, face at most a /16 of public addresses.",
         admin_exposure,
+    ),
+    StackPolicy(
+        "network-policy-enforced",
+        "A stack that builds a cluster runs a NetworkPolicy agent; every namespace it creates denies by default.",
+        network_policy_enforced,
     ),
 )
 

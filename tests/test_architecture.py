@@ -72,6 +72,7 @@ def test_component_type_tokens_never_change() -> None:
         "CORE_DNS": "atomic-mysql:coredns:CoreDns",
         "EBS_CSI_DRIVER": "atomic-mysql:ebs_csi:EbsCsiDriver",
         "METRICS_SERVER": "atomic-mysql:metrics_server:MetricsServer",
+        "NETWORK_POLICY_AGENT": "atomic-mysql:network_policy:NetworkPolicyAgent",
         "WORKLOAD": "atomic-mysql:workload:Workload",
         "MYSQL_SET": "atomic-mysql:mysql_set:MySqlReplicatedSet",
         "GUESTBOOK": "atomic-mysql:guestbook:Guestbook",

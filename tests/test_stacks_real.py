@@ -32,6 +32,9 @@ ACCEPTED_WARNINGS: dict[tuple[str, str], str] = {
                                    "is privileged and needs the kubelet's and /dev's host paths (upstream's own)",
     ("Deployment", "ebs-csi-controller"): "the EBS CSI controller uses the node role's credentials, which only IMDS "
                                           "on the host network hands out (hop limit 1 keeps them from pods)",
+    ("DaemonSet", "kube-network-policies"): "the NetworkPolicy agent programs nftables and NFQUEUE in the node's "
+                                            "network namespace and reads pinned pod namespaces and the NRI socket: "
+                                            "hostNetwork, NET_ADMIN, privileged and two host paths (upstream's own)",
     ("Deployment", "frontend"): "the Guestbook image runs Apache, which starts as root to bind :80 and switches to "
                                 "www-data: it needs NET_BIND_SERVICE, SETUID and SETGID and cannot run as non-root "
                                 "(baseline allows it; restricted warns)",

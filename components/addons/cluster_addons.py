@@ -3,8 +3,9 @@
 The Fedora-style cluster of components/aws/cluster.py starts with no add-ons: no
 cluster DNS (the kubelets point pods at an address nothing answers), no volume
 provisioner (every PersistentVolumeClaim stays Pending), and no metrics API (an
-HPA never scales). ClusterAddons installs the three on the cluster's own
-provider. An existing cluster (clusterMode=existing) is assumed to have them.
+HPA never scales), and a pod network that enforces no NetworkPolicy. ClusterAddons
+installs the four on the cluster's own provider. An existing cluster
+(clusterMode=existing) is assumed to have them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from components import tokens
 from components.addons.coredns import CoreDns, CoreDnsArgs
 from components.addons.ebs_csi import EbsCsiDriver, EbsCsiDriverArgs
 from components.addons.metrics_server import MetricsServer, MetricsServerArgs
+from components.addons.network_policy import NetworkPolicyAgent, NetworkPolicyAgentArgs
 from components.facts import KUBE_SYSTEM
 from components.settings.schema import AddonSettings
 
@@ -48,7 +50,7 @@ POD_SECURITY: dict[str, dict[str, str]] = {
 
 
 class ClusterAddons(pulumi.ComponentResource):
-    """CoreDNS, the EBS CSI driver with the default StorageClass, and metrics-server.
+    """CoreDNS, the EBS CSI driver with the default StorageClass, metrics-server and the NetworkPolicy agent.
 
     The caller passes the cluster's Kubernetes provider in `opts`; every child inherits it.
     """
@@ -72,8 +74,10 @@ class ClusterAddons(pulumi.ComponentResource):
         )
         metrics = MetricsServer(f"{name}-metrics-server", MetricsServerArgs(), opts=child) if s.metrics_server \
             else None
+        self.network_policy = NetworkPolicyAgent(f"{name}-network-policy", NetworkPolicyAgentArgs(nodes=s.minions),
+                                                 opts=child)
         self.namespaces = self._pod_security(name)
-        # What a workload may wait for, each on its own: DNS, volumes, the Metrics API.
+        # What a workload may wait for, each on its own: DNS, volumes, the Metrics API, policy enforcement.
         self.dns, self.storage, self.metrics = dns, storage, metrics
         self.dns_service_ip = dns.service_ip
         self.storage_class_name = storage.storage_class_name
@@ -83,6 +87,7 @@ class ClusterAddons(pulumi.ComponentResource):
             "dnsServiceIp": self.dns_service_ip,
             "storageClassName": self.storage_class_name,
             "metricsApi": self.metrics_api,
+            "networkPolicyAgent": self.network_policy.daemon_set_name,
         })
 
     def _pod_security(self, name: str) -> list[k8s.core.v1.NamespacePatch]:

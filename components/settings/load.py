@@ -32,6 +32,7 @@ from components.facts import (
     EBS_STORAGE_CLASS,
     GUESTBOOK_OBJECT_NAMES,
     MYSQL_OBJECT_SUFFIXES,
+    NAMESPACE_OBJECT_NAMES,
     NODE_PORT_RANGE,
     PODMAN_BRIDGE,
     PROJECT,
@@ -840,7 +841,11 @@ def load_settings() -> StackSettings:
 
 
 def _names_are_distinct(reader: _Reader, mysql: MysqlSettings, guestbook: GuestbookSettings) -> None:
-    """The set's objects and the Guestbook's share the namespace: one name, one object."""
+    """The set's objects, the Guestbook's and the namespace's own share the namespace: one name, one object."""
+    for suffix in MYSQL_OBJECT_SUFFIXES:
+        if f"{mysql.name}{suffix}" in NAMESPACE_OBJECT_NAMES:
+            raise reader.fail("mysqlName", mysql.name, f"{mysql.name}{suffix} is the name of one of the namespace's "
+                              f"own NetworkPolicies: choose a name giving none of {', '.join(NAMESPACE_OBJECT_NAMES)}")
     if not guestbook.enabled:
         return
     for suffix in MYSQL_OBJECT_SUFFIXES:

@@ -453,3 +453,61 @@ def test_pack_passes_the_prod_plan_and_reports_a_violation(
     master["inputs"]["metadataOptions"]["httpTokens"] = "optional"
     found = {policy for policy, _ in analyze(analyzer, master)}
     assert found == {"prod-stateful-protected", "imdsv2-required"}
+
+
+def _without(plan: dict[str, Any], drop: Callable[[Entry], bool]) -> list[Entry]:
+    return [e for e in plan["resources"] if not drop(e)]
+
+
+def _is_agent(entry: Entry) -> bool:
+    name = entry["inputs"].get("metadata", {}).get("name")
+    return entry["type"] == validators.tokens.DAEMON_SET and name == "kube-network-policies"
+
+
+def _is_default_deny(entry: Entry) -> bool:
+    return entry["type"] == validators.tokens.NETWORK_POLICY and entry["inputs"]["metadata"]["name"] == "default-deny"
+
+
+def test_every_stack_enforces_network_policy_and_denies_by_default(plans: dict[str, dict[str, Any]]) -> None:
+    for stack in STACKS:
+        assert "network-policy-enforced" not in validators.stack_violations(plans[stack]["resources"]), stack
+
+
+def test_a_cluster_without_a_network_policy_agent_is_refused(plans: dict[str, dict[str, Any]]) -> None:
+    [(urn, message)] = validators.stack_violations(_without(plans["dev"], _is_agent))["network-policy-enforced"]
+    assert "aws:ec2/instance:Instance" in urn
+    assert "enforces no NetworkPolicy" in message and "registry.k8s.io/networking/kube-network-policies" in message
+    # An existing cluster's CNI is its own business (the program cannot see it); the default deny is not.
+    assert "network-policy-enforced" not in validators.stack_violations(_without(plans["local"], _is_agent))
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_a_namespace_without_a_default_deny_is_refused(plans: dict[str, dict[str, Any]], stack: str) -> None:
+    [(urn, message)] = validators.stack_violations(_without(plans[stack], _is_default_deny))["network-policy-enforced"]
+    assert "kubernetes:core/v1:Namespace" in urn and "namespace 'atomic-mysql' has no default-deny" in message
+
+
+@pytest.mark.parametrize("weaken", [
+    {"ingress": [{}]},  # one empty rule admits everything
+    {"policyTypes": ["Ingress"]},  # egress left open
+    {"podSelector": {"matchLabels": {"app": "mysql"}}},  # only some pods
+])
+def test_a_default_deny_that_admits_something_is_not_one(plans: dict[str, dict[str, Any]],
+                                                           weaken: dict[str, Any]) -> None:
+    resources = copy.deepcopy(plans["dev"]["resources"])
+    [deny] = [e for e in resources if _is_default_deny(e)]
+    deny["inputs"]["spec"].update(weaken)
+    assert "network-policy-enforced" in validators.stack_violations(resources)
+
+
+def test_image_repository_drops_tag_and_digest() -> None:
+    assert validators.image_repository("registry.k8s.io/networking/kube-network-policies:v1.1.1@sha256:ab") == \
+        "registry.k8s.io/networking/kube-network-policies"
+    assert validators.image_repository("localhost:5000/calico/node") == "localhost:5000/calico/node"
+
+
+@pytest.mark.real
+def test_the_pack_refuses_a_cluster_without_enforcement(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                                        plans: dict[str, dict[str, Any]]) -> None:
+    found = analyze_stack(analyzer, _without(plans["dev"], _is_agent))
+    assert [policy for policy, _ in found] == ["network-policy-enforced"]

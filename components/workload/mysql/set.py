@@ -116,13 +116,29 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                                             spec=self._client_spec(primary_selector), opts=child)
         self.rollout_seconds = settings.rollout_timeout or budget.rollout_budget(settings.replicas,
                                                                                  settings.storage_size).seconds
+        client_label = args.client_label or default_client_label(settings.name)
+        # In place before the first pod: under the namespace's default deny (workload.py) a pod
+        # without them can neither clone nor replicate.
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=self._meta(settings.name),
+            spec=self._network_policy_spec(client_label),
+            opts=child,
+        )
+        self.client_network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-clients-netpol",
+            metadata=self._meta(f"{settings.name}-clients"),
+            spec=self._client_network_policy_spec(client_label),
+            opts=child,
+        )
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
             spec=self._stateful_set_spec(config_checksum(data)),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
-                                 depends_on=[self.config_map, self.secret, self.headless_service],
+                                 depends_on=[self.config_map, self.secret, self.headless_service,
+                                             self.network_policy],
                                  # pulumi-kubernetes waits 10 minutes by default; OrderedReady pods that
                                  # each clone their predecessor need what their probes allow them.
                                  custom_timeouts=await_timeouts(self.rollout_seconds)),
@@ -134,12 +150,6 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 max_unavailable=settings.pdb_max_unavailable,
                 selector=meta.LabelSelectorArgs(match_labels=selector_labels(settings.name)),
             ),
-            opts=child,
-        )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=self._meta(settings.name),
-            spec=self._network_policy_spec(args.client_label or default_client_label(settings.name)),
             opts=child,
         )
 
@@ -204,14 +214,20 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             ports=[core.ServicePortArgs(name="mysql", port=MYSQL_PORT, target_port="mysql")],
         )
 
-    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
-        net = k8s.networking.v1
-        members = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
+    def _members(self) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+        return k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
             match_labels=selector_labels(self._settings.name)))
+
+    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """The set's pods: MySQL from its clients and its own members, the clone port from members only;
+        out, only to members on the same two ports (a replica replicates from and clones its
+        predecessor). DNS is the namespace's rule (workload.py); nothing else leaves a MySQL pod."""
+        net = k8s.networking.v1
+        members = self._members()
         clients = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)))
         return net.NetworkPolicySpecArgs(
             pod_selector=meta.LabelSelectorArgs(match_labels=selector_labels(self._settings.name)),
-            policy_types=["Ingress"],
+            policy_types=["Ingress", "Egress"],
             ingress=[
                 net.NetworkPolicyIngressRuleArgs(
                     from_=[clients, members],
@@ -223,6 +239,23 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=CLONE_PORT)],
                 ),
             ],
+            egress=[
+                net.NetworkPolicyEgressRuleArgs(
+                    to=[members],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=port) for port in (MYSQL_PORT, CLONE_PORT)],
+                ),
+            ],
+        )
+
+    def _client_network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """Pods labelled as the set's clients may open MySQL connections to it (the other half of the
+        ingress rule above, under the namespace's default deny of egress)."""
+        net = k8s.networking.v1
+        return net.NetworkPolicySpecArgs(
+            pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)),
+            policy_types=["Egress"],
+            egress=[net.NetworkPolicyEgressRuleArgs(
+                to=[self._members()], ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=MYSQL_PORT)])],
         )
 
     # ------------------------------------------------------------------ the StatefulSet

@@ -43,14 +43,16 @@ def _minion_files(plan: Plan) -> list[dict[str, str]]:
 
 
 def test_each_part_of_the_workload_waits_for_what_it_needs_and_nothing_more(dev: Plan) -> None:
-    """The MySQL set for DNS and volumes, the Guestbook for DNS: neither for metrics-server."""
+    """The MySQL set for DNS, volumes and policy enforcement, the Guestbook for DNS and enforcement:
+    neither for metrics-server."""
     (mysql,) = dev.of_type(tokens.MYSQL_SET)
     (guestbook,) = dev.of_type(tokens.GUESTBOOK)
-    dns, storage, metrics = (_under(dev, kind) for kind in (tokens.CORE_DNS, tokens.EBS_CSI_DRIVER,
-                                                            tokens.METRICS_SERVER))
+    dns, storage, metrics, enforcement = (_under(dev, kind) for kind in (
+        tokens.CORE_DNS, tokens.EBS_CSI_DRIVER, tokens.METRICS_SERVER, tokens.NETWORK_POLICY_AGENT))
     assert {r.type.split(":")[1].split("/")[0] for r in storage} >= {"core", "apps", "storage.k8s.io"}
-    assert {r.urn for r in dns + storage} <= set(mysql.options["dependsOn"])
-    assert {r.urn for r in dns} <= set(guestbook.options["dependsOn"])
+    assert tokens.DAEMON_SET in {r.type for r in enforcement}
+    assert {r.urn for r in dns + storage + enforcement} <= set(mysql.options["dependsOn"])
+    assert {r.urn for r in dns + enforcement} <= set(guestbook.options["dependsOn"])
     assert not {r.urn for r in storage + metrics} & set(guestbook.options["dependsOn"])
     assert metrics and not {r.urn for r in metrics} & set(mysql.options["dependsOn"])
 

@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 
 from components import tokens
-from components.facts import GUESTBOOK_OBJECT_NAMES, MYSQL_OBJECT_SUFFIXES, SECURITY_GROUP_RULE_QUOTA
+from components.facts import (
+    GUESTBOOK_OBJECT_NAMES,
+    MYSQL_OBJECT_SUFFIXES,
+    NAMESPACE_OBJECT_NAMES,
+    SECURITY_GROUP_RULE_QUOTA,
+)
 from tests.conftest import PROJECT_DIR, STACKS
 from tools import preview
 from tools.harness.mocks import AtomicMocks, RecordingMonitor
@@ -468,6 +473,10 @@ BAD: list[Bad] = [
       " object's name with guestbookEnabled=true", mysqlName="redis-leader"),
     S("contradictions", "mysqlName", "atomic-mysql:mysqlName=guestbook-redis: guestbook-redis is already",
       mysqlName="guestbook-redis", stack="local"),
+    S("contradictions", "mysqlName", "atomic-mysql:mysqlName=default-deny: default-deny is the name of one of the "
+      "namespace's own NetworkPolicies", mysqlName="default-deny", guestbookEnabled="false"),
+    S("contradictions", "mysqlName", "atomic-mysql:mysqlName=allow-cluster-dns: allow-cluster-dns is the name of one",
+      mysqlName="allow-cluster-dns"),
     S("contradictions", "mysqlAntiAffinity", "atomic-mysql:mysqlAntiAffinity=hard: with mysqlReplicas=3 needs as"
       " many minions, but minionCount=2", mysqlAntiAffinity="hard"),
     S("contradictions", "mysqlAntiAffinity", "with mysqlReplicas=7 needs as many minions, but minionCount=6",
@@ -655,8 +664,9 @@ def dev_plan() -> Plan:
 def test_the_names_the_settings_keep_apart_are_the_names_the_workload_uses(dev_plan: Plan) -> None:
     namespaced = {(o["kind"], o["metadata"]["name"]) for o in dev_plan.kubernetes_objects()
                   if o["metadata"].get("namespace") == "atomic-mysql"}
-    guestbook = {name for kind, name in namespaced if not name.startswith("mysql")}
+    guestbook = {name for kind, name in namespaced if not name.startswith("mysql")} - set(NAMESPACE_OBJECT_NAMES)
     assert guestbook == set(GUESTBOOK_OBJECT_NAMES)
+    assert {("NetworkPolicy", name) for name in NAMESPACE_OBJECT_NAMES} <= namespaced
     assert {name for kind, name in namespaced if name.startswith("mysql")} == {
         f"mysql{suffix}" for suffix in MYSQL_OBJECT_SUFFIXES}
 
