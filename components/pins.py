@@ -53,6 +53,11 @@ CSI_RESIZER_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-resizer:v1.14.0"
 CSI_LIVENESS_PROBE_IMAGE = f"{CSI_SIDECAR_REGISTRY}/livenessprobe:v2.16.0"
 CSI_REGISTRAR_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-node-driver-registrar:v2.14.0"
 
+# kube-network-policies, the NetworkPolicy agent (addons/network_policy.py): tag and digest of the release
+# image on registry.k8s.io (a manifest list: amd64 and arm64).
+NETWORK_POLICY_AGENT_IMAGE = ("registry.k8s.io/networking/kube-network-policies:v1.1.1"
+                              "@sha256:fa4a8a823da474dd6efa3bb80347b5ac58376370e1c179c5d3fa462e14b0e465")
+
 METRICS_SERVER_IMAGE_NAME = "registry.k8s.io/metrics-server/metrics-server"
 METRICS_SERVER_IMAGE_TAG = "v0.7.2"
 METRICS_SERVER_IMAGE = f"{METRICS_SERVER_IMAGE_NAME}:{METRICS_SERVER_IMAGE_TAG}"

@@ -43,6 +43,7 @@ come from the node, which policies always allow).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -53,14 +54,22 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import (
-    CLUSTER_TAG,
+    CLUSTER_ID_TAG,
     EBS_MANAGED_TAG,
     GP3_SIZE_GIB,
     KUBE_SYSTEM,
     check_cluster_name,
     gp3_problem,
 )
-from components.kube.objects import http_probe, metadata, owned, resources, restricted, spread_by_host
+from components.kube.objects import (
+    http_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    rollout_timeouts,
+    spread_by_host,
+)
 from components.pins import (
     CSI_ATTACHER_IMAGE,
     CSI_LIVENESS_PROBE_IMAGE,
@@ -144,7 +153,7 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class EbsCsiDriverArgs:
-    cluster_name: str  # volumes tagged for this cluster (driver --k8s-tag-cluster-id / extra tags)
+    cluster_id: str  # the stack-unique cluster id volumes are tagged for (--k8s-tag-cluster-id, extra tags)
     region: str
     storage_class: str  # e.g. "gp3"; made the cluster default class
     reclaim_policy: Literal["Delete", "Retain"]
@@ -152,9 +161,10 @@ class EbsCsiDriverArgs:
     tags: dict[str, str] = field(default_factory=dict)  # extra AWS tags for every volume (--extra-tags)
     # A second, non-default class with provisioned gp3 performance (the MySQL data volumes'); None: none.
     data_volume: DataVolumeSettings | None = None
+    nodes: int = 1  # minions the node plugin runs on (its update rolls over them in batches)
 
     def __post_init__(self) -> None:
-        check_cluster_name(self.cluster_name)
+        check_cluster_name(self.cluster_id)
         if not isinstance(self.region, str) or not _REGION.match(self.region):
             raise ValueError(f"region {self.region!r} is not an AWS region name")
         _check_class_name(self.storage_class)
@@ -197,8 +207,8 @@ def check_data_volume(volume: DataVolumeSettings, default_class: str) -> DataVol
 
 
 def extra_tags(args: EbsCsiDriverArgs) -> dict[str, str]:
-    """The caller's tags plus Cluster=<name>: every AWS resource of a cluster carries it."""
-    return {**check_tags(args.tags), CLUSTER_TAG: args.cluster_name}
+    """The caller's tags plus ClusterId=<id>: every AWS resource of a cluster carries it."""
+    return {**check_tags(args.tags), CLUSTER_ID_TAG: args.cluster_id}
 
 
 def controller_plugin_args(args: EbsCsiDriverArgs) -> list[str]:
@@ -206,7 +216,7 @@ def controller_plugin_args(args: EbsCsiDriverArgs) -> list[str]:
     return [
         "controller",
         "--endpoint=$(CSI_ENDPOINT)",
-        f"--k8s-tag-cluster-id={args.cluster_name}",
+        f"--k8s-tag-cluster-id={args.cluster_id}",
         f"--extra-tags={tags}",
         "--batching=true",
         "--logging-format=text",
@@ -565,6 +575,15 @@ def role_rules() -> dict[str, list[rbac.PolicyRuleArgs]]:
     }
 
 
+NODE_MAX_UNAVAILABLE_PERCENT = 10
+
+
+def node_update_batches(nodes: int) -> int:
+    """Rounds of the node plugin's rolling update: maxUnavailable 10%, which a DaemonSet rounds up."""
+    per_round = max(1, math.ceil(nodes * NODE_MAX_UNAVAILABLE_PERCENT / 100))
+    return math.ceil(nodes / per_round)
+
+
 def node_network_policy_spec() -> k8s.networking.v1.NetworkPolicySpecArgs:
     """No ingress to the node plugin's pods: nothing dials them but the kubelet's probes, which come
     from the node itself and are always allowed. (The controller has hostNetwork, which no
@@ -605,6 +624,7 @@ class EbsCsiDriver(pulumi.ComponentResource):
         self.node_sa = core.ServiceAccount(f"{name}-node-sa", metadata=_meta(NODE_SA), opts=child)
         bindings = self._rbac(name)
 
+        controller_pod, node_pod = controller_pod_spec(args), node_pod_spec()
         self.controller = apps.Deployment(
             f"{name}-controller",
             metadata=_meta(CONTROLLER_NAME, app=CONTROLLER_NAME),
@@ -617,12 +637,12 @@ class EbsCsiDriver(pulumi.ComponentResource):
                 ),
                 selector=meta.LabelSelectorArgs(match_labels=selector(CONTROLLER_NAME)),
                 template=core.PodTemplateSpecArgs(
-                    metadata=meta.ObjectMetaArgs(labels=labels(CONTROLLER_NAME)),
-                    spec=controller_pod_spec(args),
+                    metadata=meta.ObjectMetaArgs(labels=labels(CONTROLLER_NAME)), spec=controller_pod
                 ),
             ),
             # Sidecars without their permissions crash-loop until the bindings exist.
-            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings]),
+            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings],
+                                 custom_timeouts=rollout_timeouts(controller_pod, args.controller_replicas)),
         )
         self.pdb = policy.PodDisruptionBudget(
             f"{name}-controller-pdb",
@@ -640,13 +660,15 @@ class EbsCsiDriver(pulumi.ComponentResource):
             spec=apps.DaemonSetSpecArgs(
                 selector=meta.LabelSelectorArgs(match_labels=selector(NODE_NAME)),
                 update_strategy=apps.DaemonSetUpdateStrategyArgs(
-                    type="RollingUpdate", rolling_update=apps.RollingUpdateDaemonSetArgs(max_unavailable="10%")
+                    type="RollingUpdate", rolling_update=apps.RollingUpdateDaemonSetArgs(
+                        max_unavailable=f"{NODE_MAX_UNAVAILABLE_PERCENT}%")
                 ),
                 template=core.PodTemplateSpecArgs(
-                    metadata=meta.ObjectMetaArgs(labels=labels(NODE_NAME)), spec=node_pod_spec()
+                    metadata=meta.ObjectMetaArgs(labels=labels(NODE_NAME)), spec=node_pod
                 ),
             ),
-            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings]),
+            opts=ResourceOptions(parent=self, depends_on=[self.csi_driver, *bindings],
+                                 custom_timeouts=rollout_timeouts(node_pod, node_update_batches(args.nodes))),
         )
         self.node_network_policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-node-netpol",

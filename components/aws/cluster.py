@@ -19,12 +19,14 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.aws.ami import FEDORA_OWNER, fedora_ami_filters
+from components.aws.gate import ClusterReadyGate, GateNode
 from components.aws.iam import assume_role_policy, ebs_csi_policy, node_policy
 from components.aws.nlb import TcpLoadBalancer, TcpLoadBalancerArgs, cidr_slug
 from components.aws.pki import ClusterPki, ClusterPkiArgs
 from components.facts import (
     API_PORT,
     CADVISOR_PORT,
+    CLUSTER_ID_TAG,
     CLUSTER_TAG,
     COCKPIT_PORT,
     ETCD_CLIENT_PORT,
@@ -35,7 +37,7 @@ from components.facts import (
     TAG_NAME,
     TAG_ROLE,
 )
-from components.node.cloud_init import render_user_data
+from components.node.cloud_init import render_user_data_base64
 from components.node.kubernetes import render_admin_kubeconfig
 from components.node.layout import ClusterLayout, NodeSpec, compute_layout, node_address_blocks
 from components.settings.schema import ClusterSettings
@@ -155,14 +157,16 @@ class AtomicCluster(pulumi.ComponentResource):
         self._name = name
         self._settings = settings
         self.layout = layout = compute_layout(settings, pulumi.get_stack())
-        self._tags = dict(settings.tags)
+        # Every AWS resource of the cluster: the stack's tags, the cluster for people, the stack-unique
+        # id for IAM (facts.CLUSTER_ID_TAG).
+        self._tags = {**settings.tags, CLUSTER_TAG: settings.name, CLUSTER_ID_TAG: settings.cluster_id}
 
         vpc_id, subnet_id = self._network()
         groups = self._security_groups(vpc_id)
         reserved = self._reserve_node_addresses(subnet_id)
         self.api_lb = self._api_lb(vpc_id, subnet_id, groups["control_plane"], reserved)
         pki = ClusterPki(f"{name}-pki",
-                         ClusterPkiArgs(layout=layout, tags=self._tags,
+                         ClusterPkiArgs(layout=layout, tags=self._tags, protect=settings.protect,
                                         api_dns_names=[self.api_lb.dns_name] if self.api_lb else []),
                          opts=ResourceOptions(parent=self))
         ami = self._ami()
@@ -180,9 +184,9 @@ class AtomicCluster(pulumi.ComponentResource):
         minions = [instances[n.name] for n in layout.minions]
         self.frontend_lb = self._frontend_lb(vpc_id, subnet_id, groups["nodes"], minions, reserved)
         self.frontend_address = self._frontend_address()
-        # kubectl and the stack's provider: the API load balancer, else the first master's Elastic IP.
-        # Either stays put for the stack's life: pulumi-kubernetes takes a new server address for
-        # a new cluster and replaces every object on it.
+        # kubectl and the stack's provider: the API load balancer, else the first master's Elastic IP
+        # (stable across stops and starts; the provider's clusterIdentifier keeps a switch between
+        # the two from replacing the Kubernetes objects).
         api_host = self.api_lb.dns_name if self.api_lb else self._api_address(masters[0]).public_ip
         self.vpc_id = vpc_id
         self.subnet_id = subnet_id
@@ -193,9 +197,16 @@ class AtomicCluster(pulumi.ComponentResource):
         self.master_public_ips = pulumi.Output.all(*[i.public_ip for i in masters])
         self.minion_public_ips = pulumi.Output.all(*[i.public_ip for i in minions])
         self.api_endpoint = api_host.apply(lambda host: f"https://{host}:{API_PORT}")
-        self.kubeconfig = pulumi.Output.secret(
+        admin_kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(api_host, pki.ca_cert_pem, pki.admin_cert_pem, pki.admin_key_pem).apply(
                 lambda v: render_admin_kubeconfig(layout.name, v[0], v[1], v[2], v[3])))
+        # The kubeconfig everyone gets (the stack's Kubernetes provider, the output) is the gate's: it
+        # resolves only once the API serves and every minion is Ready.
+        self.ready = ClusterReadyGate(
+            f"{name}-ready", admin_kubeconfig, f"{layout.name} ({layout.stack})",
+            [GateNode(n.name, n.role, instances[n.name].id) for n in layout.nodes], settings.ready_timeout,
+            opts=ResourceOptions(parent=self, depends_on=[*([self.api_lb] if self.api_lb else [])]))
+        self.kubeconfig = self.ready.kubeconfig
         self.register_outputs({
             "vpcId": self.vpc_id,
             "subnetId": self.subnet_id,
@@ -215,7 +226,7 @@ class AtomicCluster(pulumi.ComponentResource):
         return ResourceOptions(parent=self, protect=protect, depends_on=depends_on)
 
     def _tagged(self, name: str, role: str | None = None) -> dict[str, str]:
-        tags = {**self._tags, TAG_NAME: name, CLUSTER_TAG: self._settings.name}
+        tags = {**self._tags, TAG_NAME: name}
         return tags if role is None else {**tags, TAG_ROLE: role}
 
     def _network(self) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
@@ -286,7 +297,7 @@ class AtomicCluster(pulumi.ComponentResource):
             opts=self._opts())
         policies = [policy]
         if node.role == "minion":
-            cluster = self._settings.name
+            cluster = self._settings.cluster_id
             policies.append(aws.iam.RolePolicy(f"{prefix}-ebs-csi", role=role.id,
                                                policy=partition.apply(lambda p: ebs_csi_policy(p, cluster)),
                                                opts=self._opts()))
@@ -388,7 +399,9 @@ class AtomicCluster(pulumi.ComponentResource):
             # EBS CSI driver's volumes attached to the instance.
             root_block_device={"volume_type": "gp3", "volume_size": s.root_volume_gb, "encrypted": True,
                                "delete_on_termination": True, "tags": self._tagged(node.name, role=node.role)},
-            user_data=render_user_data(self.layout, node),
+            # gzip: cloud-init decompresses it, and the largest node's #cloud-config (15.7 KB as text)
+            # needs a third of EC2's 16 KB that way.
+            user_data_base64=render_user_data_base64(self.layout, node),
             tags=self._tagged(node.name, role=node.role),
             # A looked-up AMI moves whenever Fedora publishes a newer image, and `ami` forces a
             # replacement (a master's etcd data with it). New nodes take the newest image; an

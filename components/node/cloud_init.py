@@ -9,10 +9,13 @@ keys never appear here: each node fetches its own from SSM Parameter Store at bo
 
 from __future__ import annotations
 
+import base64
+import gzip
+
 import yaml
 
 from components.facts import USER_DATA_LIMIT
-from components.node.control_plane import render_apiserver, render_controller_manager, render_scheduler
+from components.node.control_plane import AUDIT_POLICY, render_apiserver, render_controller_manager, render_scheduler
 from components.node.etcd import render_etcd_conf
 from components.node.formats import SafeDumper, shipped
 from components.node.kubernetes import render_kube_config, render_node_kubeconfig
@@ -81,10 +84,13 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
             "/etc/kubernetes/apiserver": (render_apiserver(layout, node), "0644"),
             "/etc/kubernetes/controller-manager": (render_controller_manager(layout, node), "0644"),
             "/etc/kubernetes/scheduler": (render_scheduler(layout, node), "0644"),
+            AUDIT_POLICY: (shipped(AUDIT_POLICY), "0644"),
+            # Kubeconfigs 0600 root here; atomic-fetch-pki hands them to the kube group (0640) once
+            # the packages have created it.
             "/etc/kubernetes/controller-manager.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-controller-manager", "controller-manager"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-controller-manager", "controller-manager"), "0600"),
             "/etc/kubernetes/scheduler.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-scheduler", "scheduler"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-scheduler", "scheduler"), "0600"),
         })
         units: tuple[str, ...] = CONTROL_PLANE_UNITS
     else:
@@ -92,10 +98,10 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
             "/etc/kubernetes/kubelet": (render_kubelet(layout, node), "0644"),
             "/etc/kubernetes/kubelet.yaml": (render_kubelet_config(layout, node), "0644"),
             "/etc/kubernetes/kubelet.kubeconfig":
-                (render_node_kubeconfig(layout, f"system:node:{node.name}", "kubelet"), "0644"),
+                (render_node_kubeconfig(layout, f"system:node:{node.name}", "kubelet"), "0600"),
             "/etc/kubernetes/proxy": (render_proxy(layout, node), "0644"),
             "/etc/kubernetes/kube-proxy.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-proxy", "kube-proxy"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-proxy", "kube-proxy"), "0600"),
             CNI_CONFLIST: (render_cni_conflist(layout, node), "0644"),
             CRIO_DROPIN: (shipped(CRIO_DROPIN), "0644"),
             IDENTITY_SCRIPT: (shipped(IDENTITY_SCRIPT), "0755"),
@@ -149,10 +155,28 @@ _BlockDumper.add_representer(str, _str_representer)
 
 
 def render_user_data(layout: ClusterLayout, node: NodeSpec) -> str:
-    """The node's #cloud-config; raises LayoutError above EC2's 16 KB user-data limit."""
-    text = "#cloud-config\n" + yaml.dump(cloud_config(layout, node), Dumper=_BlockDumper, sort_keys=False,
+    """The node's #cloud-config, as cloud-init reads it once decompressed."""
+    return "#cloud-config\n" + yaml.dump(cloud_config(layout, node), Dumper=_BlockDumper, sort_keys=False,
                                          width=1000)
-    size = len(text.encode())
-    if size > USER_DATA_LIMIT:
-        raise LayoutError(f"user-data of {node.name} is {size} bytes; EC2 allows {USER_DATA_LIMIT}")
-    return text
+
+
+def compress_user_data(text: str) -> bytes:
+    """gzip, which cloud-init recognises by its magic bytes and decompresses before reading the
+    #cloud-config. mtime=0 keeps the bytes a function of the text alone: the same user-data never
+    shows as a change (a change stops and starts the instance)."""
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
+def decompress_user_data(encoded: str) -> str:
+    """The #cloud-config inside user_data_base64 (what the preview, the tests and the policy read)."""
+    return gzip.decompress(base64.b64decode(encoded)).decode()
+
+
+def render_user_data_base64(layout: ClusterLayout, node: NodeSpec) -> str:
+    """What EC2 is given (aws.ec2.Instance user_data_base64): the #cloud-config gzip-compressed.
+    Raises LayoutError above EC2's 16 KB limit, which applies to the bytes before base64."""
+    compressed = compress_user_data(render_user_data(layout, node))
+    if len(compressed) > USER_DATA_LIMIT:
+        raise LayoutError(f"user-data of {node.name} is {len(compressed)} bytes compressed; "
+                          f"EC2 allows {USER_DATA_LIMIT}")
+    return base64.b64encode(compressed).decode()

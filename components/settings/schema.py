@@ -70,6 +70,8 @@ class MysqlSettings:
     # Replication applier threads of a replica (MariaDB slave_parallel_threads in optimistic mode,
     # MySQL replica_parallel_workers); 1 applies serially.
     apply_threads: int
+    # Seconds pulumi-kubernetes waits for the set to be ready; None = computed (mysql/budget.py).
+    rollout_timeout: int | None = None
 
     def stored_in(self, storage_class: str) -> MysqlSettings:
         """The set on the cluster's own class for its data volumes (a composition step of __main__)."""
@@ -106,6 +108,7 @@ class AddonSettings:
     # The EBS controller takes host ports (hostNetwork): never more replicas than minions.
     ebs_controller_replicas: int
     data_volume: DataVolumeSettings
+    minions: int = 1  # nodes the DaemonSets run on
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,10 @@ class ClusterSettings:
     frontend_lb: FrontendLbSettings | None = None
     # An NLB on 6443 in front of every master for kubectl and the stack's own Kubernetes provider.
     api_load_balancer: bool = False
+    # Seconds the readiness gate waits for the API and every minion (aws/gate.py).
+    ready_timeout: int = 1800
+    # Unique to the stack (facts.cluster_id): what IAM conditions and volume tags key on.
+    cluster_id: str = ""
     tags: dict[str, str] = field(default_factory=dict)
 
 

@@ -228,4 +228,4 @@ def test_local_has_no_load_balancers_and_no_legend(built: Path) -> None:
 
 def test_the_other_kinds_are_counted_in_plain_english(built: Path) -> None:
     words = " ".join(svg_texts(built / "dev" / "topology.svg"))
-    assert "2 StorageClasses" in words and "6 NetworkPolicies" in words and "1 CSIDriver," in words
+    assert "2 StorageClasses" in words and "9 NetworkPolicies" in words and "1 CSIDriver," in words

@@ -28,7 +28,7 @@ DROPIN = re.compile(r"/etc/systemd/system/(kube[-a-z]*)\.service\.d/10-atomic\.c
 
 # Where on a node the rendered files live: each moves under the test's root.
 NODE_DIRECTORIES = ("/etc/kubernetes/", "/etc/etcd/", "/var/lib/etcd", "/etc/atomic/", "/etc/cni/", "/etc/haproxy/",
-                    "/var/lib/kubelet", "/run/systemd/resolve/")
+                    "/var/lib/kubelet", "/run/systemd/resolve/", "/var/log/kubernetes/")
 
 
 def user_data_files(user_data: str) -> Files:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -22,8 +22,9 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import CLONE_PORT, MYSQL_PORT
-from components.kube.objects import exec_probe, metadata, owned, resources, restricted
+from components.kube.objects import await_timeouts, exec_probe, metadata, owned, resources, restricted
 from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
+from components.workload.mysql import budget
 from components.workload.mysql import config as mysql_config
 
 meta = k8s.meta.v1
@@ -73,15 +74,9 @@ def config_checksum(data: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
 
 
-def _checked_password(key: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if not value:
-            raise ValueError(f"the MySQL {key} given with `pulumi config set --secret` is empty")
-        if "\n" in value or "\r" in value or "\0" in value:
-            raise ValueError(f"the MySQL {key} must be one line without NUL characters")
-        return value
-
-    return check
+def _probe(command: list[str], timing: budget.ProbeTiming) -> core.ProbeArgs:
+    return exec_probe(command, period_seconds=timing.period_seconds, timeout_seconds=timing.timeout_seconds,
+                      failure_threshold=timing.failure_threshold)
 
 
 class MySqlReplicatedSet(pulumi.ComponentResource):
@@ -116,13 +111,34 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         }
         self.primary_service = core.Service(f"{name}-primary", metadata=self._meta(f"{settings.name}-primary"),
                                             spec=self._client_spec(primary_selector), opts=child)
+        self.rollout_seconds = settings.rollout_timeout or budget.rollout_budget(settings.replicas,
+                                                                                 settings.storage_size).seconds
+        client_label = args.client_label or default_client_label(settings.name)
+        # In place before the first pod: under the namespace's default deny (workload.py) a pod
+        # without them can neither clone nor replicate.
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=self._meta(settings.name),
+            spec=self._network_policy_spec(client_label),
+            opts=child,
+        )
+        self.client_network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-clients-netpol",
+            metadata=self._meta(f"{settings.name}-clients"),
+            spec=self._client_network_policy_spec(client_label),
+            opts=child,
+        )
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
             spec=self._stateful_set_spec(config_checksum(data)),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
-                                 depends_on=[self.config_map, self.secret, self.headless_service]),
+                                 depends_on=[self.config_map, self.secret, self.headless_service,
+                                             self.network_policy],
+                                 # pulumi-kubernetes waits 10 minutes by default; OrderedReady pods that
+                                 # each clone their predecessor need what their probes allow them.
+                                 custom_timeouts=await_timeouts(self.rollout_seconds)),
         )
         self.pdb = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
@@ -131,12 +147,6 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 max_unavailable=settings.pdb_max_unavailable,
                 selector=meta.LabelSelectorArgs(match_labels=selector_labels(settings.name)),
             ),
-            opts=child,
-        )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=self._meta(settings.name),
-            spec=self._network_policy_spec(args.client_label or default_client_label(settings.name)),
             opts=child,
         )
 
@@ -170,15 +180,15 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         return metadata(object_name, labels=labels(self._settings.name), namespace=self._namespace)
 
     def _passwords(self, name: str, given: MysqlSecrets, opts: ResourceOptions) -> dict[str, pulumi.Output[str]]:
-        """Configured secrets are checked; missing ones are generated (32 letters and digits)."""
+        """Configured passwords (checked by settings/load.py when read, before anything is
+        registered); missing ones are generated (32 letters and digits)."""
         result: dict[str, pulumi.Output[str]] = {}
         configured = (given.root_password, given.replication_password, given.backup_password, given.verify_password)
         for key, value in zip(PASSWORD_KEYS, configured, strict=True):
             if value is None:
                 value = random.RandomPassword(f"{name}-{key}", length=32, special=False, opts=opts).result
-            # apply keeps the secret flag; Output.secret makes sure a plain value gets one.
-            checked: pulumi.Output[str] = value.apply(_checked_password(key))
-            result[key] = pulumi.Output.secret(checked)
+            # Output.secret makes sure a plain value gets the secret flag too.
+            result[key] = pulumi.Output.secret(value)
         return result
 
     def _headless_spec(self) -> core.ServiceSpecArgs:
@@ -201,14 +211,20 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             ports=[core.ServicePortArgs(name="mysql", port=MYSQL_PORT, target_port="mysql")],
         )
 
-    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
-        net = k8s.networking.v1
-        members = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
+    def _members(self) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+        return k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
             match_labels=selector_labels(self._settings.name)))
+
+    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """The set's pods: MySQL from its clients and its own members, the clone port from members only;
+        out, only to members on the same two ports (a replica replicates from and clones its
+        predecessor). DNS is the namespace's rule (workload.py); nothing else leaves a MySQL pod."""
+        net = k8s.networking.v1
+        members = self._members()
         clients = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)))
         return net.NetworkPolicySpecArgs(
             pod_selector=meta.LabelSelectorArgs(match_labels=selector_labels(self._settings.name)),
-            policy_types=["Ingress"],
+            policy_types=["Ingress", "Egress"],
             ingress=[
                 net.NetworkPolicyIngressRuleArgs(
                     from_=[clients, members],
@@ -220,6 +236,23 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=CLONE_PORT)],
                 ),
             ],
+            egress=[
+                net.NetworkPolicyEgressRuleArgs(
+                    to=[members],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=port) for port in (MYSQL_PORT, CLONE_PORT)],
+                ),
+            ],
+        )
+
+    def _client_network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """Pods labelled as the set's clients may open MySQL connections to it (the other half of the
+        ingress rule above, under the namespace's default deny of egress)."""
+        net = k8s.networking.v1
+        return net.NetworkPolicySpecArgs(
+            pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)),
+            policy_types=["Egress"],
+            egress=[net.NetworkPolicyEgressRuleArgs(
+                to=[self._members()], ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=MYSQL_PORT)])],
         )
 
     # ------------------------------------------------------------------ the StatefulSet
@@ -366,10 +399,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             }),
             ports=[core.ContainerPortArgs(name="mysql", container_port=MYSQL_PORT, protocol="TCP")],
             volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],
-            # First initialisation or crash recovery may take long; liveness waits for it.
-            startup_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=90),
-            liveness_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=3),
-            readiness_probe=exec_probe(ready, period_seconds=5, timeout_seconds=5, failure_threshold=2),
+            startup_probe=_probe(alive, budget.MYSQLD_STARTUP),
+            liveness_probe=_probe(alive, budget.MYSQLD_LIVENESS),
+            readiness_probe=_probe(ready, budget.MYSQLD_READINESS),
         )
 
     def _shared_mounts(self) -> list[core.VolumeMountArgs]:
@@ -396,9 +428,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 self._mount("tools-tmp", "/tmp"),
                 self._mount("client-cnf", "/run/mysql-client"),
             ],
-            # Ready once the backup port listens, i.e. after the accounts exist (ordinal 0)
-            # or replication started (replicas): only then may the next ordinal clone.
-            startup_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=180),
-            liveness_probe=exec_probe(probe, period_seconds=10, timeout_seconds=3, failure_threshold=3),
-            readiness_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=2),
+            # Only once it is ready may the next ordinal clone (budget.SIDECAR_STARTUP).
+            startup_probe=_probe(probe, budget.SIDECAR_STARTUP),
+            liveness_probe=_probe(probe, budget.SIDECAR_LIVENESS),
+            readiness_probe=_probe(probe, budget.SIDECAR_READINESS),
         )

@@ -37,17 +37,24 @@ def _minion_files(plan: Plan) -> list[dict[str, str]]:
     files = []
     for instance in plan.instances():
         if instance.inputs["tags"]["Role"] == "minion":
-            written = yaml.safe_load(instance.inputs["userData"])["write_files"]
+            written = yaml.safe_load(plan.user_data(instance))["write_files"]
             files.append({f["path"]: f["content"] for f in written})
     return files
 
 
-def test_the_workload_waits_for_every_add_on(dev: Plan) -> None:
-    (workload,) = dev.of_type(tokens.WORKLOAD)
-    children = _under(dev, ADDONS)
-    assert {r.type.split(":")[1].split("/")[0] for r in children} >= {"core", "apps", "storage.k8s.io"}
-    missing = [r.name for r in children if r.urn not in workload.options["dependsOn"]]
-    assert missing == []
+def test_each_part_of_the_workload_waits_for_what_it_needs_and_nothing_more(dev: Plan) -> None:
+    """The MySQL set for DNS, volumes and policy enforcement, the Guestbook for DNS and enforcement:
+    neither for metrics-server."""
+    (mysql,) = dev.of_type(tokens.MYSQL_SET)
+    (guestbook,) = dev.of_type(tokens.GUESTBOOK)
+    dns, storage, metrics, enforcement = (_under(dev, kind) for kind in (
+        tokens.CORE_DNS, tokens.EBS_CSI_DRIVER, tokens.METRICS_SERVER, tokens.NETWORK_POLICY_AGENT))
+    assert {r.type.split(":")[1].split("/")[0] for r in storage} >= {"core", "apps", "storage.k8s.io"}
+    assert tokens.DAEMON_SET in {r.type for r in enforcement}
+    assert {r.urn for r in dns + storage + enforcement} <= set(mysql.options["dependsOn"])
+    assert {r.urn for r in dns + enforcement} <= set(guestbook.options["dependsOn"])
+    assert not {r.urn for r in storage + metrics} & set(guestbook.options["dependsOn"])
+    assert metrics and not {r.urn for r in metrics} & set(mysql.options["dependsOn"])
 
 
 def test_add_ons_use_the_clusters_provider(dev: Plan) -> None:
@@ -97,7 +104,7 @@ def test_the_apiserver_serves_the_aggregation_layer_metrics_server_relies_on(dev
     for instance in dev.instances():
         if instance.inputs["tags"]["Role"] != "master":
             continue
-        written = {f["path"]: f["content"] for f in yaml.safe_load(instance.inputs["userData"])["write_files"]}
+        written = {f["path"]: f["content"] for f in yaml.safe_load(dev.user_data(instance))["write_files"]}
         apiserver = written["/etc/kubernetes/apiserver"]
         for flag in ("--requestheader-client-ca-file=", "--proxy-client-cert-file=",
                      "--enable-aggregator-routing=true"):

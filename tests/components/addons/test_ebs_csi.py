@@ -30,7 +30,7 @@ NS = "kube-system"
 
 ARGS = [
     EbsCsiDriverArgs(
-        cluster_name="atomic-dev",
+        cluster_id="atomic-dev",
         region="us-east-1",
         storage_class="gp3",
         reclaim_policy="Delete",
@@ -38,7 +38,7 @@ ARGS = [
         data_volume=DataVolumeSettings(storage_class="gp3-mysql", iops=4000, throughput_mibs=600),
     ),
     EbsCsiDriverArgs(
-        cluster_name="prod.cluster_1",
+        cluster_id="prod.cluster_1",
         region="eu-central-1",
         storage_class="ebs-gp3",
         reclaim_policy="Retain",
@@ -104,7 +104,7 @@ def render(monitor: RecordingMonitor, args: EbsCsiDriverArgs) -> Rendered:
     return Rendered(args, objects, types, component.outputs, options)
 
 
-@pytest.fixture(params=ARGS, ids=lambda a: a.cluster_name)
+@pytest.fixture(params=ARGS, ids=lambda a: a.cluster_id)
 def rendered(request: pytest.FixtureRequest, unit_mocks: RecordingMonitor) -> Rendered:
     return render(unit_mocks, request.param)
 
@@ -561,7 +561,7 @@ def test_containers_pass_the_policy_pack(rendered: Rendered) -> None:
 # --------------------------------------------------------------------------
 
 GOOD: dict[str, Any] = {
-    "cluster_name": "atomic",
+    "cluster_id": "atomic",
     "region": "us-east-1",
     "storage_class": "gp3",
     "reclaim_policy": "Delete",
@@ -571,9 +571,9 @@ GOOD: dict[str, Any] = {
 @pytest.mark.parametrize(
     "change",
     [
-        {"cluster_name": ""},
-        {"cluster_name": "a,b"},
-        {"cluster_name": "x" * 64},
+        {"cluster_id": ""},
+        {"cluster_id": "a,b"},
+        {"cluster_id": "x" * 64},
         {"region": "useast1"},
         {"storage_class": "GP3"},
         {"reclaim_policy": "Recycle"},
@@ -603,13 +603,13 @@ def parse_extra_tags(value: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in value.split(","))
 
 
-@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_name)
+@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_id)
 def test_volumes_get_the_cluster_tags_and_every_extra_tag(args: EbsCsiDriverArgs) -> None:
     plugin_args = ebs_csi.controller_plugin_args(args)
     cluster_id = next(a.split("=", 1)[1] for a in plugin_args if a.startswith("--k8s-tag-cluster-id="))
-    assert cluster_id == args.cluster_name
+    assert cluster_id == args.cluster_id
     tags = parse_extra_tags(next(a.split("=", 1)[1] for a in plugin_args if a.startswith("--extra-tags=")))
-    assert tags == {**args.tags, "Cluster": args.cluster_name}
+    assert tags == {**args.tags, "ClusterId": args.cluster_id}
 
 
 # --------------------------------------------------------------------------
@@ -648,7 +648,7 @@ def resource_tags(tags: dict[str, str]) -> dict[str, str]:
 
 def driver_volume_tags(args: EbsCsiDriverArgs, name: str = "pvc-1") -> dict[str, str]:
     """The tags the driver gives a volume it creates with these args (pkg/driver CreateVolume)."""
-    cluster_id = args.cluster_name
+    cluster_id = args.cluster_id
     return {
         "CSIVolumeName": name,
         "ebs.csi.aws.com/cluster": "true",
@@ -695,12 +695,12 @@ def test_policy_parses_has_no_wildcard_action_and_conditions_every_mutation() ->
             ebs_csi_policy(*bad)
 
 
-@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_name)
+@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_id)
 def test_policy_allows_the_driver_its_own_cluster_and_nothing_else(args: EbsCsiDriverArgs) -> None:
-    document = json.loads(ebs_csi_policy("aws", args.cluster_name))
+    document = json.loads(ebs_csi_policy("aws", args.cluster_id))
     mine = driver_volume_tags(args)
-    node = {"ec2:ResourceTag/Cluster": args.cluster_name}
-    other = EbsCsiDriverArgs(**{**GOOD, "cluster_name": "other-cluster"})
+    node = {"ec2:ResourceTag/ClusterId": args.cluster_id}
+    other = EbsCsiDriverArgs(**{**GOOD, "cluster_id": "other-cluster"})
     theirs = driver_volume_tags(other)
     create_tags = {"ec2:CreateAction": "CreateVolume", **request_tags(mine)}
 
@@ -713,7 +713,7 @@ def test_policy_allows_the_driver_its_own_cluster_and_nothing_else(args: EbsCsiD
         assert not allowed(document, action, VOLUME, resource_tags({"ebs.csi.aws.com/cluster": "true"})), action
     for action in ("ec2:AttachVolume", "ec2:DetachVolume"):
         assert allowed(document, action, INSTANCE, node)
-        assert not allowed(document, action, INSTANCE, {"ec2:ResourceTag/Cluster": "other-cluster"})
+        assert not allowed(document, action, INSTANCE, {"ec2:ResourceTag/ClusterId": "other-cluster"})
     assert not allowed(document, "ec2:CreateVolume", VOLUME, request_tags(theirs))
     assert not allowed(document, "ec2:CreateTags", VOLUME, {**request_tags(mine), "ec2:CreateAction": "CreateSnapshot"})
     assert not allowed(document, "ec2:CreateTags", VOLUME, resource_tags(mine)), "no retagging after creation"
@@ -737,7 +737,7 @@ def test_the_program_attaches_the_policy_to_the_minions_whose_tags_it_names(dev_
     cluster_id = flag(plugin, "k8s-tag-cluster-id")
     assert cluster_id
     args = EbsCsiDriverArgs(
-        cluster_name=cluster_id, region=env(plugin)["AWS_REGION"], storage_class="gp3", reclaim_policy="Delete"
+        cluster_id=cluster_id, region=env(plugin)["AWS_REGION"], storage_class="gp3", reclaim_policy="Delete"
     )
     policies = [r for r in dev_plan.resources if r.type == tokens.IAM_ROLE_POLICY and "ebs-csi" in r.name]
     minions = [i for i in dev_plan.instances() if i.inputs["tags"].get("Role") == "minion"]

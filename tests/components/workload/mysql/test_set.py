@@ -19,7 +19,7 @@ from components import tokens
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
 from tests.conftest import KUBERNETES_VERSION
-from tools.harness.mocks import SECRET_TEXT
+from tools.harness.mocks import SECRET_TEXT, AtomicMocks, RecordingMonitor
 from tools.harness.offline import Plan, run_program
 
 STACK = "dev"
@@ -101,6 +101,7 @@ def test_every_part_is_registered_under_the_component_with_the_explicit_provider
         ("StatefulSet", "mysql"),
         ("PodDisruptionBudget", "mysql"),
         ("NetworkPolicy", "mysql"),
+        ("NetworkPolicy", "mysql-clients"),
     }
     [provider] = plan.of_type(tokens.KUBERNETES_PROVIDER)
     for child in plan.children_of(component):
@@ -145,12 +146,32 @@ def test_network_policy_admits_clients_on_3306_and_only_members_on_3307(run: Any
     policy = objects(plan)[("NetworkPolicy", "mysql")]["spec"]
     pod_labels = pod_template(plan)["metadata"]["labels"]
     assert selects(policy["podSelector"]["matchLabels"], pod_labels)
-    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
     by_port = {rule["ports"][0]["port"]: [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
                for rule in policy["ingress"]}
     assert by_port[3306] == [{"mysql-client": "true"}, selector_labels("mysql")]
     assert by_port[3307] == [selector_labels("mysql")]
     assert all(len(rule["ports"]) == 1 and rule["ports"][0]["protocol"] == "TCP" for rule in policy["ingress"])
+    # Out of a MySQL pod: only to the other members, on the same two ports.
+    [egress] = policy["egress"]
+    assert [peer["podSelector"]["matchLabels"] for peer in egress["to"]] == [selector_labels("mysql")]
+    assert sorted((p["protocol"], p["port"]) for p in egress["ports"]) == [("TCP", 3306), ("TCP", 3307)]
+
+
+def test_the_clients_may_open_mysql_connections_to_the_set_and_nothing_else(run: Any) -> None:
+    plan = run()
+    policy = objects(plan)[("NetworkPolicy", "mysql-clients")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"mysql-client": "true"} and policy["policyTypes"] == ["Egress"]
+    assert policy["egress"] == [{"to": [{"podSelector": {"matchLabels": selector_labels("mysql")}}],
+                                 "ports": [{"protocol": "TCP", "port": 3306}]}]
+
+
+def test_the_pods_start_only_once_their_network_policy_exists(run: Any) -> None:
+    """Under the namespace's default deny, a pod started before its policy could not clone or replicate."""
+    plan = run()
+    [sts] = plan.of_type("kubernetes:apps/v1:StatefulSet")
+    policy = plan.named("mysql-netpol")
+    assert policy.urn in sts.options["dependsOn"]
 
 
 def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None:
@@ -244,10 +265,14 @@ def test_an_empty_configured_password_is_refused(run: Any, key: str) -> None:
         run(secrets={key: ""})
 
 
-def test_a_multi_line_verify_password_stops_the_deployment(run: Any) -> None:
-    with pytest.raises(ValueError, match="the MySQL verify-password must be one line") as refused:
-        run(secrets={"mysqlVerifyPassword": "first-line\nsecond-line"})
-    assert "first-line" not in str(refused.value)  # the message names the key, never the value
+def test_a_multi_line_verify_password_stops_before_anything_is_registered(program: Path) -> None:
+    """Checked when settings are read (no longer inside an apply, after the set's resources)."""
+    monitor = RecordingMonitor(AtomicMocks())
+    with pytest.raises(pulumi.RunError, match=r"mysqlVerifyPassword=\[secret\]: contains a line break") as refused:
+        run_program(STACK, secret_overrides={"mysqlVerifyPassword": "first-Line-1234\nsecond-line"}, program=program,
+                    monitor=monitor)
+    assert "first-Line" not in str(refused.value)  # the message names the key, never the value
+    assert [r.type for r in monitor.registrations if r.type != tokens.STACK] == []
 
 
 # ---------------------------------------------------------------- settings and immutable fields
@@ -283,8 +308,9 @@ def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> 
     assert "preferredDuringSchedulingIgnoredDuringExecution" in base["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert base["podManagementPolicy"] == "OrderedReady"
 
+    # Hard anti-affinity needs a minion per pod (3 pods): settings refuse it on dev's 2 minions.
     plan = run({"mysqlStorageClass": "gp3-mysql", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
-                "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
+                "minionCount": 3, "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
     spec = objects(plan)[("StatefulSet", "mysql")]["spec"]
     assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3-mysql"
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "50Gi"}
@@ -349,7 +375,7 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
     "overrides",
     [
         {},
-        {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard",
+        {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard", "minionCount": 3,
          "mysqlStorageClass": "gp3-mysql"},
         {"mysqlVersion": "8.0", "mysqlReplicas": 1, "mysqlPvcWhenScaled": "Delete"},
     ],
@@ -357,7 +383,7 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
 def test_rendered_objects_validate_strictly(run: Any, overrides: dict[str, Any]) -> None:
     plan = run(overrides)
     rendered = plan.kubernetes_objects()
-    assert len(rendered) == 8
+    assert len(rendered) == 9
     for obj in rendered:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
