@@ -76,5 +76,7 @@ pulumi.export("mysqlPrimaryHost", workload.mysql.primary_host)
 pulumi.export("mysqlReadHost", workload.mysql.read_host)
 pulumi.export("mysqlPort", MYSQL_PORT)
 pulumi.export("mysqlSecretName", workload.mysql.secret_name)
+# The set's CA (public): what clients verify the servers' certificates with (make verify reads it).
+pulumi.export("mysqlCaCert", workload.mysql.ca_cert)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
 pulumi.export("frontendAddress", workload.frontend_address if frontend_address is None else frontend_address)

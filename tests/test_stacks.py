@@ -54,9 +54,11 @@ def test_prod_outputs_are_the_documented_ones_with_kubeconfig_secret() -> None:
         "mysqlPort",
         "mysqlSecretName",
         "mysqlReplicas",
+        "mysqlCaCert",
         "frontendAddress",
         "storageClass",
     }
+    assert not plan.outputs["mysqlCaCert"].secret  # a CA certificate is public: clients need it
     assert plan.outputs["kubeconfig"].secret
     assert plan.outputs["storageClass"].value == "gp3"
     assert plan.outputs["mysqlPrimaryHost"].value == "mysql-primary.atomic-mysql.svc"

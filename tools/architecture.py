@@ -57,7 +57,7 @@ PARTS: tuple[Part, ...] = (
          (*SHARED, SCHEMA, "components.kube"), ("pulumi", "pulumi_kubernetes", "pulumi_tls"),
          "import aws/ or node/ (what they need of the cluster comes in their Args)"),
     Part("components.workload", "the namespace, the MySQL set, the Guestbook",
-         (*SHARED, SCHEMA, "components.kube"), ("pulumi", "pulumi_kubernetes", "pulumi_random"),
+         (*SHARED, SCHEMA, "components.kube"), ("pulumi", "pulumi_kubernetes", "pulumi_random", "pulumi_tls"),
          "import aws/, node/ or addons/ (the workload runs on any cluster)"),
     Part("__main__", "composes settings, cluster, add-ons and workload; nothing else",
          ("components",), ("pulumi",), "hold logic a component or a renderer could hold"),

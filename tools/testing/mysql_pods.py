@@ -19,9 +19,11 @@ the harness owns because the pods share one host here: paths, ports and peer add
 
 Stand-ins for what Kubernetes or the image does: the server image's entrypoint (mariadb-install-db
 and a root password on ordinal 0's empty data dir), the kubelet (ordering, probes), DNS (every peer
-is 127.0.0.1 with per-ordinal ports, PEER_*_PORTS) and the data dir of a deleted pod staying on disk
-(PVC retention). Everything else is real: mariadb-backup streams over socat from the previous
-ordinal, mbstream extracts, mariadb-backup prepares, the sidecar starts GTID replication.
+is 127.0.0.1 with per-ordinal ports, PEER_*_PORTS), the data dir of a deleted pod staying on disk
+(PVC retention), and pulumi-tls (the set's CA and certificate issued here with `cryptography` from
+the names config.tls_certificate plans, in one directory standing in for the TLS Secret's mount).
+Everything else is real: mariadb-backup streams over socat (mutual TLS) from the previous ordinal,
+mbstream extracts, mariadb-backup prepares, the sidecar starts GTID replication over verified TLS.
 
 Used by tests/components/workload/mysql/test_rehearsal.py and tools/bench/clone.py.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -38,10 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.facts import CLUSTER_DOMAIN
 from components.workload.mysql import config as mysql_config
 from tools.harness.offline import run_program
 from tools.harness.pulumi_project import load_project
 from tools.testing.mariadb import MariaDBServer
+from tools.testing.pki import Ca, make_ca, write_tls_dir
 from tools.testing.processes import free_ports, own_session_dying_with_parent
 
 SET_NAME = "mysql"
@@ -124,6 +129,9 @@ class Pod:
         self.server: MariaDBServer | None = None
         self.sidecar: subprocess.Popen[bytes] | None = None
         self.sidecar_log = self.root / "sidecar.log"
+        # The TLS Secret as this pod mounts it: a copy of the set's, so that a test can give one pod
+        # another certificate (replace_certificate) as a compromised or misissued Secret would.
+        self.tls_dir = self.root / "tls"
 
     def env(self, container: str = "mysql", **extra: str) -> dict[str, str]:
         """The container's rendered environment, then what the harness owns (paths, ports, peers)."""
@@ -137,6 +145,7 @@ class Pod:
                 "MYSQL_CONF_DIR": str(self.conf_dir),
                 "MYSQL_CONFIG_DIR": str(self.group.config_dir),
                 "MYSQL_SECRETS_DIR": str(self.group.secrets_dir),
+                "MYSQL_TLS_DIR": str(self.tls_dir),
                 "MYSQL_SOCKET": str(self.server.socket),
                 "CLONE_PORT": str(self.group.clone_ports[self.ordinal]),
                 "CLONE_BIND_ADDRESS": "127.0.0.1",
@@ -171,9 +180,12 @@ class Pod:
         """Directories and the server object (paths and ports only), then init-mysql.sh."""
         for path in (self.root, self.conf_dir, self.tmp, self.datadir.parent):
             path.mkdir(parents=True, exist_ok=True)
+        if not self.tls_dir.exists():
+            shutil.copytree(self.group.tls_dir, self.tls_dir)
         self.server = MariaDBServer(
             self.root / "server", self.group.mysql_ports[self.ordinal], mysql_config.server_id(self.ordinal),
             datadir=self.datadir, root_password=PASSWORDS["root-password"], name=self.name,
+            tls_dir=self.tls_dir,
         )
         self.must("init-mysql.sh")
         self.server.cnf = self._cnf_from_conf_dir()
@@ -202,6 +214,12 @@ class Pod:
         assert match and int(match.group(1)) == 100 + self.ordinal, server_id_cnf
         assert sorted(p.name for p in self.conf_dir.iterdir()) == sorted([role, "server-id.cnf"])
         return (self.conf_dir / role).read_text() + server_id_cnf
+
+    def replace_certificate(self, signer: Ca | None = None, certificate: mysql_config.TlsCertificate | None = None,
+                            ) -> None:
+        """This pod's tls.crt/tls.key issued by `signer` (default: the set's CA) for `certificate` (default:
+        the set's names), its ca.crt still the set's; takes effect when its server and sidecar restart."""
+        write_tls_dir(self.tls_dir, self.group.ca, certificate or self.group.certificate, signer=signer)
 
     def start_sidecar(self, **extra: str) -> None:
         with self.sidecar_log.open("ab") as log:
@@ -271,6 +289,11 @@ class RehearsalSet:
         self.secrets_dir.mkdir()
         for name, value in PASSWORDS.items():
             (self.secrets_dir / name).write_text(value)
+        # The set's TLS Secret: a CA of its own and the certificate config.tls_certificate plans (real,
+        # where the preview has placeholders), mounted at one path for every "pod".
+        self.ca = make_ca("test MySQL set CA")
+        self.certificate = mysql_config.tls_certificate(SET_NAME, "atomic-mysql", CLUSTER_DOMAIN)
+        self.tls_dir = write_tls_dir(base / "tls", self.ca, self.certificate)
 
     def pod(self, ordinal: int) -> Pod:
         pod = self.pods.get(ordinal) or Pod(self, ordinal)

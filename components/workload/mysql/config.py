@@ -32,6 +32,47 @@ SCRIPT_NAMES = (
 )
 # Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
 CONFIG_MOUNT = "/etc/mysql-config"
+# Where the set's TLS Secret (kubernetes.io/tls plus its CA) is mounted: the same path in mysqld, the
+# sidecar and clone-mysql, since a replica's mysqld opens the CA file the sidecar names in CHANGE MASTER.
+TLS_MOUNT = "/etc/mysql-tls"
+TLS_CA, TLS_CERT, TLS_KEY = "ca.crt", "tls.crt", "tls.key"
+TLS_VERSIONS = "TLSv1.2,TLSv1.3"
+
+
+@dataclass(frozen=True)
+class TlsCertificate:
+    """The set's one certificate: every member serves MySQL and the clone port with it and presents it
+    as the clone's client. One per set, not per pod: members share the data anyway, and per-pod
+    certificates would need an issuer in the cluster. Issued by a CA of the set's own (set.py)."""
+
+    common_name: str
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    uses: tuple[str, ...] = ("digital_signature", "key_encipherment", "server_auth", "client_auth")
+
+
+def tls_certificate(name: str, namespace: str, cluster_domain: str) -> TlsCertificate:
+    """The names clients and peers dial: each pod through the headless Service (<set>-N.<set>, short and
+    qualified forms: a wildcard covers every ordinal, present and future), the primary and read Services,
+    and 127.0.0.1/localhost for `kubectl port-forward` (docs/verify.md), where the client dials loopback."""
+    services = (name, f"{name}-primary", f"{name}-read")
+    qualified = ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.{cluster_domain}")
+    dns = [f"*.{name}{suffix}" for suffix in qualified]
+    dns += [f"{service}{suffix}" for service in services[1:] for suffix in qualified]
+    return TlsCertificate(common_name=f"{name}.{namespace}.svc", dns_names=(*dns, "localhost"),
+                          ip_addresses=("127.0.0.1",))
+
+
+def tls_options(directory: str = TLS_MOUNT) -> list[str]:
+    """mysqld's TLS: the set's certificate, TLS 1.2 or later, and no connection over TCP without it
+    (the socket, which probes and the sidecar use, counts as secure and stays open to root)."""
+    return [
+        f"ssl_ca={directory}/{TLS_CA}",
+        f"ssl_cert={directory}/{TLS_CERT}",
+        f"ssl_key={directory}/{TLS_KEY}",
+        f"tls_version={TLS_VERSIONS}",
+        "require_secure_transport=ON",
+    ]
 
 
 @dataclass(frozen=True)
@@ -86,6 +127,7 @@ def _common(engine: str, version: str) -> list[str]:
         "innodb_flush_log_at_trx_commit=1",
         "binlog_expire_logs_seconds=604800",
         "character_set_server=utf8mb4",
+        *tls_options(),
     ]
     if engine == "mariadb":
         return [
@@ -184,12 +226,13 @@ def users_sql(engine: str) -> str:
     else:
         backup_grants = "BACKUP_ADMIN, PROCESS, RELOAD, LOCK TABLES, REPLICATION CLIENT"
     repl = f"'{REPLICATION_USER}'@'%'"
-    # The backup account only ever connects over the pod-local socket.
+    # The backup account only ever connects over the pod-local socket (its host is 'localhost', which
+    # matches socket connections only when skip_name_resolve is on): no TLS there, none needed.
     backup = f"'{BACKUP_USER}'@'localhost'"
     statements = [
-        *_account(engine, repl, "@replication_password"),
+        *_account(engine, repl, "@replication_password", require_tls=True),
         f"GRANT REPLICATION SLAVE ON *.* TO {repl};",
-        *_account(engine, backup, "@backup_password"),
+        *_account(engine, backup, "@backup_password", require_tls=False),
         f"GRANT {backup_grants} ON *.* TO {backup};",
     ]
     if engine == "mysql":
@@ -224,18 +267,21 @@ def verify_grants(engine: str) -> list[str]:
 
 def verify_statements(engine: str) -> list[str]:
     """The verify account (connects over TCP from anywhere the NetworkPolicy admits) and its grants."""
-    return [*_account(engine, f"'{VERIFY_USER}'@'%'", "@verify_password"), *verify_grants(engine)]
+    return [*_account(engine, f"'{VERIFY_USER}'@'%'", "@verify_password", require_tls=True), *verify_grants(engine)]
 
 
-def _account(engine: str, account: str, variable: str) -> list[str]:
-    """Create `account` if missing, then (re)set its password: re-running rotates it."""
+def _account(engine: str, account: str, variable: str, *, require_tls: bool) -> list[str]:
+    """Create `account` if missing, then (re)set its password: re-running rotates it. An account that
+    connects over the network REQUIREs SSL itself, so that it keeps refusing plaintext even on a
+    server started without require_secure_transport (a hand-edited config, a restore elsewhere)."""
+    tls = " REQUIRE SSL" if require_tls else ""
     return [
-        _prepared(engine, f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY ", variable),
-        _prepared(engine, f"ALTER USER {account} IDENTIFIED BY ", variable),
+        _prepared(engine, f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY ", variable, tls),
+        _prepared(engine, f"ALTER USER {account} IDENTIFIED BY ", variable, tls),
     ]
 
 
-def _prepared(engine: str, statement: str, variable: str) -> str:
+def _prepared(engine: str, statement: str, variable: str, suffix: str = "") -> str:
     """`statement` followed by the quoted password in a session variable, run as a prepared statement.
 
     MariaDB writes account statements to the binlog as executed, so a literal password would
@@ -251,8 +297,9 @@ def _prepared(engine: str, statement: str, variable: str) -> str:
     if engine == "mariadb":
         literal += "PASSWORD "
         value = f"QUOTE(PASSWORD({variable}))"
+    tail = f", '{suffix}'" if suffix else ""
     return (
-        f"SET @stmt = CONCAT('{literal}', {value});\n"
+        f"SET @stmt = CONCAT('{literal}', {value}{tail});\n"
         "PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;"
     )
 

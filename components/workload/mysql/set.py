@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CLONE_PORT, MYSQL_PORT
+from components.facts import CA_USES, CA_VALIDITY_HOURS, CLONE_PORT, CLUSTER_DOMAIN, LEAF_VALIDITY_HOURS, MYSQL_PORT
 from components.kube.objects import await_timeouts, exec_probe, metadata, owned, resources, restricted
 from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
 from components.workload.mysql import budget
@@ -42,6 +43,10 @@ SECRET_MOUNT = "/etc/mysql-secrets"
 # The Secret's keys (file names under SECRET_MOUNT); the scripts read them by these names.
 VERIFY_PASSWORD_KEY = "verify-password"
 PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY)
+
+# A `pulumi up` within this many hours of the set's certificate expiring issues a new one (pulumi-tls
+# early_renewal_hours); the new Secret rolls the set (checksum/tls below).
+TLS_RENEWAL_HOURS = 30 * 24
 
 # init-mysql copies two files; the clone and sidecar containers are sized by their own settings.
 INIT_RESOURCES = Resources(cpu_request="50m", memory_request="32Mi", cpu_limit="200m", memory_limit="64Mi")
@@ -101,6 +106,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             string_data=passwords,
             opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
         )
+        self.ca_cert, tls_secret, tls_checksum = self._tls(name)
         self.headless_service = core.Service(f"{name}-headless", metadata=self._meta(settings.name),
                                              spec=self._headless_spec(), opts=child)
         self.read_service = core.Service(f"{name}-read", metadata=self._meta(f"{settings.name}-read"),
@@ -131,10 +137,10 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
-            spec=self._stateful_set_spec(config_checksum(data)),
+            spec=self._stateful_set_spec(config_checksum(data), tls_checksum),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
-                                 depends_on=[self.config_map, self.secret, self.headless_service,
+                                 depends_on=[self.config_map, self.secret, tls_secret, self.headless_service,
                                              self.network_policy],
                                  # pulumi-kubernetes waits 10 minutes by default; OrderedReady pods that
                                  # each clone their predecessor need what their probes allow them.
@@ -171,6 +177,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 "replicas": self.replicas,
                 "verifyUser": self.verify_user,
                 "verifyPasswordKey": self.verify_password_key,
+                "caCert": self.ca_cert,
             }
         )
 
@@ -190,6 +197,57 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             # Output.secret makes sure a plain value gets the secret flag too.
             result[key] = pulumi.Output.secret(value)
         return result
+
+    def _tls(self, name: str) -> tuple[pulumi.Output[str], core.Secret, pulumi.Output[str]]:
+        """The set's CA (its own, not the cluster's: it signs for this set only, and its key never leaves
+        Pulumi's state) and the one certificate every member serves MySQL and the clone port with and
+        presents as the clone's client (config.tls_certificate). Lifetimes as the cluster's own."""
+        s = self._settings
+        child = ResourceOptions(parent=self)
+        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        ca = tls.SelfSignedCert(
+            f"{name}-ca",
+            private_key_pem=ca_key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{s.name} MySQL set CA"),
+            is_ca_certificate=True,
+            validity_period_hours=CA_VALIDITY_HOURS,
+            allowed_uses=CA_USES,
+            opts=child,
+        )
+        planned = pulumi.Output.from_input(self._namespace).apply(
+            lambda namespace: mysql_config.tls_certificate(s.name, namespace, CLUSTER_DOMAIN))
+        key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            f"{name}-tls-csr",
+            private_key_pem=key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=planned.apply(lambda c: c.common_name)),
+            dns_names=planned.apply(lambda c: list(c.dns_names)),
+            ip_addresses=planned.apply(lambda c: list(c.ip_addresses)),
+            opts=child,
+        )
+        cert = tls.LocallySignedCert(
+            f"{name}-tls",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem,
+            validity_period_hours=LEAF_VALIDITY_HOURS,
+            early_renewal_hours=TLS_RENEWAL_HOURS,
+            allowed_uses=list(mysql_config.TlsCertificate("", (), ()).uses),
+            opts=child,
+        )
+        private_key: pulumi.Output[str] = pulumi.Output.secret(key.private_key_pem)
+        secret = core.Secret(
+            f"{name}-tls-secret",
+            metadata=self._meta(f"{s.name}-tls"),
+            type="kubernetes.io/tls",
+            string_data={mysql_config.TLS_CERT: cert.cert_pem, mysql_config.TLS_KEY: private_key,
+                         mysql_config.TLS_CA: ca.cert_pem},
+            opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
+        )
+        # Of the public halves only: the annotation must not carry (or be marked as) a secret.
+        checksum = pulumi.Output.all(cert.cert_pem, ca.cert_pem).apply(
+            lambda pems: hashlib.sha256("".join(pems).encode()).hexdigest())
+        return ca.cert_pem, secret, checksum
 
     def _headless_spec(self) -> core.ServiceSpecArgs:
         # Peers find each other by pod DNS (<name>-N.<name>) even before they are ready.
@@ -257,7 +315,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------ the StatefulSet
 
-    def _stateful_set_spec(self, checksum: str) -> apps.StatefulSetSpecArgs:
+    def _stateful_set_spec(self, checksum: str, tls_checksum: pulumi.Input[str]) -> apps.StatefulSetSpecArgs:
         s = self._settings
         return apps.StatefulSetSpecArgs(
             service_name=s.name,
@@ -270,7 +328,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 when_deleted=s.pvc_when_deleted, when_scaled=s.pvc_when_scaled
             ),
             template=core.PodTemplateSpecArgs(
-                metadata=meta.ObjectMetaArgs(labels=labels(s.name), annotations={"checksum/config": checksum}),
+                metadata=meta.ObjectMetaArgs(labels=labels(s.name), annotations={
+                    "checksum/config": checksum,
+                    # mysqld and socat read the certificate at start: a renewed one rolls the set.
+                    "checksum/tls": tls_checksum,
+                }),
                 spec=self._pod_spec(),
             ),
             volume_claim_templates=[
@@ -308,6 +370,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     name=f"{s.name}-config", default_mode=0o444)),
                 core.VolumeArgs(name="credentials", secret=core.SecretVolumeSourceArgs(
                     secret_name=f"{s.name}-credentials", default_mode=0o440)),
+                # Root-owned files readable through the pod's fsGroup (mysqld opens the key as MYSQL_UID).
+                core.VolumeArgs(name="tls", secret=core.SecretVolumeSourceArgs(
+                    secret_name=f"{s.name}-tls", default_mode=0o440)),
                 core.VolumeArgs(name="run", empty_dir=core.EmptyDirVolumeSourceArgs(
                     medium="Memory", size_limit="16Mi")),
                 core.VolumeArgs(name="mysqld-tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
@@ -332,7 +397,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
 
     def _env(self, **extra: str) -> list[core.EnvVarArgs]:
         s = self._settings
-        values = {"MYSQL_ENGINE": s.engine, "MYSQL_VERSION": s.version, "MYSQL_SET_NAME": s.name, **extra}
+        values = {"MYSQL_ENGINE": s.engine, "MYSQL_VERSION": s.version, "MYSQL_SET_NAME": s.name,
+                  "MYSQL_TLS_DIR": mysql_config.TLS_MOUNT, **extra}
         return [
             core.EnvVarArgs(name="POD_NAME", value_from=core.EnvVarSourceArgs(
                 field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.name"))),
@@ -382,6 +448,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                           **mysql_config.clone_env(clone)["clone-mysql"]),
             volume_mounts=[self._mount(DATA_VOLUME, "/var/lib/mysql-volume"),
                            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
+                           self._mount("tls", mysql_config.TLS_MOUNT, read_only=True),
                            self._mount("tools-tmp", "/tmp")],
         )
 
@@ -412,6 +479,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             self._mount("conf", "/etc/mysql/conf.d", read_only=True),
             self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
             self._mount("credentials", SECRET_MOUNT, read_only=True),
+            self._mount("tls", mysql_config.TLS_MOUNT, read_only=True),
             self._mount("run", "/var/run/mysqld"),
         ]
 

@@ -36,17 +36,14 @@ source_ordinal=$((ordinal - 1))
 host=$(peer_host "$source_ordinal")
 port=$(peer_clone_port "$source_ordinal")
 
-# receive: copy the peer's backup stream to stdout (socat is in the MariaDB and
-# Percona XtraBackup images; ncat, the tutorial's tool, is in neither).
+# receive: copy the peer's backup stream to stdout, over mutual TLS (common.sh clone_tls): this end
+# refuses a peer whose certificate the set's CA did not sign or that does not name $host, and the
+# peer refuses this end without the set's certificate. socat is in the MariaDB and Percona
+# XtraBackup images; 1 MiB reads and writes (its default is 8 KiB): a clone is bytes in bulk.
+command -v socat >/dev/null 2>&1 || die "socat is not installed in this image"
+tls=$(clone_tls)
 receive() {
-    if command -v socat >/dev/null 2>&1; then
-        # 1 MiB reads and writes (socat's default is 8 KiB): a clone is bytes in bulk.
-        socat -u -b 1048576 "TCP:$host:$port,connect-timeout=10" STDOUT
-    elif command -v ncat >/dev/null 2>&1; then
-        ncat --recv-only "$host" "$port"
-    else
-        die "neither socat nor ncat is installed in this image"
-    fi
+    socat -u -b 1048576 "OPENSSL:$host:$port,connect-timeout=10,$tls" STDOUT
 }
 
 rm -rf "$CLONE_STAGING_DIR"

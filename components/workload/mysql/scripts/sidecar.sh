@@ -81,8 +81,10 @@ mysql_statements() {
     printf "SOURCE_USER = %s, SOURCE_PASSWORD = %s, " "$(sql_literal "$REPLICATION_USER")" "$(sql_literal "$password")"
     # caching_sha2_password: TLS (the server's auto-generated certificate) and, failing
     # that, the source's RSA key; GTID auto-positioning; retry for days, not 10 minutes.
-    printf 'SOURCE_SSL = 1, GET_SOURCE_PUBLIC_KEY = 1, SOURCE_AUTO_POSITION = 1, '
-    printf 'SOURCE_CONNECT_RETRY = %d, SOURCE_RETRY_COUNT = 86400;\n' "$SOURCE_CONNECT_RETRY"
+    # Verified TLS: the set's CA and the source's name (MySQL's SOURCE_SSL alone encrypts without
+    # checking whom it talks to); GTID auto-positioning; retry for days, not 10 minutes.
+    printf "SOURCE_SSL = 1, SOURCE_SSL_CA = %s, SOURCE_SSL_VERIFY_SERVER_CERT = 1, " "$(sql_literal "$MYSQL_TLS_DIR/ca.crt")"
+    printf 'SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = %d, SOURCE_RETRY_COUNT = 86400;\n' "$SOURCE_CONNECT_RETRY"
     printf 'START REPLICA;\n'
 }
 
@@ -96,6 +98,8 @@ mariadb_statements() {
     printf 'RESET SLAVE ALL;\n'
     printf "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %d, " "$(sql_literal "$host")" "$port"
     printf "MASTER_USER = %s, MASTER_PASSWORD = %s, " "$(sql_literal "$REPLICATION_USER")" "$(sql_literal "$password")"
+    # Verified TLS: the set's CA, and the primary's certificate must name the host dialled.
+    printf "MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 1, " "$(sql_literal "$MYSQL_TLS_DIR/ca.crt")"
     printf 'MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = %d;\n' "$SOURCE_CONNECT_RETRY"
     printf 'START SLAVE;\n'
 }
@@ -108,6 +112,7 @@ start_replication_once() {
     fi
     parse_binlog_info "$info" || die "cannot use the clone position in $info"
     password=$(read_secret replication-password)
+    tls_files
     host=$(peer_host 0)
     port=$(peer_mysql_port 0)
     wait_for_server root root-password
@@ -124,9 +129,12 @@ start_replication_once() {
 }
 
 serve_backups() {
-    local listen="TCP-LISTEN:$CLONE_PORT,reuseaddr,fork,max-children=1"
+    local listen
+    # A peer that fails the handshake (no certificate, another CA's, plain TCP) never reaches the
+    # backup command: socat runs it only after mutual TLS succeeded (common.sh clone_tls).
+    listen="OPENSSL-LISTEN:$CLONE_PORT,reuseaddr,fork,max-children=1,$(clone_tls)"
     [[ -n $CLONE_BIND_ADDRESS ]] && listen+=",bind=$CLONE_BIND_ADDRESS"
-    log "serving backups on port $CLONE_PORT"
+    log "serving backups on port $CLONE_PORT (mutual TLS)"
     # -U: data flows from the backup command to the peer only.
     # -b: 1 MiB reads and writes instead of socat's 8 KiB (a backup is bytes in bulk).
     exec socat -U -b 1048576 "$listen" "EXEC:bash $SELF stream"

@@ -83,7 +83,7 @@ xbstream | mbstream)
     exit "${STUB_STREAM_EXIT:-0}" ;;
 socat | ncat)
     case "$*" in
-    *TCP-LISTEN*) exit 0 ;;
+    *-LISTEN*) exit 0 ;;
     esac
     [[ -n ${STUB_STREAM_FILE:-} ]] && cat "$STUB_STREAM_FILE"
     exit "${STUB_RECEIVE_EXIT:-0}" ;;
@@ -135,6 +135,11 @@ class Sandbox:
             (self.basic / tool).symlink_to(found)
         for name, value in PASSWORDS.items():
             (self.secrets / name).write_text(value)
+        # The TLS Secret's files: contents matter only to socat and mysqld, both stubbed here.
+        self.tls = root / "tls"
+        self.tls.mkdir()
+        for name in (mysql_config.TLS_CA, mysql_config.TLS_CERT, mysql_config.TLS_KEY):
+            (self.tls / name).write_text(f"PEM of {name}\n")
         self.configure("mysql", "8.4")
 
     def configure(self, engine: str, version: str) -> None:
@@ -154,6 +159,7 @@ class Sandbox:
             "MYSQL_CONF_DIR": str(self.conf_d),
             "MYSQL_CONFIG_DIR": str(self.config),
             "MYSQL_SECRETS_DIR": str(self.secrets),
+            "MYSQL_TLS_DIR": str(self.tls),
             "MYSQL_SOCKET": str(self.root / "mysqld.sock"),
             "TMPDIR": str(self.tmp),
             "CLONE_RETRY_DELAY": "0",
@@ -177,6 +183,12 @@ class Sandbox:
             env=self.env("mysql-1", **extra), capture_output=True, text=True, timeout=30, check=False,
         )
         return Run(result.returncode, result.stdout, result.stderr)
+
+    @property
+    def clone_tls(self) -> str:
+        """socat's options for the clone channel, as common.sh clone_tls writes them for this sandbox."""
+        return (f"cert={self.tls}/tls.crt,key={self.tls}/tls.key,cafile={self.tls}/ca.crt,verify=1,"
+                "openssl-min-proto-version=TLS1.2")
 
     def logged(self, name: str) -> str:
         path = self.log / name
@@ -252,14 +264,16 @@ def test_users_sql_holds_no_password_and_grants_per_engine() -> None:
         assert f"QUOTE({variable})" not in mariadb
 
 
-def prepared_account_sql(engine: str, account: str, variable: str) -> list[str]:
-    """What users.sql must hold for one account: create if missing, then (re)set the password."""
+def prepared_account_sql(engine: str, account: str, variable: str, require_tls: bool = True) -> list[str]:
+    """What users.sql must hold for one account: create if missing, then (re)set the password; an
+    account that connects over the network REQUIREs SSL in both statements."""
     hashed = engine == "mariadb"
+    tls = ", ' REQUIRE SSL'" if require_tls else ""
     lines = []
     for verb in ("CREATE USER IF NOT EXISTS", "ALTER USER"):
         value = f"QUOTE(PASSWORD({variable}))" if hashed else f"QUOTE({variable})"
         lines += [
-            f"SET @stmt = CONCAT('{verb} {account} IDENTIFIED BY {'PASSWORD ' if hashed else ''}', {value});",
+            f"SET @stmt = CONCAT('{verb} {account} IDENTIFIED BY {'PASSWORD ' if hashed else ''}', {value}{tls});",
             "PREPARE stmt FROM @stmt;", "EXECUTE stmt;", "DEALLOCATE PREPARE stmt;",
         ]
     return lines
@@ -431,26 +445,36 @@ def test_clone_receives_prepares_and_renames_into_place(box: Sandbox) -> None:
     assert not (box.datadir / "master.info").exists()  # the source's replication settings stay behind
     assert not Path(f"{box.datadir}.clone-staging").exists()
     receive = box.logged("socat.argv")
-    # ordinal - 1, the default pattern; 1 MiB reads and writes
-    assert "socat -u -b 1048576 TCP:mysql-1.mysql:3307,connect-timeout=10 STDOUT" in receive
+    # ordinal - 1, the default pattern; 1 MiB reads and writes; mutual TLS with the set's files
+    tls = box.clone_tls
+    assert f"socat -u -b 1048576 OPENSSL:mysql-1.mysql:3307,connect-timeout=10,{tls} STDOUT" in receive
     prepare = box.logged("xtrabackup.argv")
     assert f"--prepare --use-memory=128M --target-dir={box.datadir}.clone-staging" in prepare
 
 
-def test_clone_uses_ncat_when_socat_is_missing(box: Sandbox) -> None:
+def test_clone_needs_socat_for_its_tls(box: Sandbox) -> None:
+    """ncat was the tutorial's tool; the mutual TLS of the clone channel is socat's (both images have it)."""
     (box.bin / "socat").unlink()
-    box.configure("mariadb", "10.11")
     result = box.run("clone-mysql.sh", "mysql-1", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM))
-    assert result.returncode == 0, result.stderr
-    assert "ncat --recv-only mysql-0.mysql 3307" in box.logged("ncat.argv")
-    assert "--prepare" in box.logged("mariadb-backup.argv")
+    assert result.returncode == 1 and "FATAL: socat is not installed in this image" in result.stderr
+    assert not box.logged("ncat.argv") and not box.datadir.exists()
+
+
+@pytest.mark.parametrize("missing", [mysql_config.TLS_CA, mysql_config.TLS_CERT, mysql_config.TLS_KEY])
+def test_neither_end_of_a_clone_runs_without_the_sets_tls_files(box: Sandbox, missing: str) -> None:
+    (box.tls / missing).write_text("")
+    clone = box.run("clone-mysql.sh", "mysql-1", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM))
+    assert clone.returncode == 1 and f"FATAL: TLS file {box.tls}/{missing} is missing or empty" in clone.stderr
+    serve = box.run("sidecar.sh", "mysql-0")
+    assert serve.returncode == 1 and f"FATAL: TLS file {box.tls}/{missing} is missing or empty" in serve.stderr
+    assert not box.logged("socat.argv")  # never a plaintext fallback
 
 
 def test_clone_from_peer_addresses_given_by_environment(box: Sandbox) -> None:
     result = box.run("clone-mysql.sh", "mysql-3", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM),
                      PEER_HOST_PATTERN="db-{ordinal}.db.ns.svc", PEER_CLONE_PORTS="4000 4001 4002 4003")
     assert result.returncode == 0, result.stderr
-    assert "TCP:db-2.db.ns.svc:4002," in box.logged("socat.argv")
+    assert "OPENSSL:db-2.db.ns.svc:4002," in box.logged("socat.argv")
 
 
 def test_empty_clone_stream_stops_the_pod(box: Sandbox) -> None:
@@ -551,9 +575,11 @@ def test_mysql_replication_statement(box: Sandbox) -> None:
         "SET GLOBAL super_read_only = ON")
     assert "SOURCE_HOST = 'mysql-0.mysql', SOURCE_PORT = 3306" in batch  # always the primary, not ordinal-1
     assert "SOURCE_USER = 'repl', SOURCE_PASSWORD = 'repl''pw 2'" in batch
-    options = ("SOURCE_AUTO_POSITION = 1", "GET_SOURCE_PUBLIC_KEY = 1", "SOURCE_SSL = 1", "SOURCE_RETRY_COUNT = 86400")
+    options = ("SOURCE_AUTO_POSITION = 1", "SOURCE_SSL = 1", f"SOURCE_SSL_CA = '{box.tls}/ca.crt'",
+               "SOURCE_SSL_VERIFY_SERVER_CERT = 1", "SOURCE_RETRY_COUNT = 86400")
     for option in options:
         assert option in batch
+    assert "GET_SOURCE_PUBLIC_KEY" not in batch  # the password travels inside verified TLS
     assert batch.index("STOP REPLICA") < batch.index("RESET REPLICA ALL") < batch.index("CHANGE") < batch.index(
         "START REPLICA")
 
@@ -595,6 +621,7 @@ def test_mariadb_replication_statement(box: Sandbox, current: str, sets_position
     batch = sql_calls(box, "mariadb")[-1]
     assert ("SET GLOBAL gtid_slave_pos = '0-100-42';" in batch) is sets_position
     assert "CHANGE MASTER TO MASTER_HOST = 'mysql-0.mysql', MASTER_PORT = 3306" in batch
+    assert f"MASTER_SSL = 1, MASTER_SSL_CA = '{box.tls}/ca.crt', MASTER_SSL_VERIFY_SERVER_CERT = 1" in batch
     assert "MASTER_USE_GTID = slave_pos" in batch
     assert batch.index("STOP SLAVE") < batch.index("CHANGE MASTER") < batch.index("START SLAVE")
 
@@ -609,7 +636,8 @@ def test_primary_sidecar_creates_accounts_without_exposing_passwords(box: Sandbo
     assert "user=root\npassword=\"r00t\\\"pa\\\\ss\"" in box.logged("mysql.cnf")  # escaped in the option file
     assert "serving backups" in result.stderr
     listen = box.logged("socat.argv")
-    assert "socat -U -b 1048576 TCP-LISTEN:3307,reuseaddr,fork,max-children=1 EXEC:bash " in listen
+    tls = box.clone_tls
+    assert f"socat -U -b 1048576 OPENSSL-LISTEN:3307,reuseaddr,fork,max-children=1,{tls} EXEC:bash " in listen
     assert listen.rstrip().endswith("sidecar.sh stream")
 
 
@@ -833,3 +861,22 @@ def test_clone_env_refuses_thread_counts_below_one() -> None:
     for send, receive in ((0, 1), (1, 0), (True, 1)):
         with pytest.raises(ValueError, match="threads"):
             mysql_config.clone_env(replace(good, send_threads=send, receive_threads=receive))
+
+
+@pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
+def test_every_member_serves_tls_and_refuses_plaintext_tcp(engine: str, version: str) -> None:
+    for cnf in (mysql_config.primary_cnf(engine, version), mysql_config.replica_cnf(engine, version, APPLY)):
+        lines = cnf.splitlines()
+        for option in ("ssl_ca=/etc/mysql-tls/ca.crt", "ssl_cert=/etc/mysql-tls/tls.crt",
+                       "ssl_key=/etc/mysql-tls/tls.key", "tls_version=TLSv1.2,TLSv1.3", "require_secure_transport=ON"):
+            assert option in lines, (option, cnf)
+
+
+@pytest.mark.parametrize("engine", ["mysql", "mariadb"])
+def test_the_network_accounts_require_tls_and_the_socket_account_does_not(engine: str) -> None:
+    users = mysql_config.users_sql(engine)
+    for account in ("''repl''@''%''", "''verify''@''%''"):
+        statements = [line for line in users.splitlines() if account in line]
+        assert len(statements) == 2 and all(line.endswith(", ' REQUIRE SSL');") for line in statements), statements
+    backup = [line for line in users.splitlines() if "''backup''@''localhost''" in line]
+    assert len(backup) == 2 and not any("REQUIRE" in line for line in backup)

@@ -102,6 +102,7 @@ def test_every_part_is_registered_under_the_component_with_the_explicit_provider
         ("PodDisruptionBudget", "mysql"),
         ("NetworkPolicy", "mysql"),
         ("NetworkPolicy", "mysql-clients"),
+        ("Secret", "mysql-tls"),
     }
     [provider] = plan.of_type(tokens.KUBERNETES_PROVIDER)
     for child in plan.children_of(component):
@@ -223,7 +224,8 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
     dumped = json.dumps([(r.inputs, r.outputs) for r in plan.resources]) + json.dumps(plan.kubernetes_objects())
     for value in passwords.values():
         assert value not in dumped
-    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
+                and not r.name.endswith("-tls-secret")]
     assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
     assert {"data", "stringData"} <= set(secret.options["additionalSecretOutputs"])
     # What the provider gets, each under the key the scripts read.
@@ -242,7 +244,8 @@ def test_missing_passwords_are_generated_never_empty(run: Any) -> None:
         "mysql-backup-password", "mysql-replication-password", "mysql-verify-password"]
     for r in generated:
         assert r.inputs["length"] == 32 and r.inputs["special"] is False
-    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
+                and not r.name.endswith("-tls-secret")]
     assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
     keys = ("root-password", "replication-password", "backup-password", "verify-password")
     assert all(secret.state["stringData"][key] for key in keys)
@@ -253,7 +256,8 @@ def test_a_configured_verify_password_replaces_only_its_generated_one(run: Any) 
     plan = run(secrets={"mysqlVerifyPassword": "correct-horse-battery-verify"})
     generated = plan.of_type(tokens.RANDOM_PASSWORD)
     assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 3
-    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
+                and not r.name.endswith("-tls-secret")]
     assert secret.state["stringData"]["verify-password"] == "correct-horse-battery-verify"
     dumped = json.dumps([(r.inputs, r.outputs) for r in plan.resources]) + json.dumps(plan.kubernetes_objects())
     assert "correct-horse-battery-verify" not in dumped
@@ -383,7 +387,7 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
 def test_rendered_objects_validate_strictly(run: Any, overrides: dict[str, Any]) -> None:
     plan = run(overrides)
     rendered = plan.kubernetes_objects()
-    assert len(rendered) == 9
+    assert len(rendered) == 10
     for obj in rendered:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -456,3 +460,46 @@ def test_replicas_apply_with_the_configured_threads_in_commit_order(
         assert not [line for line in replica if line.startswith(name)], name
     primary = data["primary.cnf"]
     assert "parallel" not in primary and "preserve_commit_order" not in primary  # only replicas apply
+
+
+# ------------------------------------------------------------------ TLS
+
+
+def test_every_member_mounts_the_sets_tls_secret_where_the_config_names_it(run: Any) -> None:
+    plan = run()
+    kube = objects(plan)
+    secret = kube[("Secret", "mysql-tls")]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["stringData"]) == {mysql_config.TLS_CA, mysql_config.TLS_CERT, mysql_config.TLS_KEY}
+    assert secret["stringData"][mysql_config.TLS_KEY] == SECRET_TEXT  # the key stays a Pulumi secret
+    spec = pod_template(plan)["spec"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"] == {"secretName": "mysql-tls", "defaultMode": 0o440}
+    for name in ("mysql", "sidecar", "clone-mysql"):
+        mounts = {m["mountPath"]: m for m in containers(plan)[name]["volumeMounts"]}
+        assert mounts[mysql_config.TLS_MOUNT] == {"name": "tls", "mountPath": mysql_config.TLS_MOUNT,
+                                                  "readOnly": True}, name
+        assert env_of(containers(plan)[name])["MYSQL_TLS_DIR"] == mysql_config.TLS_MOUNT
+    # mysqld reads the same files: the config's paths are the mount's.
+    for cnf in ("primary.cnf", "replica.cnf"):
+        assert f"ssl_key={mysql_config.TLS_MOUNT}/tls.key" in kube[("ConfigMap", "mysql-config")]["data"][cnf]
+
+
+def test_the_certificate_names_every_member_and_service_in_the_namespace(run: Any) -> None:
+    plan = run()
+    [request] = plan.of_type(tokens.CERT_REQUEST)
+    names = set(request.inputs["dnsNames"])
+    assert {"*.mysql", f"*.mysql.{NAMESPACE}.svc.cluster.local", "mysql-primary", f"mysql-read.{NAMESPACE}.svc",
+            "localhost"} <= names
+    assert request.inputs["ipAddresses"] == ["127.0.0.1"]
+    [cert] = plan.of_type(tokens.LOCALLY_SIGNED_CERT)
+    assert {"server_auth", "client_auth"} <= set(cert.inputs["allowedUses"])
+    [ca] = plan.of_type(tokens.SELF_SIGNED_CERT)
+    assert ca.inputs["isCaCertificate"] is True and cert.inputs["caCertPem"] == ca.state["certPem"]
+    assert cert.inputs["earlyRenewalHours"] == 30 * 24
+
+
+def test_a_new_certificate_rolls_the_set_and_the_checksum_carries_no_secret(run: Any) -> None:
+    annotations = pod_template(run())["metadata"]["annotations"]
+    assert set(annotations) == {"checksum/config", "checksum/tls"}
+    assert annotations["checksum/tls"] != SECRET_TEXT and len(annotations["checksum/tls"]) == 64
