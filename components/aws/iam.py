@@ -105,3 +105,46 @@ def ebs_csi_policy(partition: str, cluster_name: str) -> str:
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, indent=2)
+
+
+def backup_bucket_policy(partition: str, bucket: str, key_arn: str) -> str:
+    """The backup bucket's own policy: TLS only, and every object written SSE-KMS with the stack's key.
+
+    Denies, for every principal of any account: any request without TLS (aws:SecureTransport), and
+    any PutObject that does not ask for aws:kms or names another key. With the bucket's default
+    encryption on the same key this is belt and braces: an upload cannot end up unencrypted, or
+    encrypted with a key whose users are not this stack's.
+    """
+    if not _PARTITION.match(partition):
+        raise ValueError(f"partition {partition!r} is not an AWS partition name")
+    bucket_arn = f"arn:{partition}:s3:::{bucket}"
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+         "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        {"Sid": "KmsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"{bucket_arn}/*",
+         "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}},
+        {"Sid": "TheStacksKeyOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"{bucket_arn}/*",
+         "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": key_arn}}},
+    ]}, indent=2)
+
+
+def etcd_backup_policy(partition: str, region: str, bucket: str, prefix: str, key_arn: str) -> str:
+    """What a master may do with backups: write snapshots below the stack's own prefix, and no more.
+
+    No Get, List or Delete: a master (or whoever holds its credentials) cannot read, list or remove a
+    snapshot, and the bucket's versioning keeps one that is overwritten. kms:GenerateDataKey only,
+    only through S3 and only for objects below the prefix (SSE-KMS without an S3 Bucket Key puts the
+    object's ARN in the encryption context); the uploads are single PutObjects, which need no
+    kms:Decrypt (a multipart upload would).
+    """
+    if not _PARTITION.match(partition):
+        raise ValueError(f"partition {partition!r} is not an AWS partition name")
+    objects = f"arn:{partition}:s3:::{bucket}/{prefix.strip('/')}/*"
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "PutSnapshots", "Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [objects]},
+        {"Sid": "EncryptSnapshots", "Effect": "Allow", "Action": ["kms:GenerateDataKey"], "Resource": [key_arn],
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                       "StringLike": {"kms:EncryptionContext:aws:s3:arn": objects}}},
+    ]}, indent=2)

@@ -5,16 +5,34 @@ Target: Fedora Cloud Base 41/42 with Fedora's versioned packages kubernetes1.NN 
 kubernetes1.NN-systemd (control-plane units), kubernetes1.NN-client, cri-o1.NN, etcd. Private
 keys never appear here: each node fetches its own from SSM Parameter Store at boot
 (atomic-fetch-pki).
+
+The files that are the same on every node of every stack (those shipped verbatim from node/files/,
+the node's programs, units and drop-ins, read and reviewed there; and cAdvisor's unit, made of pins)
+are written gzip+base64 (cloud-init's `encoding: gz+b64`): that keeps the largest cluster's
+user-data inside EC2's 16 KB. Everything rendered per stack stays plain text.
 """
 
 from __future__ import annotations
+
+import base64
+import gzip
 
 import yaml
 
 from components.facts import USER_DATA_LIMIT
 from components.node.control_plane import render_apiserver, render_controller_manager, render_scheduler
 from components.node.etcd import render_etcd_conf
-from components.node.formats import SafeDumper, shipped
+from components.node.etcd_backup import (
+    BACKUP_ENV,
+    BACKUP_PROGRAM,
+    BACKUP_SERVICE,
+    BACKUP_TIMER,
+    BACKUP_UNIT,
+    BackupTarget,
+    render_backup_env,
+    render_backup_timer,
+)
+from components.node.formats import SafeDumper, is_shipped, shipped
 from components.node.kubernetes import render_kube_config, render_node_kubeconfig
 from components.node.layout import ClusterLayout, LayoutError, NodeSpec
 from components.node.pod_network import (
@@ -45,6 +63,8 @@ from components.node.worker import (
 
 FETCH_SCRIPT = "/usr/local/sbin/atomic-fetch-pki"
 IDENTITY_SCRIPT = "/usr/local/sbin/atomic-kubelet-identity"
+COMPRESSED = "gz+b64"
+DEFAULT_MODE = "0644"
 
 
 def packages(layout: ClusterLayout, node: NodeSpec) -> list[str]:
@@ -62,12 +82,23 @@ def services(layout: ClusterLayout, node: NodeSpec) -> list[str]:
     """Services to enable, in start order (the seed's SERVICES loops, per role)."""
     cockpit = ["cockpit.socket"] if layout.enable_cockpit else []
     if node.role == "master":
-        return ["atomic-overlay", "etcd", *CONTROL_PLANE_UNITS, *cockpit]
+        backups = [f"{BACKUP_UNIT}.timer"] if layout.etcd_backup_minutes else []
+        return ["atomic-overlay", "etcd", *CONTROL_PLANE_UNITS, *backups, *cockpit]
     return ["atomic-overlay", "haproxy", "crio", *WORKER_UNITS, *cockpit]
 
 
-def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, str]]:
-    """path -> (content, permissions) of every file cloud-init writes on this node."""
+def _backup_target(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | None) -> BackupTarget | None:
+    if node.role != "master" or not layout.etcd_backup_minutes:
+        return None
+    if backup is None:
+        raise ValueError(f"{node.name} takes etcd backups: its user-data needs the bucket and key (BackupTarget)")
+    return backup
+
+
+def node_files(layout: ClusterLayout, node: NodeSpec,
+               backup: BackupTarget | None = None) -> dict[str, tuple[str, str]]:
+    """path -> (content, permissions) of every file cloud-init writes on this node; `backup` is where a
+    master's etcd snapshots go when the layout takes them."""
     files: dict[str, tuple[str, str]] = {
         CLUSTER_ENV: (render_cluster_env(layout, node), "0644"),
         NODE_SCRIPT: (shipped(NODE_SCRIPT), "0755"),
@@ -104,12 +135,37 @@ def node_files(layout: ClusterLayout, node: NodeSpec) -> dict[str, tuple[str, st
         units = WORKER_UNITS
     for unit in units:
         files[dropin_path(unit)] = (render_dropin(unit), "0644")
+    target = _backup_target(layout, node, backup)
+    if target is not None:
+        files.update({
+            BACKUP_PROGRAM: (shipped(BACKUP_PROGRAM), "0755"),
+            BACKUP_ENV: (render_backup_env(layout, node, target), "0644"),
+            BACKUP_SERVICE: (shipped(BACKUP_SERVICE), "0644"),
+            BACKUP_TIMER: (render_backup_timer(layout.etcd_backup_minutes), "0644"),
+        })
     if layout.enable_cadvisor:
         files[CADVISOR_UNIT_PATH] = (render_cadvisor_unit(), "0644")
     return files
 
 
-def cloud_config(layout: ClusterLayout, node: NodeSpec) -> dict[str, object]:
+def _static(path: str, content: str) -> bool:
+    """The same bytes on every node of every stack: a shipped file, or cAdvisor's unit (it names only pins)."""
+    return is_shipped(path, content) or (path == CADVISOR_UNIT_PATH and content == render_cadvisor_unit())
+
+
+def _write_file(path: str, content: str, mode: str) -> dict[str, str]:
+    # cloud-init writes 0644 unless told otherwise (its write_files default)
+    entry = {"path": path, **({"permissions": mode} if mode != DEFAULT_MODE else {})}
+    if not _static(path, content):
+        return {**entry, "content": content}
+    # mtime 0: the same file gives the same bytes, so user-data changes only when the file does.
+    packed = base64.b64encode(gzip.compress(content.encode(), compresslevel=9, mtime=0)).decode()
+    if len(packed) >= len(content.encode()):  # a small file does not shrink
+        return {**entry, "content": content}
+    return {**entry, "encoding": COMPRESSED, "content": packed}
+
+
+def cloud_config(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | None = None) -> dict[str, object]:
     enabled = services(layout, node)
     runcmd = [
         [NODE_SCRIPT, "hosts"],
@@ -130,8 +186,8 @@ def cloud_config(layout: ClusterLayout, node: NodeSpec) -> dict[str, object]:
         "preserve_hostname": False,
         "package_update": True,
         "packages": packages(layout, node),
-        "write_files": [{"path": path, "permissions": mode, "content": content}
-                        for path, (content, mode) in node_files(layout, node).items()],
+        "write_files": [_write_file(path, content, mode)
+                        for path, (content, mode) in node_files(layout, node, backup).items()],
         "runcmd": runcmd,
     }
 
@@ -148,9 +204,9 @@ def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _str_representer)
 
 
-def render_user_data(layout: ClusterLayout, node: NodeSpec) -> str:
+def render_user_data(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | None = None) -> str:
     """The node's #cloud-config; raises LayoutError above EC2's 16 KB user-data limit."""
-    text = "#cloud-config\n" + yaml.dump(cloud_config(layout, node), Dumper=_BlockDumper, sort_keys=False,
+    text = "#cloud-config\n" + yaml.dump(cloud_config(layout, node, backup), Dumper=_BlockDumper, sort_keys=False,
                                          width=1000)
     size = len(text.encode())
     if size > USER_DATA_LIMIT:

@@ -10,6 +10,8 @@ systemd would run.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import re
 import shlex
 import subprocess
@@ -31,12 +33,25 @@ NODE_DIRECTORIES = ("/etc/kubernetes/", "/etc/etcd/", "/var/lib/etcd", "/etc/ato
                     "/var/lib/kubelet", "/run/systemd/resolve/")
 
 
+def written_content(entry: Mapping[str, str]) -> str:
+    """What cloud-init writes for one write_files entry: its content, decoded as its `encoding` says
+    (cloud-init's gz+b64 and b64; no encoding is text)."""
+    content, encoding = entry["content"], entry.get("encoding", "text/plain")
+    if encoding in ("gz+b64", "gzip+base64", "gz+base64", "gzip+b64"):
+        return gzip.decompress(base64.b64decode(content)).decode()
+    if encoding in ("b64", "base64"):
+        return base64.b64decode(content).decode()
+    if encoding != "text/plain":
+        raise ValueError(f"{entry['path']}: encoding {encoding!r} is not one cloud-init writes as text")
+    return content
+
+
 def user_data_files(user_data: str) -> Files:
-    """path -> (content, permissions) of every file a #cloud-config writes."""
+    """path -> (content, permissions) of every file a #cloud-config writes, as written on the node."""
     if not user_data.startswith("#cloud-config\n"):
         raise ValueError("not a #cloud-config")
     config = yaml.safe_load(user_data)
-    return {entry["path"]: (entry["content"], str(entry.get("permissions", "0644")))
+    return {entry["path"]: (written_content(entry), str(entry.get("permissions", "0644")))
             for entry in config.get("write_files", [])}
 
 
@@ -137,3 +152,23 @@ class Relocation:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(self.text(content))
             path.chmod(int(mode, 8))
+
+
+def service_of_timer(files: Mapping[str, tuple[str, str]], timer: str) -> str:
+    """The path of the service a timer starts: its Unit=, else the timer's own name as a .service."""
+    named = re.findall(r"^Unit=(\S+)$", files[timer][0], re.MULTILINE)
+    unit = named[-1] if named else Path(timer).name.removesuffix(".timer") + ".service"
+    return str(Path(timer).parent / unit)
+
+
+def service_command(files: Mapping[str, tuple[str, str]], unit: str) -> tuple[list[str], list[str]]:
+    """(argv, EnvironmentFiles in order) of a plain service unit among a node's files: what systemd runs."""
+    content = files[unit][0]
+    starts = [line for line in re.findall(r"^ExecStart=(.*)$", content, re.MULTILINE) if line]
+    if len(starts) != 1:
+        raise ValueError(f"{unit}: expected one ExecStart, found {len(starts)}")
+    env_files = [f.lstrip("-") for f in re.findall(r"^EnvironmentFile=(\S+)$", content, re.MULTILINE)]
+    for env_file in env_files:
+        if env_file not in files:
+            raise KeyError(f"{unit} reads {env_file}, which is not among the node's files")
+    return shlex.split(starts[0]), env_files

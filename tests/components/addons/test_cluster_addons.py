@@ -11,6 +11,7 @@ from components import tokens
 from components.addons.ebs_csi import DRIVER_NAME
 from tests.graph import kinds, kube
 from tools.harness.offline import Plan, run_program
+from tools.testing.node_root import user_data_files
 
 ADDONS = tokens.CLUSTER_ADDONS
 
@@ -37,8 +38,7 @@ def _minion_files(plan: Plan) -> list[dict[str, str]]:
     files = []
     for instance in plan.instances():
         if instance.inputs["tags"]["Role"] == "minion":
-            written = yaml.safe_load(instance.inputs["userData"])["write_files"]
-            files.append({f["path"]: f["content"] for f in written})
+            files.append({path: content for path, (content, _) in user_data_files(instance.inputs["userData"]).items()})
     return files
 
 
@@ -93,7 +93,7 @@ def test_the_apiserver_serves_the_aggregation_layer_metrics_server_relies_on(dev
     for instance in dev.instances():
         if instance.inputs["tags"]["Role"] != "master":
             continue
-        written = {f["path"]: f["content"] for f in yaml.safe_load(instance.inputs["userData"])["write_files"]}
+        written = {path: content for path, (content, _) in user_data_files(instance.inputs["userData"]).items()}
         apiserver = written["/etc/kubernetes/apiserver"]
         for flag in ("--requestheader-client-ca-file=", "--proxy-client-cert-file=",
                      "--enable-aggregator-routing=true"):
