@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.kube.objects import metadata, owned
+from components.kube.objects import ZoneSpread, metadata, owned
 from components.settings.schema import GuestbookSettings, MysqlSecrets, MysqlSettings
 from components.workload.guestbook import Guestbook, GuestbookArgs
 from components.workload.mysql.set import MySqlReplicatedSet, MySqlReplicatedSetArgs
@@ -21,6 +21,8 @@ class WorkloadArgs:
     mysql: MysqlSettings
     mysql_secrets: MysqlSecrets
     guestbook: GuestbookSettings
+    # required on a cluster whose every node has its zone label (the aws cluster built here)
+    zone_spread: ZoneSpread = "preferred"
 
 
 class Workload(pulumi.ComponentResource):
@@ -47,11 +49,14 @@ class Workload(pulumi.ComponentResource):
         namespace = self.namespace.metadata.apply(lambda m: m.name or args.namespace)
         self.mysql = MySqlReplicatedSet(
             f"{name}-mysql",
-            MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace),
+            MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace,
+                                   zone_spread=args.zone_spread),
             opts=child,
         )
         self.guestbook = (
-            Guestbook(f"{name}-guestbook", GuestbookArgs(settings=args.guestbook, namespace=namespace), opts=child)
+            Guestbook(f"{name}-guestbook",
+                      GuestbookArgs(settings=args.guestbook, namespace=namespace, zone_spread=args.zone_spread),
+                      opts=child)
             if args.guestbook.enabled
             else None
         )

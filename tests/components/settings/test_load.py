@@ -24,7 +24,10 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("dev", {"adminCidrs": ["0.0.0.0/0"]}, "set allowWorldAdminAccess=true"),
     ("dev", {"adminCidrs": []}, "adminCidrs=[]: clusterMode=aws needs at least the CIDR `pulumi up` runs from"),
     ("dev", {"redisReplicas": 0}, "redisReplicas=0: must be a whole number from 1 to 20"),
-    ("dev", {"mysqlPdbMaxUnavailable": 3}, "mysqlPdbMaxUnavailable=3: must be a whole number from 1 to 2"),
+    ("dev", {"mysqlPdbMaxUnavailable": 2},
+     "mysqlPdbMaxUnavailable=2: must leave a majority of the 3 pods (mysqlReplicas) available: a whole number from 1 "
+     "to 1"),
+    ("prod", {"mysqlPdbMaxUnavailable": 3}, "mysqlPdbMaxUnavailable=3: must leave a majority of the 5 pods"),
     ("dev", {"masterInstanceType": "huge"}, "masterInstanceType=huge: must be an EC2 instance type"),
     (
         "dev",

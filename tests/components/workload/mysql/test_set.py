@@ -284,7 +284,7 @@ def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> 
     assert base["podManagementPolicy"] == "OrderedReady"
 
     plan = run({"mysqlStorageClass": "gp3", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
-                "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
+                "mysqlPvcWhenDeleted": "Retain", "mysqlReplicas": 5, "mysqlPdbMaxUnavailable": 2})
     spec = objects(plan)[("StatefulSet", "mysql")]["spec"]
     assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "50Gi"}
