@@ -137,7 +137,8 @@ def etcd_backup_policy(partition: str, region: str, bucket: str, prefix: str, ke
     snapshot, and the bucket's versioning keeps one that is overwritten. kms:GenerateDataKey only,
     only through S3 and only for objects below the prefix (SSE-KMS without an S3 Bucket Key puts the
     object's ARN in the encryption context); the uploads are single PutObjects, which need no
-    kms:Decrypt (a multipart upload would).
+    kms:Decrypt (a multipart upload would: S3 decrypts the parts to assemble them, AWS knowledge
+    center "s3-multipart-kms-decrypt").
     """
     if not _PARTITION.match(partition):
         raise ValueError(f"partition {partition!r} is not an AWS partition name")

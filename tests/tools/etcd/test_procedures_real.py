@@ -11,6 +11,8 @@ procedure refuses when it would cost etcd its majority.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -103,3 +105,22 @@ def test_the_node_steps_refuse_what_would_break_the_cluster(tmp_path: Path, prod
         live = nodes.atomic_etcd(first, "restore", str(snapshot), "stamp", check=False)
         assert live.returncode != 0 and "etcd is running here" in live.stderr
         assert len(_members(nodes, first)) == 3
+
+
+def test_a_snapshot_taken_now_comes_from_the_leader_and_opens(tmp_path: Path, prod_plan: Plan) -> None:
+    """`python -m tools.etcd snapshot`: on the member that leads, copied back, readable by etcdctl."""
+    with etcd.boot("prod", tmp_path, plan=prod_plan) as nodes:
+        transport = etcd.LocalTransport(nodes)
+        nodes.ctl("put", "/atomic/before-snapshot", "yes")
+        out = tmp_path / "now.db"
+        steps: list[str] = []
+        status = procedures.take_snapshot(transport, transport.masters(), out, log=steps.append)
+        leader_id = procedures.parse_status(nodes.atomic_etcd(nodes.members[0], "status").stdout)["leader"]
+        (leader,) = [m for m in nodes.members
+                     if procedures.parse_status(nodes.atomic_etcd(m, "status").stdout)["member_id"] == leader_id]
+        assert steps == [f"snapshot of {leader.name} at revision {status['revision']} "
+                         f"({status['totalKey']} keys) in {out}"]
+        assert out.stat().st_size > 0 and status["totalKey"] >= 1
+        check = subprocess.run(["/usr/bin/etcdctl", "snapshot", "status", str(out), "-w", "json"], capture_output=True,
+                               text=True, timeout=60, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+        assert check.returncode == 0 and json.loads(check.stdout)["revision"] == status["revision"]
