@@ -294,3 +294,26 @@ def test_the_address_and_ssh_checks_fail_on_a_public_node_and_an_open_port(plans
 def test_the_nat_check_fails_when_zones_share_a_gateway_it_expects_per_zone() -> None:
     with pytest.raises(AssertionError):
         _nat_routes_follow_the_setting(run_program("prod", {"natGateways": "single"}), expected_per_zone=True)
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_a_one_zone_public_stack_keeps_what_would_replace_its_network_and_nodes(plans: dict[str, Plan],
+                                                                                stack: str) -> None:
+    """What a stack created before zones existed keeps on upgrading: the resource names (URNs) of its
+    network, and every instance input that forces a replacement (subnet, address, public address;
+    no explicit zone, which the instances never had)."""
+    plan = plans[stack]
+    names = {r.name for r in plan.resources}
+    assert {"cluster-vpc", "cluster-subnet", "cluster-igw", "cluster-rt", "cluster-default-route",
+            "cluster-rt-assoc"} <= names
+    (subnet,) = plan.of_type(tokens.SUBNET)
+    assert subnet.name == "cluster-subnet" and subnet.inputs["cidrBlock"] == "10.0.1.0/24"
+    assert subnet.inputs["mapPublicIpOnLaunch"] is True
+    assert not plan.of_type(tokens.NAT_GATEWAY)
+    for instance in plan.instances():
+        assert instance.inputs["subnetId"] == subnet.id and instance.inputs["associatePublicIpAddress"] is True
+        assert "availabilityZone" not in instance.inputs
+    expected = {f"atomic-master-{i + 1}": f"10.0.1.{10 + i}" for i in range(3)}
+    expected |= {f"atomic-minion-{i + 1}": f"10.0.1.{13 + i}" for i in range(3)}
+    for instance in plan.instances():
+        assert instance.inputs["privateIp"] == expected[instance.inputs["tags"]["Name"]]
