@@ -12,12 +12,13 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # (the etcd backups into a real S3 API, and the snapshot fetched back).
 APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli
 
-.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify scan clean
+.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-clone bench-apply scan clean
 
 help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
 	@echo "make test                  install what the tests need, then lint and run every test"
 	@echo "make bench                 preview timings (dev, prod, synthetic large stacks)"
+	@echo "make bench-clone / bench-apply  clone path vs copy floor; parallel vs serial apply (real MariaDB)"
 	@echo "make verify [STACK=prod] ARGS='...'  check a deployed MySQL set (see docs/verify.md)"
 	@echo "make scan                  checkov over every stack's rendered Kubernetes objects"
 
@@ -39,7 +40,7 @@ system-deps:
 	else echo "missing system packages (install as root):" $$missing; fi
 
 preview: deps
-	$(PY) -m tools.preview --stack $(STACK)
+	$(PY) -m tools.preview --stack $(STACK) --png
 
 preview-all: deps
 	@for s in $(STACKS); do $(PY) -m tools.preview --stack $$s --quiet || exit $$?; echo "previewed $$s"; done
@@ -65,6 +66,13 @@ verify: deps
 
 bench-verify: deps system-deps
 	$(PY) -m tools.bench.catchup $(ARGS)
+
+# The clone path against the tar | socat | tar floor, and parallel against serial apply (real MariaDB).
+bench-clone: deps system-deps
+	$(PY) -m tools.bench.clone $(ARGS)
+
+bench-apply: deps system-deps
+	$(PY) -m tools.bench.apply $(ARGS)
 
 scan: deps
 	$(PY) -m tools.scan

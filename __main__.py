@@ -14,10 +14,12 @@ from components.settings.load import load_settings
 from components.workload.workload import Workload, WorkloadArgs
 
 settings = load_settings()
-# What the workload waits for: on a cluster this stack builds, its DNS, volumes and metrics.
-prerequisites: list[pulumi.Resource] = []
+# What each part of the workload waits for on a cluster this stack builds (WorkloadArgs).
+mysql_needs: list[pulumi.Resource] = []
+guestbook_needs: list[pulumi.Resource] = []
 frontend_address: pulumi.Output[str] | None = None
 guestbook = settings.guestbook
+mysql = settings.mysql
 
 if settings.cluster is not None:
     from components.addons.cluster_addons import ClusterAddons, ClusterAddonsArgs
@@ -25,19 +27,24 @@ if settings.cluster is not None:
     from components.kube.provider import provider_for_cluster
 
     cluster = AtomicCluster("cluster", AtomicClusterArgs(settings=settings.cluster))
-    provider = provider_for_cluster("kubernetes", cluster.kubeconfig)
+    provider = provider_for_cluster("kubernetes", cluster.kubeconfig, settings.cluster.name)
     addons = ClusterAddons(
         "addons",
         ClusterAddonsArgs(
             settings=settings.cluster.addons,
-            cluster_name=settings.cluster.name,
+            cluster_id=settings.cluster.cluster_id,
             region=settings.cluster.region,
             dns_service_ip=cluster.layout.dns_service_ip,
             tags=settings.tags,
         ),
         opts=ResourceOptions(providers=[provider]),
     )
-    prerequisites.append(addons)
+    # Policies enforced before the first pod starts: a MySQL pod clones and takes accounts at once.
+    mysql_needs += [addons.dns, addons.storage, addons.network_policy]
+    guestbook_needs += [addons.dns, addons.network_policy]
+    # The data volumes live in the cluster's class for them, with the IOPS and throughput the settings
+    # checked against mysqlStorageSize (the default class stays at gp3's baseline for any other claim).
+    mysql = mysql.stored_in(settings.cluster.addons.data_volume.storage_class)
     if settings.cluster.frontend_lb is not None:
         # No cloud controller runs on this cluster: the frontend's load balancer is the cluster's
         # NLB, in front of a fixed NodePort of the frontend Service.
@@ -63,14 +70,16 @@ workload = Workload(
     "workload",
     WorkloadArgs(
         namespace=settings.namespace,
-        mysql=settings.mysql,
+        mysql=mysql,
         mysql_secrets=settings.mysql_secrets,
         guestbook=guestbook,
         # The aws cluster's kubelets all register their zone (atomic-kubelet-identity): the spread over
         # zones is required there; an existing cluster's nodes may have no zone label at all.
         zone_spread="required" if settings.cluster is not None else "preferred",
+        mysql_needs=mysql_needs,
+        guestbook_needs=guestbook_needs,
     ),
-    opts=ResourceOptions(providers=[provider], depends_on=prerequisites),
+    opts=ResourceOptions(providers=[provider]),
 )
 pulumi.export("namespace", settings.namespace)
 pulumi.export("mysqlPrimaryHost", workload.mysql.primary_host)

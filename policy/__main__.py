@@ -17,6 +17,8 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 # The pack runs from this repository (--policy-pack policy): validators.py next to this file, and
@@ -39,6 +41,15 @@ def _validator(policy: validators.Policy) -> Callable[[ResourceValidationArgs, R
     return validate
 
 
+def _stack_validator(policy: validators.StackPolicy) -> Callable[[StackValidationArgs, ReportViolation], None]:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        resources = [(r.urn, r.resource_type, r.props) for r in args.resources]
+        for urn, message in policy.check(resources):
+            report_violation(message, urn)
+
+    return validate
+
+
 PolicyPack(
     name="atomic-mysql",
     enforcement_level=EnforcementLevel.MANDATORY,
@@ -50,5 +61,14 @@ PolicyPack(
             validate=_validator(policy),
         )
         for policy in validators.POLICIES
+    ]
+    + [
+        StackValidationPolicy(
+            name=policy.name,
+            description=policy.description,
+            enforcement_level=EnforcementLevel.MANDATORY,
+            validate=_stack_validator(policy),
+        )
+        for policy in validators.STACK_POLICIES
     ],
 )

@@ -47,7 +47,8 @@ def test_imports_for_the_type_checker_only_do_not_count() -> None:
 
 def test_the_node_renderers_and_the_schema_never_load_pulumi() -> None:
     """At run time too: importing them in a fresh interpreter loads no pulumi module."""
-    probe = ("import sys, components.node.cloud_init, components.settings.schema, components.aws.iam, "
+    probe = ("import sys, components.node.cloud_init, components.settings.schema, components.settings.rules, "
+             "components.aws.iam, "
              "components.aws.ami; print(sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi')))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True,
                           timeout=60, check=True)
@@ -72,6 +73,7 @@ def test_component_type_tokens_never_change() -> None:
         "CORE_DNS": "atomic-mysql:coredns:CoreDns",
         "EBS_CSI_DRIVER": "atomic-mysql:ebs_csi:EbsCsiDriver",
         "METRICS_SERVER": "atomic-mysql:metrics_server:MetricsServer",
+        "NETWORK_POLICY_AGENT": "atomic-mysql:network_policy:NetworkPolicyAgent",
         "WORKLOAD": "atomic-mysql:workload:Workload",
         "MYSQL_SET": "atomic-mysql:mysql_set:MySqlReplicatedSet",
         "GUESTBOOK": "atomic-mysql:guestbook:Guestbook",

@@ -59,7 +59,7 @@ IMMUTABLE: dict[str, tuple[Path_, ...]] = {
     tokens.SELF_SIGNED_CERT: (WHOLE,),
 }
 # Masters hold etcd: their user-data must not change unless a node setting explicitly changed.
-MASTER_ONLY: tuple[Path_, ...] = (("userData",),)
+MASTER_ONLY: tuple[Path_, ...] = (("userDataBase64",),)
 
 MYSQL_ENGINE_IMAGES = {"mysqlImage": "mysql:8.4.7", "mysqlBackupImage": "percona/percona-xtrabackup:8.4.0-5"}
 COMMON_OVERRIDES: list[tuple[str, str, dict[str, Any]]] = [
@@ -80,8 +80,9 @@ COMMON_OVERRIDES: list[tuple[str, str, dict[str, Any]]] = [
     ("dev", "minion count up", {"minionCount": "5"}),
     ("dev", "minion size", {"minionInstanceType": "t3.xlarge", "rootVolumeGb": "60"}),
     ("dev", "admin CIDRs", {"adminCidrs": ["198.51.100.0/24", "192.0.2.0/24"]}),
-    ("prod", "minion count down", {"minionCount": "4"}),
-    ("prod", "mysql replicas up", {"mysqlReplicas": "7"}),
+    # prod's hard anti-affinity needs a minion per MySQL pod (5): settings refuse fewer.
+    ("prod", "minion count down", {"minionCount": "5"}),
+    ("prod", "mysql replicas up", {"mysqlReplicas": "7", "minionCount": "7"}),
     ("prod", "rollout knobs", {"rolloutMaxSurge": "1", "minReadySeconds": "60"}),
     ("local", "mariadb image tags", {"mysqlImage": "mariadb:11.4.9", "mysqlBackupImage": "mariadb:11.4.9"}),
     ("local", "mysql replicas up", {"mysqlReplicas": "3"}),
@@ -186,11 +187,11 @@ def test_guard_catches_an_explicit_ami_and_master_user_data(baselines: dict[str,
     instances = [r.name for r in baselines["dev"].instances()]
     assert {f"{name}: ami changed" for name in instances} <= set(found)
     masters = [r.name for r in baselines["dev"].instances() if _is_master(r.inputs)]
-    assert masters and {f"{name}: userData changed" for name in masters} <= set(found)
+    assert masters and {f"{name}: userDataBase64 changed" for name in masters} <= set(found)
 
 
 def test_guard_catches_a_deleted_master_but_not_a_removed_minion(baselines: dict[str, Plan]) -> None:
-    after = run_program("prod", {"masterCount": "1", "minionCount": "4"})
+    after = run_program("prod", {"masterCount": "1", "minionCount": "5"})
     found = replacements(baselines["prod"], after)
     assert "cluster-atomic-master-3: deleted" in found
     assert not [f for f in found if "minion" in f]

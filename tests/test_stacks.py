@@ -128,7 +128,9 @@ def test_override_changes_exactly_its_objects(dev_base: Plan, overrides: dict[st
 def test_more_minions_only_add_resources(dev_base: Plan) -> None:
     after = run_program("dev", {"minionCount": 4})
     added = names(after) - names(dev_base)
-    assert changed_names(dev_base, after) == added, "no existing resource changes"
+    # The readiness gate is the one existing resource that changes: the update waits for the new
+    # minions to be Ready before the Kubernetes objects (a DaemonSet's new pods) are updated.
+    assert changed_names(dev_base, after) == added | {"cluster-ready"}, "no other existing resource changes"
     assert added and all("minion-3" in n or "minion-4" in n for n in added)
     assert len(after.instances()) == len(dev_base.instances()) + 2
 

@@ -4,8 +4,8 @@ Runs the exact program under mocks with the config the Pulumi CLI would give it,
 prints the resource tree and a count per type, and writes build/<stack>/:
 plan.json (every registration with inputs and options), k8s/*.yaml (every
 Kubernetes object as it would be applied) and nodes/<node>.yaml (user-data of
-every EC2 instance). A configuration the CLI or the program refuses ends with
-one line on stderr and exit status 2.
+every EC2 instance), and the topology picture (topology.svg; topology.png with --png). A
+configuration the CLI or the program refuses ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -20,17 +20,19 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pulumi
 import yaml
 
-from tools import topology
+from components.settings.rules import one_line, shown
+from tools import first_up, topology
 from tools.cost import estimate as cost
 from tools.cost import prices as cost_prices
 from tools.harness.mocks import Registration
 from tools.harness.offline import Plan, run_program
 from tools.harness.pulumi_project import PROJECT_DIR, StackConfigError
+from tools.replica_time import estimate as replica_time
 
 BUILD_DIR = PROJECT_DIR / "build"
 
@@ -120,26 +122,30 @@ def _node_name(r: Registration) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", str(tags.get("Name") or r.name))
 
 
-def write_outputs(plan: Plan, out_dir: Path) -> None:
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    (out_dir / "k8s").mkdir(parents=True)
-    (out_dir / "nodes").mkdir()
-    document = {
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """What plan.json holds."""
+    return {
         "stack": plan.stack,
         # Sorted, since registration order varies from run to run: plan.json diffs stay readable.
         "resources": [r.to_json() for r in sorted(plan.resources, key=lambda r: r.urn)],
         "outputs": {k: v.shown() for k, v in plan.outputs.items()},
     }
+
+
+def write_outputs(plan: Plan, out_dir: Path, *, with_png: bool = False) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "k8s").mkdir(parents=True)
+    (out_dir / "nodes").mkdir()
     # Keys sorted too: inputs arrive as protobuf Structs, whose key order differs between runs.
-    (out_dir / "plan.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    (out_dir / "plan.json").write_text(json.dumps(plan_document(plan), indent=2, sort_keys=True) + "\n")
     taken: set[str] = set()
     for obj in sorted(plan.kubernetes_objects(), key=lambda o: (o["kind"], o["metadata"]["name"])):
         (out_dir / "k8s" / _object_filename(obj, taken)).write_text(dump_yaml(obj))
     for instance in plan.instances():
-        user_data = instance.inputs.get("userData", "")
-        (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(user_data)
-    topology.write(plan, out_dir)
+        # The #cloud-config decompressed: what a reviewer reads and cloud-init runs.
+        (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(plan.user_data(instance))
+    topology.write(plan, out_dir, with_png=with_png)
 
 
 def print_summary(plan: Plan, out_dir: Path) -> None:
@@ -157,7 +163,29 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
         f"\nWrote {out_dir}/plan.json, k8s/ ({len(plan.kubernetes_objects())} objects),"
         f" nodes/ ({len(plan.instances())} user-data files)"
     )
+    print_first_up(plan)
     print_cost(plan)
+    print_replica_time(plan)
+
+
+def print_replica_time(plan: Plan) -> None:
+    """How long one new MySQL replica of an aws stack takes to copy its data (tools/replica_time)."""
+    try:
+        found = replica_time.estimate(plan, replica_time.load_limits())
+    except replica_time.LimitsError as error:
+        print(f"\nNew replica estimate: not available: {error}")
+        return
+    if found is not None:
+        print()
+        print("\n".join(replica_time.report_lines(found)))
+
+
+def print_first_up(plan: Plan) -> None:
+    """The first `pulumi up` of a stack that builds its cluster: the critical path (tools/first_up.py)."""
+    if not plan.instances():
+        return
+    print()
+    print("\n".join(first_up.estimate(plan_document(plan)).lines()))
 
 
 def print_cost(plan: Plan) -> None:
@@ -173,11 +201,17 @@ def print_cost(plan: Plan) -> None:
 
 
 def preview(
-    stack: str, out_root: Path = BUILD_DIR, quiet: bool = False, overrides: dict[str, Any] | None = None
+    stack: str,
+    out_root: Path = BUILD_DIR,
+    quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    config_file: Path | None = None,
+    with_png: bool = False,
 ) -> Plan:
-    plan = run_program(stack, overrides)
+    plan = run_program(stack, overrides, secrets, config_file=config_file)
     out_dir = out_root / stack
-    write_outputs(plan, out_dir)
+    write_outputs(plan, out_dir, with_png=with_png)
     if not quiet:
         print_summary(plan, out_dir)
     return plan
@@ -199,8 +233,25 @@ def _list_or_text(value: str) -> Any:
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad argument is bad input too: one line on stderr and exit status 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {one_line(message)} (see --help)\n")
+
+
+def _pairs(parser: argparse.ArgumentParser, flag: str, items: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"{flag} {shown(item)}: expected KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", "-s", default="dev", help="stack name (a file stacks/Pulumi.<stack>.yaml)")
     parser.add_argument("--quiet", "-q", action="store_true", help="write the files, print nothing")
     parser.add_argument(
@@ -211,19 +262,28 @@ def main(argv: list[str] | None = None) -> int:
         help="override a setting for this run, as `pulumi config set KEY VALUE` would; a JSON list"
         " (adminCidrs='[\"198.51.100.0/24\"]') sets a list, as `pulumi config set --path` would",
     )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a secret for this run, as `pulumi config set --secret KEY VALUE` would (the offline"
+        " preview cannot decrypt a stack file's secure: values, so each one is given here)",
+    )
+    parser.add_argument("--config-file", type=Path, help="read the stack's settings from this file instead of"
+                        " stacks/Pulumi.<stack>.yaml, as `pulumi preview --config-file` does")
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output root (default: build/)")
+    parser.add_argument("--png", action="store_true",
+                        help="also draw build/<stack>/topology.png (make preview does; the SVG is always drawn)")
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            parser.error(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = _list_or_text(value)
+    overrides: dict[str, Any] = {k: _list_or_text(v) for k, v in _pairs(parser, "--set", args.set).items()}
+    secrets = _pairs(parser, "--secret", args.secret)
     _batch_gc()
     try:
-        preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides)
+        preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides, secrets=secrets,
+                config_file=args.config_file, with_png=args.png)
     except (StackConfigError, pulumi.RunError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     return 0
 

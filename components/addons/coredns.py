@@ -17,8 +17,16 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CLUSTER_DOMAIN, KUBE_SYSTEM
-from components.kube.objects import http_probe, metadata, owned, resources, restricted, spread_by_host
+from components.facts import CLUSTER_DNS_LABELS, CLUSTER_DOMAIN, KUBE_SYSTEM
+from components.kube.objects import (
+    http_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    rollout_timeouts,
+    spread_by_host,
+)
 from components.pins import COREDNS_IMAGE
 from components.settings.schema import Resources
 
@@ -36,7 +44,7 @@ SERVICE_NAME = "kube-dns"
 SERVICE_ACCOUNT_NAME = "coredns"
 CONFIG_MAP_NAME = "coredns"
 CLUSTER_ROLE_NAME = "system:coredns"
-SELECTOR = {"k8s-app": "kube-dns"}
+SELECTOR = dict(CLUSTER_DNS_LABELS)
 
 CONFIG_DIR = "/etc/coredns"
 COREFILE_KEY = "Corefile"
@@ -260,6 +268,7 @@ class CoreDns(pulumi.ComponentResource):
             data={COREFILE_KEY: render_corefile(args.cluster_domain)},
             opts=child,
         )
+        pod = pod_spec(self.service_account.metadata.name, self.config_map.metadata.name)
         self.deployment = apps.Deployment(
             f"{name}-deployment",
             metadata=_meta(DEPLOYMENT_NAME),
@@ -269,13 +278,12 @@ class CoreDns(pulumi.ComponentResource):
                     type="RollingUpdate", rolling_update=apps.RollingUpdateDeploymentArgs(max_unavailable=1)
                 ),
                 selector=meta.LabelSelectorArgs(match_labels=SELECTOR),
-                template=core.PodTemplateSpecArgs(
-                    metadata=meta.ObjectMetaArgs(labels=labels()),
-                    spec=pod_spec(self.service_account.metadata.name, self.config_map.metadata.name),
-                ),
+                template=core.PodTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=labels()), spec=pod),
             ),
             # Pods need their token's permissions from the start, or the kubernetes plugin never gets ready.
-            opts=ResourceOptions(parent=self, depends_on=[self.cluster_role_binding]),
+            # maxUnavailable 1: an update replaces one pod after the other.
+            opts=ResourceOptions(parent=self, depends_on=[self.cluster_role_binding],
+                                 custom_timeouts=rollout_timeouts(pod, update_batches=args.replicas)),
         )
         self.service = core.Service(
             f"{name}-service",

@@ -30,7 +30,15 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import CA_USES, CA_VALIDITY_HOURS, CLUSTER_DOMAIN, KUBE_SYSTEM, LEAF_VALIDITY_HOURS
-from components.kube.objects import http_probe, metadata, owned, resources, restricted, spread_by_host
+from components.kube.objects import (
+    http_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    rollout_timeouts,
+    spread_by_host,
+)
 from components.pins import METRICS_SERVER_IMAGE
 from components.settings.schema import Resources
 
@@ -244,6 +252,7 @@ class MetricsServer(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        pod = pod_spec(account.metadata.name, args.replicas)
         deployment = apps.Deployment(
             f"{name}-deployment",
             metadata=self._meta(NAME),
@@ -251,13 +260,11 @@ class MetricsServer(pulumi.ComponentResource):
                 replicas=args.replicas,
                 selector=meta.LabelSelectorArgs(match_labels=SELECTOR),
                 strategy=strategy(args.replicas),
-                template=core.PodTemplateSpecArgs(
-                    metadata=meta.ObjectMetaArgs(labels=labels()),
-                    spec=pod_spec(account.metadata.name, args.replicas),
-                ),
+                template=core.PodTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=labels()), spec=pod),
             ),
             # Without its RBAC and certificate the pods only crash-loop until they appear.
-            opts=ResourceOptions(parent=self, depends_on=[*bindings, secret]),
+            opts=ResourceOptions(parent=self, depends_on=[*bindings, secret],
+                                 custom_timeouts=rollout_timeouts(pod, update_batches=args.replicas)),
         )
         self._network_policy()
         if args.replicas > 1:

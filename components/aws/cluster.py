@@ -22,12 +22,14 @@ from pulumi import ResourceOptions
 from components import tokens
 from components.aws.ami import FEDORA_OWNER, fedora_ami_filters
 from components.aws.backup import EtcdBackupBucket, EtcdBackupBucketArgs
+from components.aws.gate import ClusterReadyGate, GateNode
 from components.aws.iam import assume_role_policy, ebs_csi_policy, etcd_backup_policy, node_policy
 from components.aws.nlb import TcpLoadBalancer, TcpLoadBalancerArgs, cidr_slug
 from components.aws.pki import ClusterPki, ClusterPkiArgs
 from components.facts import (
     API_PORT,
     CADVISOR_PORT,
+    CLUSTER_ID_TAG,
     CLUSTER_TAG,
     COCKPIT_PORT,
     ETCD_CLIENT_PORT,
@@ -39,7 +41,7 @@ from components.facts import (
     TAG_ROLE,
     zone_blocks,
 )
-from components.node.cloud_init import render_user_data
+from components.node.cloud_init import render_user_data_base64
 from components.node.etcd_backup import BackupTarget, backup_prefix
 from components.node.kubernetes import render_admin_kubeconfig
 from components.node.layout import ClusterLayout, NodeSpec, compute_layout, node_address_blocks
@@ -188,7 +190,9 @@ class AtomicCluster(pulumi.ComponentResource):
         self._name = name
         self._settings = settings
         self.layout = layout = compute_layout(settings, pulumi.get_stack())
-        self._tags = dict(settings.tags)
+        # Every AWS resource of the cluster: the stack's tags, the cluster for people, the stack-unique
+        # id for IAM (facts.CLUSTER_ID_TAG).
+        self._tags = {**settings.tags, CLUSTER_TAG: settings.name, CLUSTER_ID_TAG: settings.cluster_id}
 
         network = self._network()
         vpc_id = network.vpc_id
@@ -199,7 +203,7 @@ class AtomicCluster(pulumi.ComponentResource):
         self.backup_prefix = backup_prefix(layout)
         self.backups = self._backups()
         pki = ClusterPki(f"{name}-pki",
-                         ClusterPkiArgs(layout=layout, tags=self._tags,
+                         ClusterPkiArgs(layout=layout, tags=self._tags, protect=settings.protect,
                                         api_dns_names=[self.api_lb.dns_name] if self.api_lb else []),
                          opts=ResourceOptions(parent=self))
         ami = self._ami()
@@ -218,9 +222,9 @@ class AtomicCluster(pulumi.ComponentResource):
         self.master_names = [n.name for n in layout.masters]
         self.frontend_lb = self._frontend_lb(network, groups["nodes"], minions, reserved)
         self.frontend_address = self._frontend_address()
-        # kubectl and the stack's provider: the API load balancer, else the first master's Elastic IP.
-        # Either stays put for the stack's life: pulumi-kubernetes takes a new server address for
-        # a new cluster and replaces every object on it.
+        # kubectl and the stack's provider: the API load balancer, else the first master's Elastic IP
+        # (stable across stops and starts; the provider's clusterIdentifier keeps a switch between
+        # the two from replacing the Kubernetes objects).
         api_host = self.api_lb.dns_name if self.api_lb else self._api_address(masters[0]).public_ip
         self.vpc_id = vpc_id
         self.subnet_id = network.node_subnet_ids[0]
@@ -231,9 +235,16 @@ class AtomicCluster(pulumi.ComponentResource):
         self.master_public_ips = pulumi.Output.all(*[i.public_ip for i in masters])
         self.minion_public_ips = pulumi.Output.all(*[i.public_ip for i in minions])
         self.api_endpoint = api_host.apply(lambda host: f"https://{host}:{API_PORT}")
-        self.kubeconfig = pulumi.Output.secret(
+        admin_kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(api_host, pki.ca_cert_pem, pki.admin_cert_pem, pki.admin_key_pem).apply(
                 lambda v: render_admin_kubeconfig(layout.name, v[0], v[1], v[2], v[3])))
+        # The kubeconfig everyone gets (the stack's Kubernetes provider, the output) is the gate's: it
+        # resolves only once the API serves and every minion is Ready.
+        self.ready = ClusterReadyGate(
+            f"{name}-ready", admin_kubeconfig, f"{layout.name} ({layout.stack})",
+            [GateNode(n.name, n.role, instances[n.name].id) for n in layout.nodes], settings.ready_timeout,
+            opts=ResourceOptions(parent=self, depends_on=[*([self.api_lb] if self.api_lb else [])]))
+        self.kubeconfig = self.ready.kubeconfig
         self.register_outputs({
             "vpcId": self.vpc_id,
             "subnetId": self.subnet_id,
@@ -256,7 +267,7 @@ class AtomicCluster(pulumi.ComponentResource):
         return ResourceOptions(parent=self, protect=protect, depends_on=depends_on)
 
     def _tagged(self, name: str, role: str | None = None) -> dict[str, str]:
-        tags = {**self._tags, TAG_NAME: name, CLUSTER_TAG: self._settings.name}
+        tags = {**self._tags, TAG_NAME: name}
         return tags if role is None else {**tags, TAG_ROLE: role}
 
     def _network(self) -> Network:
@@ -409,7 +420,7 @@ class AtomicCluster(pulumi.ComponentResource):
                     lambda v: etcd_backup_policy(v[0], region, v[1], prefix_of, v[2])),
                 opts=self._opts()))
         if node.role == "minion":
-            cluster = self._settings.name
+            cluster = self._settings.cluster_id
             policies.append(aws.iam.RolePolicy(f"{prefix}-ebs-csi", role=role.id,
                                                policy=partition.apply(lambda p: ebs_csi_policy(p, cluster)),
                                                opts=self._opts()))
@@ -490,11 +501,12 @@ class AtomicCluster(pulumi.ComponentResource):
         )
 
     def _user_data(self, node: NodeSpec) -> pulumi.Input[str]:
-        """The node's #cloud-config; a master's names its backup bucket and key, known once they exist."""
+        """The node's gzip-compressed #cloud-config, base64; a master's names its backup bucket and key,
+        known once they exist."""
         if node.role != "master" or self.backups is None:
-            return render_user_data(self.layout, node)
+            return render_user_data_base64(self.layout, node)
         return pulumi.Output.all(self.backups.bucket, self.backups.kms_key_arn).apply(
-            lambda v: render_user_data(self.layout, node, BackupTarget(bucket=v[0], kms_key=v[1])))
+            lambda v: render_user_data_base64(self.layout, node, BackupTarget(bucket=v[0], kms_key=v[1])))
 
     def _instance(self, node: NodeSpec, ami: pulumi.Input[str], subnet_id: pulumi.Output[str],
                   group: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile,
@@ -519,7 +531,9 @@ class AtomicCluster(pulumi.ComponentResource):
             # EBS CSI driver's volumes attached to the instance.
             root_block_device={"volume_type": "gp3", "volume_size": s.root_volume_gb, "encrypted": True,
                                "delete_on_termination": True, "tags": self._tagged(node.name, role=node.role)},
-            user_data=self._user_data(node),
+            # gzip: cloud-init decompresses it; the largest shape's master (25.3 KB of #cloud-config as
+            # text) needs 7.7 KB of EC2's 16 KB that way (tests/components/node/test_cloud_init_schema.py).
+            user_data_base64=self._user_data(node),
             tags=self._tagged(node.name, role=node.role),
             # A looked-up AMI moves whenever Fedora publishes a newer image, and `ami` forces a
             # replacement (a master's etcd data with it). New nodes take the newest image; an

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from components.facts import CLUSTER_TAG, ebs_volume_tags
+from components.facts import CLUSTER_ID_TAG, ebs_volume_tags
 
 _PARTITION = re.compile(r"^aws(-[a-z]+)*$")
 
@@ -44,7 +44,7 @@ DESCRIBE_ACTIONS = [
 ]
 
 
-def ebs_csi_policy(partition: str, cluster_name: str) -> str:
+def ebs_csi_policy(partition: str, cluster_id: str) -> str:
     """The IAM policy the minions' instance role needs for the EBS CSI controller.
 
     Why the node role: a self-managed cluster has no IRSA (no OIDC issuer AWS trusts) and no
@@ -57,9 +57,11 @@ def ebs_csi_policy(partition: str, cluster_name: str) -> str:
     ebs.csi.aws.com/cluster=true (any CSI driver's volume in the account) and leaves
     Attach/Detach/Modify/CreateSnapshot/DeleteTags unconditioned. Here every mutating action
     is conditioned: volumes must carry ebs.csi.aws.com/cluster=true AND
-    kubernetes.io/cluster/<cluster_name>=owned (what --k8s-tag-cluster-id makes the driver set),
+    kubernetes.io/cluster/<cluster_id>=owned (what --k8s-tag-cluster-id makes the driver set),
     tags may only be written while creating such a volume, and Attach/Detach only target
-    instances tagged Cluster=<cluster_name> (components/aws/cluster.py tags every node so).
+    instances tagged ClusterId=<cluster_id> (components/aws/cluster.py tags every node so).
+    cluster_id is unique to the stack (facts.cluster_id): a dev minion cannot touch prod's volumes
+    in a shared account.
     Dropped from the managed policy: snapshot actions (no snapshotter runs) and DeleteTags
     (only VolumeAttributesClass modification uses it, which is not enabled).
     Describe* stay on "*": EC2 supports no resource-level permissions for them (read-only).
@@ -70,7 +72,7 @@ def ebs_csi_policy(partition: str, cluster_name: str) -> str:
         raise ValueError(f"partition {partition!r} is not an AWS partition name")
     volume = f"arn:{partition}:ec2:*:*:volume/*"
     instance = f"arn:{partition}:ec2:*:*:instance/*"
-    owned = ebs_volume_tags(cluster_name)
+    owned = ebs_volume_tags(cluster_id)
     requested = {f"aws:RequestTag/{key}": value for key, value in owned.items()}
     carried = {f"ec2:ResourceTag/{key}": value for key, value in owned.items()}
     statements: list[dict[str, Any]] = [
@@ -101,7 +103,7 @@ def ebs_csi_policy(partition: str, cluster_name: str) -> str:
             "Effect": "Allow",
             "Action": ["ec2:AttachVolume", "ec2:DetachVolume"],
             "Resource": instance,
-            "Condition": {"StringEquals": {f"ec2:ResourceTag/{CLUSTER_TAG}": cluster_name}},
+            "Condition": {"StringEquals": {f"ec2:ResourceTag/{CLUSTER_ID_TAG}": cluster_id}},
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, indent=2)

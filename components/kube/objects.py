@@ -8,12 +8,12 @@ selectors are immutable, ownership is not.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.facts import PROJECT
+from components.facts import IMAGE_PULL_ALLOWANCE_SECONDS, PROJECT
 from components.settings.schema import Resources
 
 core = k8s.core.v1
@@ -65,6 +65,44 @@ def http_probe(path: str, port: str | int, *, scheme: str | None = None, host: s
 def exec_probe(command: Sequence[str], **timing: int | None) -> core.ProbeArgs:
     """A probe that runs `command` in the container; `timing` as for http_probe."""
     return core.ProbeArgs(exec_=core.ExecActionArgs(command=list(command)), **timing)  # type: ignore[arg-type]
+
+
+def await_timeouts(create: int, update: int | None = None) -> pulumi.CustomTimeouts:
+    """How long pulumi-kubernetes waits for a workload to become ready on create and on update (seconds),
+    instead of its ten-minute default (docs/first-up.md). Deletes keep the provider's default."""
+    return pulumi.CustomTimeouts(create=f"{create}s", update=f"{update or create}s")
+
+
+# Kubernetes' own probe defaults, for fields a probe leaves unset.
+_PROBE_DEFAULTS = {"initial_delay_seconds": 0, "period_seconds": 10, "failure_threshold": 3}
+
+
+def _probe_seconds(probe: core.ProbeArgs | None) -> int:
+    """The longest a probe may keep failing before the kubelet acts: initial delay + period x failures."""
+    if probe is None:
+        return 0
+    value = {field: getattr(probe, field) or default for field, default in _PROBE_DEFAULTS.items()}
+    return int(value["initial_delay_seconds"] + value["period_seconds"] * value["failure_threshold"])
+
+
+def pod_ready_within(pod: core.PodSpecArgs) -> int:
+    """How long one pod may take to become ready, from its own spec: every image pulled one after the
+    other (the kubelet's serializeImagePulls default), then the slowest container's startup and
+    readiness probes allowed to run out."""
+    # Built here from plain lists of ContainerArgs (never Outputs), which is what the casts state.
+    main = cast(list[core.ContainerArgs], pod.containers or [])
+    init = cast(list[core.ContainerArgs], pod.init_containers or [])
+    images = len({c.image for c in [*init, *main]})
+    probes = max((_probe_seconds(cast(core.ProbeArgs | None, c.startup_probe))
+                  + _probe_seconds(cast(core.ProbeArgs | None, c.readiness_probe)) for c in main), default=0)
+    return images * IMAGE_PULL_ALLOWANCE_SECONDS + probes
+
+
+def rollout_timeouts(pod: core.PodSpecArgs, update_batches: int) -> pulumi.CustomTimeouts:
+    """The await budget of a Deployment or DaemonSet: on create every pod starts at once, on update
+    `update_batches` rounds of pods replace each other (replicas / maxUnavailable)."""
+    ready = pod_ready_within(pod)
+    return await_timeouts(ready, ready * max(1, update_batches))
 
 
 def spread_by_host(selector: Mapping[str, str]) -> core.AffinityArgs:

@@ -6,10 +6,6 @@ kubernetes1.NN-systemd (control-plane units), kubernetes1.NN-client, cri-o1.NN, 
 keys never appear here: each node fetches its own from SSM Parameter Store at boot
 (atomic-fetch-pki).
 
-The files that are the same on every node of every stack (those shipped verbatim from node/files/,
-the node's programs, units and drop-ins, read and reviewed there; and cAdvisor's unit, made of pins)
-are written gzip+base64 (cloud-init's `encoding: gz+b64`): that keeps the largest cluster's
-user-data inside EC2's 16 KB. Everything rendered per stack stays plain text.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import gzip
 import yaml
 
 from components.facts import USER_DATA_LIMIT
-from components.node.control_plane import render_apiserver, render_controller_manager, render_scheduler
+from components.node.control_plane import AUDIT_POLICY, render_apiserver, render_controller_manager, render_scheduler
 from components.node.etcd import render_etcd_conf
 from components.node.etcd_backup import (
     BACKUP_ENV,
@@ -32,7 +28,7 @@ from components.node.etcd_backup import (
     render_backup_env,
     render_backup_timer,
 )
-from components.node.formats import SafeDumper, is_shipped, shipped
+from components.node.formats import SafeDumper, shipped
 from components.node.kubernetes import render_kube_config, render_node_kubeconfig
 from components.node.layout import ClusterLayout, LayoutError, NodeSpec
 from components.node.pod_network import (
@@ -63,8 +59,6 @@ from components.node.worker import (
 
 FETCH_SCRIPT = "/usr/local/sbin/atomic-fetch-pki"
 IDENTITY_SCRIPT = "/usr/local/sbin/atomic-kubelet-identity"
-COMPRESSED = "gz+b64"
-DEFAULT_MODE = "0644"
 
 
 def packages(layout: ClusterLayout, node: NodeSpec) -> list[str]:
@@ -112,10 +106,13 @@ def node_files(layout: ClusterLayout, node: NodeSpec,
             "/etc/kubernetes/apiserver": (render_apiserver(layout, node), "0644"),
             "/etc/kubernetes/controller-manager": (render_controller_manager(layout, node), "0644"),
             "/etc/kubernetes/scheduler": (render_scheduler(layout, node), "0644"),
+            AUDIT_POLICY: (shipped(AUDIT_POLICY), "0644"),
+            # Kubeconfigs 0600 root here; atomic-fetch-pki hands them to the kube group (0640) once
+            # the packages have created it.
             "/etc/kubernetes/controller-manager.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-controller-manager", "controller-manager"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-controller-manager", "controller-manager"), "0600"),
             "/etc/kubernetes/scheduler.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-scheduler", "scheduler"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-scheduler", "scheduler"), "0600"),
         })
         units: tuple[str, ...] = CONTROL_PLANE_UNITS
     else:
@@ -123,10 +120,10 @@ def node_files(layout: ClusterLayout, node: NodeSpec,
             "/etc/kubernetes/kubelet": (render_kubelet(layout, node), "0644"),
             "/etc/kubernetes/kubelet.yaml": (render_kubelet_config(layout, node), "0644"),
             "/etc/kubernetes/kubelet.kubeconfig":
-                (render_node_kubeconfig(layout, f"system:node:{node.name}", "kubelet"), "0644"),
+                (render_node_kubeconfig(layout, f"system:node:{node.name}", "kubelet"), "0600"),
             "/etc/kubernetes/proxy": (render_proxy(layout, node), "0644"),
             "/etc/kubernetes/kube-proxy.kubeconfig":
-                (render_node_kubeconfig(layout, "system:kube-proxy", "kube-proxy"), "0644"),
+                (render_node_kubeconfig(layout, "system:kube-proxy", "kube-proxy"), "0600"),
             CNI_CONFLIST: (render_cni_conflist(layout, node), "0644"),
             CRIO_DROPIN: (shipped(CRIO_DROPIN), "0644"),
             IDENTITY_SCRIPT: (shipped(IDENTITY_SCRIPT), "0755"),
@@ -146,23 +143,6 @@ def node_files(layout: ClusterLayout, node: NodeSpec,
     if layout.enable_cadvisor:
         files[CADVISOR_UNIT_PATH] = (render_cadvisor_unit(), "0644")
     return files
-
-
-def _static(path: str, content: str) -> bool:
-    """The same bytes on every node of every stack: a shipped file, or cAdvisor's unit (it names only pins)."""
-    return is_shipped(path, content) or (path == CADVISOR_UNIT_PATH and content == render_cadvisor_unit())
-
-
-def _write_file(path: str, content: str, mode: str) -> dict[str, str]:
-    # cloud-init writes 0644 unless told otherwise (its write_files default)
-    entry = {"path": path, **({"permissions": mode} if mode != DEFAULT_MODE else {})}
-    if not _static(path, content):
-        return {**entry, "content": content}
-    # mtime 0: the same file gives the same bytes, so user-data changes only when the file does.
-    packed = base64.b64encode(gzip.compress(content.encode(), compresslevel=9, mtime=0)).decode()
-    if len(packed) >= len(content.encode()):  # a small file does not shrink
-        return {**entry, "content": content}
-    return {**entry, "encoding": COMPRESSED, "content": packed}
 
 
 def cloud_config(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | None = None) -> dict[str, object]:
@@ -186,7 +166,7 @@ def cloud_config(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | N
         "preserve_hostname": False,
         "package_update": True,
         "packages": packages(layout, node),
-        "write_files": [_write_file(path, content, mode)
+        "write_files": [{"path": path, "permissions": mode, "content": content}
                         for path, (content, mode) in node_files(layout, node, backup).items()],
         "runcmd": runcmd,
     }
@@ -205,10 +185,28 @@ _BlockDumper.add_representer(str, _str_representer)
 
 
 def render_user_data(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | None = None) -> str:
-    """The node's #cloud-config; raises LayoutError above EC2's 16 KB user-data limit."""
-    text = "#cloud-config\n" + yaml.dump(cloud_config(layout, node, backup), Dumper=_BlockDumper, sort_keys=False,
+    """The node's #cloud-config, as cloud-init reads it once decompressed."""
+    return "#cloud-config\n" + yaml.dump(cloud_config(layout, node, backup), Dumper=_BlockDumper, sort_keys=False,
                                          width=1000)
-    size = len(text.encode())
-    if size > USER_DATA_LIMIT:
-        raise LayoutError(f"user-data of {node.name} is {size} bytes; EC2 allows {USER_DATA_LIMIT}")
-    return text
+
+
+def compress_user_data(text: str) -> bytes:
+    """gzip, which cloud-init recognises by its magic bytes and decompresses before reading the
+    #cloud-config. mtime=0 keeps the bytes a function of the text alone: the same user-data never
+    shows as a change (a change stops and starts the instance)."""
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
+def decompress_user_data(encoded: str) -> str:
+    """The #cloud-config inside user_data_base64 (what the preview, the tests and the policy read)."""
+    return gzip.decompress(base64.b64decode(encoded)).decode()
+
+
+def render_user_data_base64(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | None = None) -> str:
+    """What EC2 is given (aws.ec2.Instance user_data_base64): the #cloud-config gzip-compressed.
+    Raises LayoutError above EC2's 16 KB limit, which applies to the bytes before base64."""
+    compressed = compress_user_data(render_user_data(layout, node, backup))
+    if len(compressed) > USER_DATA_LIMIT:
+        raise LayoutError(f"user-data of {node.name} is {len(compressed)} bytes compressed; "
+                          f"EC2 allows {USER_DATA_LIMIT}")
+    return base64.b64encode(compressed).decode()

@@ -25,12 +25,6 @@ def shipped(target: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def is_shipped(target: str, content: str) -> bool:
-    """Whether `content` is the shipped file for `target` as it is (not something rendered in its place)."""
-    path = SHIPPED_DIR / target.lstrip("/")
-    return target.startswith("/") and path.is_file() and shipped(target) == content
-
-
 def env_file(title: str, entries: list[tuple[str, str, str]]) -> str:
     """A systemd EnvironmentFile: a comment per setting says why it has this value."""
     lines = [f"# {title} (rendered by atomic-mysql)"]

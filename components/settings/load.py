@@ -1,38 +1,71 @@
 """Read and check every setting of one stack: the only reader of `pulumi.Config`.
 
 Every value is checked here, before any resource is registered, and a bad value stops the
-program with one line naming the key, the value and what is allowed. Defaults live only in
-`Pulumi.yaml` (the Pulumi CLI applies them, and so does the offline harness), so project keys
-are read as required: a missing key means Pulumi.yaml and this module disagree, which is a bug,
-not a user error. What comes out is the plain data of settings/schema.py.
+program with one line naming the key, the value (escaped and cut short, see rules.shown) and
+what is allowed. Defaults live only in `Pulumi.yaml` (the Pulumi CLI applies them, and so does
+the offline harness), so project keys are read as required: a missing key means Pulumi.yaml and
+this module disagree, which is a bug, not a user error. What comes out is the plain data of
+settings/schema.py; the rules themselves are plain functions in settings/rules.py.
+
+Beyond each value on its own, this module refuses what the engine would otherwise accept in
+silence: a key nobody reads (a typo), a secret stored in plain text, and settings that
+contradict each other. docs/settings.md lists the rules and where each limit comes from.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import ipaddress
 import json
+import math
 import re
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TypeVar
 
 import pulumi
-from pulumi.runtime.config import get_config
+import yaml
+from pulumi.runtime.config import CONFIG, get_config, get_config_env, is_config_secret
 
 from components.facts import (
+    EBS_DATA_STORAGE_CLASS,
     EBS_STORAGE_CLASS,
+    GP3_IOPS,
+    GP3_THROUGHPUT_MIBS,
+    GUESTBOOK_OBJECT_NAMES,
     MAX_ZONES,
+    MYSQL_OBJECT_SUFFIXES,
+    NAMESPACE_OBJECT_NAMES,
     NODE_PORT_RANGE,
     PODMAN_BRIDGE,
     PROJECT,
+    SECURITY_GROUP_RULE_QUOTA,
+    admin_exposure_problem,
     base_tags,
+    cluster_id,
+    gp3_problem,
     node_slot_problem,
+    quantity_value,
     zone_blocks,
 )
-from components.pins import ENGINE_VERSIONS, FEDORA_RELEASES, KUBERNETES_VERSIONS
+from components.pins import (
+    EBS_CSI_DRIVER_IMAGE,
+    EBS_CSI_GP3_MAX_IOPS,
+    ENGINE_VERSIONS,
+    FEDORA_RELEASES,
+    KUBERNETES_VERSIONS,
+)
+from components.settings import rules
+from components.settings.rules import RuleError, shown
 from components.settings.schema import (
     AddonSettings,
     AutoscalerSettings,
+    CloneSettings,
     ClusterMode,
     ClusterSettings,
+    DataVolumeSettings,
     Engine,
     EtcdBackupSettings,
     ExistingClusterSettings,
@@ -49,39 +82,32 @@ from components.settings.schema import (
     StackSettings,
 )
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _INSTANCE_TYPE = re.compile(
     r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|metal|[0-9]*xlarge)(-[0-9]+xl)?$"
 )
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _VPC_ID = re.compile(r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")
 _SUBNET_ID = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
-_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
-_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
-_BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_BANDWIDTH = re.compile(r"^[0-9]+(k|M|G)$")
+_REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-[0-9]$")
 _INT_OR_PERCENT = re.compile(r"^(0|[1-9][0-9]*)%?$")
-# name[:tag] or name@sha256:digest, with an optional registry host.
-_IMAGE = re.compile(
-    r"^(?P<repo>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*)"
-    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
+_OWNER = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
 
-_QUANTITY_FACTORS = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
+# Optional secrets: deliberately not declared in Pulumi.yaml (a declared secret without a
+# default is mandatory), set with `pulumi config set --secret`.
+PASSWORD_SETTINGS = ("mysqlRootPassword", "mysqlReplicationPassword", "mysqlBackupPassword", "mysqlVerifyPassword")
+SECRET_SETTINGS = (*PASSWORD_SETTINGS, "kubeconfig")
+PROJECT_FILE = Path(__file__).resolve().parents[2] / "Pulumi.yaml"
+# Provider packages whose default provider this program uses: their own config keys are valid.
+PROVIDER_PACKAGES = {"aws": "pulumi_aws", "tls": "pulumi_tls", "random": "pulumi_random"}
+# A default provider's inputs are its package's config, and the engine itself reads these from
+# them (pulumi/pulumi pkg/resource/deploy/providers: GetProviderVersion, GetProviderDownloadURL).
+ENGINE_PROVIDER_KEYS = frozenset({"version", "pluginDownloadURL"})
+# The engine's own namespace (pulumi:disable-default-providers and the like).
+ENGINE_NAMESPACE = "pulumi"
+# Every Kubernetes resource names its provider (Pulumi.yaml disables the default one), so no
+# kubernetes:* key is ever read; these are what was probably meant.
+_KUBERNETES_INSTEAD = {"kubeconfig": "kubeconfig", "context": "kubeContext", "renderYamlToDirectory": "renderYamlTo"}
+KUBECONFIG_MAX_BYTES = 1 << 20
 
 
 class SettingsError(pulumi.RunError):
@@ -92,6 +118,114 @@ class SettingsError(pulumi.RunError):
 
 
 T = TypeVar("T")
+
+
+def _line(key: str, value: object, allowed: str) -> SettingsError:
+    return SettingsError(f"config {shown(key)}={shown(value)}: {allowed}")
+
+
+def _secret_line(key: str, allowed: str) -> SettingsError:
+    return SettingsError(f"config {shown(key)}=[secret]: {allowed}")
+
+
+# --------------------------------------------------------------------------
+# Every key the program was given
+# --------------------------------------------------------------------------
+
+
+def config_keys() -> set[str]:
+    """Every config key the engine handed the program, read or not.
+
+    pulumi.Config only answers for keys it is asked about, so a typo would pass unseen. Under
+    `pulumi up` the language host puts the whole config map, every stack-file key included, in
+    PULUMI_CONFIG (pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go), and
+    pulumi-language-python-exec loads it into pulumi.runtime.config.CONFIG with
+    `set_all_config(get_config_env(), get_config_secret_keys_env())` before running the program
+    (sdk/python/cmd/pulumi-language-python-exec). The mocks and the offline harness fill the
+    same map with set_all_config. Both are read, so either path is seen.
+    """
+    return set(CONFIG.get()) | set(get_config_env())
+
+
+@functools.cache
+def declared_settings() -> frozenset[str]:
+    """The project's settings: every key of Pulumi.yaml's config block, and the optional secrets."""
+    data = yaml.load(PROJECT_FILE.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    names = {key.split(":", 1)[-1] for key in data["config"] if ":" not in key or key.startswith(f"{PROJECT}:")}
+    return frozenset(names | set(SECRET_SETTINGS))
+
+
+def _camel(snake: str) -> str:
+    first, *rest = snake.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@functools.cache
+def provider_settings(namespace: str) -> frozenset[str]:
+    """The config keys of a provider package, from its SDK: its ProviderArgs are generated from
+    the same schema as its `<namespace>:<key>` stack configuration."""
+    module = importlib.import_module(PROVIDER_PACKAGES[namespace])
+    parameters = inspect.signature(module.ProviderArgs.__init__).parameters
+    own = {_camel(name) for name in parameters if not name.startswith("_") and name != "self"}
+    return frozenset(own | ENGINE_PROVIDER_KEYS)
+
+
+def _unknown_key_problem(key: str) -> str | None:
+    namespace, sep, name = key.partition(":")
+    if not sep or not namespace or not name:
+        return "is not a config key: expected <namespace>:<name>, e.g. atomic-mysql:minionCount"
+    if namespace == PROJECT:
+        if name in declared_settings():
+            return None
+        guess = rules.closest(name, declared_settings())
+        hint = f"did you mean {guess}?" if guess else "the settings are listed in Pulumi.yaml and the README"
+        return f"{PROJECT} has no setting {shown(name)}: {hint}"
+    if namespace == ENGINE_NAMESPACE:
+        return None
+    if namespace == "kubernetes":
+        instead = _KUBERNETES_INSTEAD.get(name)
+        where = f"{PROJECT}:{instead}" if instead else f"{PROJECT}:kubeconfig, kubeContext or renderYamlTo"
+        return ("is never read: every Kubernetes resource uses the program's own provider"
+                f" (pulumi:disable-default-providers); use {where}")
+    if namespace in PROVIDER_PACKAGES:
+        if name == "region" and namespace == "aws":  # always valid; spares importing the SDK
+            return None
+        known = provider_settings(namespace)
+        if name in known:
+            return None
+        guess = rules.closest(name, known)
+        hint = f"did you mean {namespace}:{guess}?" if guess else f"its keys are: {', '.join(sorted(known)) or 'none'}"
+        return f"the {namespace} provider has no setting {shown(name)}: {hint}"
+    namespaces = (PROJECT, *PROVIDER_PACKAGES, ENGINE_NAMESPACE)
+    guess = rules.closest(namespace, namespaces)
+    if guess == PROJECT:
+        setting = rules.closest(name, declared_settings()) or name
+        hint = f"did you mean {PROJECT}:{setting}?"
+    else:
+        hint = f"did you mean {guess}:{name}?" if guess else f"it reads {', '.join(f'{n}:' for n in namespaces)}"
+    return f"no part of this program reads namespace {shown(namespace)}: {hint}"
+
+
+def _refuse_unknown_keys(keys: Iterable[str]) -> None:
+    problems = [(key, problem) for key in sorted(keys) if (problem := _unknown_key_problem(key)) is not None]
+    if not problems:
+        return
+    key, problem = problems[0]
+    more = f" ({len(problems) - 1} more unknown keys)" if len(problems) > 1 else ""
+    if is_config_secret(key):
+        raise _secret_line(key, problem + more)
+    raise _line(key, get_config(key), problem + more)
+
+
+def _refuse_plaintext_secrets(stack: str) -> None:
+    """A secret set without --secret sits in the stack file (and its history) in plain text."""
+    for name in SECRET_SETTINGS:
+        key = f"{PROJECT}:{name}"
+        if get_config(key) is None or is_config_secret(key):
+            continue
+        command = f"pulumi config set --secret --stack {stack} {name}"
+        how = f"`{command} < path/to/kubeconfig`" if name == "kubeconfig" else f"`{command}` (it prompts for the value)"
+        raise _secret_line(key, f"is stored in plain text: encrypt it with {how}, and treat the old value as leaked")
 
 
 # --------------------------------------------------------------------------
@@ -110,8 +244,7 @@ class _Reader:
         return f"{self.namespace}:{name}"
 
     def fail(self, name: str, value: object, allowed: str) -> SettingsError:
-        shown = value if isinstance(value, str) else json.dumps(value)
-        return SettingsError(f"config {self.key(name)}={shown!s}: {allowed}")
+        return _line(self.key(name), value, allowed)
 
     def raw(self, name: str) -> str:
         value = self._config.get(name)
@@ -119,6 +252,10 @@ class _Reader:
             raise SettingsError(
                 f"config {self.key(name)} is missing: it must be declared with a default in Pulumi.yaml"
             )
+        if value != value.strip():
+            # A pasted line break or space would otherwise vanish here and reappear wherever the
+            # raw value is used next; the value is refused as typed instead.
+            raise self.fail(name, value, "must not begin or end with a space, tab or line break: give the value alone")
         return value
 
     def optional(self, name: str) -> str | None:
@@ -128,7 +265,7 @@ class _Reader:
 
     def string(self, name: str, pattern: re.Pattern[str] | None = None, allowed: str = "") -> str:
         value = self.raw(name).strip()
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise self.fail(name, value, allowed)
         return value
 
@@ -140,14 +277,14 @@ class _Reader:
         raise self.fail(name, value, "allowed values are " + ", ".join(str(o) for o in options))
 
     def boolean(self, name: str) -> bool:
-        value = self.raw(name).strip().lower()
+        value = self.raw(name).strip()
         if value not in ("true", "false"):
             raise self.fail(name, value, "allowed values are true, false")
         return value == "true"
 
     def integer(self, name: str, low: int, high: int, *, odd: bool = False) -> int:
         value = self.raw(name).strip()
-        if not re.fullmatch(r"-?[0-9]+", value) or not low <= int(value) <= high:
+        if not re.fullmatch(r"-?[0-9]{1,9}", value) or not low <= int(value) <= high:
             raise self.fail(name, value, f"must be a whole number from {low} to {high}")
         number = int(value)
         if odd and number % 2 == 0:
@@ -164,61 +301,116 @@ class _Reader:
             raise self.fail(name, value, 'must be a list of strings, e.g. ["203.0.113.0/24"]')
         return tuple(parsed)
 
-    def secret(self, name: str) -> pulumi.Output[str] | None:
-        """An optional secret; set but empty is refused here, before anything is registered."""
-        raw = get_config(self.key(name))  # read without revealing it, only to see it is not blank
-        if raw is not None and not str(raw).strip():
-            raise SettingsError(
-                f"config {self.key(name)}=[secret]: must not be empty; unset it (pulumi config rm) to generate one"
-            )
+    def password(self, name: str) -> pulumi.Output[str] | None:
+        """An optional password, checked on its plain value as soon as it is read, and kept secret.
+
+        Under `pulumi up` the engine hands the program every secret decrypted (it is in the
+        config map the program reads); only the Output built here carries it on, as a secret.
+        """
+        raw = get_config(self.key(name))
+        if raw is None:
+            return None
+        if not str(raw).strip():
+            raise _secret_line(self.key(name), f"must not be empty; unset it (pulumi config rm {name}) to generate one")
+        problem = rules.password_problem(str(raw))
+        if problem is not None:
+            raise _secret_line(self.key(name), problem)
+        return self._config.get_secret(name)
+
+    def kubeconfig(self, name: str) -> pulumi.Output[str] | None:
+        raw = get_config(self.key(name))
+        if raw is None:
+            return None
+        text = str(raw)
+        if not text.strip() or "\0" in text or len(text.encode()) > KUBECONFIG_MAX_BYTES:
+            raise _secret_line(self.key(name), "must be the text of a kubeconfig file (not empty, no NUL, at most"
+                               " 1 MiB); unset it (pulumi config rm kubeconfig) to use the ambient one")
         return self._config.get_secret(name)
 
 
-def _network(reader: _Reader, name: str, value: str) -> ipaddress.IPv4Network:
+def _network(reader: _Reader, name: str, value: object) -> ipaddress.IPv4Network:
     try:
-        return ipaddress.IPv4Network(value, strict=True)
-    except ValueError:
-        raise reader.fail(name, value, "must be an IPv4 CIDR with no host bits set, e.g. 10.0.0.0/16") from None
+        return rules.cidr(value)
+    except RuleError as error:
+        raise reader.fail(name, value, str(error)) from None
 
 
 def _cidr(reader: _Reader, name: str) -> ipaddress.IPv4Network:
     return _network(reader, name, reader.raw(name).strip())
 
 
-def quantity_value(text: str) -> float:
-    """The numeric value of a Kubernetes byte quantity such as `10Gi`."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text)
-    if not match or match.group(2) not in _QUANTITY_FACTORS:
-        raise ValueError(text)
-    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+def _aws_block(reader: _Reader, name: str) -> ipaddress.IPv4Network:
+    """A VPC or subnet block: AWS takes /16 to /28, and the cluster's is private address space."""
+    net = _cidr(reader, name)
+    widest, narrowest = rules.AWS_BLOCK_PREFIXES
+    if not widest <= net.prefixlen <= narrowest:
+        raise reader.fail(name, str(net), f"AWS allows a block from /{widest} to /{narrowest}, e.g. 10.0.0.0/16")
+    if not rules.is_private(net, shared=False):
+        raise reader.fail(name, str(net), "must be private (RFC 1918) address space: inside 10.0.0.0/8,"
+                          " 172.16.0.0/12 or 192.168.0.0/16")
+    return net
 
 
-def cpu_millis(text: str) -> float:
-    return float(text[:-1]) if text.endswith("m") else float(text) * 1000
+def _virtual_range(reader: _Reader, name: str) -> ipaddress.IPv4Network:
+    """The Service or pod range: addresses only the cluster routes, so never public ones (they
+    would shadow real hosts) nor link-local ones (169.254.169.254 is the instance metadata)."""
+    net = _cidr(reader, name)
+    if not rules.is_private(net, shared=True):
+        raise reader.fail(name, str(net), "must be private address space: inside 10.0.0.0/8, 172.16.0.0/12,"
+                          " 192.168.0.0/16 or 100.64.0.0/10 (never public, link-local or multicast)")
+    return net
 
 
-def _bytes(reader: _Reader, name: str, minimum: str) -> str:
+def _sources(reader: _Reader, name: str, cidrs: tuple[str, ...], allow_world: bool) -> None:
+    """CIDRs that become one inbound rule each: prefixes written out, no repeats (two rules with
+    one name are one URN, which the engine refuses), none that cannot be a source."""
+    seen: dict[ipaddress.IPv4Network, str] = {}
+    for text in cidrs:
+        network = _network(reader, name, text)
+        if network in seen:
+            raise reader.fail(name, text, "is listed twice: list each CIDR once (each one becomes a rule"
+                              " named after it)")
+        seen[network] = text
+        problem = rules.source_problem(network)
+        if problem is not None:
+            raise reader.fail(name, text, problem)
+        if network.prefixlen == 0 and not allow_world:
+            raise reader.fail(name, text, "0.0.0.0/0 opens admin ports to the internet; set"
+                              " allowWorldAdminAccess=true to mean it")
+
+
+
+def _admin_exposure(reader: _Reader, cidrs: tuple[str, ...], allow_world: bool) -> None:
+    """Measured by address space, not by prefix: no set of pieces may add up to the internet."""
+    exposure = admin_exposure_problem(rules.cidr(c) for c in cidrs)
+    if exposure is not None and not allow_world:
+        raise reader.fail("adminCidrs", list(cidrs), f"{exposure}; list the networks admins connect from, or set"
+                          " allowWorldAdminAccess=true to mean it")
+
+
+def _bytes(reader: _Reader, name: str, minimum: str, maximum: str) -> str:
     value = reader.raw(name).strip()
-    if not _BYTES.match(value) or quantity_value(value) < quantity_value(minimum):
-        raise reader.fail(name, value, f"must be a Kubernetes quantity of at least {minimum}, e.g. 10Gi or 512Mi")
+    if (not rules.BYTES.fullmatch(value) or not quantity_value(minimum) <= quantity_value(value)
+            <= quantity_value(maximum)):
+        raise reader.fail(name, value, f"must be a Kubernetes quantity from {minimum} to {maximum}, e.g. 10Gi or 512Mi")
     return value
 
 
 def _cpu(reader: _Reader, name: str) -> str:
     value = reader.raw(name).strip()
-    if not _CPU.match(value) or cpu_millis(value) <= 0:
-        raise reader.fail(name, value, "must be a CPU quantity above zero, e.g. 250m or 1")
+    if not rules.CPU.fullmatch(value) or not 0 < rules.cpu_millis(value) <= rules.cpu_millis(rules.CPU_MAX):
+        raise reader.fail(name, value, f"must be a CPU quantity above zero and at most {rules.CPU_MAX}, e.g. 250m or 1")
     return value
 
 
 def _resources(reader: _Reader, prefix: str, min_memory: str = "32Mi") -> Resources:
     resources = Resources(
         cpu_request=_cpu(reader, f"{prefix}CpuRequest"),
-        memory_request=_bytes(reader, f"{prefix}MemoryRequest", min_memory),
+        memory_request=_bytes(reader, f"{prefix}MemoryRequest", min_memory, rules.MEMORY_MAX),
         cpu_limit=_cpu(reader, f"{prefix}CpuLimit"),
-        memory_limit=_bytes(reader, f"{prefix}MemoryLimit", min_memory),
+        memory_limit=_bytes(reader, f"{prefix}MemoryLimit", min_memory, rules.MEMORY_MAX),
     )
-    if cpu_millis(resources.cpu_limit) < cpu_millis(resources.cpu_request):
+    if rules.cpu_millis(resources.cpu_limit) < rules.cpu_millis(resources.cpu_request):
         raise reader.fail(
             f"{prefix}CpuLimit", resources.cpu_limit, f"must be at least {prefix}CpuRequest ({resources.cpu_request})"
         )
@@ -231,19 +423,35 @@ def _resources(reader: _Reader, prefix: str, min_memory: str = "32Mi") -> Resour
     return resources
 
 
-def _image(reader: _Reader, name: str, *, optional: bool = False) -> str | None:
+def _image(reader: _Reader, name: str) -> str:
     value = reader.raw(name).strip()
-    if optional and not value:
-        return None
-    match = _IMAGE.match(value)
-    if not match or not (match.group("tag") or match.group("digest")) or match.group("tag") == "latest":
-        raise reader.fail(name, value, "must be an image pinned by tag or digest (not 'latest'), e.g. redis:7.4.2")
+    try:
+        rules.image(value)
+    except RuleError as error:
+        raise reader.fail(name, value, str(error)) from None
+    return value
+
+
+def _product_image(reader: _Reader, name: str, default: str, what: str, engine: str, version: str) -> str:
+    """An override of a pinned image: the same product as the pin, at the set's version."""
+    value = reader.optional(name)
+    if value is None:
+        return default
+    try:
+        reference = rules.image(value)
+    except RuleError as error:
+        raise reader.fail(name, value, str(error)) from None
+    product = rules.image(default).name
+    problem = rules.product_problem(reference, product, version)
+    if problem is not None:
+        raise reader.fail(name, value, f"{what} for mysqlEngine={engine} mysqlVersion={version} {problem},"
+                          f" e.g. {default}")
     return value
 
 
 def _dns_label(reader: _Reader, name: str, max_length: int = 63) -> str:
     value = reader.raw(name).strip()
-    if len(value) > max_length or not _DNS_LABEL.match(value):
+    if len(value) > max_length or not rules.DNS_LABEL.fullmatch(value):
         raise reader.fail(
             name,
             value,
@@ -254,7 +462,8 @@ def _dns_label(reader: _Reader, name: str, max_length: int = 63) -> str:
 
 def _int_or_percent(reader: _Reader, name: str) -> int | str:
     value = reader.raw(name).strip()
-    if not _INT_OR_PERCENT.match(value) or (value.endswith("%") and int(value[:-1]) > 100):
+    if (not _INT_OR_PERCENT.fullmatch(value) or len(value) > 6
+            or (value.endswith("%") and int(value[:-1]) > 100)):
         raise reader.fail(name, value, "must be a whole number or a percentage from 0% to 100%, e.g. 1 or 25%")
     return value if value.endswith("%") else int(value)
 
@@ -279,22 +488,49 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
     default_image, default_backup = ENGINE_VERSIONS[engine][version]
     pvc_options: tuple[RetentionPolicy, ...] = ("Retain", "Delete")
     replicas = reader.integer("mysqlReplicas", 1, 9)
+    storage_class = reader.optional("mysqlStorageClass")
+    if storage_class is not None and (len(storage_class) > 253 or not rules.DNS_SUBDOMAIN.fullmatch(storage_class)):
+        raise reader.fail("mysqlStorageClass", storage_class, "must be a StorageClass name (an RFC 1123 subdomain:"
+                          " lowercase letters, digits, '-' and '.', at most 253 characters), or empty")
     return MysqlSettings(
         name=_dns_label(reader, "mysqlName", max_length=40),
         engine=engine,
         version=version,
         replicas=replicas,
-        image=_image(reader, "mysqlImage", optional=True) or default_image,
-        backup_image=_image(reader, "mysqlBackupImage", optional=True) or default_backup,
-        storage_size=_bytes(reader, "mysqlStorageSize", "1Gi"),
-        storage_class=reader.optional("mysqlStorageClass"),
+        image=_product_image(reader, "mysqlImage", default_image, "the server image", engine, version),
+        backup_image=_product_image(reader, "mysqlBackupImage", default_backup, "the clone/backup image",
+                                    engine, version),
+        storage_size=_bytes(reader, "mysqlStorageSize", "1Gi", rules.STORAGE_MAX),
+        storage_class=storage_class,
         resources=_resources(reader, "mysql", min_memory="256Mi"),
         anti_affinity=reader.choice("mysqlAntiAffinity", ("soft", "hard")),
         pvc_when_deleted=reader.choice("mysqlPvcWhenDeleted", pvc_options),
         pvc_when_scaled=reader.choice("mysqlPvcWhenScaled", pvc_options),
         pdb_max_unavailable=_pdb_max_unavailable(reader, replicas),
+        rollout_timeout=reader.integer("mysqlRolloutTimeout", 0, 7 * 24 * 3600) or None,
         protect=protect,
+        clone=_clone(reader),
+        apply_threads=reader.integer("mysqlReplicaApplyThreads", 1, 64),
     )
+
+
+def _clone(reader: _Reader) -> CloneSettings:
+    """The clone path's containers and threads; 0 threads = one per CPU of the container's limit."""
+    # --prepare runs with --use-memory=128M (CLONE_PREPARE_MEMORY) plus the tool's own overhead.
+    clone = _resources(reader, "mysqlClone", min_memory="256Mi")
+    sidecar = _resources(reader, "mysqlSidecar", min_memory="128Mi")
+    threads = reader.integer("mysqlCloneThreads", 0, 32)
+    return CloneSettings(
+        clone_resources=clone,
+        sidecar_resources=sidecar,
+        send_threads=threads or _cores(sidecar.cpu_limit),
+        receive_threads=threads or _cores(clone.cpu_limit),
+    )
+
+
+def _cores(cpu: str) -> int:
+    """Whole CPUs of a limit, rounded up: a 1500m container gets 2 threads, 250m gets 1."""
+    return max(1, math.ceil(rules.cpu_millis(cpu) / 1000))
 
 
 def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
@@ -310,21 +546,37 @@ def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
 
 
 def _mysql_secrets(reader: _Reader) -> MysqlSecrets:
-    return MysqlSecrets(
-        root_password=reader.secret("mysqlRootPassword"),
-        replication_password=reader.secret("mysqlReplicationPassword"),
-        backup_password=reader.secret("mysqlBackupPassword"),
-        verify_password=reader.secret("mysqlVerifyPassword"),
-    )
+    root, replication, backup, verify = (reader.password(name) for name in PASSWORD_SETTINGS)
+    return MysqlSecrets(root_password=root, replication_password=replication, backup_password=backup,
+                        verify_password=verify)
+
+
+@functools.cache
+def aws_regions() -> tuple[str, ...]:
+    """The regions the pinned AWS provider knows (its SDK's Region enum): the provider itself
+    refuses any other unless aws:skipRegionValidation is true."""
+    from pulumi_aws import Region
+
+    return tuple(region.value for region in Region)
 
 
 def _region(aws: pulumi.Config) -> str:
-    region = (aws.get("region") or "").strip()
-    if not _REGION.match(region):
-        raise SettingsError(
-            f"config aws:region={region}: must be an AWS region name, e.g. us-east-1 (pulumi config set aws:region ...)"
-        )
-    return region
+    region = aws.get("region") or ""
+    skip = (aws.get("skipRegionValidation") or "").lower() == "true"
+    if _REGION.fullmatch(region) and (skip or region in aws_regions()):
+        return region
+    guess = rules.closest(region, aws_regions()) if _REGION.fullmatch(region) or len(region) < 30 else None
+    hint = f"; did you mean {guess}?" if guess else ""
+    raise _line("aws:region", region, f"must be an AWS region name, one of the {len(aws_regions())} the AWS provider"
+                f" knows, e.g. us-east-1 (pulumi config set aws:region ...){hint}")
+
+
+def _zone(reader: _Reader, region: str) -> str | None:
+    zone = reader.optional("availabilityZone")
+    # A zone of the region (us-east-1a) or a Local Zone of it (us-east-1-bos-1a).
+    if zone is not None and not re.fullmatch(rf"{re.escape(region)}(-[a-z]+-[0-9]+)?[a-z]", zone):
+        raise reader.fail("availabilityZone", zone, f"must be a zone of aws:region {region}, e.g. {region}a, or empty")
+    return zone
 
 
 def _admin_cidrs(reader: _Reader, allow_world: bool) -> tuple[str, ...]:
@@ -334,26 +586,47 @@ def _admin_cidrs(reader: _Reader, allow_world: bool) -> tuple[str, ...]:
         raise reader.fail(
             "adminCidrs", [], 'clusterMode=aws needs at least the CIDR `pulumi up` runs from, e.g. ["203.0.113.7/32"]'
         )
-    for cidr in cidrs:
-        network = _network(reader, "adminCidrs", cidr)
-        if network.prefixlen == 0 and not allow_world:
-            raise reader.fail(
-                "adminCidrs",
-                cidr,
-                "0.0.0.0/0 opens admin ports to the internet; set allowWorldAdminAccess=true to mean it",
-            )
+    _sources(reader, "adminCidrs", cidrs, allow_world)
+    _admin_exposure(reader, cidrs, allow_world)
     return cidrs
 
 
+def _admin_rules_fit(reader: _Reader, cidrs: tuple[str, ...]) -> None:
+    """Each admin CIDR opens its ports on both node groups (components/aws/cluster.security_rules):
+    the API on the masters, SSH on both with sshFromAdminCidrs, plus Cockpit, cAdvisor and NodePorts
+    when enabled. AWS stops at SECURITY_GROUP_RULE_QUOTA inbound rules per group, mid-`up`."""
+    ssh, cockpit, cadvisor = (reader.boolean(n) for n in ("sshFromAdminCidrs", "enableCockpit", "enableCadvisor"))
+    nodeports = reader.boolean("enableNodePorts")
+    per_cidr = max(1 + ssh + cockpit + cadvisor, ssh + cockpit + cadvisor + nodeports, 1)
+    fixed = _FIXED_INGRESS_RULES + reader.boolean("instanceConnectEndpoint")
+    most = (SECURITY_GROUP_RULE_QUOTA - fixed) // per_cidr
+    if len(cidrs) > most:
+        raise reader.fail("adminCidrs", list(cidrs), f"lists {len(cidrs)} CIDRs; with {per_cidr} rules each"
+                          f" (sshFromAdminCidrs, enableCockpit, enableCadvisor, enableNodePorts) at most {most} fit"
+                          f" AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules per security group: merge them into"
+                          " wider blocks")
+
+
+# Inbound rules a node group holds whatever the admin CIDRs (cluster.security_rules and each
+# load balancer's targets rule), one more with the Instance Connect Endpoint (SSH from its group);
+# tests/components/settings checks the bound on the real graph.
+_FIXED_INGRESS_RULES = 5
+
+
 def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) -> ClusterSettings:
-    vpc = _cidr(reader, "vpcCidr")
-    subnet = _cidr(reader, "subnetCidr")
+    cluster_name = _dns_label(reader, "clusterName", max_length=24)
+    vpc = _aws_block(reader, "vpcCidr")
+    subnet = _aws_block(reader, "subnetCidr")
     if not subnet.subnet_of(vpc):
         raise reader.fail("subnetCidr", str(subnet), f"must lie inside vpcCidr {vpc}")
     master_count = reader.integer("masterCount", 1, 3, odd=True)
     minion_count = reader.integer("minionCount", 1, 500)
-    service = _cidr(reader, "serviceCidr")
-    pod = _cidr(reader, "podCidr")
+    service = _virtual_range(reader, "serviceCidr")
+    widest, narrowest = rules.SERVICE_WIDEST_PREFIX, rules.SERVICE_NARROWEST_PREFIX
+    if not widest <= service.prefixlen <= narrowest:
+        raise reader.fail("serviceCidr", str(service), f"must be /{widest} (kube-apiserver's largest) to /{narrowest}"
+                          " (room for the API Service's .1 and cluster DNS's .10)")
+    pod = _virtual_range(reader, "podCidr")
     for name, net in (("serviceCidr", service), ("podCidr", pod)):
         if net.overlaps(vpc):
             raise reader.fail(name, str(net), f"must not overlap vpcCidr {vpc}")
@@ -372,9 +645,9 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
     _no_podman_overlap(reader, (("vpcCidr", vpc), ("serviceCidr", service), ("podCidr", pod)))
     existing_vpc = reader.optional("existingVpcId")
     existing_subnet = reader.optional("existingSubnetId")
-    if existing_vpc and not _VPC_ID.match(existing_vpc):
+    if existing_vpc and not _VPC_ID.fullmatch(existing_vpc):
         raise reader.fail("existingVpcId", existing_vpc, "must be a VPC id such as vpc-0123456789abcdef0, or empty")
-    if existing_subnet and not _SUBNET_ID.match(existing_subnet):
+    if existing_subnet and not _SUBNET_ID.fullmatch(existing_subnet):
         raise reader.fail(
             "existingSubnetId", existing_subnet, "must be a subnet id such as subnet-0123456789abcdef0, or empty"
         )
@@ -387,15 +660,18 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
                           "an existing subnet is one zone of public nodes: set privateNodes=false and at most one "
                           "availabilityZones entry")
     ami = reader.optional("amiId")
-    if ami and not _AMI.match(ami):
+    if ami and not _AMI.fullmatch(ami):
         raise reader.fail(
             "amiId", ami, "must be an AMI id such as ami-0123456789abcdef0, or empty to look up Fedora Cloud"
         )
+    key_name = reader.optional("keyName")
+    if key_name is not None and not rules.KEY_NAME.fullmatch(key_name):
+        raise reader.fail("keyName", key_name, "must be an EC2 key pair name: 1-255 ASCII letters, digits and"
+                          " ._+=@- (no spaces or quotes), or empty for no key pair")
     allow_world = reader.boolean("allowWorldAdminAccess")
     admin_cidrs = _admin_cidrs(reader, allow_world)
-    zone = reader.optional("availabilityZone")
-    if zone and not zone.startswith(region):
-        raise reader.fail("availabilityZone", zone, f"must be a zone of aws:region {region}, e.g. {region}a")
+    _admin_rules_fit(reader, admin_cidrs)
+    zone = _zone(reader, region)
     if zone and zones:
         raise reader.fail("availabilityZone", zone, "set availabilityZones or availabilityZone, not both "
                           f"(availabilityZones[0]={zone} says the same)")
@@ -405,7 +681,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
                           "private nodes have no public address, so kubectl and `pulumi up` reach the API only "
                           "through its load balancer: set apiLoadBalancer=true, or privateNodes=false")
     return ClusterSettings(
-        name=_dns_label(reader, "clusterName", max_length=24),
+        name=cluster_name,
         region=region,
         vpc_cidr=str(vpc),
         subnet_cidr=str(subnet),
@@ -423,7 +699,7 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         root_volume_gb=reader.integer("rootVolumeGb", 20, 1024),
         ami_id=ami,
         fedora_release=reader.choice("fedoraRelease", FEDORA_RELEASES),
-        key_name=reader.optional("keyName"),
+        key_name=key_name,
         admin_cidrs=admin_cidrs,
         allow_world_admin=allow_world,
         enable_cockpit=reader.boolean("enableCockpit"),
@@ -436,6 +712,8 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         addons=_addons(reader, minion_count),
         frontend_lb=_frontend_lb(reader, admin_cidrs),
         api_load_balancer=api_load_balancer,
+        ready_timeout=reader.integer("clusterReadyTimeout", 60, 4 * 3600),
+        cluster_id=cluster_id(pulumi.get_stack(), cluster_name),
         tags=tags,
         zones=zones,
         private_nodes=private_nodes,
@@ -471,7 +749,7 @@ def _zones(reader: _Reader, region: str, master_count: int) -> tuple[str, ...]:
 def _private_subnet(reader: _Reader, vpc: ipaddress.IPv4Network, public: ipaddress.IPv4Network,
                     zones: int) -> ipaddress.IPv4Network:
     """The first zone's private subnet: with every zone's block inside the VPC and clear of the public ones."""
-    private = _cidr(reader, "privateSubnetCidr")
+    private = _aws_block(reader, "privateSubnetCidr")
     _zone_blocks_fit(reader, vpc, "privateSubnetCidr", private, zones)
     private_blocks, public_blocks = zone_blocks(private, zones), zone_blocks(public, zones)
     clash = next((b for b in private_blocks if any(b.overlaps(p) for p in public_blocks)), None)
@@ -485,9 +763,12 @@ def _zone_blocks_fit(reader: _Reader, vpc: ipaddress.IPv4Network, name: str, fir
                      zones: int) -> None:
     """Each zone takes the block of `first`'s size after the previous zone's: all must be in the VPC."""
     blocks = zone_blocks(first, zones)
-    if not all(block.subnet_of(vpc) for block in blocks):
-        raise reader.fail(name, str(first), f"must leave room inside vpcCidr {vpc} for {zones} zone blocks "
-                          f"of its size ({', '.join(str(b) for b in blocks)})")
+    if all(block.subnet_of(vpc) for block in blocks):
+        return
+    if zones == 1:
+        raise reader.fail(name, str(first), f"must lie inside vpcCidr {vpc}")
+    raise reader.fail(name, str(first), f"must leave room inside vpcCidr {vpc} for {zones} zone blocks "
+                      f"of its size ({', '.join(str(b) for b in blocks)})")
 
 
 def _nat_gateways(reader: _Reader) -> NatGateways:
@@ -516,17 +797,36 @@ def _addons(reader: _Reader, minion_count: int) -> AddonSettings:
         volume_reclaim_policy=reader.choice("volumeReclaimPolicy", ("Retain", "Delete")),
         metrics_server=reader.boolean("enableMetricsServer"),
         ebs_controller_replicas=min(2, minion_count),
+        data_volume=_data_volume(reader),
+        minions=minion_count,
     )
+
+
+def _data_volume(reader: _Reader) -> DataVolumeSettings:
+    """gp3's own ranges here; the ratios to mysqlStorageSize in _fits_the_cluster."""
+    driver = EBS_CSI_DRIVER_IMAGE.rsplit(":", 1)[1]
+    iops_low, iops_high = GP3_IOPS[0], min(GP3_IOPS[1], EBS_CSI_GP3_MAX_IOPS)
+    iops = reader.raw("mysqlVolumeIops").strip()
+    if not re.fullmatch(r"[0-9]+", iops) or not iops_low <= int(iops) <= iops_high:
+        cap = "" if iops_high == GP3_IOPS[1] else \
+            f"; gp3 takes up to {GP3_IOPS[1]}, the pinned EBS CSI driver {driver} requests at most {iops_high}"
+        raise reader.fail("mysqlVolumeIops", iops, f"must be a whole number from {iops_low} to {iops_high}{cap}")
+    low, high = GP3_THROUGHPUT_MIBS
+    throughput = reader.raw("mysqlVolumeThroughput").strip()
+    if not re.fullmatch(r"[0-9]+", throughput) or not low <= int(throughput) <= high:
+        raise reader.fail("mysqlVolumeThroughput", throughput,
+                          f"must be a whole number of MiB/s from {low} to {high} (gp3's range)")
+    return DataVolumeSettings(storage_class=EBS_DATA_STORAGE_CLASS, iops=int(iops), throughput_mibs=int(throughput))
 
 
 def _frontend_lb(reader: _Reader, admin_cidrs: tuple[str, ...]) -> FrontendLbSettings | None:
     if reader.raw("frontendServiceType").strip() != "LoadBalancer" or not reader.boolean("guestbookEnabled"):
         return None
     cidrs = reader.string_list("frontendSourceCidrs")
-    for cidr in cidrs:
-        _network(reader, "frontendSourceCidrs", cidr)
-    if len(set(cidrs)) != len(cidrs):
-        raise reader.fail("frontendSourceCidrs", list(cidrs), "must not list a CIDR twice")
+    _sources(reader, "frontendSourceCidrs", cidrs, allow_world=True)
+    if len(cidrs) > SECURITY_GROUP_RULE_QUOTA:
+        raise reader.fail("frontendSourceCidrs", list(cidrs), f"lists {len(cidrs)} CIDRs; the load balancer's group"
+                          f" holds at most {SECURITY_GROUP_RULE_QUOTA} inbound rules: merge them into wider blocks")
     return FrontendLbSettings(
         node_port=reader.integer("frontendNodePort", *NODE_PORT_RANGE),
         listen_port=reader.integer("frontendListenPort", 1, 65535),
@@ -546,12 +846,37 @@ def _no_podman_overlap(reader: _Reader, networks: tuple[tuple[str, ipaddress.IPv
             )
 
 
+def _only_for_existing(reader: _Reader) -> None:
+    """The aws cluster brings its own kubeconfig and applies to itself: these would be ignored."""
+    for name in ("kubeContext", "renderYamlTo"):
+        value = reader.optional(name)
+        if value is not None:
+            raise reader.fail(name, value, "is used only with clusterMode=existing (clusterMode=aws deploys onto the"
+                              " cluster it builds): set it empty, or clusterMode=existing")
+    if get_config(reader.key("kubeconfig")) is not None:
+        raise _secret_line(reader.key("kubeconfig"), "is used only with clusterMode=existing (clusterMode=aws uses the"
+                           " kubeconfig of the cluster it builds): pulumi config rm kubeconfig")
+
+
 def _existing(reader: _Reader) -> ExistingClusterSettings:
-    return ExistingClusterSettings(
-        kubeconfig=reader.secret("kubeconfig"),
-        context=reader.optional("kubeContext"),
-        render_yaml_to=reader.optional("renderYamlTo"),
-    )
+    context = reader.optional("kubeContext")
+    if context is not None and (len(context) > 253 or not rules.printable_line(context)):
+        raise reader.fail("kubeContext", context, "must be the name of a context in the kubeconfig: one line of at"
+                          " most 253 printable characters, or empty for its current context")
+    render_to = reader.optional("renderYamlTo")
+    if render_to is not None and (len(render_to) > 200 or not rules.RELATIVE_PATH.fullmatch(render_to)):
+        raise reader.fail("renderYamlTo", render_to, "must be a relative directory inside the project (letters,"
+                          " digits, ._- and /, no '..'), e.g. rendered/local, or empty to apply")
+    kubeconfig = reader.kubeconfig("kubeconfig")
+    if render_to is not None:
+        # renderYamlToDirectory writes files and never contacts a cluster.
+        if context is not None:
+            raise reader.fail("kubeContext", context, f"renderYamlTo={shown(render_to)} writes files and contacts no"
+                              " cluster: set kubeContext empty, or renderYamlTo empty to apply")
+        if kubeconfig is not None:
+            raise _secret_line(reader.key("kubeconfig"), f"renderYamlTo={shown(render_to)} writes files and contacts"
+                               " no cluster: pulumi config rm kubeconfig, or set renderYamlTo empty to apply")
+    return ExistingClusterSettings(kubeconfig=kubeconfig, context=context, render_yaml_to=render_to)
 
 
 def _rollout(reader: _Reader) -> RolloutSettings:
@@ -568,6 +893,11 @@ def _rollout(reader: _Reader) -> RolloutSettings:
     deadline = reader.integer("progressDeadlineSeconds", 1, 86400)
     if deadline <= min_ready:
         raise reader.fail("progressDeadlineSeconds", deadline, f"must be greater than minReadySeconds ({min_ready})")
+    change_cause = reader.optional("changeCause")
+    if change_cause is not None and (len(change_cause) > rules.ANNOTATION_MAX
+                                     or not rules.printable_line(change_cause)):
+        raise reader.fail("changeCause", change_cause, f"must be one line of at most {rules.ANNOTATION_MAX} printable"
+                          " characters (it is an annotation; Kubernetes caps an object's at 256 KiB in all), or empty")
     return RolloutSettings(
         strategy=strategy,
         max_surge=max_surge,
@@ -575,7 +905,7 @@ def _rollout(reader: _Reader) -> RolloutSettings:
         min_ready_seconds=min_ready,
         progress_deadline_seconds=deadline,
         revision_history_limit=reader.integer("revisionHistoryLimit", 0, 100),
-        change_cause=reader.optional("changeCause"),
+        change_cause=change_cause,
     )
 
 
@@ -591,53 +921,63 @@ def _autoscaler(reader: _Reader) -> AutoscalerSettings | None:
 
 def _bandwidth(reader: _Reader, name: str) -> str | None:
     value = reader.optional(name)
-    if value is not None and not _BANDWIDTH.match(value):
-        raise reader.fail(name, value, "must be a rate such as 10M or 1G (bits per second), or empty")
+    low, high = rules.BANDWIDTH_BOUNDS
+    if value is not None and (not rules.BANDWIDTH.fullmatch(value) or not low <= rules.bandwidth_bits(value) <= high):
+        raise reader.fail(name, value, "must be a rate from 1k to 1000000G bits per second (the kubelet's bounds),"
+                          " e.g. 10M or 1G, or empty")
     return value
 
 
 def _guestbook(reader: _Reader) -> GuestbookSettings:
     service_types: tuple[ServiceType, ...] = ("ClusterIP", "NodePort", "LoadBalancer")
+    replicas = reader.integer("frontendReplicas", 1, 100)
+    autoscaler = _autoscaler(reader)
+    if autoscaler is not None and replicas > autoscaler.max_replicas:
+        raise reader.fail("frontendReplicas", replicas, f"exceeds frontendHpaMax={autoscaler.max_replicas} with"
+                          " frontendHpaEnabled=true (the HPA would scale it down at once): at most frontendHpaMax")
     return GuestbookSettings(
         enabled=reader.boolean("guestbookEnabled"),
-        frontend_image=_image(reader, "frontendImage") or "",
-        frontend_replicas=reader.integer("frontendReplicas", 1, 100),
+        frontend_image=_image(reader, "frontendImage"),
+        frontend_replicas=replicas,
         frontend_service_type=reader.choice("frontendServiceType", service_types),
-        redis_primary_image=_image(reader, "redisPrimaryImage") or "",
-        redis_replica_image=_image(reader, "redisReplicaImage") or "",
+        redis_primary_image=_image(reader, "redisPrimaryImage"),
+        redis_replica_image=_image(reader, "redisReplicaImage"),
         # The frontend reads through redis-follower: with no follower, every read fails.
         redis_replicas=reader.integer("redisReplicas", 1, 20),
         frontend_resources=_resources(reader, "frontend"),
         redis_resources=_resources(reader, "redis"),
         rollout=_rollout(reader),
-        autoscaler=_autoscaler(reader),
+        autoscaler=autoscaler,
         ingress_bandwidth=_bandwidth(reader, "ingressBandwidth"),
         egress_bandwidth=_bandwidth(reader, "egressBandwidth"),
     )
 
 
 def _tags(reader: _Reader, stack: str) -> dict[str, str]:
-    owner = reader.string(
-        "owner",
-        re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"),
-        "must be 1-128 characters of letters, digits, spaces and _.:/=+@-",
-    )
+    owner = reader.string("owner", _OWNER, "must be 1-128 characters of letters, digits, spaces and _.:/=+@-")
     return base_tags(stack, owner)
 
 
 def load_settings() -> StackSettings:
     """Read and check every setting of the current stack; raise SettingsError on the first bad one."""
-    reader = _Reader(pulumi.Config(PROJECT))
     stack = pulumi.get_stack()
+    _refuse_unknown_keys(config_keys())
+    _refuse_plaintext_secrets(stack)
+    reader = _Reader(pulumi.Config(PROJECT))
     mode: ClusterMode = reader.choice("clusterMode", ("aws", "existing"))
     protect = reader.boolean("protectStateful")
     namespace = _dns_label(reader, "namespace")
     if namespace == "default" or namespace.startswith("kube-"):
         raise reader.fail("namespace", namespace, "the workload gets its own namespace: not 'default' or 'kube-*'")
     tags = _tags(reader, stack)
+    if mode == "aws":
+        _only_for_existing(reader)
+    existing = _existing(reader) if mode == "existing" else None
     cluster = _cluster(reader, _region(pulumi.Config("aws")), protect, tags) if mode == "aws" else None
     mysql = _mysql(reader, protect)
+    mysql_secrets = _mysql_secrets(reader)
     guestbook = _guestbook(reader)
+    _names_are_distinct(reader, mysql, guestbook)
     if cluster is not None:
         _fits_the_cluster(reader, cluster, mysql, guestbook)
     return StackSettings(
@@ -647,21 +987,53 @@ def load_settings() -> StackSettings:
         namespace=namespace,
         protect=protect,
         cluster=cluster,
-        existing=_existing(reader) if mode == "existing" else None,
+        existing=existing,
         mysql=mysql,
-        mysql_secrets=_mysql_secrets(reader),
+        mysql_secrets=mysql_secrets,
         guestbook=guestbook,
         tags=tags,
     )
 
 
+def _data_volume_fits(reader: _Reader, volume: DataVolumeSettings, storage_size: str) -> None:
+    """gp3's ratios, for the size the EBS CSI driver creates (the claim rounded up to whole GiB)."""
+    size_gib = math.ceil(quantity_value(storage_size) / 2**30)
+    problem = gp3_problem(size_gib, volume.iops, volume.throughput_mibs)
+    if problem is None:
+        return
+    blame, allowed = problem
+    name, value = {"size": ("mysqlStorageSize", storage_size), "iops": ("mysqlVolumeIops", volume.iops),
+                   "throughput": ("mysqlVolumeThroughput", volume.throughput_mibs)}[blame]
+    if blame == "iops":
+        allowed += f" (mysqlStorageSize={storage_size})"
+    raise reader.fail(name, value, allowed)
+def _names_are_distinct(reader: _Reader, mysql: MysqlSettings, guestbook: GuestbookSettings) -> None:
+    """The set's objects, the Guestbook's and the namespace's own share the namespace: one name, one object."""
+    for suffix in MYSQL_OBJECT_SUFFIXES:
+        if f"{mysql.name}{suffix}" in NAMESPACE_OBJECT_NAMES:
+            raise reader.fail("mysqlName", mysql.name, f"{mysql.name}{suffix} is the name of one of the namespace's "
+                              f"own NetworkPolicies: choose a name giving none of {', '.join(NAMESPACE_OBJECT_NAMES)}")
+    if not guestbook.enabled:
+        return
+    for suffix in MYSQL_OBJECT_SUFFIXES:
+        if f"{mysql.name}{suffix}" in GUESTBOOK_OBJECT_NAMES:
+            raise reader.fail("mysqlName", mysql.name, f"{mysql.name}{suffix} is already a Guestbook object's name"
+                              f" with guestbookEnabled=true: choose a name giving none of"
+                              f" {', '.join(GUESTBOOK_OBJECT_NAMES)}")
+
+
 def _fits_the_cluster(reader: _Reader, cluster: ClusterSettings, mysql: MysqlSettings,
                       guestbook: GuestbookSettings) -> None:
     """What the workload asks of the aws cluster must be something its add-ons provide."""
-    offered = cluster.addons.storage_class
+    offered = cluster.addons.data_volume.storage_class
     if mysql.storage_class not in (None, offered):
         raise reader.fail("mysqlStorageClass", mysql.storage_class,
-                          f"clusterMode=aws offers one StorageClass: {offered} (or empty for the default, {offered})")
+                          f"clusterMode=aws gives the MySQL data volumes their own class: {offered} (or empty for it)")
+    _data_volume_fits(reader, cluster.addons.data_volume, mysql.storage_size)
     if guestbook.enabled and guestbook.autoscaler is not None and not cluster.addons.metrics_server:
         raise reader.fail("enableMetricsServer", "false",
                           "frontendHpaEnabled=true needs metrics-server on the aws cluster: allowed value true")
+    if mysql.anti_affinity == "hard" and mysql.replicas > cluster.minion_count:
+        # Required anti-affinity puts each pod on its own node: the rest would stay Pending.
+        raise reader.fail("mysqlAntiAffinity", "hard", f"with mysqlReplicas={mysql.replicas} needs as many minions,"
+                          f" but minionCount={cluster.minion_count}: raise minionCount, lower mysqlReplicas, or soft")

@@ -39,6 +39,17 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class CloneSettings:
+    """How a new member gets its data: the previous ordinal's sidecar streams a backup, the new
+    pod's clone-mysql init container receives, extracts and prepares it."""
+
+    clone_resources: Resources  # the clone-mysql init container (receive, extract, prepare)
+    sidecar_resources: Resources  # the sidecar (serves the backup stream, sets up replication)
+    send_threads: int  # the backup tool's --parallel in the sidecar
+    receive_threads: int  # the stream tool's --parallel in the clone-mysql init container
+
+
+@dataclass(frozen=True)
 class MysqlSettings:
     """The replicated MySQL set (issue: MySqlReplicatedSet)."""
 
@@ -56,6 +67,16 @@ class MysqlSettings:
     pvc_when_scaled: RetentionPolicy
     pdb_max_unavailable: int
     protect: bool
+    clone: CloneSettings
+    # Replication applier threads of a replica (MariaDB slave_parallel_threads in optimistic mode,
+    # MySQL replica_parallel_workers); 1 applies serially.
+    apply_threads: int
+    # Seconds pulumi-kubernetes waits for the set to be ready; None = computed (mysql/budget.py).
+    rollout_timeout: int | None = None
+
+    def stored_in(self, storage_class: str) -> MysqlSettings:
+        """The set on the cluster's own class for its data volumes (a composition step of __main__)."""
+        return replace(self, storage_class=storage_class)
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,15 @@ class MysqlSecrets:
 
 
 @dataclass(frozen=True)
+class DataVolumeSettings:
+    """The StorageClass of the MySQL data volumes on the aws cluster: gp3 with provisioned performance."""
+
+    storage_class: str
+    iops: int
+    throughput_mibs: int
+
+
+@dataclass(frozen=True)
 class AddonSettings:
     """What the aws cluster runs in kube-system so that the workload can run on it."""
 
@@ -78,6 +108,8 @@ class AddonSettings:
     metrics_server: bool
     # The EBS controller takes host ports (hostNetwork): never more replicas than minions.
     ebs_controller_replicas: int
+    data_volume: DataVolumeSettings
+    minions: int = 1  # nodes the DaemonSets run on
 
 
 @dataclass(frozen=True)
@@ -130,6 +162,10 @@ class ClusterSettings:
     frontend_lb: FrontendLbSettings | None = None
     # An NLB on 6443 in front of every master for kubectl and the stack's own Kubernetes provider.
     api_load_balancer: bool = False
+    # Seconds the readiness gate waits for the API and every minion (aws/gate.py).
+    ready_timeout: int = 1800
+    # Unique to the stack (facts.cluster_id): what IAM conditions and volume tags key on.
+    cluster_id: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     # Availability zones by name; empty: one zone (availability_zone, else the region's first).
     zones: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ engine would during `pulumi preview --policy-pack policy`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
@@ -23,6 +24,7 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from components import tokens
+from components.node.cloud_init import compress_user_data, decompress_user_data
 from policy import validators
 from policy.validators import Options
 from tests.conftest import PROJECT_DIR, STACKS
@@ -286,7 +288,9 @@ def test_node_secrets_only_in_secure_strings(plans: dict[str, dict[str, Any]]) -
     assert check("secrets-not-in-plain-inputs", parameter)
     instance = one(plans["dev"], validators.INSTANCE)
     assert check("secrets-not-in-plain-inputs", instance) == []
-    instance["inputs"]["userData"] += "\nwrite_files:\n- content: |\n    -----BEGIN RSA PRIVATE KEY-----\n"
+    text = decompress_user_data(instance["inputs"]["userDataBase64"])
+    leaked = text + "\nwrite_files:\n- content: |\n    -----BEGIN RSA PRIVATE KEY-----\n"
+    instance["inputs"]["userDataBase64"] = base64.b64encode(compress_user_data(leaked)).decode()
     assert check("secrets-not-in-plain-inputs", instance)
 
 
@@ -390,7 +394,53 @@ def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, entry: Entry) -> list[tuple[st
 def test_pack_serves_every_policy_as_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "atomic-mysql"
-    assert [(p.name, p.enforcementLevel) for p in info.policies] == [(p.name, MANDATORY) for p in validators.POLICIES]
+    served = [(p.name, p.enforcementLevel) for p in info.policies]
+    names = [p.name for p in validators.POLICIES] + [p.name for p in validators.STACK_POLICIES]
+    assert served == [(name, MANDATORY) for name in names]
+
+
+def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, entries: list[Entry]) -> list[tuple[str, str]]:
+    resources = []
+    for entry in entries:
+        properties = struct_pb2.Struct()
+        json_format.ParseDict(_engine_value(entry["inputs"]), properties)
+        resources.append(analyzer_pb2.AnalyzerResource(type=entry["type"], properties=properties, urn=entry["urn"],
+                                                       name=entry["name"]))
+    response = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=60)
+    return [(d.policyName, d.message) for d in response.diagnostics]
+
+
+def _split_world(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan with its admin rules' sources replaced by 0.0.0.0/1 and 128.0.0.0/1 (no /0 anywhere)."""
+    changed = copy.deepcopy(plan)
+    admin = [e for e in changed["resources"] if e["type"] == validators.INGRESS_RULE
+             and e["name"].startswith("cluster-control-plane-admin-api-")]
+    admin[0]["inputs"]["cidrIpv4"] = "0.0.0.0/1"
+    twin = copy.deepcopy(admin[0])
+    twin["urn"] += "-twin"
+    twin["inputs"]["cidrIpv4"] = "128.0.0.0/1"
+    changed["resources"].append(twin)
+    return changed
+
+
+def test_the_union_of_admin_sources_is_measured_by_address_space(plans: dict[str, dict[str, Any]]) -> None:
+    for stack in ("dev", "staging", "prod"):
+        assert validators.stack_violations(plans[stack]["resources"]) == {}, stack
+    [(urn, message)] = validators.stack_violations(_split_world(plans["dev"])["resources"])[
+        "admin-exposure-by-address-space"]
+    assert "cluster-control-plane-admin" in urn  # reported on a rule that contributes
+    assert "together are the whole internet (0.0.0.0/0)" in message and "0.0.0.0/1, 128.0.0.0/1" in message
+    # per rule, neither half is a /0: the resource policy alone would let them through
+    assert not any("no-world-admin-ingress" in validators.violations(e["type"], e["inputs"], "dev")
+                   for e in _split_world(plans["dev"])["resources"])
+
+
+@pytest.mark.real
+def test_the_pack_refuses_the_split_world_as_a_stack_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                                             plans: dict[str, dict[str, Any]]) -> None:
+    assert analyze_stack(analyzer, plans["dev"]["resources"]) == []
+    found = analyze_stack(analyzer, _split_world(plans["dev"])["resources"])
+    assert [policy for policy, _ in found] == ["admin-exposure-by-address-space"]
 
 
 @pytest.mark.real
@@ -404,3 +454,61 @@ def test_pack_passes_the_prod_plan_and_reports_a_violation(
     master["inputs"]["metadataOptions"]["httpTokens"] = "optional"
     found = {policy for policy, _ in analyze(analyzer, master)}
     assert found == {"prod-stateful-protected", "imdsv2-required"}
+
+
+def _without(plan: dict[str, Any], drop: Callable[[Entry], bool]) -> list[Entry]:
+    return [e for e in plan["resources"] if not drop(e)]
+
+
+def _is_agent(entry: Entry) -> bool:
+    name = entry["inputs"].get("metadata", {}).get("name")
+    return entry["type"] == validators.tokens.DAEMON_SET and name == "kube-network-policies"
+
+
+def _is_default_deny(entry: Entry) -> bool:
+    return entry["type"] == validators.tokens.NETWORK_POLICY and entry["inputs"]["metadata"]["name"] == "default-deny"
+
+
+def test_every_stack_enforces_network_policy_and_denies_by_default(plans: dict[str, dict[str, Any]]) -> None:
+    for stack in STACKS:
+        assert "network-policy-enforced" not in validators.stack_violations(plans[stack]["resources"]), stack
+
+
+def test_a_cluster_without_a_network_policy_agent_is_refused(plans: dict[str, dict[str, Any]]) -> None:
+    [(urn, message)] = validators.stack_violations(_without(plans["dev"], _is_agent))["network-policy-enforced"]
+    assert "aws:ec2/instance:Instance" in urn
+    assert "enforces no NetworkPolicy" in message and "registry.k8s.io/networking/kube-network-policies" in message
+    # An existing cluster's CNI is its own business (the program cannot see it); the default deny is not.
+    assert "network-policy-enforced" not in validators.stack_violations(_without(plans["local"], _is_agent))
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_a_namespace_without_a_default_deny_is_refused(plans: dict[str, dict[str, Any]], stack: str) -> None:
+    [(urn, message)] = validators.stack_violations(_without(plans[stack], _is_default_deny))["network-policy-enforced"]
+    assert "kubernetes:core/v1:Namespace" in urn and "namespace 'atomic-mysql' has no default-deny" in message
+
+
+@pytest.mark.parametrize("weaken", [
+    {"ingress": [{}]},  # one empty rule admits everything
+    {"policyTypes": ["Ingress"]},  # egress left open
+    {"podSelector": {"matchLabels": {"app": "mysql"}}},  # only some pods
+])
+def test_a_default_deny_that_admits_something_is_not_one(plans: dict[str, dict[str, Any]],
+                                                           weaken: dict[str, Any]) -> None:
+    resources = copy.deepcopy(plans["dev"]["resources"])
+    [deny] = [e for e in resources if _is_default_deny(e)]
+    deny["inputs"]["spec"].update(weaken)
+    assert "network-policy-enforced" in validators.stack_violations(resources)
+
+
+def test_image_repository_drops_tag_and_digest() -> None:
+    assert validators.image_repository("registry.k8s.io/networking/kube-network-policies:v1.1.1@sha256:ab") == \
+        "registry.k8s.io/networking/kube-network-policies"
+    assert validators.image_repository("localhost:5000/calico/node") == "localhost:5000/calico/node"
+
+
+@pytest.mark.real
+def test_the_pack_refuses_a_cluster_without_enforcement(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                                        plans: dict[str, dict[str, Any]]) -> None:
+    found = analyze_stack(analyzer, _without(plans["dev"], _is_agent))
+    assert [policy for policy, _ in found] == ["network-policy-enforced"]

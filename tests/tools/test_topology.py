@@ -1,4 +1,5 @@
-"""The topology picture: `make preview` draws build/<stack>/topology.{svg,png} naming every node.
+"""The topology picture: every preview draws build/<stack>/topology.svg naming every node, and
+topology.png only when asked (`make preview` asks; the tests' previews and --quiet runs do not).
 
 The SVG is read back as XML and the PNG through Pillow: what a reviewer opens, not the
 layout's internal shapes.
@@ -7,6 +8,8 @@ layout's internal shapes.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,8 @@ import pytest
 from PIL import Image
 
 from components import tokens
-from tests.conftest import STACKS
-from tools import topology
+from tests.conftest import PROJECT_DIR, STACKS
+from tools import preview, topology
 
 SVG = "{http://www.w3.org/2000/svg}"
 AWS_STACKS = [s for s in STACKS if s != "local"]
@@ -54,17 +57,38 @@ def expected_names(plan: dict[str, Any]) -> set[str]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_preview_draws_every_stack_naming_everything(built: Path, stack: str) -> None:
-    svg, png = built / stack / "topology.svg", built / stack / "topology.png"
-    assert svg.is_file() and png.is_file(), "make preview must draw the topology"
+    svg = built / stack / "topology.svg"
+    assert svg.is_file(), "every preview must draw the topology"
+    assert not (built / stack / "topology.png").exists(), "the PNG costs every preview: only when asked"
     words = {word for text in svg_texts(svg) for word in text.replace(",", " ").split()}
     missing = {name for name in expected_names(plan_of(built, stack)) if name not in words}
     assert not missing, f"the picture does not name {sorted(missing)}"
+
+
+def test_the_png_is_drawn_when_asked_and_matches_the_svg(built: Path, tmp_path: Path) -> None:
+    """`make preview` (--png) and `python -m tools.topology` draw it: the same picture, as raster."""
+    assert preview.main(["--stack", "dev", "--out", str(tmp_path / "asked"), "--quiet", "--png"]) == 0
+    svg, png = tmp_path / "asked" / "dev" / "topology.svg", tmp_path / "asked" / "dev" / "topology.png"
+    assert svg.read_text() == (built / "dev" / "topology.svg").read_text()  # the SVG does not change
     root = ET.parse(svg).getroot()
     with Image.open(png) as image:
         image.verify()
     with Image.open(png) as image:
         assert image.format == "PNG"
         assert image.size == (int(root.attrib["width"]), int(root.attrib["height"]))
+    assert preview.main(["--stack", "dev", "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert not (tmp_path / "quiet" / "dev" / "topology.png").exists()
+    shutil.copy(built / "prod" / "plan.json", tmp_path / "plan.json")
+    assert topology.main([str(tmp_path / "plan.json")]) == 0
+    assert (tmp_path / "topology.png").is_file() and (tmp_path / "topology.svg").is_file()
+
+
+def test_make_preview_asks_for_the_png_and_preview_all_does_not() -> None:
+    makefile = (PROJECT_DIR / "Makefile").read_text()
+    preview_rule = re.search(r"^preview: deps\n\t(.+)$", makefile, re.M)
+    preview_all_rule = re.search(r"^preview-all: deps\n\t(.+)$", makefile, re.M)
+    assert preview_rule and "--png" in preview_rule.group(1)
+    assert preview_all_rule and "--png" not in preview_all_rule.group(1) and "--quiet" in preview_all_rule.group(1)
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -241,3 +265,8 @@ def test_a_public_subnet_with_nodes_is_drawn_in_the_warning_colour(built: Path) 
     calm = topology.layout(topology.extract(plan_of(built, "prod")))
     assert not any(s.text.startswith("public subnet") for s in calm.shapes
                    if isinstance(s, topology.Text) and s.fill == topology.PUBLIC_TEXT)
+
+
+def test_the_other_kinds_are_counted_in_plain_english(built: Path) -> None:
+    words = " ".join(svg_texts(built / "dev" / "topology.svg"))
+    assert "2 StorageClasses" in words and "9 NetworkPolicies" in words and "1 CSIDriver," in words

@@ -35,6 +35,7 @@ from pathlib import Path
 from components.workload.mysql import config as mysql_config
 from tools.mysql_verify.checks import Endpoint, Options, verify
 from tools.testing.mariadb import MariaDBServer, ReplicatedSet, replica_status, replicated_set
+from tools.testing.mysql_pods import default_apply_threads
 
 PAYLOAD = "x" * 100
 WAIT_TIMEOUT = 300.0
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(base),
         replicas=2,
         primary_cnf=mysql_config.primary_cnf(engine, version),
-        replica_cnf=mysql_config.replica_cnf(engine, version),
+        replica_cnf=mysql_config.replica_cnf(engine, version, default_apply_threads()),
         server_id=mysql_config.server_id,
     ) as group:
         server_version = group.primary.value("SELECT VERSION()")

@@ -5,8 +5,8 @@ The CLI's rules (https://www.pulumi.com/docs/iac/cli/commands/pulumi_config_set/
 - `--path` sets a value inside a list or map (`'names[0]'`, `parent.nested`, `'["a.b"]'`),
   and there `true`/`false` become booleans and integers become numbers;
 - `--secret` stores the value encrypted (`secure:`). Offline there is no key to encrypt with, so
-  the replay stores a placeholder ciphertext and never the plaintext: the harness then sees a
-  secret, exactly as the program would.
+  the replay stores a placeholder ciphertext and never the plaintext: the harness then sees an
+  encrypted value it cannot decrypt, and refuses it unless the value is given for the run.
 
 Used by the tests to prove that the commands the README documents per setting type set the value
 the program reads (tools/settings_table.py); the stack file is then read by pulumi_project.py like

@@ -11,6 +11,7 @@ graph the way the engine would see it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -144,6 +145,9 @@ def _random_state(args: MockResourceArgs) -> dict[str, Any]:
     length = int(state.get("length", 16))
     secret = ("Mock" + _digest("random", args.name, length=64))[:length]
     state.update(result=secret, bcryptHash="$2a$10$" + _digest("bcrypt", args.name, length=53))
+    if args.typ == tokens.RANDOM_BYTES:
+        raw = hashlib.sha256(f"random/{args.name}".encode()).digest()[:length]
+        state.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
     return state
 
 
@@ -308,6 +312,13 @@ class Registration:
         }
 
 
+def _timeouts(request: Any) -> dict[str, str] | None:
+    """The customTimeouts option as the engine receives it (create, update, delete), None when unset."""
+    timeouts = request.customTimeouts
+    given = {k: getattr(timeouts, k) for k in ("create", "update", "delete") if getattr(timeouts, k)}
+    return given or None
+
+
 class RecordingMonitor(MockMonitor):
     """A MockMonitor that keeps every registration, its options and registered outputs."""
 
@@ -339,6 +350,9 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         self._note_thread_loop()
         raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+        if "__provider" in raw:
+            # A dynamic resource's provider, serialized by dill: bytes of no use to a reader of plan.json.
+            raw["__provider"] = "[dynamic provider]"
         state = self.resources[response.urn].state if response.urn in self.resources else {}
         registration = Registration(
             urn=response.urn,
@@ -356,6 +370,7 @@ class RecordingMonitor(MockMonitor):
                 "dependsOn": sorted(request.dependencies),
                 "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                 "replaceOnChanges": list(request.replaceOnChanges),
+                "customTimeouts": _timeouts(request),
                 "additionalSecretOutputs": list(request.additionalSecretOutputs),
             },
             state=_unwrap(dict(state)) if state else {},

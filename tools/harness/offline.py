@@ -23,6 +23,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components import tokens
+from components.node.cloud_init import decompress_user_data
 from tools.harness.mocks import SECRET_TEXT, AtomicMocks, RecordingMonitor, Registration
 from tools.harness.pulumi_project import PROJECT_DIR, resolve_stack_config
 
@@ -76,6 +77,17 @@ class Plan:
 
     def instances(self) -> list[Registration]:
         return self.of_type(tokens.INSTANCE)
+
+    def user_data(self, instance: Registration) -> str:
+        """An instance's #cloud-config as cloud-init reads it (the program sends it gzip-compressed)."""
+        return decompress_user_data(instance.inputs["userDataBase64"])
+
+    def instance_named(self, name: str) -> Registration:
+        """The instance whose Name tag is `name` (a node name such as atomic-master-1)."""
+        matches = [r for r in self.instances() if (r.inputs.get("tags") or {}).get("Name") == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} instances named {name!r}")
+        return matches[0]
 
 
 def _reveal_secret_keys(obj: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -131,12 +143,14 @@ def run_program(
     secret_overrides: Mapping[str, str] | None = None,
     program: Path = PROGRAM,
     monitor: RecordingMonitor | None = None,
+    config_file: Path | None = None,
 ) -> Plan:
     """Run `program` for `stack` under mocks; raises what the program raises (e.g. SettingsError).
 
-    Pass `monitor` to look at what was registered even when the program fails.
+    Pass `monitor` to look at what was registered even when the program fails, and
+    `config_file` to read the stack's settings from another file (`pulumi --config-file`).
     """
-    stack_config = resolve_stack_config(stack, overrides, secret_overrides)
+    stack_config = resolve_stack_config(stack, overrides, secret_overrides, config_file=config_file)
     outputs: dict[str, StackOutput] = {}
     program_globals: dict[str, Any] = {}
     monitor = monitor or RecordingMonitor(AtomicMocks())

@@ -4,25 +4,32 @@ The CLI merges `Pulumi.yaml`'s `config:` block under the stack file: declared
 project keys take their default when the stack does not set them, namespaced
 keys (`aws:region: ...`) are inherited as values, a declared key with neither a
 value nor a default is an error, and typed keys must match their type. Values
-reach the program as strings (arrays and objects as JSON). `secure:` values are
-secrets; offline we cannot decrypt them, so they become the secret "[secret]".
+reach the program as strings (arrays and objects as JSON). Every key of the stack
+file is passed on, known or not: refusing unknown keys is the program's job
+(settings/load.py), as it is under `pulumi up`.
 
-Error texts follow the CLI's, so that what `make preview` says is what
-`pulumi preview` would say.
+`secure:` values are secrets. The CLI decrypts them before the program runs, and the
+program checks their values; offline they cannot be decrypted, so a run needs each one
+given in plain text (`secret_overrides`, the preview's --secret), and refuses otherwise.
+
+What the CLI refuses is refused here too, in one line that names the setting, the value
+(escaped and cut short) and what is allowed, with the stack file and line it comes from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SECRET_PLACEHOLDER = "[secret]"
+from components.settings.rules import closest, one_line, shown
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -54,6 +61,13 @@ class Project:
     stack_config_dir: Path
     schema: dict[str, ConfigKeySchema]
     inherited: dict[str, Any]
+    root: Path = PROJECT_DIR
+
+    def shown_path(self, path: Path) -> str:
+        """A file as error lines name it: relative to the project when inside it."""
+        with contextlib.suppress(ValueError):
+            return str(path.resolve().relative_to(self.root.resolve()))
+        return str(path)
 
     def stack_file(self, stack: str) -> Path:
         return self.stack_config_dir / f"Pulumi.{stack}.yaml"
@@ -85,7 +99,7 @@ def load_project(project_dir: Path = PROJECT_DIR) -> Project:
         else:
             schema[f"{name}:{bare}"] = ConfigKeySchema(None, None, spec, True, "", False)
     config_dir = project_dir / data.get("stackConfigDir", ".")
-    return Project(name=name, stack_config_dir=config_dir, schema=schema, inherited=inherited)
+    return Project(name=name, stack_config_dir=config_dir, schema=schema, inherited=inherited, root=project_dir)
 
 
 # The fields of the CLI's ProjectStack (sdk/go/common/workspace/project.go): secretsprovider,
@@ -132,6 +146,14 @@ def _qualify(project: str, key: str) -> str:
     return key if ":" in key else f"{project}:{key}"
 
 
+def _key_problem(key: str) -> str | None:
+    """The CLI parses every key as <namespace>:<name> (pkg/config/key.go ParseKey)."""
+    namespace, _, name = key.partition(":")
+    if not namespace or not name or ":" in name or not key.isprintable() or key != key.strip():
+        return "is not a config key: expected <namespace>:<name> or a bare name, e.g. minionCount"
+    return None
+
+
 def _matches(value: Any, type_name: str | None, items: dict[str, Any] | None) -> bool:
     if type_name is None:
         return True
@@ -153,6 +175,16 @@ def _matches(value: Any, type_name: str | None, items: dict[str, Any] | None) ->
     return False
 
 
+_TYPE_FORMS = {
+    "integer": "a whole number, e.g. 3",
+    "boolean": "true or false",
+    "string": "text, not a list or a map",
+    "array": "a list, e.g. [\"198.51.100.0/24\"] (a YAML list in the stack file; --set KEY='[...]')",
+    "array<string>": 'a list of strings, e.g. ["198.51.100.0/24"] (a YAML list in the stack file;'
+    " --set KEY='[...]')",
+}
+
+
 def _describe(schema: ConfigKeySchema) -> str:
     if schema.type == "array" and schema.items:
         return f"array<{schema.items.get('type')}>"
@@ -167,15 +199,123 @@ def _encode(value: Any) -> str:
     return str(value)
 
 
-def _read_stack_file(project: Project, stack: str) -> dict[str, Any]:
-    path = project.stack_file(stack)
+_DEFAULT_TAGS = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map")
+
+
+def _stack_file_nodes(text: str, where: str) -> tuple[yaml.MappingNode | None, set[int]]:
+    """The stack file's top-level mapping and the lines holding YAML aliases; what the CLI's YAML
+    reading refuses (bad syntax, several documents) is refused here in one line."""
+    try:
+        aliases = {event.start_mark.line + 1 for event in yaml.parse(text, Loader=yaml.BaseLoader)
+                   if isinstance(event, yaml.AliasEvent) and event.start_mark is not None}
+        root = yaml.compose(text, Loader=yaml.BaseLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        at = f":{mark.line + 1}" if mark is not None else ""
+        problem = ": ".join(part for part in (error.context, error.problem) if part) or "not YAML"
+        raise StackConfigError(f"{where}{at}: not valid YAML: {one_line(problem)}") from None
+    except yaml.YAMLError as error:
+        raise StackConfigError(f"{where}: not valid YAML: {one_line(str(error))}") from None
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.value == ""):
+        return None, aliases
+    if not isinstance(root, yaml.MappingNode):
+        raise StackConfigError(f"{where}:{root.start_mark.line + 1}: a stack file is a mapping with a config: block,"
+                               f" not a {_node_kind(root)}")
+    return root, aliases
+
+
+def _plain_yaml_problem(lines: range, value_node: yaml.Node, aliases: set[int]) -> str | None:
+    """Aliases (one value shared by two keys) and explicit tags (`!!int 3`) are YAML the CLI's
+    reader would take differently from this one, or not at all: the value is written out instead.
+    `lines` are the entry's lines (an alias's node is its anchor's, found elsewhere in the file)."""
+    if any(line in lines for line in aliases):
+        return "a YAML alias (*name) is not used in stack files: write the value out"
+    for node in _walk(value_node):
+        if node.tag not in _DEFAULT_TAGS:
+            return f"a YAML tag ({shown(node.tag.replace('tag:yaml.org,2002:', '!!'))}) is not used in stack files:" \
+                   " write the plain value"
+    return None
+
+
+def _walk(node: yaml.Node) -> Iterator[yaml.Node]:
+    yield node
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _walk(key)
+            yield from _walk(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _walk(item)
+
+
+def _node_kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "map"
+    return "list" if isinstance(node, yaml.SequenceNode) else "single value"
+
+
+def _read_stack_file(project: Project, path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The stack file's config, qualified, and the line each key is set on."""
+    where = project.shown_path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise StackConfigError(f"{where}: not UTF-8 text (byte {error.start} is not)") from None
+    root, aliases = _stack_file_nodes(text, where)
+    if root is None:
+        return {}, {}
+    config_node: yaml.Node | None = None
+    seen_top: set[str] = set()
+    for key_node, value_node in root.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.value in seen_top:
+            raise StackConfigError(f"{where}:{key_node.start_mark.line + 1}: a stack file's top-level keys are plain"
+                                   " names, each once (config:, encryptionsalt:, ...)")
+        seen_top.add(key_node.value)
+        if key_node.value not in STACK_FILE_KEYS:
+            # The CLI ignores it: a misspelt secretsprovider would leave the stack on the default provider.
+            guess = closest(key_node.value, STACK_FILE_KEYS)
+            hint = f"did you mean {guess}?" if guess else f"a stack file holds {', '.join(STACK_FILE_KEYS)}"
+            raise StackConfigError(f"{where}:{key_node.start_mark.line + 1}: {shown(key_node.value)} is not a stack"
+                                   f" file key (the CLI would ignore it): {hint}")
+        if key_node.value == "config":
+            config_node = value_node
+    if config_node is None or (isinstance(config_node, yaml.ScalarNode) and config_node.value == ""):
+        return {}, {}
+    if not isinstance(config_node, yaml.MappingNode):
+        raise StackConfigError(f"{where}:{config_node.start_mark.line + 1}: config: must be a map of settings"
+                               f" (key: value, one per line), not a {_node_kind(config_node)}")
+    loader = yaml.BaseLoader("")
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    starts = [key_node.start_mark.line + 1 for key_node, _ in config_node.value] + [config_node.end_mark.line + 2]
+    for index, (key_node, value_node) in enumerate(config_node.value):
+        line = starts[index]
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise StackConfigError(f"{where}:{line}: a config key is a name such as minionCount, not a"
+                                   f" {_node_kind(key_node)}")
+        key = _qualify(project.name, key_node.value)
+        problem = _key_problem(key)
+        if problem is not None:
+            raise StackConfigError(f"{where}:{line}: config {shown(key_node.value)} {problem}")
+        if key in values:
+            raise StackConfigError(f"{where}:{line}: config {shown(key)} is set twice (first on line {lines[key]}):"
+                                   " keep one")
+        odd = _plain_yaml_problem(range(line, starts[index + 1]), value_node, aliases)
+        if odd is not None:
+            raise StackConfigError(f"{where}:{line}: config {shown(key)}: {odd}")
+        values[key] = loader.construct_object(value_node, deep=True)
+        lines[key] = line
+    return values, lines
+
+
+def _stack_path(project: Project, stack: str, config_file: Path | None) -> Path:
+    path = config_file if config_file is not None else project.stack_file(stack)
     if not path.is_file():
+        if config_file is not None:
+            raise StackConfigError(f"--config-file {shown(str(config_file))}: no such file")
         known = ", ".join(project.stacks()) or "none"
-        raise StackConfigError(f"no stack '{stack}': {path} does not exist (stacks: {known})")
-    # BaseLoader keeps every scalar as its source text, as the CLI does: `flag: yes` stays
-    # "yes" (not a boolean for the CLI), `version: 1.30` stays "1.30".
-    data = yaml.load(path.read_text(), Loader=yaml.BaseLoader) or {}
-    return {_qualify(project.name, k): v for k, v in (data.get("config") or {}).items()}
+        raise StackConfigError(f"no stack {shown(stack)}: {project.shown_path(path)} does not exist (stacks: {known})")
+    return path
 
 
 def resolve_stack_config(
@@ -183,15 +323,26 @@ def resolve_stack_config(
     overrides: Mapping[str, Any] | None = None,
     secret_overrides: Mapping[str, str] | None = None,
     project_dir: Path = PROJECT_DIR,
+    config_file: Path | None = None,
 ) -> StackConfig:
-    """The config map the CLI would pass for `stack`, with `overrides` as if set by `pulumi config set`."""
+    """The config map the CLI would pass for `stack`, with `overrides` as if set by `pulumi config set`
+    and `secret_overrides` as if by `pulumi config set --secret`. `config_file` replaces the stack's
+    file, as `pulumi preview --config-file` does."""
     project = load_project(project_dir)
-    raw = _read_stack_file(project, stack)
-    raw.update({_qualify(project.name, k): v for k, v in (overrides or {}).items()})
-    raw.update({_qualify(project.name, k): {"secure": v} for k, v in (secret_overrides or {}).items()})
+    path = _stack_path(project, stack, config_file)
+    raw, lines = _read_stack_file(project, path)
+    origin = {key: f"{project.shown_path(path)}:{line}: " for key, line in lines.items()}
+    for given, plaintext in ((overrides or {}, False), (secret_overrides or {}, True)):
+        for bare, value in given.items():
+            key = _qualify(project.name, bare)
+            problem = _key_problem(key)
+            if problem is not None:
+                raise StackConfigError(f"--set {shown(bare)} {problem}")
+            raw[key] = {"secure": value} if plaintext else value
+            origin.pop(key, None)
 
     _apply_project_config(project, raw, stack)
-    return _encode_all(project, raw, stack, plaintext_secrets=_qualify_all(project.name, secret_overrides))
+    return _encode_all(project, raw, stack, _qualify_all(project.name, secret_overrides), origin)
 
 
 def _apply_project_config(project: Project, raw: dict[str, Any], stack: str) -> None:
@@ -210,22 +361,32 @@ def _apply_project_config(project: Project, raw: dict[str, Any], stack: str) -> 
         raw.setdefault(key, value)
 
 
-def _encode_all(project: Project, raw: dict[str, Any], stack: str, plaintext_secrets: set[str]) -> StackConfig:
+def _encode_all(project: Project, raw: dict[str, Any], stack: str, plaintext_secrets: set[str],
+                origin: dict[str, str]) -> StackConfig:
     result = StackConfig(project=project.name, stack=stack)
     for key, value in sorted(raw.items()):
+        where = origin.get(key, "")
         if isinstance(value, dict) and set(value) == {"secure"}:
-            # Real ciphertext cannot be read offline; only a test's plaintext secret passes through.
-            result.values[key] = value["secure"] if key in plaintext_secrets else SECRET_PLACEHOLDER
+            if key not in plaintext_secrets:
+                # Real ciphertext cannot be read offline, and the program checks every secret's
+                # value (pulumi preview hands it decrypted): a placeholder would be checked instead.
+                raise StackConfigError(
+                    f"{where}config {shown(key)}=[secret]: is encrypted and the offline preview cannot decrypt it"
+                    f" (pulumi preview does): give it for this run with --secret {shown(key.split(':', 1)[1])}=..."
+                )
+            result.values[key] = value["secure"]
             result.secret_keys.append(key)
             continue
         declared = project.schema.get(key)
         if declared is not None and not _matches(value, declared.type, declared.items):
-            bare = key.split(":", 1)[1]
+            described = _describe(declared)
             raise StackConfigError(
-                f"Stack '{stack}' with configuration key '{bare}' must be of type '{_describe(declared)}'"
+                f"{where}config {shown(key)}={shown(value)}: must be of type {described} (Pulumi.yaml):"
+                f" {_TYPE_FORMS.get(described, described)}"
             )
         if declared is not None and declared.secret:
-            raise StackConfigError(f"Stack '{stack}' with configuration key '{key}' must be encrypted as it's secret")
+            raise StackConfigError(f"{where}config {shown(key)}=[secret]: must be encrypted as it's secret:"
+                                   f" pulumi config set --secret {key.split(':', 1)[1]}")
         result.values[key] = _encode(value)
     return result
 

@@ -18,6 +18,8 @@ import json
 import os
 import random
 import socket
+import subprocess
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +35,11 @@ from components.node.units import CONTROL_PLANE_UNITS, dropin_path
 from tools.harness.offline import Plan, run_program
 from tools.testing import kube_binaries
 from tools.testing.node_root import Files, Relocation, env_values, exec_start, user_data_files
-from tools.testing.pki import TestPki, node_files
+from tools.testing.pki import IssuingPki, node_files
 from tools.testing.processes import Daemon, stop_all, wait_until
 
 ETCD = Path("/usr/bin/etcd")
+ETCDCTL = Path("/usr/bin/etcdctl")
 CONTROLLER_MANAGER_PORT = 10257
 SCHEDULER_PORT = 10259
 PORTS = (API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, CONTROLLER_MANAGER_PORT, SCHEDULER_PORT)
@@ -159,7 +162,7 @@ class ControlPlane:
     workdir: Path
     plan: Plan
     layout: ClusterLayout
-    pki: TestPki
+    pki: IssuingPki
     masters: list[Master]
     bin_dir: Path
     admin: Credentials
@@ -184,10 +187,21 @@ class ControlPlane:
         return [d for m in self.masters for d in m.daemons.values()]
 
 
+def etcdctl(master: Master, *args: str) -> subprocess.CompletedProcess[str]:
+    """etcdctl against `master`'s etcd with the apiserver's own etcd client certificate."""
+    pki_dir = master.relocation.path("/etc/kubernetes/pki")
+    return subprocess.run(
+        [str(ETCDCTL), f"--endpoints=https://{master.loopback}:{ETCD_CLIENT_PORT}",
+         f"--cacert={pki_dir}/etcd-ca.crt", f"--cert={pki_dir}/apiserver-etcd-client.crt",
+         f"--key={pki_dir}/apiserver-etcd-client.key", "--dial-timeout=5s", *args],
+        # a value etcd holds may be binary (an encrypted Secret): shown escaped, never a decode error
+        capture_output=True, text=True, errors="backslashreplace", timeout=30,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"})
+
+
 def master_files(plan: Plan, layout: ClusterLayout, node: NodeSpec) -> Files:
     """The files cloud-init writes on `node`, from the user-data the program gave its instance."""
-    instance = next(r for r in plan.instances() if (r.inputs.get("tags") or {}).get("Name") == node.name)
-    return user_data_files(instance.inputs["userData"])
+    return user_data_files(plan.user_data(plan.instance_named(node.name)))
 
 
 def _etcd_env(master: Master) -> dict[str, str]:
@@ -219,7 +233,7 @@ def boot(stack: str, workdir: Path, overrides: Mapping[str, Any] | None = None,
         raise ControlPlaneError(f"stack {stack} builds no cluster (clusterMode=existing)", {})
     layout = compute_layout(plan.settings.cluster, stack)
     loopbacks = loopback_block(len(layout.masters))
-    pki = TestPki()
+    pki = IssuingPki()
     masters: list[Master] = []
     for node, loopback in zip(layout.masters, loopbacks, strict=True):
         addresses = {m.private_ip: lo for m, lo in zip(layout.masters, loopbacks, strict=True)}
@@ -229,7 +243,7 @@ def boot(stack: str, workdir: Path, overrides: Mapping[str, Any] | None = None,
         files = master_files(plan, layout, node)
         plan_pki = node_pki(layout, node)
         key_material = node_files(pki, plan_pki.certs, plan_pki.ca_paths, plan_pki.service_account_key,
-                                  relocation.address, drop_sans)
+                                  relocation.address, drop_sans, plan_pki.encryption_config)
         relocation.write(files)
         for path, pem in key_material.items():
             target = relocation.path(path)
@@ -259,7 +273,6 @@ def _start(plane: ControlPlane, ready_timeout: float) -> None:
         argv = master.command("kube-apiserver")
         master.daemons["kube-apiserver"] = Daemon.start(f"kube-apiserver on {master.node.name}", argv,
                                                         master.root / "log" / "kube-apiserver.log")
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     for master in plane.masters:
         api = KubeApi(master.api_url, plane.admin)
 
@@ -288,7 +301,8 @@ def component_healthy(plane: ControlPlane, master: Master, port: int) -> bool:
     session.cert = (str(plane.admin.cert), str(plane.admin.key))
     # Their serving certificates are self-signed at start (no --tls-cert-file is rendered): not verified.
     session.verify = False
-    with contextlib.suppress(requests.RequestException):
+    with contextlib.suppress(requests.RequestException), warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
         return session.get(f"https://{master.loopback}:{port}/healthz", timeout=REQUEST_TIMEOUT).text == "ok"
     return False
 

@@ -34,7 +34,7 @@ from tools.harness.offline import Plan, run_program
 from tools.testing import fake_systemctl
 from tools.testing.control_plane import loopback_block, master_files
 from tools.testing.node_root import Files, Relocation, env_values
-from tools.testing.pki import TestPki, node_files
+from tools.testing.pki import IssuingPki, node_files
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ETCD = Path("/usr/bin/etcd")
@@ -256,7 +256,7 @@ class Writer:
                 raise EtcdTestError("the writer did not stop within 60 s")
 
 
-def _client(pki: TestPki, layout: ClusterLayout, relocation: Relocation, workdir: Path) -> Credentials:
+def _client(pki: IssuingPki, layout: ClusterLayout, relocation: Relocation, workdir: Path) -> Credentials:
     spec: CertSpec = next(c for c in node_pki(layout, layout.masters[0]).certs if c.identity == "apiserver-etcd-client")
     issued = pki.issue(spec, relocation.address)
     directory = workdir / "client"
@@ -283,7 +283,7 @@ def boot(stack: str, workdir: Path, overrides: Mapping[str, Any] | None = None, 
     layout = compute_layout(plan.settings.cluster, stack)
     loopbacks = loopback_block(len(layout.masters))
     addresses = {m.private_ip: lo for m, lo in zip(layout.masters, loopbacks, strict=True)}
-    pki = TestPki()
+    pki = IssuingPki()
     members = []
     for node, loopback in zip(layout.masters, loopbacks, strict=True):
         relocation = Relocation(workdir / node.name, {**addresses, "127.0.0.1": loopback})

@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,8 +109,11 @@ class MariaDBServer:
         datadir: Path | None = None,
         root_password: str | None = None,
         name: str | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
+        # Extra environment of mariadbd (e.g. a benchmark's LD_PRELOAD); None: the caller's own.
+        self.environment = dict(environment) if environment else None
         self.port = port
         self.server_id = server_id
         self.cnf = cnf
@@ -230,6 +233,7 @@ class MariaDBServer:
         with self.stdout_log.open("ab") as out:
             self._process = subprocess.Popen(
                 [str(MARIADBD), f"--defaults-file={self.defaults_file}"],
+                env={**os.environ, **self.environment} if self.environment else None,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -434,24 +438,31 @@ def start_replicated_set(
     *,
     replicas: int = 2,
     primary_cnf: str = "",
-    replica_cnf: str = "",
+    replica_cnf: str | Sequence[str] = "",
     server_id: Callable[[int], int] = lambda ordinal: 100 + ordinal,
     root_password: str = "root-password",
     replication_password: str = "repl-password",
     start_timeout: float = 60,
+    environment: Mapping[str, str] | None = None,
 ) -> ReplicatedSet:
     """Initialize and start a primary and `replicas` replicas under base_dir/ord<N>, replicating.
 
-    On any failure every server already started is stopped before the error propagates.
+    `replica_cnf` is every replica's fragment, or one per replica (e.g. a serial and a parallel
+    applier side by side). On any failure every server already started is stopped before the
+    error propagates.
     """
     require_mariadb()
+    replica_cnfs = [replica_cnf] * replicas if isinstance(replica_cnf, str) else list(replica_cnf)
+    if len(replica_cnfs) != replicas:
+        raise ValueError(f"{len(replica_cnfs)} replica fragments for {replicas} replicas")
     servers = [
         MariaDBServer(
             Path(base_dir) / f"ord{ordinal}",
             free_port(),
             server_id(ordinal),
-            primary_cnf if ordinal == 0 else replica_cnf,
+            primary_cnf if ordinal == 0 else replica_cnfs[ordinal - 1],
             name="primary" if ordinal == 0 else f"replica-{ordinal}",
+            environment=environment,
         )
         for ordinal in range(replicas + 1)
     ]

@@ -10,8 +10,6 @@ systemd would run.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import re
 import shlex
 import subprocess
@@ -30,28 +28,15 @@ DROPIN = re.compile(r"/etc/systemd/system/(kube[-a-z]*)\.service\.d/10-atomic\.c
 
 # Where on a node the rendered files live: each moves under the test's root.
 NODE_DIRECTORIES = ("/etc/kubernetes/", "/etc/etcd/", "/var/lib/etcd", "/etc/atomic/", "/etc/cni/", "/etc/haproxy/",
-                    "/var/lib/kubelet", "/run/systemd/resolve/")
-
-
-def written_content(entry: Mapping[str, str]) -> str:
-    """What cloud-init writes for one write_files entry: its content, decoded as its `encoding` says
-    (cloud-init's gz+b64 and b64; no encoding is text)."""
-    content, encoding = entry["content"], entry.get("encoding", "text/plain")
-    if encoding in ("gz+b64", "gzip+base64", "gz+base64", "gzip+b64"):
-        return gzip.decompress(base64.b64decode(content)).decode()
-    if encoding in ("b64", "base64"):
-        return base64.b64decode(content).decode()
-    if encoding != "text/plain":
-        raise ValueError(f"{entry['path']}: encoding {encoding!r} is not one cloud-init writes as text")
-    return content
+                    "/var/lib/kubelet", "/run/systemd/resolve/", "/var/log/kubernetes/")
 
 
 def user_data_files(user_data: str) -> Files:
-    """path -> (content, permissions) of every file a #cloud-config writes, as written on the node."""
+    """path -> (content, permissions) of every file a #cloud-config writes."""
     if not user_data.startswith("#cloud-config\n"):
         raise ValueError("not a #cloud-config")
     config = yaml.safe_load(user_data)
-    return {entry["path"]: (written_content(entry), str(entry.get("permissions", "0644")))
+    return {entry["path"]: (entry["content"], str(entry.get("permissions", "0644")))
             for entry in config.get("write_files", [])}
 
 

@@ -9,8 +9,10 @@ loopback stand-in) so that what the daemons dial still matches what the certific
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -19,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.node.pki import SA_KEY, SA_PUB, Authority, CertSpec, leaf_uses
+from components.node.control_plane import render_encryption_config
+from components.node.pki import ENCRYPTION_CONFIG, SA_KEY, SA_PUB, Authority, CertSpec, leaf_uses
 
 _VALID = datetime.timedelta(days=2)
 
@@ -47,11 +50,13 @@ class Issued:
 
 
 @dataclass
-class TestPki:
+class IssuingPki:
     """One CA per authority, and every certificate issued from them so far."""
 
     cas: dict[Authority, tuple[ec.EllipticCurvePrivateKey, x509.Certificate]] = field(default_factory=dict)
     service_account: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    # The Secrets' encryption key at rest, as pulumi-random's RandomBytes gives it (32 bytes, base64).
+    encryption_key: str = field(default_factory=lambda: base64.b64encode(os.urandom(32)).decode())
 
     def __post_init__(self) -> None:
         now = datetime.datetime.now(datetime.UTC)
@@ -105,9 +110,10 @@ class TestPki:
         return _pem_key(self.service_account), public.decode()
 
 
-def node_files(pki: TestPki, certs: tuple[CertSpec, ...], ca_paths: Mapping[str, Authority], service_account: bool,
+def node_files(pki: IssuingPki, certs: tuple[CertSpec, ...], ca_paths: Mapping[str, Authority], service_account: bool,
                rename: Callable[[str], str] = lambda s: s,
-               drop_sans: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+               drop_sans: Mapping[str, tuple[str, ...]] | None = None,
+               encryption_config: bool = False) -> dict[str, str]:
     """path -> PEM of every key-material file a node's plan delivers (what atomic-fetch-pki writes)."""
     files = {path: pki.ca_pem(authority) for path, authority in ca_paths.items()}
     for spec in certs:
@@ -116,4 +122,6 @@ def node_files(pki: TestPki, certs: tuple[CertSpec, ...], ca_paths: Mapping[str,
         files[spec.key_path] = issued.key_pem
     if service_account:
         files[SA_KEY], files[SA_PUB] = pki.service_account_pems()
+    if encryption_config:
+        files[ENCRYPTION_CONFIG] = render_encryption_config(pki.encryption_key)
     return files

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.pins import ENGINE_VERSIONS, ENGINES
+from components.settings.schema import CloneSettings
 
 # server-id 0 is reserved (a server with id 0 refuses to replicate), hence the offset.
 SERVER_ID_OFFSET = 100
@@ -112,8 +113,8 @@ def primary_cnf(engine: str, version: str) -> str:
     return _lines("# Primary (ordinal 0): binlog with GTIDs for the replicas.", *_common(engine, version))
 
 
-def replica_cnf(engine: str, version: str) -> str:
-    """[mysqld] fragment of ordinals 1..n (replicas)."""
+def replica_cnf(engine: str, version: str, apply_threads: int) -> str:
+    """[mysqld] fragment of ordinals 1..n (replicas), applying with `apply_threads` threads."""
     _check(engine, version)
     # MariaDB has no super_read_only; read_only still stops every account
     # without READ_ONLY ADMIN (i.e. everything but root-like accounts).
@@ -124,11 +125,43 @@ def replica_cnf(engine: str, version: str) -> str:
         *_common(engine, version),
         *role,
         "relay_log_recovery=ON",
+        *apply_options(engine, apply_threads),
     )
 
 
-def cnf_for(engine: str, version: str, ordinal: int) -> str:
-    return primary_cnf(engine, version) if ordinal == 0 else replica_cnf(engine, version)
+MAX_APPLY_THREADS = 64
+
+
+def apply_options(engine: str, threads: int) -> list[str]:
+    """How a replica applies what it receives: `threads` applier threads, commits in the primary's order.
+
+    A serial applier applies (and, with sync_binlog=1 and log_replica_updates, flushes) one
+    transaction at a time, so a primary committing concurrent transactions in groups outruns it
+    and the lag grows without bound (measured: `make bench-apply`, docs/mysql.md).
+
+    MariaDB: optimistic mode runs any transactional DML in parallel and rolls back and retries a
+    transaction that meets a conflict; commits still happen in the primary's binlog order, per
+    replication domain, so a reader never sees a state the primary never had
+    (https://mariadb.com/kb/en/parallel-replication/, "optimistic mode", "Commit order").
+    slave_parallel_threads=0 is the serial applier.
+    MySQL: replica_parallel_workers workers (the default, 4, since 8.0.27) and
+    replica_preserve_commit_order=ON (also the default since 8.0.27), written down so that a
+    changed default never changes the set; the dependency tracking that lets 8.0 apply in parallel
+    is _common's WRITESET (8.4's only behaviour). One worker applies serially; 0 is deprecated.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_APPLY_THREADS:
+        raise ValueError(f"apply threads {threads!r}: allowed 1 to {MAX_APPLY_THREADS}")
+    if engine == "mariadb":
+        if threads == 1:
+            return ["slave_parallel_threads=0"]
+        return [f"slave_parallel_threads={threads}", "slave_parallel_mode=optimistic"]
+    if engine == "mysql":
+        return [f"replica_parallel_workers={threads}", "replica_preserve_commit_order=ON"]
+    raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
+
+
+def cnf_for(engine: str, version: str, ordinal: int, apply_threads: int) -> str:
+    return primary_cnf(engine, version) if ordinal == 0 else replica_cnf(engine, version, apply_threads)
 
 
 def server_id_cnf(ordinal: int) -> str:
@@ -224,6 +257,18 @@ def _prepared(engine: str, statement: str, variable: str) -> str:
     )
 
 
+def clone_env(clone: CloneSettings) -> dict[str, dict[str, str]]:
+    """The clone path's settings as the scripts read them, per container: the sidecar's backup
+    tool (BACKUP_PARALLEL, sidecar.sh) and the clone-mysql stream tool (CLONE_PARALLEL)."""
+    for name, threads in (("send", clone.send_threads), ("receive", clone.receive_threads)):
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"{name} threads {threads!r}: must be a whole number >= 1")
+    return {
+        "sidecar": {"BACKUP_PARALLEL": str(clone.send_threads)},
+        "clone-mysql": {"CLONE_PARALLEL": str(clone.receive_threads)},
+    }
+
+
 def script_command(script: str) -> list[str]:
     """Run one of the ConfigMap's scripts (mounted at CONFIG_MOUNT; no exec bit needed)."""
     return ["bash", f"{CONFIG_MOUNT}/{script}"]
@@ -251,12 +296,12 @@ def script_files() -> dict[str, str]:
     return {name: (SCRIPTS_DIR / name).read_text(encoding="utf-8") for name in SCRIPT_NAMES}
 
 
-def config_map_data(engine: str, version: str) -> dict[str, str]:
+def config_map_data(engine: str, version: str, apply_threads: int) -> dict[str, str]:
     """Everything the pods read from the ConfigMap: both role fragments, the accounts'
     SQL and the scripts (the containers run them with bash from CONFIG_MOUNT)."""
     return {
         "primary.cnf": primary_cnf(engine, version),
-        "replica.cnf": replica_cnf(engine, version),
+        "replica.cnf": replica_cnf(engine, version, apply_threads),
         "users.sql": users_sql(engine),
         **script_files(),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -24,6 +24,7 @@ from components import tokens
 from components.facts import CLONE_PORT, MYSQL_PORT
 from components.kube.objects import (
     ZoneSpread,
+    await_timeouts,
     exec_probe,
     metadata,
     owned,
@@ -32,6 +33,7 @@ from components.kube.objects import (
     spread_over_zones,
 )
 from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
+from components.workload.mysql import budget
 from components.workload.mysql import config as mysql_config
 
 meta = k8s.meta.v1
@@ -50,11 +52,8 @@ SECRET_MOUNT = "/etc/mysql-secrets"
 VERIFY_PASSWORD_KEY = "verify-password"
 PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY)
 
-# Containers whose size does not follow the mysqld settings.
+# init-mysql copies two files; the clone and sidecar containers are sized by their own settings.
 INIT_RESOURCES = Resources(cpu_request="50m", memory_request="32Mi", cpu_limit="200m", memory_limit="64Mi")
-# --prepare runs with --use-memory=128M (CLONE_PREPARE_MEMORY) plus the tool's own overhead.
-CLONE_RESOURCES = Resources(cpu_request="250m", memory_request="256Mi", cpu_limit="1", memory_limit="1Gi")
-SIDECAR_RESOURCES = Resources(cpu_request="100m", memory_request="128Mi", cpu_limit="1", memory_limit="512Mi")
 
 
 @dataclass
@@ -86,15 +85,9 @@ def config_checksum(data: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
 
 
-def _checked_password(key: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if not value:
-            raise ValueError(f"the MySQL {key} given with `pulumi config set --secret` is empty")
-        if "\n" in value or "\r" in value or "\0" in value:
-            raise ValueError(f"the MySQL {key} must be one line without NUL characters")
-        return value
-
-    return check
+def _probe(command: list[str], timing: budget.ProbeTiming) -> core.ProbeArgs:
+    return exec_probe(command, period_seconds=timing.period_seconds, timeout_seconds=timing.timeout_seconds,
+                      failure_threshold=timing.failure_threshold)
 
 
 class MySqlReplicatedSet(pulumi.ComponentResource):
@@ -108,7 +101,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         child = ResourceOptions(parent=self)
         stateful = ResourceOptions(parent=self, protect=settings.protect)
 
-        data = mysql_config.config_map_data(settings.engine, settings.version)
+        data = mysql_config.config_map_data(settings.engine, settings.version, settings.apply_threads)
         self.config_map = core.ConfigMap(
             f"{name}-config", metadata=self._meta(f"{settings.name}-config"), data=data, opts=child
         )
@@ -130,13 +123,34 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         }
         self.primary_service = core.Service(f"{name}-primary", metadata=self._meta(f"{settings.name}-primary"),
                                             spec=self._client_spec(primary_selector), opts=child)
+        self.rollout_seconds = settings.rollout_timeout or budget.rollout_budget(settings.replicas,
+                                                                                 settings.storage_size).seconds
+        client_label = args.client_label or default_client_label(settings.name)
+        # In place before the first pod: under the namespace's default deny (workload.py) a pod
+        # without them can neither clone nor replicate.
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=self._meta(settings.name),
+            spec=self._network_policy_spec(client_label),
+            opts=child,
+        )
+        self.client_network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-clients-netpol",
+            metadata=self._meta(f"{settings.name}-clients"),
+            spec=self._client_network_policy_spec(client_label),
+            opts=child,
+        )
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
             spec=self._stateful_set_spec(config_checksum(data)),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
-                                 depends_on=[self.config_map, self.secret, self.headless_service]),
+                                 depends_on=[self.config_map, self.secret, self.headless_service,
+                                             self.network_policy],
+                                 # pulumi-kubernetes waits 10 minutes by default; OrderedReady pods that
+                                 # each clone their predecessor need what their probes allow them.
+                                 custom_timeouts=await_timeouts(self.rollout_seconds)),
         )
         self.pdb = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
@@ -145,12 +159,6 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 max_unavailable=settings.pdb_max_unavailable,
                 selector=meta.LabelSelectorArgs(match_labels=selector_labels(settings.name)),
             ),
-            opts=child,
-        )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=self._meta(settings.name),
-            spec=self._network_policy_spec(args.client_label or default_client_label(settings.name)),
             opts=child,
         )
 
@@ -184,15 +192,15 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         return metadata(object_name, labels=labels(self._settings.name), namespace=self._namespace)
 
     def _passwords(self, name: str, given: MysqlSecrets, opts: ResourceOptions) -> dict[str, pulumi.Output[str]]:
-        """Configured secrets are checked; missing ones are generated (32 letters and digits)."""
+        """Configured passwords (checked by settings/load.py when read, before anything is
+        registered); missing ones are generated (32 letters and digits)."""
         result: dict[str, pulumi.Output[str]] = {}
         configured = (given.root_password, given.replication_password, given.backup_password, given.verify_password)
         for key, value in zip(PASSWORD_KEYS, configured, strict=True):
             if value is None:
                 value = random.RandomPassword(f"{name}-{key}", length=32, special=False, opts=opts).result
-            # apply keeps the secret flag; Output.secret makes sure a plain value gets one.
-            checked: pulumi.Output[str] = value.apply(_checked_password(key))
-            result[key] = pulumi.Output.secret(checked)
+            # Output.secret makes sure a plain value gets the secret flag too.
+            result[key] = pulumi.Output.secret(value)
         return result
 
     def _headless_spec(self) -> core.ServiceSpecArgs:
@@ -215,14 +223,20 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             ports=[core.ServicePortArgs(name="mysql", port=MYSQL_PORT, target_port="mysql")],
         )
 
-    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
-        net = k8s.networking.v1
-        members = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
+    def _members(self) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+        return k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
             match_labels=selector_labels(self._settings.name)))
+
+    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """The set's pods: MySQL from its clients and its own members, the clone port from members only;
+        out, only to members on the same two ports (a replica replicates from and clones its
+        predecessor). DNS is the namespace's rule (workload.py); nothing else leaves a MySQL pod."""
+        net = k8s.networking.v1
+        members = self._members()
         clients = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)))
         return net.NetworkPolicySpecArgs(
             pod_selector=meta.LabelSelectorArgs(match_labels=selector_labels(self._settings.name)),
-            policy_types=["Ingress"],
+            policy_types=["Ingress", "Egress"],
             ingress=[
                 net.NetworkPolicyIngressRuleArgs(
                     from_=[clients, members],
@@ -234,6 +248,23 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=CLONE_PORT)],
                 ),
             ],
+            egress=[
+                net.NetworkPolicyEgressRuleArgs(
+                    to=[members],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=port) for port in (MYSQL_PORT, CLONE_PORT)],
+                ),
+            ],
+        )
+
+    def _client_network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """Pods labelled as the set's clients may open MySQL connections to it (the other half of the
+        ingress rule above, under the namespace's default deny of egress)."""
+        net = k8s.networking.v1
+        return net.NetworkPolicySpecArgs(
+            pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)),
+            policy_types=["Egress"],
+            egress=[net.NetworkPolicyEgressRuleArgs(
+                to=[self._members()], ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=MYSQL_PORT)])],
         )
 
     # ------------------------------------------------------------------ the StatefulSet
@@ -354,10 +385,15 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _clone_container(self) -> core.ContainerArgs:
         # The volume root, not the subPath: the clone is staged next to the data dir and
         # renamed into place, so a half-received stream never looks like data.
+        # An init container runs before mysqld and the sidecar start: its request counts for scheduling
+        # only where it exceeds theirs together (the pod's effective request is the larger), and a limit
+        # holds nothing back, so a high mysqlCloneCpuLimit lets a clone use a node's idle CPU.
+        clone = self._settings.clone
         return self._container(
-            "clone-mysql", self._settings.backup_image, CLONE_RESOURCES,
+            "clone-mysql", self._settings.backup_image, clone.clone_resources,
             command=mysql_config.script_command("clone-mysql.sh"),
-            env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp"),
+            env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp",
+                          **mysql_config.clone_env(clone)["clone-mysql"]),
             volume_mounts=[self._mount(DATA_VOLUME, "/var/lib/mysql-volume"),
                            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
                            self._mount("tools-tmp", "/tmp")],
@@ -377,10 +413,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             }),
             ports=[core.ContainerPortArgs(name="mysql", container_port=MYSQL_PORT, protocol="TCP")],
             volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],
-            # First initialisation or crash recovery may take long; liveness waits for it.
-            startup_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=90),
-            liveness_probe=exec_probe(alive, period_seconds=10, timeout_seconds=5, failure_threshold=3),
-            readiness_probe=exec_probe(ready, period_seconds=5, timeout_seconds=5, failure_threshold=2),
+            startup_probe=_probe(alive, budget.MYSQLD_STARTUP),
+            liveness_probe=_probe(alive, budget.MYSQLD_LIVENESS),
+            readiness_probe=_probe(ready, budget.MYSQLD_READINESS),
         )
 
     def _shared_mounts(self) -> list[core.VolumeMountArgs]:
@@ -397,18 +432,18 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _sidecar_container(self) -> core.ContainerArgs:
         probe = mysql_config.sidecar_probe_command()
         return self._container(
-            "sidecar", self._settings.backup_image, SIDECAR_RESOURCES,
+            "sidecar", self._settings.backup_image, self._settings.clone.sidecar_resources,
             command=mysql_config.script_command("sidecar.sh"),
-            env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client"),
+            env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client",
+                          **mysql_config.clone_env(self._settings.clone)["sidecar"]),
             ports=[core.ContainerPortArgs(name="clone", container_port=CLONE_PORT, protocol="TCP")],
             volume_mounts=[
                 *self._shared_mounts(),
                 self._mount("tools-tmp", "/tmp"),
                 self._mount("client-cnf", "/run/mysql-client"),
             ],
-            # Ready once the backup port listens, i.e. after the accounts exist (ordinal 0)
-            # or replication started (replicas): only then may the next ordinal clone.
-            startup_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=180),
-            liveness_probe=exec_probe(probe, period_seconds=10, timeout_seconds=3, failure_threshold=3),
-            readiness_probe=exec_probe(probe, period_seconds=5, timeout_seconds=3, failure_threshold=2),
+            # Only once it is ready may the next ordinal clone (budget.SIDECAR_STARTUP).
+            startup_probe=_probe(probe, budget.SIDECAR_STARTUP),
+            liveness_probe=_probe(probe, budget.SIDECAR_LIVENESS),
+            readiness_probe=_probe(probe, budget.SIDECAR_READINESS),
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,6 @@ from components import tokens
 from components.aws.backup import EtcdBackupBucket, EtcdBackupBucketArgs
 from components.aws.iam import backup_bucket_policy, etcd_backup_policy
 from components.node.etcd_backup import BACKUP_ENV, BACKUP_TIMER, BACKUP_UNIT
-from components.settings.load import SettingsError
 from tests.components.aws.iam_eval import decision
 from tests.conftest import STACKS
 from tools.harness.mocks import Registration
@@ -149,8 +147,8 @@ def test_the_policy_functions_refuse_a_wrong_partition() -> None:
         etcd_backup_policy("aws:", "us-east-1", "b", "p", KEY)
 
 
-def _files(instance: Registration) -> dict[str, str]:
-    return {path: content for path, (content, _) in user_data_files(instance.inputs["userData"]).items()}
+def _files(plan: Plan, instance: Registration) -> dict[str, str]:
+    return {path: content for path, (content, _) in user_data_files(plan.user_data(instance)).items()}
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -158,7 +156,7 @@ def test_every_master_carries_the_timer_and_where_to_put_snapshots_and_no_minion
                                                                                        stack: str) -> None:
     plan = plans[stack]
     for instance in plan.instances():
-        files = _files(instance)
+        files = _files(plan, instance)
         if instance.inputs["tags"]["Role"] != "master":
             assert BACKUP_ENV not in files and BACKUP_TIMER not in files, instance.name
             continue
@@ -166,7 +164,7 @@ def test_every_master_carries_the_timer_and_where_to_put_snapshots_and_no_minion
         assert env == {"ATOMIC_BACKUP_BUCKET": bucket_name(plan), "ATOMIC_BACKUP_PREFIX": prefix_of(stack),
                        "ATOMIC_BACKUP_KMS_KEY": backup_key(plan).state["arn"]}
         assert "OnCalendar=*-*-* 00/1:00:00" in files[BACKUP_TIMER]  # every stack's 60 minutes
-        assert f"{BACKUP_UNIT}.timer" in instance.inputs["userData"]
+        assert f"{BACKUP_UNIT}.timer" in plan.user_data(instance)
 
 
 def test_no_backups_means_no_bucket_no_policy_and_no_timer() -> None:
@@ -174,17 +172,8 @@ def test_no_backups_means_no_bucket_no_policy_and_no_timer() -> None:
     assert not plan.of_type(tokens.S3_BUCKET) and not plan.of_type(tokens.ETCD_BACKUP_BUCKET)
     assert not [p for p in plan.of_type(tokens.IAM_ROLE_POLICY) if p.name.endswith("-etcd-backup")]
     for instance in plan.instances():
-        assert BACKUP_UNIT not in instance.inputs["userData"]
+        assert BACKUP_UNIT not in plan.user_data(instance)
     assert "etcdBackupBucket" not in plan.outputs
-
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"etcdBackupIntervalMinutes": 7}, "etcdBackupIntervalMinutes=7: allowed values are 0 .* 5, 10, 15"),
-    ({"etcdBackupRetentionDays": 0}, "etcdBackupRetentionDays=0: must be a whole number from 1 to 3650"),
-])
-def test_backup_settings_that_cannot_work_are_one_clear_line(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
-        run_program("dev", overrides)
 
 
 @pytest.mark.parametrize(("prefix", "days"), [("/abs", 30), ("trailing/", 30), ("", 30), ("ok", 0)])

@@ -158,8 +158,9 @@ def test_kubelets_are_closed_to_other_nodes_without_metrics_server() -> None:
     assert not plan.of_type(tokens.METRICS_SERVER)
 
 
-def _runs_cadvisor(instance: Registration) -> bool:
-    return "/etc/systemd/system/cadvisor.service" in user_data_files(instance.inputs["userData"])
+def _runs_cadvisor(plan: Plan, instance: Registration) -> bool:
+    files = yaml.safe_load(plan.user_data(instance))["write_files"]
+    return any(f["path"] == "/etc/systemd/system/cadvisor.service" for f in files)
 
 
 def test_optional_ports_open_only_when_enabled(tmp_path: Path, dev: Plan) -> None:
@@ -167,14 +168,14 @@ def test_optional_ports_open_only_when_enabled(tmp_path: Path, dev: Plan) -> Non
     groups = ("atomic-nodes-sg", "atomic-control-plane-sg")
     assert ("tcp", 9090, 9090) in _ports(dev, "atomic-nodes-sg", cidr=cidr)  # dev enables Cockpit
     assert not any(("tcp", 4194, 4194) in _ports(dev, group, cidr=cidr) for group in groups)
-    assert not any(_runs_cadvisor(i) for i in dev.instances())
+    assert not any(_runs_cadvisor(dev, i) for i in dev.instances())
     assert ("tcp", 30000, 32767) not in _ports(dev, "atomic-nodes-sg", cidr=cidr)
     plan = run_cluster(tmp_path, "dev", enableCadvisor=True, enableNodePorts=True)
     assert {("tcp", 4194, 4194), ("tcp", 30000, 32767)} <= _ports(plan, "atomic-nodes-sg", cidr=cidr)
     assert ("tcp", 30000, 32767) not in _ports(plan, "atomic-control-plane-sg", cidr=cidr)
     # The port is opened where something listens on it: every master and minion runs cAdvisor.
     assert ("tcp", 4194, 4194) in _ports(plan, "atomic-control-plane-sg", cidr=cidr)
-    assert plan.instances() and all(_runs_cadvisor(i) for i in plan.instances())
+    assert plan.instances() and all(_runs_cadvisor(plan, i) for i in plan.instances())
 
 
 def test_world_admin_access_only_when_asked_for(tmp_path: Path) -> None:
@@ -199,7 +200,7 @@ def test_minion_count_follows_config_and_only_adds_instances(tmp_path: Path, dev
 
 def test_user_data_is_rendered_for_the_node_and_carries_no_key(prod: Plan) -> None:
     for instance in prod.instances():
-        user_data = instance.inputs["userData"]
+        user_data = prod.user_data(instance)
         assert "PRIVATE KEY" not in user_data and "BEGIN" not in user_data
         config = yaml.safe_load(user_data)
         assert config["hostname"] == instance.inputs["tags"]["Name"]

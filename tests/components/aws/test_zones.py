@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from components import tokens
-from components.settings.load import SettingsError
 from tests.conftest import STACKS
 from tools.harness.mocks import Registration
 from tools.harness.offline import Plan, run_program
@@ -237,27 +236,6 @@ def test_ssh_opens_to_the_admin_cidrs_only_when_asked() -> None:
     closed = run_program("dev", {"instanceConnectEndpoint": False})
     assert not ssh_rules(closed) and not closed.of_type(tokens.INSTANCE_CONNECT_ENDPOINT)
     assert not [g for g in closed.of_type(tokens.SECURITY_GROUP) if "connect-endpoint" in g.name]
-
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"privateNodes": True}, "privateNodes=true: .* set apiLoadBalancer=true, or privateNodes=false"),
-    ({"availabilityZones": ["us-east-1a", "us-east-1b"], "masterCount": 3},
-     r"availabilityZones=\[.*\]: masterCount=3 needs one zone or at least 3"),
-    ({"availabilityZones": ["us-west-2a"]}, "must be zones of aws:region us-east-1"),
-    ({"availabilityZones": ["us-east-1a", "us-east-1a"]}, "must not name a zone twice"),
-    ({"availabilityZones": ["us-east-1a"], "availabilityZone": "us-east-1a"},
-     "availabilityZone=us-east-1a: set availabilityZones or availabilityZone, not both"),
-    ({"privateNodes": True, "apiLoadBalancer": True, "privateSubnetCidr": "10.0.2.0/24", **THREE},
-     "privateSubnetCidr=10.0.2.0/24: its zone block 10.0.2.0/24 overlaps the public zone blocks"),
-    ({"subnetCidr": "10.0.255.0/24", **THREE}, "subnetCidr=10.0.255.0/24: must leave room inside vpcCidr"),
-    ({"privateNodes": True, "apiLoadBalancer": True, "natGateways": "two"}, "natGateways=two: allowed values are"),
-    ({"existingVpcId": "vpc-0123456789abcdef0", "existingSubnetId": "subnet-0123456789abcdef0", **THREE},
-     "existingSubnetId=subnet-0123456789abcdef0: an existing subnet is one zone of public nodes"),
-])
-def test_zone_and_network_settings_that_cannot_work_are_one_clear_line(overrides: dict[str, Any],
-                                                                        message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
-        run_program("dev", overrides)
 
 
 # --------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def node_files(plan: Plan, workdir: Path) -> Iterator[tuple[str, Files]]:
     """(node name, files) of every instance of a plan, with the kubelet identity a minion writes at boot."""
     for instance in plan.instances():
         name = instance.inputs["tags"]["Name"]
-        files = user_data_files(instance.inputs["userData"])
+        files = user_data_files(plan.user_data(instance))
         if instance.inputs["tags"].get("Role") == "minion":
             files[KUBELET_IDENTITY] = (booted_identity(workdir, name), "0644")
         yield name, files

@@ -56,7 +56,7 @@ def _rendered_env(plan: Plan) -> dict[str, str]:
     from tools.testing.node_root import env_values, user_data_files
 
     master = next(i for i in plan.instances() if i.inputs["tags"]["Role"] == "master")
-    return env_values(user_data_files(master.inputs["userData"])[BACKUP_ENV][0])
+    return env_values(user_data_files(plan.user_data(master))[BACKUP_ENV][0])
 
 
 def run_the_timers_command(nodes: EtcdNodes, member: Member, gateway: s3.Radosgw,

@@ -75,6 +75,15 @@ def test_node_script_programs_a_route_fdb_and_neighbour_per_other_node(tmp_path:
     assert not any(node.pod_subnet in line for line in out if line.startswith("ip route"))
 
 
+def test_node_script_hands_bridged_pod_traffic_to_the_ip_hooks(tmp_path: Path) -> None:
+    """kube-proxy and the NetworkPolicy agent see same-node pod traffic only through br_netfilter;
+    the module is loaded before the sysctls that need it exist."""
+    out = _run_node_script(tmp_path, layout_of(), layout_of().minions[0], "overlay", dry_run=True).stdout.splitlines()
+    modprobe = out.index("modprobe br_netfilter")
+    assert out[modprobe + 1] == ("sysctl -qw net.bridge.bridge-nf-call-iptables=1 "
+                                 "net.bridge.bridge-nf-call-ip6tables=1")
+
+
 def test_node_script_refuses_an_address_outside_the_layout(tmp_path: Path) -> None:
     layout = layout_of()
     stranger = replace(layout.minions[0], private_ip="10.0.1.5")  # below the first node slot

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_DIR
-from tools.harness.pulumi_project import SECRET_PLACEHOLDER, StackConfigError, load_project, resolve_stack_config
+from tools.harness.pulumi_project import StackConfigError, load_project, resolve_stack_config
 
 PROJECT_YAML = """
 name: demo
@@ -73,10 +73,15 @@ def test_overrides_act_like_config_set(project: Path) -> None:
     assert config.values["demo:flag"] == "true"
 
 
-def test_secure_values_become_secrets_that_are_never_revealed(project: Path) -> None:
+def test_secure_values_cannot_be_read_offline_and_must_be_given(project: Path) -> None:
+    """The program checks secrets on their values, as `pulumi preview` hands them decrypted: a
+    placeholder would be checked instead, so an undecryptable value stops the run, naming the line."""
     write_stack(project, {"demo:required": "x", "demo:password": {"secure": "v1:abcdef=="}})
-    config = resolve_stack_config("dev", project_dir=project)
-    assert config.values["demo:password"] == SECRET_PLACEHOLDER
+    with pytest.raises(StackConfigError, match=r"^stacks/Pulumi.dev.yaml:\d+: config demo:password=\[secret\]: is"
+                       r" encrypted and the offline preview cannot decrypt it .*--secret password=\.\.\.$"):
+        resolve_stack_config("dev", project_dir=project)
+    config = resolve_stack_config("dev", secret_overrides={"password": "given-for-this-run"}, project_dir=project)
+    assert config.values["demo:password"] == "given-for-this-run"
     assert config.secret_keys == ["demo:password"]
 
 
@@ -87,19 +92,22 @@ def test_missing_value_without_default_is_the_cli_error(project: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "type_name"),
+    ("key", "value", "line"),
     [
-        ("count", "three", "integer"),
-        ("flag", "yes", "boolean"),
-        ("cidrs", "10.0.0.0/8", "array<string>"),
-        ("cidrs", '["10.0.0.0/8"]', "array<string>"),
-        ("label", {"nested": "map"}, "string"),
+        ("count", "three", 'config demo:count=three: must be of type integer (Pulumi.yaml): a whole number, e.g. 3'),
+        ("flag", "yes", "config demo:flag=yes: must be of type boolean (Pulumi.yaml): true or false"),
+        ("cidrs", "10.0.0.0/8", "config demo:cidrs=10.0.0.0/8: must be of type array<string> (Pulumi.yaml): a list"),
+        ("cidrs", '["10.0.0.0/8"]', 'config demo:cidrs="[\\"10.0.0.0/8\\"]": must be of type array<string>'),
+        ("label", {"nested": "map"}, 'config demo:label={"nested":"map"}: must be of type string (Pulumi.yaml)'),
     ],
 )
-def test_type_mismatch_is_the_cli_error(project: Path, key: str, value: object, type_name: str) -> None:
+def test_type_mismatch_names_key_value_and_form(project: Path, key: str, value: object, line: str) -> None:
+    """The CLI refuses these too; here the one line also shows the value and the file's line."""
     write_stack(project, {"demo:required": "x", f"demo:{key}": value})
-    with pytest.raises(StackConfigError, match=f"configuration key '{key}' must be of type '{type_name}'"):
+    with pytest.raises(StackConfigError) as refused:
         resolve_stack_config("dev", project_dir=project)
+    assert str(refused.value).startswith("stacks/Pulumi.dev.yaml:")
+    assert line in str(refused.value)
 
 
 def test_stack_scalars_are_read_as_their_text_like_the_cli(project: Path) -> None:
@@ -107,7 +115,7 @@ def test_stack_scalars_are_read_as_their_text_like_the_cli(project: Path) -> Non
     (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  demo:required: x\n  demo:label: 1.30\n")
     assert resolve_stack_config("dev", project_dir=project).values["demo:label"] == "1.30"
     (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  demo:required: x\n  demo:flag: yes\n")
-    with pytest.raises(StackConfigError, match="configuration key 'flag' must be of type 'boolean'"):
+    with pytest.raises(StackConfigError, match=r"Pulumi.dev.yaml:3: config demo:flag=yes: must be of type boolean"):
         resolve_stack_config("dev", project_dir=project)
 
 
@@ -123,7 +131,7 @@ def test_missing_values_are_listed_sorted_like_the_cli(tmp_path: Path) -> None:
 
 def test_unknown_stack_names_the_known_ones(project: Path) -> None:
     write_stack(project, {"demo:required": "x"})
-    with pytest.raises(StackConfigError, match=r"no stack 'prod'.*stacks: dev"):
+    with pytest.raises(StackConfigError, match=r"no stack prod: stacks/Pulumi.prod.yaml does not exist \(stacks: dev"):
         resolve_stack_config("prod", project_dir=project)
 
 
@@ -150,7 +158,12 @@ def test_every_key_the_settings_module_reads_is_declared() -> None:
         for prefix in re.findall(r'_resources\(reader, "(\w+)"', source)
         for part in ("CpuRequest", "MemoryRequest", "CpuLimit", "MemoryLimit")
     }
-    secrets = set(re.findall(r'reader\.secret\("(\w+)"\)', source))
+    from components.settings.load import SECRET_SETTINGS, declared_settings
+    from tools.settings_table import SECRETS
+
+    secrets = set(SECRET_SETTINGS)
     declared = {key.split(":", 1)[1] for key in load_project().schema}
     assert read - secrets - declared == set()
     assert secrets & declared == set(), "optional secrets must stay undeclared (a declared secret is mandatory)"
+    assert set(SECRETS) == secrets, "the README lists every secret the program reads"
+    assert declared_settings() == declared | secrets, "the program refuses every other key"

@@ -35,6 +35,7 @@ from tools.testing.mariadb import (
     replica_status,
     start_replicated_set,
 )
+from tools.testing.mysql_pods import default_apply_threads
 
 pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
 
@@ -53,7 +54,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicatedSet]
             tmp_path_factory.mktemp("verify-set"),
             replicas=2,
             primary_cnf=mysql_config.primary_cnf(ENGINE, VERSION),
-            replica_cnf=mysql_config.replica_cnf(ENGINE, VERSION),
+            replica_cnf=mysql_config.replica_cnf(ENGINE, VERSION, default_apply_threads()),
             server_id=mysql_config.server_id,
         )
     except MariaDBNotInstalledError as error:

@@ -15,6 +15,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 : "${CLONE_CONNECT_ATTEMPTS:=10}"
 : "${CLONE_RETRY_DELAY:=2}"
 : "${CLONE_PREPARE_MEMORY:=128M}"
+: "${CLONE_PARALLEL:=1}"             # the stream tool's worker threads (mysqlCloneThreads)
+[[ $CLONE_PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die "CLONE_PARALLEL=$CLONE_PARALLEL: must be a whole number from 1 to 999"
 
 ordinal=$(my_ordinal)
 
@@ -38,7 +40,8 @@ port=$(peer_clone_port "$source_ordinal")
 # Percona XtraBackup images; ncat, the tutorial's tool, is in neither).
 receive() {
     if command -v socat >/dev/null 2>&1; then
-        socat -u "TCP:$host:$port,connect-timeout=10" STDOUT
+        # 1 MiB reads and writes (socat's default is 8 KiB): a clone is bytes in bulk.
+        socat -u -b 1048576 "TCP:$host:$port,connect-timeout=10" STDOUT
     elif command -v ncat >/dev/null 2>&1; then
         ncat --recv-only "$host" "$port"
     else
@@ -52,7 +55,9 @@ for ((attempt = 1; attempt <= CLONE_CONNECT_ATTEMPTS; attempt++)); do
     mkdir -p "$CLONE_STAGING_DIR"
     log "cloning from $host:$port (attempt $attempt of $CLONE_CONNECT_ATTEMPTS)"
     set +e
-    receive | "$STREAM_TOOL" -x -C "$CLONE_STAGING_DIR"
+    # Parallel extraction writes several files at once: one writer alone does not keep an EBS
+    # volume's queue full, nor keep up with the stream on one core.
+    receive | "$STREAM_TOOL" -x --parallel="$CLONE_PARALLEL" -C "$CLONE_STAGING_DIR"
     statuses=("${PIPESTATUS[@]}")
     set -e
     if ((statuses[0] == 0 && statuses[1] == 0)) && [[ -n $(ls -A "$CLONE_STAGING_DIR") ]]; then

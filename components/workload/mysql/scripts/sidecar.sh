@@ -12,6 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 : "${MYSQL_VERSION:=8.4}"
 : "${SOURCE_CONNECT_RETRY:=10}"   # seconds between the replica's reconnection attempts
+: "${BACKUP_PARALLEL:=1}"         # the backup tool's copy threads (mysqlCloneThreads)
+[[ $BACKUP_PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die "BACKUP_PARALLEL=$BACKUP_PARALLEL: must be a whole number from 1 to 999"
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 
 # sql_literal STRING: STRING as a single-quoted SQL literal (default sql_mode: backslash escapes on).
@@ -126,11 +128,12 @@ serve_backups() {
     [[ -n $CLONE_BIND_ADDRESS ]] && listen+=",bind=$CLONE_BIND_ADDRESS"
     log "serving backups on port $CLONE_PORT"
     # -U: data flows from the backup command to the peer only.
-    exec socat -U "$listen" "EXEC:bash $SELF stream"
+    # -b: 1 MiB reads and writes instead of socat's 8 KiB (a backup is bytes in bulk).
+    exec socat -U -b 1048576 "$listen" "EXEC:bash $SELF stream"
 }
 
 stream_backup() {
-    log "streaming a backup to a peer"
+    log "streaming a backup to a peer ($BACKUP_PARALLEL copy threads)"
     # The backup tools read their option files twice (server, then client groups),
     # so a pipe would be empty the second time: use a private file in CLIENT_CNF_DIR
     # (a memory-backed emptyDir in the pod), removed on exit.
@@ -141,8 +144,10 @@ stream_backup() {
     # The handler's stdout is the peer's socket: diagnostics go to stderr only.
     # No --slave-info: the receiver uses the GTID position in the binlog info, which a
     # replica's backup carries too (log_replica_updates), and never the source's file/pos.
+    # --parallel copies that many data files at once (into the one stream): the copy is bound by
+    # reads, which one thread issues one at a time.
     if "$BACKUP_TOOL" --defaults-extra-file="$STREAM_CNF" \
-        --backup --stream=xbstream --socket="$MYSQL_SOCKET" \
+        --backup --stream=xbstream --parallel="$BACKUP_PARALLEL" --socket="$MYSQL_SOCKET" \
         --datadir="$MYSQL_DATA_DIR" --target-dir="${TMPDIR:-/tmp}"; then
         log "backup stream sent"
     else

@@ -13,14 +13,16 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from components.settings.schema import CloneSettings, Resources
 from components.workload.mysql import config as mysql_config
 
 SCRIPTS = mysql_config.SCRIPTS_DIR
+APPLY = 4  # replica applier threads the renderers are called with (mysqlReplicaApplyThreads)
 BASIC_TOOLS = (
     "basename", "cat", "chmod", "cp", "date", "dirname", "ls", "mkdir", "mktemp", "mv",
     "od", "rm", "rmdir", "sleep", "tr", "uname",
@@ -68,8 +70,10 @@ xtrabackup | mariadb-backup)
     *" --backup "*) printf 'STREAM'; exit "${STUB_BACKUP_EXIT:-0}" ;;
     esac ;;
 xbstream | mbstream)
-    # -x -C DIR; the stream is lines "d PATH" (directory) or "f PATH TEXT" (file, printf %b)
-    dir=$3
+    # -x [--parallel=N] -C DIR; the stream is lines "d PATH" (directory) or "f PATH TEXT" (file, printf %b)
+    dir=""
+    prev=""
+    for arg in "$@"; do [[ $prev == -C ]] && dir=$arg; prev=$arg; done
     while read -r kind path text; do
         case $kind in
         d) mkdir -p "$dir/$path" ;;
@@ -134,7 +138,7 @@ class Sandbox:
         self.configure("mysql", "8.4")
 
     def configure(self, engine: str, version: str) -> None:
-        for name, text in mysql_config.config_map_data(engine, version).items():
+        for name, text in mysql_config.config_map_data(engine, version, APPLY).items():
             (self.config / name).write_text(text)
         self.engine, self.version = engine, version
 
@@ -196,7 +200,7 @@ ALL_VERSIONS = [("mysql", "8.4"), ("mysql", "8.0"), ("mariadb", "11.4"), ("maria
 
 @pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
 def test_role_fragments_carry_no_per_process_options(engine: str, version: str) -> None:
-    for text in (mysql_config.primary_cnf(engine, version), mysql_config.replica_cnf(engine, version)):
+    for text in (mysql_config.primary_cnf(engine, version), mysql_config.replica_cnf(engine, version, APPLY)):
         assert text.startswith("[mysqld]\n")
         options = {line.split("=")[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
         assert not options & {"server_id", "server-id", "port", "datadir", "socket", "bind_address"}
@@ -204,9 +208,9 @@ def test_role_fragments_carry_no_per_process_options(engine: str, version: str) 
 
 
 def test_replicas_are_read_only_and_primary_is_not() -> None:
-    assert "super_read_only=ON" in mysql_config.replica_cnf("mysql", "8.4")
-    assert "read_only=ON" in mysql_config.replica_cnf("mariadb", "10.11")
-    assert "super_read_only" not in mysql_config.replica_cnf("mariadb", "10.11")  # not a MariaDB variable
+    assert "super_read_only=ON" in mysql_config.replica_cnf("mysql", "8.4", APPLY)
+    assert "read_only=ON" in mysql_config.replica_cnf("mariadb", "10.11", APPLY)
+    assert "super_read_only" not in mysql_config.replica_cnf("mariadb", "10.11", APPLY)  # not a MariaDB variable
     for engine, version in (("mysql", "8.4"), ("mariadb", "11.4")):
         assert "read_only" not in mysql_config.primary_cnf(engine, version)
 
@@ -225,7 +229,7 @@ def test_unknown_engine_or_version_is_refused() -> None:
     with pytest.raises(ValueError, match="allowed values are mysql, mariadb"):
         mysql_config.primary_cnf("postgres", "16")
     with pytest.raises(ValueError, match=r"allowed values are 8\.4, 8\.0"):
-        mysql_config.replica_cnf("mysql", "5.7")
+        mysql_config.replica_cnf("mysql", "5.7", APPLY)
     with pytest.raises(ValueError, match="negative"):
         mysql_config.server_id(-1)
 
@@ -281,7 +285,7 @@ VERIFY_SQL = {
 
 @pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
 def test_users_sql_provisions_the_verify_account_per_engine(engine: str, version: str) -> None:
-    users = mysql_config.config_map_data(engine, version)["users.sql"]
+    users = mysql_config.config_map_data(engine, version, APPLY)["users.sql"]
     lines = users.splitlines()
     verify_lines = [line for line in lines if "verify" in line]
     start = lines.index(VERIFY_SQL[engine][0])
@@ -298,7 +302,7 @@ def test_users_sql_provisions_the_verify_account_per_engine(engine: str, version
 
 
 def test_config_map_carries_every_script_verbatim() -> None:
-    data = mysql_config.config_map_data("mysql", "8.4")
+    data = mysql_config.config_map_data("mysql", "8.4", APPLY)
     for name in mysql_config.SCRIPT_NAMES:
         assert data[name] == (SCRIPTS / name).read_text()
     assert {"primary.cnf", "replica.cnf", "users.sql"} <= data.keys()
@@ -351,7 +355,7 @@ def test_init_removes_a_stale_role_file(box: Sandbox) -> None:
 def test_init_picks_the_mariadb_fragments(box: Sandbox) -> None:
     box.configure("mariadb", "11.4")
     assert box.run("init-mysql.sh", "mysql-1").returncode == 0
-    assert (box.conf_d / "replica.cnf").read_text() == mysql_config.replica_cnf("mariadb", "11.4")
+    assert (box.conf_d / "replica.cnf").read_text() == mysql_config.replica_cnf("mariadb", "11.4", APPLY)
 
 
 # ---------------------------------------------------------------- binlog-info parsing
@@ -427,7 +431,8 @@ def test_clone_receives_prepares_and_renames_into_place(box: Sandbox) -> None:
     assert not (box.datadir / "master.info").exists()  # the source's replication settings stay behind
     assert not Path(f"{box.datadir}.clone-staging").exists()
     receive = box.logged("socat.argv")
-    assert "socat -u TCP:mysql-1.mysql:3307,connect-timeout=10 STDOUT" in receive  # ordinal - 1, default pattern
+    # ordinal - 1, the default pattern; 1 MiB reads and writes
+    assert "socat -u -b 1048576 TCP:mysql-1.mysql:3307,connect-timeout=10 STDOUT" in receive
     prepare = box.logged("xtrabackup.argv")
     assert f"--prepare --use-memory=128M --target-dir={box.datadir}.clone-staging" in prepare
 
@@ -604,7 +609,7 @@ def test_primary_sidecar_creates_accounts_without_exposing_passwords(box: Sandbo
     assert "user=root\npassword=\"r00t\\\"pa\\\\ss\"" in box.logged("mysql.cnf")  # escaped in the option file
     assert "serving backups" in result.stderr
     listen = box.logged("socat.argv")
-    assert "socat -U TCP-LISTEN:3307,reuseaddr,fork,max-children=1 EXEC:bash " in listen
+    assert "socat -U -b 1048576 TCP-LISTEN:3307,reuseaddr,fork,max-children=1 EXEC:bash " in listen
     assert listen.rstrip().endswith("sidecar.sh stream")
 
 
@@ -780,3 +785,51 @@ def test_scripts_default_to_the_container_paths(box: Sandbox) -> None:
         "/var/lib/mysql", "/etc/mysql/conf.d", mysql_config.CONFIG_MOUNT, "/etc/mysql-secrets",
         "/var/run/mysqld/mysqld.sock", "3307", "mysql-4.mysql", "3306", "3307",
     ]
+
+
+# ---------------------------------------------------------------- clone threads and apply threads
+
+
+def test_clone_extracts_with_the_configured_threads(box: Sandbox) -> None:
+    result = box.run("clone-mysql.sh", "mysql-2", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM), CLONE_PARALLEL="3")
+    assert result.returncode == 0, result.stderr
+    staging = f"{box.datadir}.clone-staging"
+    assert box.logged("xbstream.argv").split() == ["xbstream", "-x", "--parallel=3", "-C", staging]
+    box.clear_log()
+    shutil.rmtree(box.datadir)
+    assert box.run("clone-mysql.sh", "mysql-2", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM)).returncode == 0
+    assert "--parallel=1" in box.logged("xbstream.argv").split()  # unset: one thread, as before
+
+
+def test_the_backup_stream_copies_with_the_configured_threads(box: Sandbox) -> None:
+    result = box.run("sidecar.sh", "mysql-1", "stream", BACKUP_PARALLEL="4")
+    assert result.returncode == 0, result.stderr
+    assert "--parallel=4" in box.logged("xtrabackup.argv").split()
+    assert "streaming a backup to a peer (4 copy threads)" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1000", " 2"])
+def test_thread_counts_that_are_no_whole_number_stop_the_scripts(box: Sandbox, value: str) -> None:
+    clone = box.run("clone-mysql.sh", "mysql-2", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM), CLONE_PARALLEL=value)
+    assert clone.returncode == 1
+    assert f"FATAL: CLONE_PARALLEL={value}: must be a whole number from 1 to 999" in clone.stderr
+    assert not box.logged("socat.argv")  # refused before connecting
+    sidecar = box.run("sidecar.sh", "mysql-1", BACKUP_PARALLEL=value)
+    assert sidecar.returncode == 1
+    assert f"FATAL: BACKUP_PARALLEL={value}: must be a whole number from 1 to 999" in sidecar.stderr
+    assert not box.logged("socat.argv")  # never serves backups it cannot make
+
+
+@pytest.mark.parametrize("threads", [0, 65, True])
+def test_apply_threads_out_of_range_are_refused_by_the_renderer(threads: int) -> None:
+    for engine, version in (("mysql", "8.4"), ("mariadb", "10.11")):
+        with pytest.raises(ValueError, match="apply threads"):
+            mysql_config.replica_cnf(engine, version, threads)
+
+
+def test_clone_env_refuses_thread_counts_below_one() -> None:
+    good = CloneSettings(Resources("1", "1Gi", "1", "1Gi"), Resources("1", "1Gi", "1", "1Gi"), 2, 3)
+    assert mysql_config.clone_env(good) == {"sidecar": {"BACKUP_PARALLEL": "2"}, "clone-mysql": {"CLONE_PARALLEL": "3"}}
+    for send, receive in ((0, 1), (1, 0), (True, 1)):
+        with pytest.raises(ValueError, match="threads"):
+            mysql_config.clone_env(replace(good, send_threads=send, receive_threads=receive))

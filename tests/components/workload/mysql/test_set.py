@@ -19,7 +19,7 @@ from components import tokens
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
 from tests.conftest import KUBERNETES_VERSION
-from tools.harness.mocks import SECRET_TEXT
+from tools.harness.mocks import SECRET_TEXT, AtomicMocks, RecordingMonitor
 from tools.harness.offline import Plan, run_program
 
 STACK = "dev"
@@ -101,6 +101,7 @@ def test_every_part_is_registered_under_the_component_with_the_explicit_provider
         ("StatefulSet", "mysql"),
         ("PodDisruptionBudget", "mysql"),
         ("NetworkPolicy", "mysql"),
+        ("NetworkPolicy", "mysql-clients"),
     }
     [provider] = plan.of_type(tokens.KUBERNETES_PROVIDER)
     for child in plan.children_of(component):
@@ -145,19 +146,39 @@ def test_network_policy_admits_clients_on_3306_and_only_members_on_3307(run: Any
     policy = objects(plan)[("NetworkPolicy", "mysql")]["spec"]
     pod_labels = pod_template(plan)["metadata"]["labels"]
     assert selects(policy["podSelector"]["matchLabels"], pod_labels)
-    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
     by_port = {rule["ports"][0]["port"]: [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
                for rule in policy["ingress"]}
     assert by_port[3306] == [{"mysql-client": "true"}, selector_labels("mysql")]
     assert by_port[3307] == [selector_labels("mysql")]
     assert all(len(rule["ports"]) == 1 and rule["ports"][0]["protocol"] == "TCP" for rule in policy["ingress"])
+    # Out of a MySQL pod: only to the other members, on the same two ports.
+    [egress] = policy["egress"]
+    assert [peer["podSelector"]["matchLabels"] for peer in egress["to"]] == [selector_labels("mysql")]
+    assert sorted((p["protocol"], p["port"]) for p in egress["ports"]) == [("TCP", 3306), ("TCP", 3307)]
+
+
+def test_the_clients_may_open_mysql_connections_to_the_set_and_nothing_else(run: Any) -> None:
+    plan = run()
+    policy = objects(plan)[("NetworkPolicy", "mysql-clients")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"mysql-client": "true"} and policy["policyTypes"] == ["Egress"]
+    assert policy["egress"] == [{"to": [{"podSelector": {"matchLabels": selector_labels("mysql")}}],
+                                 "ports": [{"protocol": "TCP", "port": 3306}]}]
+
+
+def test_the_pods_start_only_once_their_network_policy_exists(run: Any) -> None:
+    """Under the namespace's default deny, a pod started before its policy could not clone or replicate."""
+    plan = run()
+    [sts] = plan.of_type("kubernetes:apps/v1:StatefulSet")
+    policy = plan.named("mysql-netpol")
+    assert policy.urn in sts.options["dependsOn"]
 
 
 def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None:
     plan = run()
     kube = objects(plan)
     data = kube[("ConfigMap", "mysql-config")]["data"]
-    assert data == mysql_config.config_map_data("mysql", "8.4")
+    assert data == mysql_config.config_map_data("mysql", "8.4", plan.settings.mysql.apply_threads)
     for name in mysql_config.SCRIPT_NAMES:  # the pods run the files of this repository, verbatim
         assert data[name] == (mysql_config.SCRIPTS_DIR / name).read_text()
     volumes = {v["name"]: v for v in pod_template(plan)["spec"]["volumes"]}
@@ -244,10 +265,14 @@ def test_an_empty_configured_password_is_refused(run: Any, key: str) -> None:
         run(secrets={key: ""})
 
 
-def test_a_multi_line_verify_password_stops_the_deployment(run: Any) -> None:
-    with pytest.raises(ValueError, match="the MySQL verify-password must be one line") as refused:
-        run(secrets={"mysqlVerifyPassword": "first-line\nsecond-line"})
-    assert "first-line" not in str(refused.value)  # the message names the key, never the value
+def test_a_multi_line_verify_password_stops_before_anything_is_registered(program: Path) -> None:
+    """Checked when settings are read (no longer inside an apply, after the set's resources)."""
+    monitor = RecordingMonitor(AtomicMocks())
+    with pytest.raises(pulumi.RunError, match=r"mysqlVerifyPassword=\[secret\]: contains a line break") as refused:
+        run_program(STACK, secret_overrides={"mysqlVerifyPassword": "first-Line-1234\nsecond-line"}, program=program,
+                    monitor=monitor)
+    assert "first-Line" not in str(refused.value)  # the message names the key, never the value
+    assert [r.type for r in monitor.registrations if r.type != tokens.STACK] == []
 
 
 # ---------------------------------------------------------------- settings and immutable fields
@@ -283,10 +308,11 @@ def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> 
     assert "preferredDuringSchedulingIgnoredDuringExecution" in base["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert base["podManagementPolicy"] == "OrderedReady"
 
-    plan = run({"mysqlStorageClass": "gp3", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
-                "mysqlPvcWhenDeleted": "Retain", "mysqlReplicas": 5, "mysqlPdbMaxUnavailable": 2})
+    # Hard anti-affinity needs a minion per pod (5 pods): settings refuse it on dev's 2 minions.
+    plan = run({"mysqlStorageClass": "gp3-mysql", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
+                "minionCount": 5, "mysqlPvcWhenDeleted": "Retain", "mysqlReplicas": 5, "mysqlPdbMaxUnavailable": 2})
     spec = objects(plan)[("StatefulSet", "mysql")]["spec"]
-    assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
+    assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3-mysql"
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "50Gi"}
     assert spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
     [term] = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -304,7 +330,7 @@ def test_mariadb_engine_uses_its_images_and_entrypoint_variables(run: Any) -> No
     assert env["MARIADB_ROOT_HOST"] == "localhost" and "MYSQL_ROOT_PASSWORD_FILE" not in env
     assert {c["image"] for c in containers(plan).values()} == {"mariadb:10.11.14"}
     assert objects(plan)[("ConfigMap", "mysql-config")]["data"]["replica.cnf"] == mysql_config.replica_cnf(
-        "mariadb", "10.11")
+        "mariadb", "10.11", plan.settings.mysql.apply_threads)
 
 
 def test_statefulset_is_protected_with_protect_stateful(run: Any) -> None:
@@ -349,14 +375,15 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
     "overrides",
     [
         {},
-        {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard", "mysqlStorageClass": "gp3"},
+        {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard", "minionCount": 3,
+         "mysqlStorageClass": "gp3-mysql"},
         {"mysqlVersion": "8.0", "mysqlReplicas": 1, "mysqlPvcWhenScaled": "Delete"},
     ],
 )
 def test_rendered_objects_validate_strictly(run: Any, overrides: dict[str, Any]) -> None:
     plan = run(overrides)
     rendered = plan.kubernetes_objects()
-    assert len(rendered) == 8
+    assert len(rendered) == 9
     for obj in rendered:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -378,3 +405,54 @@ def test_outputs_name_the_hosts_secret_and_replicas(run: Any) -> None:
     assert component.outputs["verifyPasswordKey"] == "verify-password"
     secret = objects(plan)[("Secret", "mysql-credentials")]
     assert component.outputs["verifyPasswordKey"] in secret["stringData"]
+
+
+# ---------------------------------------------------------------- the clone path and the applier
+
+
+def test_clone_containers_are_sized_by_their_own_settings_and_thread_by_their_cpu(run: Any) -> None:
+    """Defaults (Pulumi.yaml): clone-mysql 250m/256Mi..2/1Gi, sidecar 100m/128Mi..2/512Mi, and one
+    thread per CPU of each container's limit."""
+    by_name = containers(run())
+    clone, sidecar = by_name["clone-mysql"], by_name["sidecar"]
+    assert clone["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"},
+                                  "limits": {"cpu": "2", "memory": "1Gi"}}
+    assert sidecar["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                    "limits": {"cpu": "2", "memory": "512Mi"}}
+    assert env_of(clone)["CLONE_PARALLEL"] == "2" and env_of(sidecar)["BACKUP_PARALLEL"] == "2"
+    assert "BACKUP_PARALLEL" not in env_of(clone) and "CLONE_PARALLEL" not in env_of(sidecar)
+
+    sized = containers(run({"mysqlCloneCpuLimit": "1500m", "mysqlSidecarCpuLimit": "3",
+                            "mysqlCloneMemoryLimit": "2Gi"}))
+    assert env_of(sized["clone-mysql"])["CLONE_PARALLEL"] == "2"  # 1.5 CPUs, rounded up
+    assert env_of(sized["sidecar"])["BACKUP_PARALLEL"] == "3"
+    assert sized["clone-mysql"]["resources"]["limits"] == {"cpu": "1500m", "memory": "2Gi"}
+    assert sized["mysql"]["resources"] == by_name["mysql"]["resources"]  # mysqld's own settings are untouched
+
+    fixed = containers(run({"mysqlCloneThreads": 5, "mysqlSidecarCpuLimit": "500m"}))
+    assert env_of(fixed["clone-mysql"])["CLONE_PARALLEL"] == env_of(fixed["sidecar"])["BACKUP_PARALLEL"] == "5"
+    one = containers(run({"mysqlCloneCpuLimit": "250m", "mysqlSidecarCpuLimit": "100m"}))
+    assert env_of(one["clone-mysql"])["CLONE_PARALLEL"] == env_of(one["sidecar"])["BACKUP_PARALLEL"] == "1"
+
+
+@pytest.mark.parametrize(("overrides", "expected", "absent"), [
+    ({}, ["replica_parallel_workers=16", "replica_preserve_commit_order=ON"], []),
+    ({"mysqlReplicaApplyThreads": 1}, ["replica_parallel_workers=1", "replica_preserve_commit_order=ON"], []),
+    ({"mysqlEngine": "mariadb", "mysqlVersion": "11.4"},
+     ["slave_parallel_threads=16", "slave_parallel_mode=optimistic"], []),
+    ({"mysqlEngine": "mariadb", "mysqlVersion": "10.11", "mysqlReplicaApplyThreads": 8},
+     ["slave_parallel_threads=8", "slave_parallel_mode=optimistic"], []),
+    ({"mysqlEngine": "mariadb", "mysqlVersion": "10.11", "mysqlReplicaApplyThreads": 1},
+     ["slave_parallel_threads=0"], ["slave_parallel_mode"]),
+])
+def test_replicas_apply_with_the_configured_threads_in_commit_order(
+    run: Any, overrides: dict[str, Any], expected: list[str], absent: list[str]
+) -> None:
+    data = objects(run(overrides))[("ConfigMap", "mysql-config")]["data"]
+    replica = data["replica.cnf"].splitlines()
+    for option in expected:
+        assert option in replica, option
+    for name in absent:
+        assert not [line for line in replica if line.startswith(name)], name
+    primary = data["primary.cnf"]
+    assert "parallel" not in primary and "preserve_commit_order" not in primary  # only replicas apply
