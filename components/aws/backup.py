@@ -10,7 +10,8 @@ policy (aws/iam.backup_bucket_policy). The bucket:
   that does not ask for SSE-KMS with this key is refused. No S3 Bucket Key, so that the encryption
   context is each object's ARN, which the masters' kms:GenerateDataKey is conditioned on;
 - blocks every form of public access and disables ACLs (the bucket owner owns every object);
-- refuses requests without TLS.
+- refuses requests without TLS, and uploads by any principal but the stack's own roles (tagged with
+  its ClusterId); the key carries that tag too, and the masters' permission on it keys on it.
 
 With protectStateful the bucket and its key are protected (`pulumi destroy` stops); without it,
 `pulumi destroy` empties the bucket (force_destroy) so that a throw-away stack goes away whole.
@@ -27,7 +28,7 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.aws.iam import backup_bucket_policy
-from components.facts import TAG_NAME
+from components.facts import CLUSTER_ID_TAG, TAG_NAME
 
 NONCURRENT_DAYS = 7  # how long a snapshot's replaced or deleted versions stay
 MULTIPART_DAYS = 1  # an abandoned multipart upload (none are started here) is removed after a day
@@ -39,6 +40,7 @@ class EtcdBackupBucketArgs:
     retention_days: int
     protect: bool
     tags: Mapping[str, str]
+    cluster_id: str  # facts.cluster_id: only roles tagged with it may write (aws/iam.backup_bucket_policy)
 
 
 def _check_args(args: EtcdBackupBucketArgs) -> None:
@@ -46,6 +48,9 @@ def _check_args(args: EtcdBackupBucketArgs) -> None:
         raise ValueError(f"prefix {args.prefix!r} must be a relative key prefix without a trailing slash")
     if not 1 <= args.retention_days <= 3650:
         raise ValueError(f"retention_days {args.retention_days} must be 1 to 3650")
+    if not args.cluster_id or args.tags.get(CLUSTER_ID_TAG) != args.cluster_id:
+        raise ValueError(f"cluster_id {args.cluster_id!r} must be set and be the tags' {CLUSTER_ID_TAG}: the masters'"
+                         " key permission keys on the key's tag")
 
 
 class EtcdBackupBucket(pulumi.ComponentResource):
@@ -107,7 +112,7 @@ class EtcdBackupBucket(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-policy", bucket=bucket.id,
             policy=pulumi.Output.all(partition, bucket.bucket, key.arn).apply(
-                lambda v: backup_bucket_policy(v[0], v[1], v[2])),
+                lambda v: backup_bucket_policy(v[0], v[1], v[2], args.cluster_id)),
             opts=after_the_last())
 
         self.bucket = bucket.bucket

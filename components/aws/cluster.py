@@ -383,7 +383,8 @@ class AtomicCluster(pulumi.ComponentResource):
         return EtcdBackupBucket(
             f"{self._name}-etcd-backups",
             EtcdBackupBucketArgs(prefix=backup_prefix(self.layout), retention_days=backup.retention_days,
-                                 protect=self._settings.protect, tags=self._tagged(f"{self._name}-etcd-backups")),
+                                 protect=self._settings.protect, tags=self._tagged(f"{self._name}-etcd-backups"),
+                                 cluster_id=self._settings.cluster_id),
             opts=ResourceOptions(parent=self))
 
     def _ami(self) -> pulumi.Input[str]:
@@ -413,11 +414,11 @@ class AtomicCluster(pulumi.ComponentResource):
             opts=self._opts())
         policies = [policy]
         if node.role == "master" and self.backups is not None:
-            prefix_of = backup_prefix(self.layout)
+            prefix_of, cluster_id = backup_prefix(self.layout), self._settings.cluster_id
             policies.append(aws.iam.RolePolicy(
                 f"{prefix}-etcd-backup", role=role.id,
                 policy=pulumi.Output.all(partition, self.backups.bucket, self.backups.kms_key_arn).apply(
-                    lambda v: etcd_backup_policy(v[0], region, v[1], prefix_of, v[2])),
+                    lambda v: etcd_backup_policy(v[0], region, v[1], prefix_of, v[2], cluster_id)),
                 opts=self._opts()))
         if node.role == "minion":
             cluster = self._settings.cluster_id

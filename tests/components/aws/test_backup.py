@@ -14,6 +14,7 @@ import pytest
 from components import tokens
 from components.aws.backup import EtcdBackupBucket, EtcdBackupBucketArgs
 from components.aws.iam import backup_bucket_policy, etcd_backup_policy
+from components.facts import CLUSTER_ID_TAG
 from components.node.etcd_backup import BACKUP_ENV, BACKUP_TIMER, BACKUP_UNIT
 from tests.components.aws.iam_eval import decision
 from tests.conftest import STACKS
@@ -102,16 +103,21 @@ def test_the_bucket_policy_refuses_plain_http_and_uploads_not_encrypted_with_the
     plan = plans[stack]
     name, key = bucket_name(plan), backup_key(plan).state["arn"]
     document = json.loads(one(plan, tokens.S3_BUCKET_POLICY).inputs["policy"])
-    assert document == json.loads(backup_bucket_policy("aws", name, key))
+    assert document == json.loads(backup_bucket_policy("aws", name, key, f"atomic-{stack}"))
+    assert backup_key(plan).inputs["tags"][CLUSTER_ID_TAG] == f"atomic-{stack}"
     objects = f"arn:aws:s3:::{name}/{prefix_of(stack)}/x.db"
     good = {"aws:SecureTransport": "true", "s3:x-amz-server-side-encryption": "aws:kms",
-            "s3:x-amz-server-side-encryption-aws-kms-key-id": key}
+            "s3:x-amz-server-side-encryption-aws-kms-key-id": key,
+            f"aws:PrincipalTag/{CLUSTER_ID_TAG}": f"atomic-{stack}"}
     assert decision(document, "s3:PutObject", objects, good) == "implicit deny"  # the bucket denies nothing here
     for missing, value in (("aws:SecureTransport", "false"), ("s3:x-amz-server-side-encryption", "AES256"),
-                           ("s3:x-amz-server-side-encryption-aws-kms-key-id", OTHER_KEY)):
+                           ("s3:x-amz-server-side-encryption-aws-kms-key-id", OTHER_KEY),
+                           (f"aws:PrincipalTag/{CLUSTER_ID_TAG}", "atomic-other")):
         assert decision(document, "s3:PutObject", objects, {**good, missing: value}) == "deny", missing
     unencrypted = {k: v for k, v in good.items() if not k.startswith("s3:")}
     assert decision(document, "s3:PutObject", objects, unencrypted) == "deny"
+    untagged = {k: v for k, v in good.items() if not k.startswith("aws:PrincipalTag/")}
+    assert decision(document, "s3:PutObject", objects, untagged) == "deny", "a principal of no stack writes nothing"
     assert decision(document, "s3:GetObject", objects, {"aws:SecureTransport": "false"}) == "deny"
 
 
@@ -132,8 +138,11 @@ def test_a_master_may_write_snapshots_below_its_stacks_prefix_and_nothing_else(p
             assert decision(document, "s3:PutObject", other) == "implicit deny", other
         for action in ("s3:GetObject", "s3:DeleteObject", "s3:ListBucket", "s3:DeleteObjectVersion"):
             assert decision(document, action, mine) == "implicit deny", action
-        kms = {"kms:ViaService": f"s3.{region}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": mine}
+        kms = {"kms:ViaService": f"s3.{region}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": mine,
+               f"aws:ResourceTag/{CLUSTER_ID_TAG}": f"atomic-{stack}"}
         assert decision(document, "kms:GenerateDataKey", key, kms) == "allow"
+        assert decision(document, "kms:GenerateDataKey", key,
+                        {**kms, f"aws:ResourceTag/{CLUSTER_ID_TAG}": "atomic-other"}) == "implicit deny"
         assert decision(document, "kms:GenerateDataKey", key, {**kms, "kms:ViaService": "ec2.x"}) == "implicit deny"
         assert decision(document, "kms:GenerateDataKey", key, {
             **kms, "kms:EncryptionContext:aws:s3:arn": f"arn:aws:s3:::{name}/elsewhere/x"}) == "implicit deny"
@@ -142,9 +151,9 @@ def test_a_master_may_write_snapshots_below_its_stacks_prefix_and_nothing_else(p
 
 def test_the_policy_functions_refuse_a_wrong_partition() -> None:
     with pytest.raises(ValueError, match="partition"):
-        backup_bucket_policy("azure", "b", KEY)
+        backup_bucket_policy("azure", "b", KEY, "atomic-dev")
     with pytest.raises(ValueError, match="partition"):
-        etcd_backup_policy("aws:", "us-east-1", "b", "p", KEY)
+        etcd_backup_policy("aws:", "us-east-1", "b", "p", KEY, "atomic-dev")
 
 
 def _files(plan: Plan, instance: Registration) -> dict[str, str]:
@@ -176,7 +185,11 @@ def test_no_backups_means_no_bucket_no_policy_and_no_timer() -> None:
     assert "etcdBackupBucket" not in plan.outputs
 
 
-@pytest.mark.parametrize(("prefix", "days"), [("/abs", 30), ("trailing/", 30), ("", 30), ("ok", 0)])
-def test_the_component_refuses_arguments_it_cannot_use(prefix: str, days: int) -> None:
+@pytest.mark.parametrize(("prefix", "days", "cluster_id"), [
+    ("/abs", 30, "c-dev"), ("trailing/", 30, "c-dev"), ("", 30, "c-dev"), ("ok", 0, "c-dev"),
+    ("ok", 30, ""), ("ok", 30, "c-prod"),  # no id, or not the one the tags carry
+])
+def test_the_component_refuses_arguments_it_cannot_use(prefix: str, days: int, cluster_id: str) -> None:
     with pytest.raises(ValueError):
-        EtcdBackupBucket("b", EtcdBackupBucketArgs(prefix=prefix, retention_days=days, protect=False, tags={}))
+        EtcdBackupBucket("b", EtcdBackupBucketArgs(prefix=prefix, retention_days=days, protect=False,
+                                                   tags={CLUSTER_ID_TAG: "c-dev"}, cluster_id=cluster_id))
