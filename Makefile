@@ -8,8 +8,9 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
 # etcd (3-member cluster from the rendered settings), HAProxy (the minions' API proxy),
 # cloud-init (user-data schema), ncat/socat, shellcheck (every shell file), systemd (systemd-analyze
-# verify of the node units).
-APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd
+# verify of the node units), radosgw on a one-node Ceph (ceph-mon, ceph-osd) with python3-boto3 and awscli
+# (the etcd backups into a real S3 API, and the snapshot fetched back).
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli
 
 .PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-clone bench-apply scan clean
 

@@ -53,7 +53,14 @@ if settings.cluster is not None:
     pulumi.export("apiEndpoint", cluster.api_endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("masterPrivateIps", cluster.master_private_ips)
+    pulumi.export("masterNames", cluster.master_names)
     pulumi.export("minionPrivateIps", cluster.minion_private_ips)
+    # What `python -m tools.etcd` works with: where the snapshots are, and the way in over SSH.
+    if cluster.backups is not None:
+        pulumi.export("etcdBackupBucket", cluster.backups.bucket)
+        pulumi.export("etcdBackupPrefix", cluster.backup_prefix)
+    if cluster.connect_endpoint_id is not None:
+        pulumi.export("instanceConnectEndpointId", cluster.connect_endpoint_id)
     pulumi.export("storageClass", addons.storage_class_name)
 else:
     assert settings.existing is not None, "settings give either a cluster to build or an existing one"
@@ -66,6 +73,9 @@ workload = Workload(
         mysql=mysql,
         mysql_secrets=settings.mysql_secrets,
         guestbook=guestbook,
+        # The aws cluster's kubelets all register their zone (atomic-kubelet-identity): the spread over
+        # zones is required there; an existing cluster's nodes may have no zone label at all.
+        zone_spread="required" if settings.cluster is not None else "preferred",
         mysql_needs=mysql_needs,
         guestbook_needs=guestbook_needs,
     ),

@@ -67,34 +67,61 @@ NAMESPACE_OBJECT_NAMES = (DEFAULT_DENY_POLICY, DNS_EGRESS_POLICY)
 # Node slots: where every node sits in the subnet and in the pod range
 # --------------------------------------------------------------------------
 
-# Nodes take fixed addresses from the subnet's .10 on, three master slots first (even with
-# one master, so that growing 1 -> 3 masters never moves a minion), and each node owns one
-# /24 of podCidr, selected by its slot.
+# Nodes take fixed addresses from their zone's subnet's .10 on, three master slots first (even
+# with one master, so that growing 1 -> 3 masters never moves a minion), and each node owns one
+# /24 of podCidr, selected by its slot. Slots are numbered across the cluster; a slot's zone and
+# its row in that zone's subnet follow from the slot and the number of zones alone
+# (slot_place), so that every node computes every other node's address from a few numbers.
 FIRST_NODE_OFFSET = 10
 MASTER_SLOTS = 3
 POD_SUBNET_PREFIX = 24
 MAX_MINION_SLOTS = 500
+MAX_ZONES = 6
 
 
-def minion_capacity(subnet: ipaddress.IPv4Network, pods: ipaddress.IPv4Network) -> int:
-    """How many minions fit: AWS keeps the subnet's last address; each node needs a pod /24."""
+def zone_blocks(first: ipaddress.IPv4Network, zones: int) -> list[ipaddress.IPv4Network]:
+    """The subnets of `zones` zones: `first`, then the blocks of the same size that follow it."""
+    return [ipaddress.IPv4Network((int(first.network_address) + k * first.num_addresses, first.prefixlen))
+            for k in range(zones)]
+
+
+def master_rows(zones: int) -> int:
+    """Rows of every zone's subnet kept for the master slots (one per zone with three zones)."""
+    return -(-MASTER_SLOTS // zones)
+
+
+def slot_place(slot: int, zones: int) -> tuple[int, int]:
+    """(zone, row) of a slot: masters one per zone (round-robin), then minions round-robin over the
+    zones, each zone's rows filled from its first free one. The address is the zone subnet's
+    .FIRST_NODE_OFFSET + row; with one zone that is the subnet's .10 + slot, as it always was."""
+    if slot < MASTER_SLOTS:
+        return slot % zones, slot // zones
+    minion = slot - MASTER_SLOTS
+    return minion % zones, master_rows(zones) + minion // zones
+
+
+def minion_capacity(subnet: ipaddress.IPv4Network, pods: ipaddress.IPv4Network, zones: int = 1) -> int:
+    """How many minions fit: AWS keeps each subnet's last address; each node needs a pod /24."""
     by_pods = 2 ** (POD_SUBNET_PREFIX - pods.prefixlen) - MASTER_SLOTS
-    by_subnet = subnet.num_addresses - 1 - FIRST_NODE_OFFSET - MASTER_SLOTS
+    rows = subnet.num_addresses - 1 - FIRST_NODE_OFFSET  # rows of each zone's subnet a node may take
+    by_subnet = (rows - master_rows(zones)) * zones
     return max(min(by_pods, by_subnet, MAX_MINION_SLOTS), 0)
 
 
-def node_slot_problem(subnet: ipaddress.IPv4Network, pods: ipaddress.IPv4Network,
-                      minions: int) -> tuple[str, str] | None:
+def node_slot_problem(subnet: ipaddress.IPv4Network, pods: ipaddress.IPv4Network, minions: int,
+                      zones: int = 1, subnet_key: str = "subnetCidr") -> tuple[str, str] | None:
     """(setting to blame, what is wrong) when `minions` minions cannot be placed, else None.
 
+    `subnet` is the first zone's node subnet (named by `subnet_key`); every zone's is as large.
     The one statement of the rule: settings refuse such a stack with it, and the node layout
     refuses to compute one.
     """
     if pods.prefixlen > POD_SUBNET_PREFIX:
         return "podCidr", f"must be /{POD_SUBNET_PREFIX} or larger (one /{POD_SUBNET_PREFIX} per node)"
-    capacity = minion_capacity(subnet, pods)
+    capacity = minion_capacity(subnet, pods, zones)
     if minions > capacity:
-        return "minionCount", f"subnetCidr {subnet} and podCidr {pods} leave room for at most {capacity} minions"
+        where = f"{subnet_key} {subnet}" + (f" ({zones} zones)" if zones > 1 else "")
+        return "minionCount", f"{where} and podCidr {pods} leave room for at most {capacity} minions"
     return None
 
 

@@ -68,6 +68,7 @@ def test_component_type_tokens_never_change() -> None:
         "ATOMIC_CLUSTER": "atomic-mysql:cluster:AtomicCluster",
         "CLUSTER_PKI": "atomic-mysql:pki:ClusterPki",
         "TCP_LOAD_BALANCER": "atomic-mysql:nlb:TcpLoadBalancer",
+        "ETCD_BACKUP_BUCKET": "atomic-mysql:etcd_backup:EtcdBackupBucket",
         "CLUSTER_ADDONS": "atomic-mysql:addons:ClusterAddons",
         "CORE_DNS": "atomic-mysql:coredns:CoreDns",
         "EBS_CSI_DRIVER": "atomic-mysql:ebs_csi:EbsCsiDriver",

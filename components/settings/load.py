@@ -35,6 +35,7 @@ from components.facts import (
     GP3_IOPS,
     GP3_THROUGHPUT_MIBS,
     GUESTBOOK_OBJECT_NAMES,
+    MAX_ZONES,
     MYSQL_OBJECT_SUFFIXES,
     NAMESPACE_OBJECT_NAMES,
     NODE_PORT_RANGE,
@@ -47,6 +48,7 @@ from components.facts import (
     gp3_problem,
     node_slot_problem,
     quantity_value,
+    zone_blocks,
 )
 from components.pins import (
     EBS_CSI_DRIVER_IMAGE,
@@ -65,11 +67,13 @@ from components.settings.schema import (
     ClusterSettings,
     DataVolumeSettings,
     Engine,
+    EtcdBackupSettings,
     ExistingClusterSettings,
     FrontendLbSettings,
     GuestbookSettings,
     MysqlSecrets,
     MysqlSettings,
+    NatGateways,
     Resources,
     RetentionPolicy,
     RolloutSettings,
@@ -530,8 +534,15 @@ def _cores(cpu: str) -> int:
 
 
 def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
-    # A drain must leave at least one pod serving (a single pod can only be 1).
-    return reader.integer("mysqlPdbMaxUnavailable", 1, max(replicas - 1, 1))
+    """A drain must leave a majority of the set serving (a zone's loss on top of a drain then still
+    leaves pods to read from); one or two pods can only allow one."""
+    highest = max((replicas - 1) // 2, 1)
+    value = reader.raw("mysqlPdbMaxUnavailable").strip()
+    if not re.fullmatch(r"[0-9]+", value) or not 1 <= int(value) <= highest:
+        keeps = "a majority" if replicas > 2 else "one"
+        raise reader.fail("mysqlPdbMaxUnavailable", value, f"must leave {keeps} of the {replicas} pods "
+                          f"(mysqlReplicas) available: a whole number from 1 to {highest}")
+    return int(value)
 
 
 def _mysql_secrets(reader: _Reader) -> MysqlSecrets:
@@ -582,21 +593,23 @@ def _admin_cidrs(reader: _Reader, allow_world: bool) -> tuple[str, ...]:
 
 def _admin_rules_fit(reader: _Reader, cidrs: tuple[str, ...]) -> None:
     """Each admin CIDR opens its ports on both node groups (components/aws/cluster.security_rules):
-    SSH and the API on the masters, SSH on the minions, plus Cockpit, cAdvisor and NodePorts when
-    enabled. AWS stops at SECURITY_GROUP_RULE_QUOTA inbound rules per group, mid-`up`."""
-    cockpit, cadvisor = reader.boolean("enableCockpit"), reader.boolean("enableCadvisor")
+    the API on the masters, SSH on both with sshFromAdminCidrs, plus Cockpit, cAdvisor and NodePorts
+    when enabled. AWS stops at SECURITY_GROUP_RULE_QUOTA inbound rules per group, mid-`up`."""
+    ssh, cockpit, cadvisor = (reader.boolean(n) for n in ("sshFromAdminCidrs", "enableCockpit", "enableCadvisor"))
     nodeports = reader.boolean("enableNodePorts")
-    per_cidr = max(2 + cockpit + cadvisor, 1 + cockpit + cadvisor + nodeports)
-    most = (SECURITY_GROUP_RULE_QUOTA - _FIXED_INGRESS_RULES) // per_cidr
+    per_cidr = max(1 + ssh + cockpit + cadvisor, ssh + cockpit + cadvisor + nodeports, 1)
+    fixed = _FIXED_INGRESS_RULES + reader.boolean("instanceConnectEndpoint")
+    most = (SECURITY_GROUP_RULE_QUOTA - fixed) // per_cidr
     if len(cidrs) > most:
         raise reader.fail("adminCidrs", list(cidrs), f"lists {len(cidrs)} CIDRs; with {per_cidr} rules each"
-                          f" (enableCockpit, enableCadvisor, enableNodePorts) at most {most} fit AWS's"
-                          f" {SECURITY_GROUP_RULE_QUOTA}"
-                          " inbound rules per security group: merge them into wider blocks")
+                          f" (sshFromAdminCidrs, enableCockpit, enableCadvisor, enableNodePorts) at most {most} fit"
+                          f" AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules per security group: merge them into"
+                          " wider blocks")
 
 
 # Inbound rules a node group holds whatever the admin CIDRs (cluster.security_rules and each
-# load balancer's targets rule); tests/components/settings checks the bound on the real graph.
+# load balancer's targets rule), one more with the Instance Connect Endpoint (SSH from its group);
+# tests/components/settings checks the bound on the real graph.
 _FIXED_INGRESS_RULES = 5
 
 
@@ -619,7 +632,13 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
             raise reader.fail(name, str(net), f"must not overlap vpcCidr {vpc}")
     if service.overlaps(pod):
         raise reader.fail("serviceCidr", str(service), f"must not overlap podCidr {pod}")
-    problem = node_slot_problem(subnet, pod, minion_count)
+    zones = _zones(reader, region, master_count)
+    _zone_blocks_fit(reader, vpc, "subnetCidr", subnet, len(zones) or 1)
+    private_nodes = reader.boolean("privateNodes")
+    private_subnet = _private_subnet(reader, vpc, subnet, len(zones) or 1) if private_nodes else None
+    node_subnet = private_subnet or subnet
+    problem = node_slot_problem(node_subnet, pod, minion_count, len(zones) or 1,
+                                "privateSubnetCidr" if private_nodes else "subnetCidr")
     if problem is not None:
         key, allowed = problem
         raise reader.fail(key, {"podCidr": str(pod), "minionCount": minion_count}[key], allowed)
@@ -636,6 +655,10 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         raise reader.fail(
             "existingSubnetId", existing_subnet or "", "existingVpcId and existingSubnetId must be set together"
         )
+    if existing_subnet and (private_nodes or len(zones) > 1):
+        raise reader.fail("existingSubnetId", existing_subnet,
+                          "an existing subnet is one zone of public nodes: set privateNodes=false and at most one "
+                          "availabilityZones entry")
     ami = reader.optional("amiId")
     if ami and not _AMI.fullmatch(ami):
         raise reader.fail(
@@ -649,6 +672,14 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
     admin_cidrs = _admin_cidrs(reader, allow_world)
     _admin_rules_fit(reader, admin_cidrs)
     zone = _zone(reader, region)
+    if zone and zones:
+        raise reader.fail("availabilityZone", zone, "set availabilityZones or availabilityZone, not both "
+                          f"(availabilityZones[0]={zone} says the same)")
+    api_load_balancer = reader.boolean("apiLoadBalancer")
+    if private_nodes and not api_load_balancer:
+        raise reader.fail("privateNodes", "true",
+                          "private nodes have no public address, so kubectl and `pulumi up` reach the API only "
+                          "through its load balancer: set apiLoadBalancer=true, or privateNodes=false")
     return ClusterSettings(
         name=cluster_name,
         region=region,
@@ -680,11 +711,83 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         protect=protect,
         addons=_addons(reader, minion_count),
         frontend_lb=_frontend_lb(reader, admin_cidrs),
-        api_load_balancer=reader.boolean("apiLoadBalancer"),
+        api_load_balancer=api_load_balancer,
         ready_timeout=reader.integer("clusterReadyTimeout", 60, 4 * 3600),
         cluster_id=cluster_id(pulumi.get_stack(), cluster_name),
         tags=tags,
+        zones=zones,
+        private_nodes=private_nodes,
+        private_subnet_cidr=str(private_subnet) if private_subnet else None,
+        nat_gateways=_nat_gateways(reader) if private_nodes else "perZone",
+        instance_connect_endpoint=reader.boolean("instanceConnectEndpoint"),
+        ssh_from_admin_cidrs=reader.boolean("sshFromAdminCidrs"),
+        etcd_backup=_etcd_backup(reader),
     )
+
+
+_ZONE_SUFFIX = re.compile(r"^[a-z]$")
+
+
+def _zones(reader: _Reader, region: str, master_count: int) -> tuple[str, ...]:
+    """The zones by name: each of the region, each once, and enough of them that no zone holds
+    two masters when there are three (losing that zone would lose etcd's majority)."""
+    zones = reader.string_list("availabilityZones")
+    for zone in zones:
+        if not zone.startswith(region) or not _ZONE_SUFFIX.match(zone[len(region):]):
+            raise reader.fail("availabilityZones", zone, f"must be zones of aws:region {region}, e.g. {region}a")
+    if len(set(zones)) != len(zones):
+        raise reader.fail("availabilityZones", list(zones), "must not name a zone twice")
+    if len(zones) > MAX_ZONES:
+        raise reader.fail("availabilityZones", list(zones), f"at most {MAX_ZONES} zones")
+    if 1 < len(zones) < master_count:
+        raise reader.fail("availabilityZones", list(zones),
+                          f"masterCount={master_count} needs one zone or at least {master_count}: one master per "
+                          "zone, so that losing a zone never takes etcd's majority with it")
+    return zones
+
+
+def _private_subnet(reader: _Reader, vpc: ipaddress.IPv4Network, public: ipaddress.IPv4Network,
+                    zones: int) -> ipaddress.IPv4Network:
+    """The first zone's private subnet: with every zone's block inside the VPC and clear of the public ones."""
+    private = _aws_block(reader, "privateSubnetCidr")
+    _zone_blocks_fit(reader, vpc, "privateSubnetCidr", private, zones)
+    private_blocks, public_blocks = zone_blocks(private, zones), zone_blocks(public, zones)
+    clash = next((b for b in private_blocks if any(b.overlaps(p) for p in public_blocks)), None)
+    if clash is not None:
+        raise reader.fail("privateSubnetCidr", str(private), f"its zone block {clash} overlaps the public zone blocks "
+                          f"of subnetCidr ({', '.join(str(b) for b in public_blocks)})")
+    return private
+
+
+def _zone_blocks_fit(reader: _Reader, vpc: ipaddress.IPv4Network, name: str, first: ipaddress.IPv4Network,
+                     zones: int) -> None:
+    """Each zone takes the block of `first`'s size after the previous zone's: all must be in the VPC."""
+    blocks = zone_blocks(first, zones)
+    if all(block.subnet_of(vpc) for block in blocks):
+        return
+    if zones == 1:
+        raise reader.fail(name, str(first), f"must lie inside vpcCidr {vpc}")
+    raise reader.fail(name, str(first), f"must leave room inside vpcCidr {vpc} for {zones} zone blocks "
+                      f"of its size ({', '.join(str(b) for b in blocks)})")
+
+
+def _nat_gateways(reader: _Reader) -> NatGateways:
+    return reader.choice("natGateways", ("perZone", "single"))
+
+
+# Intervals that divide a day, so that the timer fires at the same wall-clock minutes on every master.
+BACKUP_INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440)
+
+
+def _etcd_backup(reader: _Reader) -> EtcdBackupSettings | None:
+    interval = reader.raw("etcdBackupIntervalMinutes").strip()
+    if interval == "0":
+        return None
+    if interval not in {str(i) for i in BACKUP_INTERVALS}:
+        raise reader.fail("etcdBackupIntervalMinutes", interval,
+                          "allowed values are 0 (no backups), " + ", ".join(str(i) for i in BACKUP_INTERVALS))
+    return EtcdBackupSettings(interval_minutes=int(interval),
+                              retention_days=reader.integer("etcdBackupRetentionDays", 1, 3650))
 
 
 def _addons(reader: _Reader, minion_count: int) -> AddonSettings:

@@ -19,6 +19,7 @@ AntiAffinity = Literal["soft", "hard"]
 RetentionPolicy = Literal["Retain", "Delete"]
 RolloutStrategy = Literal["RollingUpdate", "Recreate"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+NatGateways = Literal["perZone", "single"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,14 @@ class FrontendLbSettings:
 
 
 @dataclass(frozen=True)
+class EtcdBackupSettings:
+    """Snapshots of etcd, taken by the leader on a timer and uploaded to the stack's own bucket."""
+
+    interval_minutes: int  # divides a day: the timer fires at the same wall-clock times on every master
+    retention_days: int
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """The Fedora-Atomic-style cluster on EC2 (issue: AtomicCluster)."""
 
@@ -158,6 +167,29 @@ class ClusterSettings:
     # Unique to the stack (facts.cluster_id): what IAM conditions and volume tags key on.
     cluster_id: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    # Availability zones by name; empty: one zone (availability_zone, else the region's first).
+    zones: tuple[str, ...] = ()
+    # Nodes in private subnets (private_subnet_cidr and the blocks after it, one per zone) behind
+    # NAT gateways; subnet_cidr's blocks are then the public subnets of the load balancers and NATs.
+    private_nodes: bool = False
+    private_subnet_cidr: str | None = None
+    nat_gateways: NatGateways = "perZone"
+    # SSH: through the EC2 Instance Connect Endpoint's security group, and from adminCidrs only if asked.
+    instance_connect_endpoint: bool = False
+    ssh_from_admin_cidrs: bool = False
+    etcd_backup: EtcdBackupSettings | None = None
+
+    @property
+    def zone_count(self) -> int:
+        return len(self.zones) or 1
+
+    @property
+    def node_subnet_cidr(self) -> str:
+        """The first zone's subnet the nodes take their addresses from."""
+        if self.private_nodes:
+            assert self.private_subnet_cidr is not None, "settings give private nodes a private subnet"
+            return self.private_subnet_cidr
+        return self.subnet_cidr
 
 
 @dataclass(frozen=True)

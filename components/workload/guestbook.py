@@ -7,6 +7,7 @@ not chosen here.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pulumi
@@ -14,7 +15,17 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.kube.objects import OWNER_LABELS, exec_probe, http_probe, metadata, owned, resources, restricted
+from components.kube.objects import (
+    OWNER_LABELS,
+    ZoneSpread,
+    exec_probe,
+    http_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    spread_over_zones,
+)
 from components.settings.schema import GuestbookSettings, Resources, RolloutSettings
 
 REDIS_PORT = 6379
@@ -35,6 +46,8 @@ apps = k8s.apps.v1
 class GuestbookArgs:
     settings: GuestbookSettings
     namespace: pulumi.Input[str]
+    # Over the zones: required where every node has its zone label (the aws cluster), else preferred.
+    zone_spread: ZoneSpread = "preferred"
 
 
 def labels(component: str, role: str | None = None) -> dict[str, str]:
@@ -284,11 +297,21 @@ class Guestbook(pulumi.ComponentResource):
                 revision_history_limit=rollout.revision_history_limit,
                 template=core.PodTemplateSpecArgs(
                     metadata=meta.ObjectMetaArgs(labels=pod_labels, annotations=plan.pod_annotations or None),
-                    spec=plan.pod,
+                    spec=self._spread(plan),
                 ),
             ),
             opts=ResourceOptions(parent=self, ignore_changes=plan.ignore_changes, depends_on=self.network_policies),
         )
+
+    def _spread(self, plan: DeploymentPlan) -> core.PodSpecArgs:
+        """The plan's pod, spread over the zones; each rollout's ReplicaSet spreads on its own."""
+        if plan.replicas < 2:
+            return plan.pod
+        spread = spread_over_zones(selector(plan.component, plan.role), self._args.zone_spread,
+                                   match_label_keys=["pod-template-hash"])
+        pod = copy.copy(plan.pod)
+        pod.topology_spread_constraints = spread
+        return pod
 
     def _service(
         self,

@@ -11,7 +11,7 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import CLUSTER_DNS_LABELS, DEFAULT_DENY_POLICY, DNS_EGRESS_POLICY, KUBE_SYSTEM
-from components.kube.objects import metadata, owned
+from components.kube.objects import ZoneSpread, metadata, owned
 from components.settings.schema import GuestbookSettings, MysqlSecrets, MysqlSettings
 from components.workload.guestbook import Guestbook, GuestbookArgs
 from components.workload.mysql.set import MySqlReplicatedSet, MySqlReplicatedSetArgs
@@ -23,6 +23,8 @@ class WorkloadArgs:
     mysql: MysqlSettings
     mysql_secrets: MysqlSecrets
     guestbook: GuestbookSettings
+    # required on a cluster whose every node has its zone label (the aws cluster built here)
+    zone_spread: ZoneSpread = "preferred"
     # What each part must wait for on the cluster (its DNS, its volumes), and nothing more: on a new
     # cluster the MySQL set starts as soon as DNS and storage serve, not after every add-on.
     mysql_needs: Sequence[pulumi.Resource] = ()
@@ -89,11 +91,13 @@ class Workload(pulumi.ComponentResource):
         ]
         self.mysql = MySqlReplicatedSet(
             f"{name}-mysql",
-            MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace),
+            MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace,
+                                   zone_spread=args.zone_spread),
             opts=ResourceOptions(parent=self, depends_on=[*args.mysql_needs, *self.network_policies]),
         )
         self.guestbook = (
-            Guestbook(f"{name}-guestbook", GuestbookArgs(settings=args.guestbook, namespace=namespace),
+            Guestbook(f"{name}-guestbook",
+                      GuestbookArgs(settings=args.guestbook, namespace=namespace, zone_spread=args.zone_spread),
                       opts=ResourceOptions(parent=self, depends_on=[*args.guestbook_needs, *self.network_policies]))
             if args.guestbook.enabled
             else None

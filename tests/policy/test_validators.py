@@ -73,7 +73,8 @@ def kind(value: str) -> Callable[[Entry], bool]:
 
 
 def admin(e: Entry) -> bool:
-    return e["inputs"].get("fromPort") == 22 and bool(e["inputs"].get("cidrIpv4"))
+    """The API's rule from the admin CIDR (SSH is open to no CIDR: it comes through the connect endpoint)."""
+    return e["inputs"].get("fromPort") == 6443 and bool(e["inputs"].get("cidrIpv4"))
 
 
 # --------------------------------------------------------------------------

@@ -105,6 +105,12 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
     elif typ == tokens.EIP:
         state.setdefault("publicIp", _public_ip(name))
         state.setdefault("allocationId", f"eipalloc-{_digest('eip', name)}")
+    elif typ == tokens.S3_BUCKET:
+        # auto-named by the provider: <resource name>-<7 random characters>, lower case
+        state.setdefault("bucket", f"{name}-{_digest('bucket', name, length=7)}")
+        state["arn"] = f"arn:aws:s3:::{state['bucket']}"
+    elif typ == tokens.NAT_GATEWAY:
+        state.setdefault("publicIp", _public_ip(name))
     elif typ == tokens.LOAD_BALANCER:
         # An NLB's DNS name: <name>-<hex>.elb.<region>.amazonaws.com
         lb_name = state.get("name") or name
@@ -164,10 +170,14 @@ class AtomicMocks(pulumi.runtime.Mocks):
                 tokens.SECURITY_GROUP: "sg",
                 tokens.INTERNET_GATEWAY: "igw",
                 tokens.ROUTE_TABLE: "rtb",
+                tokens.NAT_GATEWAY: "nat",
+                tokens.VPC_ENDPOINT: "vpce",
+                tokens.INSTANCE_CONNECT_ENDPOINT: "eice",
             }.get(typ)
             ident = (
                 f"{prefix}-{_digest(typ, args.name)}"
                 if prefix
+                else str(state["bucket"]) if typ == tokens.S3_BUCKET  # a bucket's id is its name
                 else state.get("name") or f"{args.name}-{_digest(typ, args.name, length=8)}"
             )
             return ident, state

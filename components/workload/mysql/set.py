@@ -23,7 +23,16 @@ from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import CA_USES, CA_VALIDITY_HOURS, CLONE_PORT, CLUSTER_DOMAIN, LEAF_VALIDITY_HOURS, MYSQL_PORT
-from components.kube.objects import await_timeouts, exec_probe, metadata, owned, resources, restricted
+from components.kube.objects import (
+    ZoneSpread,
+    await_timeouts,
+    exec_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    spread_over_zones,
+)
 from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
 from components.workload.mysql import budget
 from components.workload.mysql import config as mysql_config
@@ -59,6 +68,8 @@ class MySqlReplicatedSetArgs:
     namespace: pulumi.Input[str]
     # Pods carrying these labels may reach 3306; None means {"<name>-client": "true"}.
     client_label: Mapping[str, str] | None = None
+    # Over the zones: required where every node has its zone label (the aws cluster), else preferred.
+    zone_spread: ZoneSpread = "preferred"
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -91,6 +102,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         super().__init__(tokens.MYSQL_SET, name, None, opts)
         self._settings = settings = args.settings
         self._namespace = args.namespace
+        self._zone_spread = args.zone_spread
         child = ResourceOptions(parent=self)
         stateful = ResourceOptions(parent=self, protect=settings.protect)
 
@@ -362,6 +374,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
             ),
             affinity=self._affinity(),
+            # A pod's volume is zonal (EBS): where the pod is first placed, it stays (docs/mysql.md).
+            topology_spread_constraints=spread_over_zones(selector_labels(s.name), self._zone_spread),
             init_containers=[self._init_container(), self._clone_container()],
             containers=[self._mysqld_container(), self._sidecar_container()],
             volumes=[

@@ -1,52 +1,45 @@
 """Blast radius per stack: no IAM statement of one stack reaches another stack's resources.
 
 Every node role's policy of one stack (the SSM/KMS policy of every node, the EBS CSI policy of the
-minions) is evaluated, with a small evaluator of the IAM features these policies use (Allow,
-Action and Resource wildcards, StringEquals and StringLike conditions), against the resources of
-another stack as if both were in the same account and region: its SSM parameters, the KMS
-decryption of them, its volumes (tagged as its EBS CSI driver tags them) and its instances. Each
-is denied; the stack's own are allowed (the evaluator is shown to say yes where it should).
+minions, the etcd backup policy of the masters) is evaluated, with the small IAM evaluator of
+tests/components/aws/iam_eval.py, against the resources of another stack as if both were in the
+same account and region: its SSM parameters, the KMS decryption of them, its volumes (tagged as
+its EBS CSI driver tags them), its instances, its etcd snapshots (in a bucket of the same name: under
+the mocks every stack's bucket is named alike, so only the prefix and the tags keep them apart) and
+its backup key. Each is denied; the stack's own are allowed (the evaluator is shown to say yes where
+it should). The other side holds too: a stack's backup bucket refuses uploads by another stack's
+roles whatever their own policies say.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from typing import Any
 
 import pytest
 
 from components import tokens
 from components.facts import CLUSTER_ID_TAG, ebs_volume_tags
+from tests.components.aws.iam_eval import decision
+from tools.harness.mocks import Registration
 from tools.harness.offline import Plan, run_program
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 
 
-def _matches(patterns: str | list[str], value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, p) for p in ([patterns] if isinstance(patterns, str) else patterns))
-
-
 def allowed(documents: list[dict[str, Any]], action: str, resource: str, context: dict[str, str]) -> bool:
-    for document in documents:
-        for statement in document["Statement"]:
-            if statement["Effect"] != "Allow" or not _matches(statement["Action"], action):
-                continue
-            if not _matches(statement["Resource"], resource):
-                continue
-            conditions = statement.get("Condition", {})
-            assert set(conditions) <= {"StringEquals", "StringLike"}, conditions
-            equal = all(context.get(k) == v for k, v in conditions.get("StringEquals", {}).items())
-            like = all(k in context and fnmatch.fnmatchcase(context[k], v)
-                       for k, v in conditions.get("StringLike", {}).items())
-            if equal and like:
-                return True
-    return False
+    """What IAM decides for a role with these policies: an explicit deny anywhere wins, else an allow."""
+    decisions = {decision(document, action, resource, context) for document in documents}
+    return "allow" in decisions and "deny" not in decisions
 
 
 def _in_region(arn: str) -> str:
-    """An ARN of another stack moved into this test's one region and account (the shared-account case)."""
+    """An ARN of another stack moved into this test's one region and account (the shared-account case).
+    S3 ARNs name neither (a bucket's name is global) and stay as they are."""
     parts = arn.split(":")
+    if parts[2] == "s3":
+        return arn
     return ":".join([*parts[:3], REGION, ACCOUNT, *parts[5:]])
 
 
@@ -59,9 +52,9 @@ def role_documents(plan: Plan) -> dict[str, list[dict[str, Any]]]:
     """node name -> every policy document of its role."""
     found: dict[str, list[dict[str, Any]]] = {}
     for policy in plan.of_type(tokens.IAM_ROLE_POLICY):
-        node = policy.name.removeprefix("cluster-").rsplit("-", 1)[0].removesuffix("-ebs")
-        document = json.loads(policy.inputs["policy"].replace(":us-west-2:", f":{REGION}:")
-                              .replace(":us-east-2:", f":{REGION}:"))
+        node = re.sub(r"-(ssm|ebs-csi|etcd-backup)$", "", policy.name.removeprefix("cluster-"))
+        text = re.sub(r":us-(west|east)-2:", f":{REGION}:", policy.inputs["policy"])
+        document = json.loads(re.sub(r"\bs3\.[a-z0-9-]+\.amazonaws\.com", f"s3.{REGION}.amazonaws.com", text))
         found.setdefault(node, []).append(document)
     return found
 
@@ -69,10 +62,9 @@ def role_documents(plan: Plan) -> dict[str, list[dict[str, Any]]]:
 def targets(plan: Plan) -> list[tuple[str, str, dict[str, str]]]:
     """(action, resource ARN, request context) of what a stack's node roles exist to reach."""
     cluster_id = plan.settings.cluster.cluster_id
-    # The stack's key; under the mocks every stack's key has the same ARN once moved into one region,
-    # so only the encryption-context condition can keep one stack from another's parameters.
-    (key,) = plan.of_type(tokens.KMS_KEY)
-    key_arn = _in_region(key.state["arn"])
+    # The stack's PKI key; under the mocks every stack's key has the same ARN once moved into one
+    # region, so only the encryption-context condition can keep one stack from another's parameters.
+    key_arn = _in_region(pki_key(plan).state["arn"])
     out: list[tuple[str, str, dict[str, str]]] = []
     for parameter in plan.of_type(tokens.SSM_PARAMETER):
         arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter.inputs['name']}"
@@ -84,6 +76,28 @@ def targets(plan: Plan) -> list[tuple[str, str, dict[str, str]]]:
     for instance in plan.instances():
         tags = {f"ec2:ResourceTag/{k}": v for k, v in instance.inputs["tags"].items()}
         out.append(("ec2:AttachVolume", f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123", tags))
+    return out + backup_targets(plan)
+
+
+def pki_key(plan: Plan) -> Registration:
+    (key,) = [k for k in plan.of_type(tokens.KMS_KEY) if "etcd-backups" not in k.name]
+    return key
+
+
+def backup_targets(plan: Plan) -> list[tuple[str, str, dict[str, str]]]:
+    """The stack's etcd snapshots: writing, reading, listing and deleting them, and its backup key."""
+    (bucket,) = plan.of_type(tokens.S3_BUCKET)
+    (key,) = [k for k in plan.of_type(tokens.KMS_KEY) if "etcd-backups" in k.name]
+    bucket_arn = f"arn:aws:s3:::{bucket.state['bucket']}"
+    (lifecycle,) = plan.of_type(tokens.S3_BUCKET_LIFECYCLE)
+    prefix = lifecycle.inputs["rules"][0]["filter"]["prefix"]  # the stack's own, as its bucket expires it
+    snapshot = f"{bucket_arn}/{prefix}20260101T000000Z-atomic-master-1.db"
+    actions = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion")
+    out: list[tuple[str, str, dict[str, str]]] = [(action, snapshot, {}) for action in actions]
+    out.append(("s3:ListBucket", bucket_arn, {}))
+    through_s3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": snapshot,
+                  f"aws:ResourceTag/{CLUSTER_ID_TAG}": key.inputs["tags"][CLUSTER_ID_TAG]}
+    out += [(action, _in_region(key.state["arn"]), through_s3) for action in ("kms:GenerateDataKey", "kms:Decrypt")]
     return out
 
 
@@ -91,8 +105,14 @@ def test_every_resource_of_a_cluster_carries_its_stack_unique_id(plans: dict[str
     ids = {stack: plan.settings.cluster.cluster_id for stack, plan in plans.items()}
     assert ids == {"dev": "atomic-dev", "staging": "atomic-staging", "prod": "atomic-prod"}
     for stack, plan in plans.items():
-        for instance in plan.instances():
-            assert instance.inputs["tags"][CLUSTER_ID_TAG] == ids[stack]
+        tagged = [r for r in plan.resources if r.custom and r.type.startswith("aws:") and "tags" in r.inputs]
+        kinds = {r.type for r in tagged}
+        assert {tokens.INSTANCE, tokens.S3_BUCKET, tokens.KMS_KEY, tokens.SUBNET,
+                tokens.INSTANCE_CONNECT_ENDPOINT} <= kinds, kinds
+        if stack == "prod":
+            assert {tokens.NAT_GATEWAY, tokens.EIP, tokens.VPC_ENDPOINT} <= kinds, kinds
+        assert [(r.name, r.inputs["tags"].get(CLUSTER_ID_TAG)) for r in tagged
+                if r.inputs["tags"].get(CLUSTER_ID_TAG) != ids[stack]] == []
 
 
 @pytest.mark.parametrize(("mine", "theirs"), [("dev", "prod"), ("staging", "prod"), ("prod", "dev")])
@@ -115,8 +135,45 @@ def test_the_evaluator_allows_a_role_its_own_stack(plans: dict[str, Plan]) -> No
     parameter = next(p for p in plan.of_type(tokens.SSM_PARAMETER) if f"/{minion}/" in p.inputs["name"])
     arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter.inputs['name']}"
     assert allowed(roles[minion], "ssm:GetParameter", arn, {})
-    (key,) = plan.of_type(tokens.KMS_KEY)
-    assert allowed(roles[minion], "kms:Decrypt", key.state["arn"], {"kms:EncryptionContext:PARAMETER_ARN": arn})
+    assert allowed(roles[minion], "kms:Decrypt", pki_key(plan).state["arn"],
+                   {"kms:EncryptionContext:PARAMETER_ARN": arn})
+    # a master writes its own stack's snapshots with its own stack's key, and does nothing else with them
+    master = next(node for node in roles if "master" in node)
+    snapshots = {(action, resource): context for action, resource, context in backup_targets(plan)}
+    writes = {a for a in snapshots if a[0] in ("s3:PutObject", "kms:GenerateDataKey")}
+    assert all(allowed(roles[master], a, _in_region(r), snapshots[(a, r)]) for a, r in writes)
+    assert not any(allowed(roles[master], a, _in_region(r), snapshots[(a, r)]) for a, r in set(snapshots) - writes)
+    assert not any(allowed(roles[minion], a, _in_region(r), c) for (a, r), c in snapshots.items())
+
+
+@pytest.mark.parametrize(("mine", "theirs"), [("dev", "prod"), ("prod", "dev")])
+def test_a_stacks_backup_bucket_refuses_another_stacks_roles_whatever_they_are_granted(
+        mine: str, theirs: str, plans: dict[str, Plan]) -> None:
+    """The bucket's own side: even a role of another stack allowed s3:PutObject on everything (a
+    mistake, or a wider policy added by hand) cannot overwrite this stack's snapshots."""
+    (policy,) = plans[theirs].of_type(tokens.S3_BUCKET_POLICY)
+    bucket_policy = json.loads(policy.inputs["policy"])
+    (key,) = [k for k in plans[theirs].of_type(tokens.KMS_KEY) if "etcd-backups" in k.name]
+    (action, snapshot, _), *_ = backup_targets(plans[theirs])
+    assert action == "s3:PutObject"
+    upload = {"aws:SecureTransport": "true", "s3:x-amz-server-side-encryption": "aws:kms",
+              "s3:x-amz-server-side-encryption-aws-kms-key-id": key.state["arn"]}
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    mine_tag = {f"aws:PrincipalTag/{CLUSTER_ID_TAG}": plans[mine].settings.cluster.cluster_id}
+    assert not allowed([everything, bucket_policy], action, snapshot, {**upload, **mine_tag})
+    own_tag = {f"aws:PrincipalTag/{CLUSTER_ID_TAG}": plans[theirs].settings.cluster.cluster_id}
+    assert allowed([everything, bucket_policy], action, snapshot, {**upload, **own_tag}), "the evaluator says yes"
+
+
+def test_without_the_stack_in_the_prefix_a_dev_master_would_write_prod_snapshots(plans: dict[str, Plan]) -> None:
+    """The check above can fail: a backup policy for the project's whole prefix, in a bucket both
+    stacks share, would let a dev master overwrite prod's snapshots."""
+    from components.aws.iam import etcd_backup_policy
+
+    (action, snapshot, _), *_ = backup_targets(plans["prod"])
+    bucket = snapshot.split(":::", 1)[1].split("/", 1)[0]
+    shared = [json.loads(etcd_backup_policy("aws", REGION, bucket, "atomic-mysql", "arn:x", "atomic-dev"))]
+    assert allowed(shared, action, snapshot, {})
 
 
 def test_keyed_on_the_cluster_name_alone_a_dev_minion_would_reach_prod(plans: dict[str, Plan]) -> None:

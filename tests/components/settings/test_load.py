@@ -110,6 +110,7 @@ def P(setting: str, expected: str, value: str, stack: str = "dev") -> Bad:  # no
 FILE = "Pulumi.dev.yaml:"  # how a line from a stack file starts (the test's copy of it)
 TOO_WEAK = "=[secret]: is too weak: must be 16 to 32 printable ASCII characters"
 TWENTY_CIDRS = [f"198.51.{i}.0/24" for i in range(19)]
+THREE_ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
 MANY_SOURCES = [f"203.0.{i // 4}.{(i % 4) * 64}/26" for i in range(61)]
 
 BAD: list[Bad] = [
@@ -323,6 +324,19 @@ BAD: list[Bad] = [
       availabilityZone="us-east-1"),
     S("regions", "availabilityZone", "atomic-mysql:availabilityZone=us-east-1aa: must be a zone",
       availabilityZone="us-east-1aa"),
+    S("regions", "availabilityZones", 'atomic-mysql:availabilityZones=us-west-2a: must be zones of aws:region'
+      " us-east-1, e.g. us-east-1a", availabilityZones=["us-west-2a"]),
+    S("regions", "availabilityZones", "atomic-mysql:availabilityZones=us-east-1-bos-1a: must be zones of aws:region",
+      availabilityZones=["us-east-1a", "us-east-1-bos-1a"]),
+    S("regions", "availabilityZones", 'atomic-mysql:availabilityZones=["us-east-1a","us-east-1a"]: must not name a'
+      " zone twice", availabilityZones=["us-east-1a", "us-east-1a"]),
+    S("regions", "availabilityZones", '"us-east-1d","us-eas... (92 characters, 32 not shown): at most 6 zones',
+      availabilityZones=[f"us-east-1{z}" for z in "abcdefg"]),
+    S("contradictions", "availabilityZones", 'atomic-mysql:availabilityZones=["us-east-1a","us-east-1b"]:'
+      " masterCount=3 needs one zone or at least 3: one master per zone", masterCount=3,
+      availabilityZones=["us-east-1a", "us-east-1b"]),
+    S("contradictions", "availabilityZone", "atomic-mysql:availabilityZone=us-east-1a: set availabilityZones or"
+      " availabilityZone, not both", availabilityZones=["us-east-1a"], availabilityZone="us-east-1a"),
     # ---- networks that cannot work
     S("networks", "vpcCidr", "atomic-mysql:vpcCidr=10.0.0.0/8: AWS allows a block from /16 to /28",
       vpcCidr="10.0.0.0/8"),
@@ -371,8 +385,9 @@ BAD: list[Bad] = [
       adminCidrs=["198.50.0.0/15"]),
     S("networks", "adminCidrs", "together open the admin ports to 98,304 public addresses",
       adminCidrs=["198.51.0.0/16", "203.0.0.0/17", "10.0.0.0/8"]),
-    S("networks", "adminCidrs", "lists 19 CIDRs; with 3 rules each (enableCockpit, enableCadvisor, enableNodePorts)"
-      f" at most 18 fit AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules", adminCidrs=TWENTY_CIDRS),
+    S("networks", "adminCidrs", "lists 19 CIDRs; with 3 rules each (sshFromAdminCidrs, enableCockpit, enableCadvisor,"
+      f" enableNodePorts) at most 18 fit AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules", adminCidrs=TWENTY_CIDRS,
+      sshFromAdminCidrs="true"),
     S("networks", "frontendSourceCidrs", "lists 61 CIDRs; the load balancer's group holds at most 60 inbound rules",
       adminCidrs=["198.51.100.0/24"], frontendSourceCidrs=MANY_SOURCES, stack="prod"),
     S("networks", "frontendSourceCidrs", "atomic-mysql:frontendSourceCidrs=everyone: must be an IPv4 CIDR",
@@ -385,6 +400,29 @@ BAD: list[Bad] = [
       minionCount=3),
     S("networks", "vpcCidr", "atomic-mysql:vpcCidr=10.88.0.0/16: must not overlap podman's bridge",
       enableCadvisor="true", vpcCidr="10.88.0.0/16", subnetCidr="10.88.1.0/24"),
+    # Zones take consecutive blocks of the first one's size: each must fit, and private ones clear the public ones.
+    S("networks", "subnetCidr", "atomic-mysql:subnetCidr=10.0.255.0/24: must leave room inside vpcCidr 10.0.0.0/16"
+      " for 3 zone blocks of its size", subnetCidr="10.0.255.0/24", masterCount=3, minionCount=3,
+      availabilityZones=THREE_ZONES),
+    S("networks", "privateSubnetCidr", "atomic-mysql:privateSubnetCidr=10.0.2.0/24: its zone block 10.0.2.0/24"
+      " overlaps the public zone blocks of subnetCidr (10.0.1.0/24, 10.0.2.0/24, 10.0.3.0/24)", privateNodes="true",
+      apiLoadBalancer="true", privateSubnetCidr="10.0.2.0/24", masterCount=3, minionCount=3,
+      availabilityZones=THREE_ZONES),
+    S("networks", "privateSubnetCidr", "atomic-mysql:privateSubnetCidr=10.1.0.0/22: must lie inside vpcCidr"
+      " 10.0.0.0/16", privateNodes="true", apiLoadBalancer="true", privateSubnetCidr="10.1.0.0/22"),
+    S("networks", "privateSubnetCidr", "atomic-mysql:privateSubnetCidr=10.0.16.0/29: AWS allows a block from /16 to"
+      " /28", privateNodes="true", apiLoadBalancer="true", privateSubnetCidr="10.0.16.0/29"),
+    S("networks", "minionCount", "atomic-mysql:minionCount=100: privateSubnetCidr 10.0.16.0/27 (3 zones) and podCidr"
+      " 10.244.0.0/16 leave room for at most 60 minions", privateNodes="true", apiLoadBalancer="true",
+      privateSubnetCidr="10.0.16.0/27", masterCount=3, minionCount=100, availabilityZones=THREE_ZONES),
+    S("contradictions", "privateNodes", "atomic-mysql:privateNodes=true: private nodes have no public address, so"
+      " kubectl and `pulumi up` reach the API only through its load balancer: set apiLoadBalancer=true, or"
+      " privateNodes=false", privateNodes="true"),
+    S("contradictions", "existingSubnetId", "atomic-mysql:existingSubnetId=subnet-0123456789abcdef0: an existing"
+      " subnet is one zone of public nodes", existingVpcId="vpc-0123456789abcdef0",
+      existingSubnetId="subnet-0123456789abcdef0", masterCount=3, minionCount=3, availabilityZones=THREE_ZONES),
+    S("types", "natGateways", "atomic-mysql:natGateways=two: allowed values are perZone, single", privateNodes="true",
+      apiLoadBalancer="true", natGateways="two"),
     # ---- quantities
     S("quantities", "mysqlStorageSize", "atomic-mysql:mysqlStorageSize=1Ei: must be a Kubernetes quantity from 1Gi to"
       " 16Ti", mysqlStorageSize="1Ei"),
@@ -529,6 +567,12 @@ BAD: list[Bad] = [
       mysqlCloneThreads=33),
     S("ranges", "mysqlCloneThreads", "atomic-mysql:mysqlCloneThreads=-1: must be a whole number from 0 to 32",
       mysqlCloneThreads=-1),
+    S("ranges", "etcdBackupIntervalMinutes", "atomic-mysql:etcdBackupIntervalMinutes=7: allowed values are 0 (no"
+      " backups), 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440", etcdBackupIntervalMinutes=7),
+    S("ranges", "etcdBackupIntervalMinutes", "atomic-mysql:etcdBackupIntervalMinutes=-60: allowed values are 0",
+      etcdBackupIntervalMinutes=-60),
+    S("ranges", "etcdBackupRetentionDays", "atomic-mysql:etcdBackupRetentionDays=0: must be a whole number from 1 to"
+      " 3650", etcdBackupRetentionDays=0),
     S("ranges", "mysqlReplicaApplyThreads", "atomic-mysql:mysqlReplicaApplyThreads=0: must be a whole number from 1"
       " to 64", mysqlReplicaApplyThreads=0, stack="local"),
     S("ranges", "mysqlReplicaApplyThreads", "atomic-mysql:mysqlReplicaApplyThreads=65: must be a whole number from 1"
@@ -547,8 +591,13 @@ BAD: list[Bad] = [
       " (512Mi)", mysqlMemoryLimit="256Mi"),
     S("contradictions", "existingSubnetId", 'atomic-mysql:existingSubnetId="": existingVpcId and existingSubnetId must'
       " be set together", existingVpcId="vpc-0123456789abcdef0"),
-    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=3: must be a whole number from"
-      " 1 to 2", mysqlPdbMaxUnavailable=3),
+    # A drain leaves a majority serving, so that a zone's loss on top of it still leaves pods to read from.
+    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=2: must leave a majority of"
+      " the 3 pods (mysqlReplicas) available: a whole number from 1 to 1", mysqlPdbMaxUnavailable=2),
+    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=3: must leave a majority of"
+      " the 5 pods (mysqlReplicas) available: a whole number from 1 to 2", mysqlPdbMaxUnavailable=3, stack="prod"),
+    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=2: must leave one of the 2"
+      " pods (mysqlReplicas) available: a whole number from 1 to 1", mysqlPdbMaxUnavailable=2, mysqlReplicas=2),
     S("contradictions", "mysqlVersion", "atomic-mysql:mysqlVersion=8.4: allowed values for mysqlEngine=mariadb are"
       " 11.4, 10.11", mysqlEngine="mariadb", mysqlVersion="8.4"),
     S("contradictions", "namespace", "atomic-mysql:namespace=kube-system: the workload gets its own namespace",
@@ -723,8 +772,8 @@ def test_the_most_admin_cidrs_allowed_fit_every_security_group() -> None:
     with every option that adds rules turned on: each group stays within AWS's quota, and one CIDR
     more is refused."""
     options = {"enableCockpit": "true", "enableCadvisor": "true", "enableNodePorts": "true",
-               "apiLoadBalancer": "true", "frontendServiceType": "LoadBalancer"}
-    most = (SECURITY_GROUP_RULE_QUOTA - 5) // 4
+               "sshFromAdminCidrs": "true", "apiLoadBalancer": "true", "frontendServiceType": "LoadBalancer"}
+    most = (SECURITY_GROUP_RULE_QUOTA - 6) // 4  # 6 fixed: 5, and SSH from the Instance Connect Endpoint
     cidrs = [f"198.51.{i}.0/24" for i in range(most)]
     counts = _inbound_rules_per_group(run_program("dev", {**options, "adminCidrs": cidrs}))
     assert counts and max(counts.values()) <= SECURITY_GROUP_RULE_QUOTA, counts

@@ -35,23 +35,25 @@ def usd(region: str, service: str, item: str) -> Decimal:
     return price.usd
 
 
-def test_dev_is_three_t3_medium_their_disks_the_mysql_volumes_three_addresses_and_a_key(
+def test_dev_is_three_t3_medium_their_disks_the_mysql_volumes_three_addresses_and_two_keys(
     previewed_stacks: Path,
 ) -> None:
     """Worked out by hand from the stack file: 1 master + 2 minions (t3.medium, 30 GiB gp3 roots),
     mysql 3 x 5Gi gp3, the API Elastic IP on master-1 (which replaces its own address) and two
-    minion addresses, the PKI key; 33 standard SSM parameters (the encryption config among them) are free."""
+    minion addresses, the PKI key and the etcd backups' key; 33 standard SSM parameters (the encryption
+    config among them) are free, the backup bucket is billed by use only."""
     est = cost.estimate(plan_of(previewed_stacks, "dev"), TABLE)
     r = "us-east-1"
     expected = (
         3 * HOURS * usd(r, "ec2", "t3.medium")
         + (3 * 30 + 3 * 5) * usd(r, "ebs", "gp3-storage")
         + 3 * HOURS * usd(r, "vpc", "public-ipv4")
-        + usd(r, "kms", "customer-managed-key")
+        + 2 * usd(r, "kms", "customer-managed-key")
     )
     assert (est.region, est.total) == (r, expected)
     assert est.unpriced == ()
-    assert cost.money(est.total) == "$111.45"
+    assert cost.money(est.total) == "$112.45"
+    assert est.usage_only == ("S3 bucket cluster-etcd-backups-bucket: storage and requests only",)
     assert est.free == ("33 SSM parameters, standard tier: no charge",)
     assert [i.describe() for i in est.largest()] == [
         "3 x t3.medium (1 master, 2 minions)",
@@ -65,8 +67,9 @@ def test_prod_counts_both_load_balancers_their_addresses_and_five_100gi_volumes(
     r = "us-west-2"
     by_category = est.by_category()
     assert by_category["Load balancers"] == 2 * HOURS * usd(r, "elb", "network-lb")
-    # 9 instances (no Elastic IP: the API is behind its NLB) + one address per NLB subnet
-    assert by_category["Public IPv4"] == 11 * HOURS * usd(r, "vpc", "public-ipv4")
+    # private nodes: no instance address; an Elastic IP per NAT gateway + one address per NLB per zone
+    assert by_category["Public IPv4"] == (3 + 2 * 3) * HOURS * usd(r, "vpc", "public-ipv4")
+    assert by_category["NAT gateways"] == 3 * HOURS * usd(r, "vpc", "nat-gateway")
     claims = [c for c in est.charges if c.category == "EBS data volumes (PVCs)"]
     storage = [c for c in claims if c.price.item == "gp3-storage"]
     assert sorted(c.resource for c in storage) == [f"data-mysql-{n}" for n in range(5)]
@@ -76,7 +79,7 @@ def test_prod_counts_both_load_balancers_their_addresses_and_five_100gi_volumes(
     assert sorted(c.resource for c in throughput) == [f"data-mysql-{n}" for n in range(5)]
     assert {c.quantity for c in throughput} == {Decimal(475)}
     assert by_category["EC2 instances"] == HOURS * (6 * usd(r, "ec2", "m6i.xlarge") + 3 * usd(r, "ec2", "m6i.large"))
-    assert "Elastic IPs" in est.absent and est.unpriced == ()
+    assert est.absent == ("advanced SSM parameters",) and est.unpriced == ()
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -183,7 +186,7 @@ def test_make_preview_prints_the_estimate_for_aws_stacks_only(tmp_path: Path,
     assert preview.main(["--stack", "dev", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Monthly cost estimate, stack dev (us-east-1" in out
-    assert re.search(r"^  total\s+\$111\.45$", out, re.M)
+    assert re.search(r"^  total\s+\$112\.45$", out, re.M)
     assert re.search(r"^  largest: 1\. EC2 instances", out, re.M) and re.search(r"^\s+3\. ", out, re.M)
     assert "not AWS resources in the plan" in out, "the output says how the data volumes are counted"
     assert preview.main(["--stack", "local", "--out", str(tmp_path)]) == 0

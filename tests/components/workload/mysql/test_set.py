@@ -312,9 +312,9 @@ def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> 
     assert "preferredDuringSchedulingIgnoredDuringExecution" in base["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert base["podManagementPolicy"] == "OrderedReady"
 
-    # Hard anti-affinity needs a minion per pod (3 pods): settings refuse it on dev's 2 minions.
+    # Hard anti-affinity needs a minion per pod (5 pods): settings refuse it on dev's 2 minions.
     plan = run({"mysqlStorageClass": "gp3-mysql", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
-                "minionCount": 3, "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
+                "minionCount": 5, "mysqlPvcWhenDeleted": "Retain", "mysqlReplicas": 5, "mysqlPdbMaxUnavailable": 2})
     spec = objects(plan)[("StatefulSet", "mysql")]["spec"]
     assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3-mysql"
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "50Gi"}
