@@ -109,6 +109,10 @@ osd pool default pg num = 8
 osd pool default pgp num = 8
 mon max pg per osd = 1000
 osd crush chooseleaf type = 0
+# The harness puts the OSD into the CRUSH map itself: the OSD's own update at start races its first
+# osdmap and sometimes stops it ("wrong fsid", then "unable to update_crush_device_class").
+osd class update on start = false
+osd crush update on start = false
 osd objectstore = memstore
 memstore device bytes = 536870912
 mon data avail warn = 1

@@ -199,8 +199,10 @@ def test_cli_failures_are_one_line_naming_the_command(fake_cli: FakeCli, monkeyp
 
 def test_make_passes_stack_only_when_given() -> None:
     def dry(*args: str) -> str:
-        done = subprocess.run(["make", "-n", "verify", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
-                              timeout=60, check=True)
+        # --no-print-directory: under `make test` this make is a sub-make, which would print
+        # "Leaving directory" last
+        done = subprocess.run(["make", "--no-print-directory", "-n", "verify", *args], cwd=PROJECT_DIR,
+                              capture_output=True, text=True, timeout=60, check=True)
         return done.stdout.strip().splitlines()[-1]
 
     assert dry("STACK=prod", "ARGS=--json").endswith("-m tools.mysql_verify --stack prod --json")
