@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from components.workload.mysql import config as mysql_config
-from tools.mysql_verify.checks import Endpoint, Options, verify
+from tools.mysql_verify.checks import Endpoint, Options, TlsTrust, verify
 from tools.testing.mariadb import MariaDBServer, ReplicatedSet, replica_status, replicated_set
 from tools.testing.mysql_pods import default_apply_threads
 
@@ -173,13 +173,17 @@ def summarize(samples: list[Sample]) -> Summary:
 
 
 def verify_catch_up(group: ReplicatedSet) -> dict[str, float | None]:
-    """What `mysql-verify` itself reports as catch-up for its check row on the idle set."""
+    """What `mysql-verify` itself reports as catch-up for its check row on the idle set, over the
+    verified TLS the set serves (its CA, as `--ssl-ca` would give it)."""
+    assert group.tls_dir is not None
+    ca = group.tls_dir / mysql_config.TLS_CA
     options = Options(
         primary=Endpoint("127.0.0.1", group.primary.port, 0),
         replicas=tuple(Endpoint("127.0.0.1", r.port, n) for n, r in enumerate(group.replicas, start=1)),
         read=None,
         user="root",
         password=group.root_password,
+        tls=TlsTrust.from_pem(ca.read_text(), f"--ssl-ca {ca}"),
     )
     report = verify(options)
     if report.exit_code != 0:

@@ -10,7 +10,8 @@ renders them for the local stack (tools/testing/mysql_pods.py: the harness, its
 stand-ins, and what is real).
 
 The `verify` account the sidecar provisions is then used as docs/verify.md tells users
-to: over TCP with the Secret's password, by tools.mysql_verify itself.
+to: over TCP with the Secret's password, by tools.mysql_verify itself, verifying the servers'
+TLS against the CA it reads from the stack's outputs (mysqlCaCert).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ import pymysql
 import pytest
 
 from components.workload.mysql import config as mysql_config
+from tools.harness.offline import run_program
 from tools.mysql_verify.cli import main as verify_main
 from tools.testing.mariadb import MariaDBServer, ReadServiceProxy, replica_status, require_mariadb
 from tools.testing.mysql_pods import VERSION, Pod, RehearsalSet, RenderedSet, render_set
+from tools.testing.pki import ca_pem
 from tools.testing.processes import free_port
 
 pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
@@ -150,9 +153,11 @@ def verify_password(group: RehearsalSet) -> str:
 
 
 def connect_as_verify(group: RehearsalSet, ordinal: int, password: str) -> pymysql.connections.Connection:
-    """Over TCP, as `make verify` does: root can only use the socket."""
+    """Over verified TCP, as `make verify` does: root can only use the socket."""
     return pymysql.connect(host="127.0.0.1", port=group.mysql_ports[ordinal], user=mysql_config.VERIFY_USER,
-                           password=password, connect_timeout=5, read_timeout=10, autocommit=True)
+                           password=password, connect_timeout=5, read_timeout=10, autocommit=True,
+                           ssl_ca=str(group.tls_dir / mysql_config.TLS_CA), ssl_verify_cert=True,
+                           ssl_verify_identity=True)
 
 
 def test_the_set_provisions_the_verify_account_with_least_privilege(group: RehearsalSet) -> None:
@@ -184,7 +189,30 @@ def test_the_set_provisions_the_verify_account_with_least_privilege(group: Rehea
             assert denied.value.args[0] == 1142  # nothing outside its own database
 
 
-def test_mysql_verify_reports_the_rehearsed_set_healthy_as_verify(group: RehearsalSet) -> None:
+def stack_outputs_json(ca_cert: str | None = None) -> str:
+    """`pulumi stack output --json` of the local stack, as the CLI prints it (secrets masked): the
+    program's own outputs, with mysqlCaCert the set's real CA (under mocks pulumi-tls gives a
+    placeholder; here its stand-in issued the rehearsal's certificates)."""
+    outputs = {name: output.shown() for name, output in run_program("local", {"mysqlVersion": VERSION}).outputs.items()}
+    if ca_cert is not None:
+        outputs["mysqlCaCert"] = ca_cert
+    return json.dumps(outputs)
+
+
+def run_verify_from_stack(monkeypatch: pytest.MonkeyPatch, group: RehearsalSet, outputs: str,
+                          args: list[str]) -> tuple[int, str, str]:
+    """docs/verify.md: `pulumi stack output --json | make verify ARGS='--from-stack-json - ...'` with the
+    port-forwarded endpoints as flags (the stack's host names resolve only inside the cluster)."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(outputs))
+    out, err = io.StringIO(), io.StringIO()
+    code = verify_main(["--from-stack-json", "-", *args], environ={"MYSQL_PWD": verify_password(group)},
+                       stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_mysql_verify_reports_the_rehearsed_set_healthy_as_verify(
+    group: RehearsalSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ports = group.mysql_ports
     with ReadServiceProxy([("127.0.0.1", ports[1]), ("127.0.0.1", ports[2])]) as read_service:
         args = [
@@ -194,13 +222,21 @@ def test_mysql_verify_reports_the_rehearsed_set_healthy_as_verify(group: Rehears
             "--sample-interval", "0.01", "--wait-timeout", "20", "--connect-timeout", "3", "--query-timeout", "10",
             "--json",
         ]
-        out, err = io.StringIO(), io.StringIO()
-        code = verify_main(args, environ={"MYSQL_PWD": verify_password(group)}, stdout=out, stderr=err)
-    report = json.loads(out.getvalue())
-    assert (code, report["status"], report["problems"], report["warnings"], err.getvalue()) == (
-        0, "healthy", [], [], "")
+        # The mocks' placeholder CA is no certificate: verify refuses to run rather than trust anything.
+        code, out, err = run_verify_from_stack(monkeypatch, group, stack_outputs_json(), args)
+        assert (code, json.loads(out)["status"]) == (2, "error")
+        assert "stack output mysqlCaCert (--from-stack-json -): not a PEM CA certificate" in err
+        code, out, err = run_verify_from_stack(monkeypatch, group, stack_outputs_json(ca_pem(group.ca)), args)
+    report = json.loads(out)
+    assert (code, report["status"], report["problems"], report["warnings"], err) == (0, "healthy", [], [], "")
     assert report["user"] == "verify"
+    # Every session TLS, verified against the CA from the stack's output, as each server reports it.
+    assert report["tls"] == {"verified": True, "ca_source": "stack output mysqlCaCert (--from-stack-json -)",
+                             "ca_subjects": ["test MySQL set CA"]}
     servers = {server["label"]: server for server in report["servers"]}
+    for server in servers.values():
+        assert server["tls_version"] in ("TLSv1.2", "TLSv1.3") and server["tls_cipher"], server
+    assert sum(report["read"]["tls"].values()) == 10 and "none" not in report["read"]["tls"]
     assert servers["primary"]["check_row"] == "written" and servers["primary"]["server_id"] == 100
     for ordinal, label in ((1, "replica-1"), (2, "replica-2")):
         server = servers[label]
