@@ -53,7 +53,8 @@ class TlsCertificate:
 
 def tls_certificate(name: str, namespace: str, cluster_domain: str) -> TlsCertificate:
     """The names clients and peers dial: each pod through the headless Service (<set>-N.<set>, short and
-    qualified forms: a wildcard covers every ordinal, present and future), the primary and read Services,
+    qualified forms: a wildcard covers every ordinal, present and future; OpenSSL matches only the forms
+    with two dots after the `*`, see peer_host_pattern), the primary and read Services,
     and 127.0.0.1/localhost for `kubectl port-forward` (docs/verify.md), where the client dials loopback."""
     services = (name, f"{name}-primary", f"{name}-read")
     qualified = ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.{cluster_domain}")
@@ -61,6 +62,14 @@ def tls_certificate(name: str, namespace: str, cluster_domain: str) -> TlsCertif
     dns += [f"{service}{suffix}" for service in services[1:] for suffix in qualified]
     return TlsCertificate(common_name=f"{name}.{namespace}.svc", dns_names=(*dns, "localhost"),
                           ip_addresses=("127.0.0.1",))
+
+
+def peer_host_pattern(name: str, namespace: str, cluster_domain: str) -> str:
+    """The name a member dials a peer by (replication verifies it, the clone's socat checks it): the
+    fully qualified headless-Service name. OpenSSL matches a wildcard only with two dots after the `*`
+    (crypto/x509/v3_utl.c, valid_star), so `*.<set>` never covers `<set>-1.<set>`; the qualified
+    form is covered by `*.<set>.<namespace>.svc.<domain>`. `{ordinal}` is filled in by common.sh."""
+    return f"{name}-{{ordinal}}.{name}.{namespace}.svc.{cluster_domain}"
 
 
 def tls_options(directory: str = TLS_MOUNT) -> list[str]:

@@ -411,8 +411,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
 
     def _env(self, **extra: str) -> list[core.EnvVarArgs]:
         s = self._settings
-        values = {"MYSQL_ENGINE": s.engine, "MYSQL_VERSION": s.version, "MYSQL_SET_NAME": s.name,
-                  "MYSQL_TLS_DIR": mysql_config.TLS_MOUNT, **extra}
+        peer = pulumi.Output.from_input(self._namespace).apply(
+            lambda namespace: mysql_config.peer_host_pattern(s.name, namespace, CLUSTER_DOMAIN))
+        values: dict[str, pulumi.Input[str]] = {
+            "MYSQL_ENGINE": s.engine, "MYSQL_VERSION": s.version, "MYSQL_SET_NAME": s.name,
+            "MYSQL_TLS_DIR": mysql_config.TLS_MOUNT, "PEER_HOST_PATTERN": peer, **extra}
         return [
             core.EnvVarArgs(name="POD_NAME", value_from=core.EnvVarSourceArgs(
                 field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.name"))),

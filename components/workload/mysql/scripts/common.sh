@@ -19,6 +19,8 @@
 : "${MYSQL_TLS_DIR:=/etc/mysql-tls}"            # the set's TLS Secret: ca.crt, tls.crt, tls.key
 # Peers: {ordinal} is replaced by the peer's ordinal. The *_PORTS lists (space
 # separated, indexed by ordinal) exist for rehearsals where every "pod" shares one host.
+# The pods are given the fully qualified name (config.peer_host_pattern): OpenSSL would not match
+# this short form to the certificate's wildcard. The short default serves rehearsals that set their own.
 _default_peer_host_pattern="${MYSQL_SET_NAME}-{ordinal}.${MYSQL_SET_NAME}"  # `}` would end a ${...:=...}
 : "${PEER_HOST_PATTERN:=$_default_peer_host_pattern}"
 : "${PEER_MYSQL_PORT:=3306}"

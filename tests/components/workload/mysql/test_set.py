@@ -16,6 +16,7 @@ import pulumi
 import pytest
 
 from components import tokens
+from components.facts import CLUSTER_DOMAIN
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
 from tests.conftest import KUBERNETES_VERSION
@@ -198,6 +199,9 @@ def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None
             assert all(arg in scripts for arg in command if arg.startswith("/")), (name, command)
         assert env_of(container)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
         assert env_of(container)["MYSQL_SET_NAME"] == "mysql"
+        # the qualified name: the one the certificate's wildcard matches for OpenSSL (test_tls_rehearsal)
+        assert env_of(container)["PEER_HOST_PATTERN"] == mysql_config.peer_host_pattern(
+            "mysql", NAMESPACE, CLUSTER_DOMAIN), name
     assert env_of(containers(plan)["mysql"])["MYSQL_ROOT_PASSWORD_FILE"] == "/etc/mysql-secrets/root-password"
     template = pod_template(plan)
     assert template["metadata"]["annotations"]["checksum/config"]

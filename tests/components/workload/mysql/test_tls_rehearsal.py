@@ -198,3 +198,22 @@ def test_replication_stops_with_a_clear_error_against_a_certificate_it_cannot_ve
         assert not replica.sql("SHOW DATABASES LIKE 'written_after_the_swap'")
     finally:
         group.close()
+
+
+@pytest.mark.parametrize("ordinal", [0, 1, 4])
+def test_openssl_matches_the_name_members_dial_to_the_set_certificate(tmp_path: Path, ordinal: int) -> None:
+    """OpenSSL's own host check (what mysqld's client and socat use): the qualified peer name the pods
+    are given matches the certificate; the short `<set>-N.<set>` never would (one dot after `*`)."""
+    certificate = mysql_config.tls_certificate("mysql", "atomic-mysql", "cluster.local")
+    tls_dir = write_tls_dir(tmp_path / "tls", make_ca("set CA"), certificate)
+    qualified = mysql_config.peer_host_pattern("mysql", "atomic-mysql", "cluster.local").replace(
+        "{ordinal}", str(ordinal))
+
+    def matches(host: str) -> bool:
+        done = subprocess.run(["openssl", "x509", "-in", str(tls_dir / mysql_config.TLS_CERT), "-noout",
+                               "-checkhost", host], capture_output=True, text=True, timeout=30, check=True)
+        return "does match" in done.stdout and "NOT" not in done.stdout
+
+    assert matches(qualified), qualified
+    assert not matches(f"mysql-{ordinal}.mysql")
+    assert not matches(f"mysql-{ordinal}.other.atomic-mysql.svc.cluster.local")
