@@ -217,6 +217,17 @@ TAG_OWNER = "Owner"
 TAG_MANAGED_BY = "ManagedBy"
 TAG_NAME = "Name"
 TAG_ROLE = "Role"
+# What a node should run: a digest of its instance type, explicit AMI and user-data
+# (node/cloud_init.node_spec_digest). The instance itself holds on to what it was launched with
+# (those inputs are ignoreChanges) and only this tag follows the program, in place; `make
+# roll-nodes` compares the two to find the nodes it has to replace, one at a time.
+TAG_NODE_SPEC = "NodeSpec"
+# The one node whose launch inputs a `pulumi up` may change: set by `make roll-nodes` for the
+# targeted replacement of that node (`pulumi up --replace URN --target URN`), never by hand.
+ROLL_NODE_ENV = "ATOMIC_ROLL_NODE"
+# Instance inputs that EC2 applies by stopping the instance (userDataBase64, instanceType) or by
+# replacing it (ami): never changed on every node in one `up`, only one node at a time by roll-nodes.
+NODE_LAUNCH_INPUTS = ("ami", "instanceType", "userDataBase64")
 # Every AWS resource of a cluster carries Cluster=<clusterName> (for people) and
 # ClusterId=<cluster_id>, unique to the stack (for IAM): the EBS CSI policy lets a minion manage only
 # volumes tagged with its own stack's id, and attach them only to instances carrying it, so that no

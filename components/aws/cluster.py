@@ -35,13 +35,16 @@ from components.facts import (
     ETCD_CLIENT_PORT,
     ETCD_PEER_PORT,
     KUBELET_PORT,
+    NODE_LAUNCH_INPUTS,
     NODE_PORT_RANGE,
     OVERLAY_PORT,
+    ROLL_NODE_ENV,
     TAG_NAME,
+    TAG_NODE_SPEC,
     TAG_ROLE,
     zone_blocks,
 )
-from components.node.cloud_init import render_user_data_base64
+from components.node.cloud_init import node_spec_digest, render_user_data_base64
 from components.node.etcd_backup import BackupTarget, backup_prefix
 from components.node.kubernetes import render_admin_kubeconfig
 from components.node.layout import ClusterLayout, NodeSpec, compute_layout, node_address_blocks
@@ -185,11 +188,15 @@ class AtomicCluster(pulumi.ComponentResource):
     master_names: list[str]
 
     def __init__(self, name: str, args: AtomicClusterArgs, opts: ResourceOptions | None = None) -> None:
-        super().__init__(tokens.ATOMIC_CLUSTER, name, None, opts)
         settings = args.settings
+        layout = compute_layout(settings, pulumi.get_stack())
+        if settings.rolling_node is not None and settings.rolling_node not in {n.name for n in layout.nodes}:
+            raise ValueError(f"environment {ROLL_NODE_ENV}={settings.rolling_node}: no such node in stack "
+                             f"{layout.stack} ({', '.join(n.name for n in layout.nodes)})")
+        super().__init__(tokens.ATOMIC_CLUSTER, name, None, opts)
         self._name = name
         self._settings = settings
-        self.layout = layout = compute_layout(settings, pulumi.get_stack())
+        self.layout = layout
         # Every AWS resource of the cluster: the stack's tags, the cluster for people, the stack-unique
         # id for IAM (facts.CLUSTER_ID_TAG).
         self._tags = {**settings.tags, CLUSTER_TAG: settings.name, CLUSTER_ID_TAG: settings.cluster_id}
@@ -514,10 +521,13 @@ class AtomicCluster(pulumi.ComponentResource):
                   depends_on: list[pulumi.Resource]) -> aws.ec2.Instance:
         s = self._settings
         master = node.role == "master"
+        instance_type = s.master_instance_type if master else s.minion_instance_type
+        user_data = pulumi.Output.from_input(self._user_data(node))
+        spec = user_data.apply(lambda text: node_spec_digest(instance_type, s.ami_id, text))
         return aws.ec2.Instance(
             f"{self._name}-{node.name}",
             ami=ami,
-            instance_type=s.master_instance_type if master else s.minion_instance_type,
+            instance_type=instance_type,
             subnet_id=subnet_id,
             private_ip=node.private_ip,
             # Private nodes reach the internet through their zone's NAT gateway; people reach them
@@ -534,14 +544,30 @@ class AtomicCluster(pulumi.ComponentResource):
                                "delete_on_termination": True, "tags": self._tagged(node.name, role=node.role)},
             # gzip: cloud-init decompresses it; the largest shape's master (25.3 KB of #cloud-config as
             # text) needs 7.7 KB of EC2's 16 KB that way (tests/components/node/test_cloud_init_schema.py).
-            user_data_base64=self._user_data(node),
-            tags=self._tagged(node.name, role=node.role),
-            # A looked-up AMI moves whenever Fedora publishes a newer image, and `ami` forces a
-            # replacement (a master's etcd data with it). New nodes take the newest image; an
-            # existing node moves only when amiId is set explicitly or on `pulumi up --replace`.
+            user_data_base64=user_data,
+            tags={**self._tagged(node.name, role=node.role), TAG_NODE_SPEC: spec},
             opts=ResourceOptions.merge(
                 self._opts(depends_on=depends_on, protect=s.protect and master),
-                ResourceOptions(ignore_changes=[] if s.ami_id else ["ami"]),
+                ResourceOptions(ignore_changes=self._held_back(node),
+                                # A node's address is fixed (its slot): its replacement cannot start while
+                                # the old instance still holds it, so the old one goes first.
+                                delete_before_replace=True),
             ),
         )
 
+    def _held_back(self, node: NodeSpec) -> list[str]:
+        """The launch inputs a plain `pulumi up` must not change on this node.
+
+        The AWS provider applies a new `userDataBase64` or `instanceType` to a running instance by
+        stopping and starting it (`userDataReplaceOnChange` defaults to false; pulumi-aws's
+        ec2.Instance docs, hashicorp/terraform-provider-aws#23604), and a new `ami` by replacing it.
+        In one `up` that hits every master at once: etcd and the API down together, and (cloud-init
+        does not run `write_files` again on an instance it has seen) nothing of the new user-data is
+        applied anyway. So those inputs are ignoreChanges on every node: the engine keeps each node's
+        recorded value (pulumi/pulumi#2657: "replaces the values of input properties in the goal
+        state with old inputs"; pulumi docs, ignoreChanges: "uses the serialized value from the stack
+        state for any later previews or updates", a `--replace` included), the NodeSpec tag alone
+        records the change, in place, and `make roll-nodes` replaces the nodes one at a time,
+        releasing one node per targeted `up` (facts.ROLL_NODE_ENV).
+        """
+        return [] if self._settings.rolling_node == node.name else list(NODE_LAUNCH_INPUTS)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
+import json
 
 import yaml
 
@@ -210,3 +212,12 @@ def render_user_data_base64(layout: ClusterLayout, node: NodeSpec, backup: Backu
         raise LayoutError(f"user-data of {node.name} is {len(compressed)} bytes compressed; "
                           f"EC2 allows {USER_DATA_LIMIT}")
     return base64.b64encode(compressed).decode()
+
+
+def node_spec_digest(instance_type: str, ami: str | None, user_data_base64: str) -> str:
+    """What a node should run, as the tag facts.TAG_NODE_SPEC carries it: the inputs EC2 applies only by
+    stopping or replacing the instance. `ami` only when set explicitly (a looked-up image moves on its
+    own and is taken by every new node). tools/roll_nodes computes the same from a node's recorded inputs."""
+    canonical = json.dumps({"instanceType": instance_type, "ami": ami or None, "userData": user_data_base64},
+                           sort_keys=True, separators=(",", ":"))
+    return "v1-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -20,6 +20,7 @@ import inspect
 import ipaddress
 import json
 import math
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +42,7 @@ from components.facts import (
     NODE_PORT_RANGE,
     PODMAN_BRIDGE,
     PROJECT,
+    ROLL_NODE_ENV,
     SECURITY_GROUP_RULE_QUOTA,
     admin_exposure_problem,
     base_tags,
@@ -722,7 +724,23 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         instance_connect_endpoint=reader.boolean("instanceConnectEndpoint"),
         ssh_from_admin_cidrs=reader.boolean("sshFromAdminCidrs"),
         etcd_backup=_etcd_backup(reader),
+        rolling_node=_rolling_node(),
     )
+
+
+_NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _rolling_node() -> str | None:
+    """The node roll-nodes replaces in this run, from its environment (not stack config: it holds for
+    one targeted `pulumi up` only). AtomicCluster checks that the stack has such a node."""
+    name = os.environ.get(ROLL_NODE_ENV, "").strip()
+    if not name:
+        return None
+    if not _NODE_NAME.fullmatch(name):
+        raise SettingsError(f"environment {ROLL_NODE_ENV}={shown(name)}: must be a node name such as "
+                            "atomic-master-2 (set only by `make roll-nodes`)")
+    return name
 
 
 _ZONE_SUFFIX = re.compile(r"^[a-z]$")

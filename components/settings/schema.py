@@ -178,6 +178,9 @@ class ClusterSettings:
     instance_connect_endpoint: bool = False
     ssh_from_admin_cidrs: bool = False
     etcd_backup: EtcdBackupSettings | None = None
+    # The node `make roll-nodes` is replacing in this run (facts.ROLL_NODE_ENV), else None: only its
+    # launch inputs (facts.NODE_LAUNCH_INPUTS) follow the program; every other node keeps its own.
+    rolling_node: str | None = None
 
     @property
     def zone_count(self) -> int:
