@@ -12,7 +12,7 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # (the etcd backups into a real S3 API, and the snapshot fetched back).
 APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli
 
-.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-clone bench-apply scan clean
+.PHONY: help deps system-deps preview preview-all test lint bench verify roll-nodes bench-verify bench-clone bench-apply scan clean
 
 help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-clone / bench-apply  clone path vs copy floor; parallel vs serial apply (real MariaDB)"
 	@echo "make verify [STACK=prod] ARGS='...'  check a deployed MySQL set (see docs/verify.md)"
 	@echo "make scan                  checkov over every stack's rendered Kubernetes objects"
+	@echo "make roll-nodes STACK=prod [ROLE=master|minion] [ARGS=--yes]  replace nodes one at a time (docs/cluster.md)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,11 @@ bench-clone: deps system-deps
 
 bench-apply: deps system-deps
 	$(PY) -m tools.bench.apply $(ARGS)
+
+# The plan (which nodes, in which order), or with ARGS=--yes the roll itself: one node at a time,
+# etcd kept at quorum (docs/cluster.md, "Changing nodes: make roll-nodes").
+roll-nodes: deps
+	$(PY) -m tools.roll_nodes --stack $(STACK) $(if $(ROLE),--role $(ROLE)) $(ARGS)
 
 scan: deps
 	$(PY) -m tools.scan

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from components import tokens
-from components.facts import PROJECT
+from components.facts import PROJECT, ROLL_NODE_ENV
 from components.node.formats import shipped
 from tools.etcd.procedures import Done, EtcdToolError, Master
 
@@ -82,10 +82,10 @@ def pulumi_json(arguments: Sequence[str], stack: str, runner: Runner = subproces
 
 
 def _call(command: Sequence[str], runner: Runner, capture: bool, timeout: float = CLI_TIMEOUT,
-          **extra: Any) -> subprocess.CompletedProcess[Any]:
+          env: Mapping[str, str] | None = None, **extra: Any) -> subprocess.CompletedProcess[Any]:
     try:
         done = runner(list(command), capture_output=capture, text=True, timeout=timeout, cwd=PROJECT_DIR,
-                      env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"}, **extra)
+                      env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true", **(env or {})}, **extra)
     except FileNotFoundError:
         raise EtcdToolError(f"{command[0]} is not on PATH") from None
     except subprocess.TimeoutExpired:
@@ -164,7 +164,12 @@ def instance_urn(stack: str, node: str) -> str:
 
 @dataclass
 class PulumiReplacer:
-    """Replaces one master's instance with the Pulumi CLI, then waits for it over SSH."""
+    """Replaces one node's instance with the Pulumi CLI, then waits for it over SSH.
+
+    The update runs with facts.ROLL_NODE_ENV naming the node: the program then releases that node's
+    launch inputs (ami, instanceType, userDataBase64; every other node keeps holding its own), so the
+    new instance is launched with what the program says now. Without it the engine would launch the
+    replacement with the recorded, ignored values (pulumi docs, ignoreChanges)."""
 
     stack: Stack
     transport: SshTransport
@@ -182,7 +187,7 @@ class PulumiReplacer:
 
     def replace(self, master: Master) -> None:
         for command in self.commands(master):
-            _call(command, self.runner, capture=False, timeout=3600)
+            _call(command, self.runner, capture=False, timeout=3600, env={ROLL_NODE_ENV: master.name})
         self.transport.wait_reachable(master)
 
 

@@ -86,6 +86,18 @@ def test_replacing_an_instance_unprotects_then_replaces_only_it_and_what_depends
     assert "--target-dependents" in up and up[-2:] == ["--stack", "prod"]
 
 
+def test_the_replacement_releases_that_node_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The targeted `up` names the node in ATOMIC_ROLL_NODE: the program then lets that node, and only
+    it, take the new launch inputs (tests/test_node_disruption.py shows what the program does with it)."""
+    stack = stack_from_outputs("prod", OUTPUTS)
+    recorder = Recorder()
+    transport = SshTransport(stack, "us-west-2", runner=recorder)
+    monkeypatch.setattr(transport, "wait_reachable", lambda master: None)
+    PulumiReplacer(stack, transport, runner=recorder).replace(stack.masters[1])
+    assert [argv[:3] for argv, _ in recorder.calls] == [["pulumi", "state", "unprotect"], ["pulumi", "up", "--replace"]]
+    assert all(kwargs["env"]["ATOMIC_ROLL_NODE"] == "atomic-master-2" for _, kwargs in recorder.calls)
+
+
 def test_a_fetched_snapshot_whose_sha256_does_not_match_is_refused_and_removed(tmp_path: Path) -> None:
     def reply(argv: list[str], kwargs: Any) -> subprocess.CompletedProcess[str]:
         if "get-object" in argv:
