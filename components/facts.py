@@ -8,6 +8,7 @@ settings, the components and the tools all read the same numbers.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import ipaddress
 import math
@@ -290,6 +291,31 @@ TLS_CIPHER_SUITES = (
 
 CA_VALIDITY_HOURS = 10 * 365 * 24
 LEAF_VALIDITY_HOURS = 365 * 24
+# Leaf certificates are re-issued by the first `pulumi up` of every renewal round (a stretch of
+# LEAF_RENEWAL_DAYS from RENEWAL_EPOCH): the round's number is in each certificate request's
+# subject (serialNumber), so a new round is a new request, hence a new certificate. pulumi-tls's own
+# early renewal (early_renewal_hours, set too) does not fire on `pulumi up` (pulumi/pulumi-tls#39,
+# open; pulumi/pulumi#22332 asks for a "replace after" option). A stack that runs `pulumi up` at
+# least once a round never holds a leaf certificate with less than VALIDITY - ROUND left.
+LEAF_RENEWAL_DAYS = 90
+LEAF_EARLY_RENEWAL_HOURS = LEAF_RENEWAL_DAYS * 24
+RENEWAL_EPOCH = datetime.date(2026, 1, 1)
+
+
+def renewal_round(day: datetime.date) -> int:
+    """The renewal round `day` falls in (0 from RENEWAL_EPOCH on)."""
+    return max((day - RENEWAL_EPOCH).days // LEAF_RENEWAL_DAYS, 0)
+
+
+def renewal_serial(day: datetime.date | None = None) -> str:
+    """What a certificate request's subject serialNumber carries: the round of `day` (default today, UTC)."""
+    return f"renewal-{renewal_round(day or datetime.datetime.now(datetime.UTC).date())}"
+
+
+def renewal_round_start(number: int) -> datetime.date:
+    return RENEWAL_EPOCH + datetime.timedelta(days=number * LEAF_RENEWAL_DAYS)
+
+
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 
 # --------------------------------------------------------------------------

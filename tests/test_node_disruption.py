@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import pytest
 
+from components import tokens
 from components.facts import NODE_LAUNCH_INPUTS, ROLL_NODE_ENV, TAG_NODE_SPEC
 from tools.harness.mocks import Registration
 from tools.harness.offline import Plan, run_program
@@ -143,6 +144,28 @@ def test_the_matrix_catches_a_stop_when_nothing_is_held(baselines: dict[str, Pla
     masters = [n for n in result if n.startswith("atomic-master")]
     assert masters and all(result[n]["stopped"] == ["userDataBase64"] for n in masters)
     assert all(result[n]["replaced"] == ["ami"] for n in result)
+
+
+def test_a_new_renewal_round_reissues_every_cluster_leaf_certificate_and_touches_no_node(
+        baselines: dict[str, Plan], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first `pulumi up` of a new round: new requests, hence new leaf certificates (SSM parameters
+    updated in place); the keys, the CAs and every node stay."""
+    from components.addons import metrics_server
+    from components.aws import pki
+    before = baselines["prod"]
+    current = next(r for r in before.of_type(tokens.CERT_REQUEST)).inputs["subject"]["serialNumber"]
+    later = f"renewal-{int(current.split('-')[1]) + 1}"
+    for module in (pki, metrics_server):
+        monkeypatch.setattr(module, "renewal_serial", lambda day=None: later)
+    after = run_program("prod")
+    old = {r.urn: r.inputs for r in before.resources}
+    changed = {r.type for r in after.resources if old.get(r.urn) != r.inputs}
+    assert changed == {tokens.CERT_REQUEST}, changed  # and with them, by the provider, the certificates
+    requests = [r for r in after.of_type(tokens.CERT_REQUEST)]
+    renewed = [r.name for r in requests if r.inputs["subject"].get("serialNumber") == later]
+    assert len(renewed) == len(requests) - 1, "every request but the MySQL set's (the workload's own)"
+    assert disruption(before, after) == {n: {"replaced": [], "stopped": [], "held": []} for n in disruption(
+        before, before)}
 
 
 def main() -> None:

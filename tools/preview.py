@@ -26,7 +26,7 @@ import pulumi
 import yaml
 
 from components.settings.rules import one_line, shown
-from tools import first_up, topology
+from tools import certificates, first_up, topology
 from tools.cost import estimate as cost
 from tools.cost import prices as cost_prices
 from tools.harness.mocks import Registration
@@ -166,6 +166,15 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
     print_first_up(plan)
     print_cost(plan)
     print_replica_time(plan)
+    print_certificates(plan)
+
+
+def print_certificates(plan: Plan) -> None:
+    """The earliest certificate expiry and which certificates `pulumi up` renews (tools/certificates.py)."""
+    lines = certificates.report_lines(plan)
+    if lines:
+        print()
+        print("\n".join(lines))
 
 
 def print_replica_time(plan: Plan) -> None:

@@ -22,6 +22,7 @@ from components.addons.ebs_csi import EbsCsiDriver, EbsCsiDriverArgs
 from components.addons.metrics_server import MetricsServer, MetricsServerArgs
 from components.addons.network_policy import NetworkPolicyAgent, NetworkPolicyAgentArgs
 from components.facts import KUBE_SYSTEM
+from components.kube.objects import metadata, owned
 from components.settings.schema import AddonSettings
 
 
@@ -32,6 +33,11 @@ class ClusterAddonsArgs:
     region: str
     dns_service_ip: str  # the address every kubelet already hands its pods (ClusterLayout.dns_service_ip)
     tags: dict[str, str]
+
+
+NODE_CLIENT_ROTATION_BINDING = "atomic-mysql:node-client-certificate-rotation"
+SELF_NODE_CLIENT_ROLE = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
+LABELS = {"app.kubernetes.io/name": "node-certificates", "app.kubernetes.io/component": "rbac"}
 
 
 # Pod Security levels of the namespaces the cluster comes with (the workload's own namespace sets its
@@ -79,6 +85,7 @@ class ClusterAddons(pulumi.ComponentResource):
         self.network_policy = NetworkPolicyAgent(f"{name}-network-policy", NetworkPolicyAgentArgs(nodes=s.minions),
                                                  opts=child)
         self.namespaces = self._pod_security(name)
+        self.node_certificates = self._node_client_certificates(name)
         # What a workload may wait for, each on its own: DNS, volumes, the Metrics API, policy enforcement.
         self.dns, self.storage, self.metrics = dns, storage, metrics
         self.dns_service_ip = dns.service_ip
@@ -93,6 +100,23 @@ class ClusterAddons(pulumi.ComponentResource):
             "metricsApi": self.metrics_api,
             "networkPolicyAgent": self.network_policy.daemon_set_name,
         })
+
+    def _node_client_certificates(self, name: str) -> k8s.rbac.v1.ClusterRoleBinding:
+        """Kubelets renew their client certificate themselves (rotateCertificates): a CSR for
+        `system:node:<name>` with signer kubernetes.io/kube-apiserver-client-kubelet. The
+        controller-manager's csrapproving controller approves it only if the requester may create
+        `certificatesigningrequests/selfnodeclient` (a SubjectAccessReview), which this binds to every
+        node; its csrsigning controller then signs it with the cluster CA (--cluster-signing-*-file).
+        The ClusterRole is the API server's own bootstrap role. kubeadm binds the same
+        (kubeadm:node-autoapprove-certificate-rotation)."""
+        return k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-node-client-certificates",
+            metadata=metadata(NODE_CLIENT_ROTATION_BINDING, labels=owned(LABELS)),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
+                                             name=SELF_NODE_CLIENT_ROLE),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="Group", name="system:nodes",
+                                              api_group="rbac.authorization.k8s.io")],
+            opts=ResourceOptions(parent=self))
 
     def _pod_security(self, name: str) -> list[k8s.core.v1.NamespacePatch]:
         """The labels on namespaces that exist before the program (a server-side apply patch, so that

@@ -29,7 +29,15 @@ import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CA_USES, CA_VALIDITY_HOURS, CLUSTER_DOMAIN, KUBE_SYSTEM, LEAF_VALIDITY_HOURS
+from components.facts import (
+    CA_USES,
+    CA_VALIDITY_HOURS,
+    CLUSTER_DOMAIN,
+    KUBE_SYSTEM,
+    LEAF_EARLY_RENEWAL_HOURS,
+    LEAF_VALIDITY_HOURS,
+    renewal_serial,
+)
 from components.kube.objects import (
     http_probe,
     metadata,
@@ -392,7 +400,8 @@ class MetricsServer(pulumi.ComponentResource):
         request = tls.CertRequest(
             f"{name}-serving-csr",
             private_key_pem=key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=serving_dns_names()[0]),
+            # the renewal round: re-issued by the first `pulumi up` of each (facts.LEAF_RENEWAL_DAYS)
+            subject=tls.CertRequestSubjectArgs(common_name=serving_dns_names()[0], serial_number=renewal_serial()),
             dns_names=serving_dns_names(),
             opts=child,
         )
@@ -402,6 +411,7 @@ class MetricsServer(pulumi.ComponentResource):
             ca_private_key_pem=ca_key.private_key_pem,
             ca_cert_pem=ca_cert.cert_pem,
             validity_period_hours=LEAF_VALIDITY_HOURS,
+            early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             opts=child,
         )

@@ -11,6 +11,7 @@ aws/iam.node_policy). The plan of which certificate goes where is pure
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,13 @@ import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CA_USES, CA_VALIDITY_HOURS, LEAF_VALIDITY_HOURS
+from components.facts import (
+    CA_USES,
+    CA_VALIDITY_HOURS,
+    LEAF_EARLY_RENEWAL_HOURS,
+    LEAF_VALIDITY_HOURS,
+    renewal_serial,
+)
 from components.node.control_plane import render_encryption_config
 from components.node.layout import ClusterLayout
 from components.node.pki import ENCRYPTION_CONFIG, SA_KEY, SA_PUB, CertSpec, admin_cert, leaf_uses, node_pki
@@ -34,6 +41,8 @@ class ClusterPkiArgs:
     # Further names every apiserver certificate carries (the API load balancer's DNS name).
     api_dns_names: Sequence[pulumi.Input[str]] = ()
     protect: bool = False  # protectStateful: the KMS key and the Secrets' encryption key
+    # The day the leaf certificates' renewal round is taken from (facts.renewal_round); None: today (UTC).
+    issued_on: datetime.date | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class ClusterPki(pulumi.ComponentResource):
         super().__init__(tokens.CLUSTER_PKI, name, None, opts)
         self._name = name
         self._api_dns_names = list(args.api_dns_names)
+        self._serial = renewal_serial(args.issued_on)
         child = ResourceOptions(parent=self)
         layout = args.layout
 
@@ -95,6 +105,8 @@ class ClusterPki(pulumi.ComponentResource):
                 files[SA_PUB] = sa_key.public_key_pem
             if plan.encryption_config:
                 files[ENCRYPTION_CONFIG] = encryption_config
+            for key_path, authority in plan.ca_key_paths.items():
+                files[key_path] = self._cas[authority][0].private_key_pem
             path = layout.ssm_path(node)
             self.parameters[node.name] = [
                 aws.ssm.Parameter(
@@ -142,7 +154,10 @@ class ClusterPki(pulumi.ComponentResource):
             part = f"{self._name}-{spec.node}-{spec.identity}"
         ca_key, ca_cert = self._cas[spec.authority]
         key = tls.PrivateKey(f"{part}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        subject = tls.CertRequestSubjectArgs(common_name=spec.common_name, organization=spec.organization)
+        # serialNumber carries the renewal round: a new round is a new request, hence a new certificate
+        # (facts.LEAF_RENEWAL_DAYS). Kubernetes and etcd read only CN and O.
+        subject = tls.CertRequestSubjectArgs(common_name=spec.common_name, organization=spec.organization,
+                                             serial_number=self._serial)
         dns_names: list[pulumi.Input[str]] = [*spec.dns_names]
         if spec.identity == "apiserver":
             dns_names += self._api_dns_names
@@ -154,6 +169,7 @@ class ClusterPki(pulumi.ComponentResource):
             ca_private_key_pem=ca_key.private_key_pem,
             ca_cert_pem=ca_cert.cert_pem,
             validity_period_hours=LEAF_VALIDITY_HOURS,
+            early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
             allowed_uses=leaf_uses(spec),
             opts=child,
         )

@@ -33,6 +33,7 @@ from components.node.etcd_backup import (
 from components.node.formats import SafeDumper, shipped
 from components.node.kubernetes import render_kube_config, render_node_kubeconfig
 from components.node.layout import ClusterLayout, LayoutError, NodeSpec
+from components.node.pki_renewal import RENEW_SERVICE, RENEW_TIMER, RENEW_UNIT, render_renewal_timer
 from components.node.pod_network import (
     CLUSTER_ENV,
     CNI_CONFLIST,
@@ -77,10 +78,11 @@ def packages(layout: ClusterLayout, node: NodeSpec) -> list[str]:
 def services(layout: ClusterLayout, node: NodeSpec) -> list[str]:
     """Services to enable, in start order (the seed's SERVICES loops, per role)."""
     cockpit = ["cockpit.socket"] if layout.enable_cockpit else []
+    renewal = f"{RENEW_UNIT}.timer"
     if node.role == "master":
         backups = [f"{BACKUP_UNIT}.timer"] if layout.etcd_backup_minutes else []
-        return ["atomic-overlay", "etcd", *CONTROL_PLANE_UNITS, *backups, *cockpit]
-    return ["atomic-overlay", "haproxy", "crio", *WORKER_UNITS, *cockpit]
+        return ["atomic-overlay", "etcd", *CONTROL_PLANE_UNITS, *backups, renewal, *cockpit]
+    return ["atomic-overlay", "haproxy", "crio", *WORKER_UNITS, renewal, *cockpit]
 
 
 def _backup_target(layout: ClusterLayout, node: NodeSpec, backup: BackupTarget | None) -> BackupTarget | None:
@@ -99,6 +101,8 @@ def node_files(layout: ClusterLayout, node: NodeSpec,
         CLUSTER_ENV: (render_cluster_env(layout, node), "0644"),
         NODE_SCRIPT: (shipped(NODE_SCRIPT), "0755"),
         FETCH_SCRIPT: (shipped(FETCH_SCRIPT), "0755"),
+        RENEW_SERVICE: (shipped(RENEW_SERVICE), "0644"),
+        RENEW_TIMER: (render_renewal_timer(node), "0644"),
         OVERLAY_UNIT: (shipped(OVERLAY_UNIT), "0644"),
         "/etc/kubernetes/config": (render_kube_config(layout, node), "0644"),
     }

@@ -7,7 +7,7 @@ from components.facts import API_PORT, CLUSTER_DOMAIN, TLS_CIPHER_SUITES, TLS_MI
 from components.node.etcd import etcd_client_url
 from components.node.formats import dump_yaml, env_file
 from components.node.layout import ClusterLayout, NodeSpec
-from components.node.pki import ENCRYPTION_CONFIG, FRONT_PROXY_CLIENT, K8S_PKI, SA_KEY, SA_PUB
+from components.node.pki import CA_CERT, CA_KEY, ENCRYPTION_CONFIG, FRONT_PROXY_CLIENT, K8S_PKI, SA_KEY, SA_PUB
 
 AUDIT_POLICY = "/etc/kubernetes/audit-policy.yaml"  # shipped (node/files), the same on every master
 # systemd creates it for the apiserver's own user (LogsDirectory= in the unit's drop-in).
@@ -85,6 +85,11 @@ def render_controller_manager(layout: ClusterLayout, node: NodeSpec) -> str:
         "--use-service-account-credentials=true", f"--service-account-private-key-file={SA_KEY}",
         f"--root-ca-file={K8S_PKI}/ca.crt", f"--service-cluster-ip-range={layout.service_cidr}",
         f"--cluster-cidr={layout.pod_cidr}", "--profiling=false", tls_flags(),
+        # The CSR signer (csrsigning controller): renews the kubelets' client certificates
+        # (rotateCertificates) with the Kubernetes CA; the csrapproving controller approves a node's
+        # request for its own client certificate when RBAC lets it (addons/node_certificates.py).
+        # (--cluster-signing-duration: its default, 8760h, is facts.LEAF_VALIDITY_HOURS)
+        f"--cluster-signing-cert-file={CA_CERT}", f"--cluster-signing-key-file={CA_KEY}",
     ])
     return env_file(f"kube-controller-manager on {node.name}", [
         ("was --machines=fed-minion,... (nodes register themselves)", "KUBELET_ADDRESSES", ""),

@@ -6,7 +6,7 @@ through SSM; private keys never appear in rendered files or user-data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from components.facts import CLUSTER_DOMAIN
@@ -22,6 +22,8 @@ SA_PUB = f"{K8S_PKI}/sa.pub"
 # The apiserver's EncryptionConfiguration holds the key Secrets are encrypted with in etcd: key
 # material, so it travels with the PKI (atomic-fetch-pki writes it 0640 root:kube).
 ENCRYPTION_CONFIG = f"{K8S_PKI}/encryption-config.yaml"
+CA_KEY = f"{K8S_PKI}/ca.key"
+CA_CERT = f"{K8S_PKI}/ca.crt"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class NodePki:
     ca_paths: dict[str, Authority]  # path -> which CA certificate
     service_account_key: bool  # masters hold the shared service-account signing key
     encryption_config: bool = False  # masters hold the key Secrets are encrypted with in etcd
+    # path -> which CA's private key: the masters' controller-manager signs the kubelets' client
+    # certificate renewals (CSRs) with the Kubernetes CA. The etcd and front-proxy CA keys never leave
+    # Pulumi state.
+    ca_key_paths: dict[str, Authority] = field(default_factory=dict)
 
 
 def _cert(node: NodeSpec, identity: str, authority: Authority, cn: str, *, org: str | None = None,
@@ -99,6 +105,7 @@ def node_pki(layout: ClusterLayout, node: NodeSpec) -> NodePki:
                   f"{K8S_PKI}/front-proxy-ca.crt": "front-proxy"},
         service_account_key=True,
         encryption_config=True,
+        ca_key_paths={CA_KEY: "kubernetes"},
     )
 
 

@@ -87,7 +87,10 @@ def render_kubelet_config(layout: ClusterLayout, node: NodeSpec) -> str:
         "resolvConf": UPSTREAM_RESOLV_CONF,
         "cgroupDriver": "systemd",
         "containerRuntimeEndpoint": CRIO_SOCKET,
-        "rotateCertificates": False,
+        # The client certificate renews itself before it expires: a CSR signed by the controller-manager
+        # (kept in /var/lib/kubelet/pki, the SSM one only the first); the serving certificate is the
+        # one from SSM, re-issued every renewal round and fetched by atomic-renew-pki.
+        "rotateCertificates": True,
     }
     return dump_yaml(config)
 

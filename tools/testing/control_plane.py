@@ -243,7 +243,8 @@ def boot(stack: str, workdir: Path, overrides: Mapping[str, Any] | None = None,
         files = master_files(plan, layout, node)
         plan_pki = node_pki(layout, node)
         key_material = node_files(pki, plan_pki.certs, plan_pki.ca_paths, plan_pki.service_account_key,
-                                  relocation.address, drop_sans, plan_pki.encryption_config)
+                                  relocation.address, drop_sans, plan_pki.encryption_config,
+                                  plan_pki.ca_key_paths)
         relocation.write(files)
         for path, pem in key_material.items():
             target = relocation.path(path)

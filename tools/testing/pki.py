@@ -139,9 +139,12 @@ class IssuingPki:
 def node_files(pki: IssuingPki, certs: tuple[CertSpec, ...], ca_paths: Mapping[str, Authority], service_account: bool,
                rename: Callable[[str], str] = lambda s: s,
                drop_sans: Mapping[str, tuple[str, ...]] | None = None,
-               encryption_config: bool = False) -> dict[str, str]:
+               encryption_config: bool = False,
+               ca_key_paths: Mapping[str, Authority] | None = None) -> dict[str, str]:
     """path -> PEM of every key-material file a node's plan delivers (what atomic-fetch-pki writes)."""
     files = {path: pki.ca_pem(authority) for path, authority in ca_paths.items()}
+    for path, authority in (ca_key_paths or {}).items():
+        files[path] = _pem_key(pki.cas[authority][0])
     for spec in certs:
         issued = pki.issue(spec, rename, (drop_sans or {}).get(spec.identity, ()))
         files[spec.cert_path] = issued.cert_pem

@@ -43,6 +43,7 @@ KNOWN_FLAGS = {
         "v", "master", "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "bind-address",
         "leader-elect", "use-service-account-credentials", "service-account-private-key-file", "root-ca-file",
         "service-cluster-ip-range", "cluster-cidr", "profiling", "tls-min-version", "tls-cipher-suites",
+        "cluster-signing-cert-file", "cluster-signing-key-file",
     },
     "kube-scheduler": {"v", "master", "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig",
                        "bind-address", "leader-elect", "profiling", "tls-min-version", "tls-cipher-suites"},

@@ -45,6 +45,7 @@ def test_every_pki_path_a_config_mentions_is_delivered() -> None:
             delivered |= {SA_KEY, SA_PUB}
         if plan.encryption_config:
             delivered.add(ENCRYPTION_CONFIG)
+        delivered |= set(plan.ca_key_paths)
         assert plan.encryption_config == (node.role == "master")
         text = "".join(content for content, _ in node_files(layout, node).values()
                        if "FETCH" not in content and not content.startswith("#!"))
