@@ -55,8 +55,9 @@ def report_lines(plan: Plan, today: datetime.date | None = None) -> list[str]:
         shortest = min(renewed, key=lambda c: c.validity_hours)
         earliest = start + datetime.timedelta(hours=shortest.validity_hours)
         lines += [
-            f"  {len(renewed)} leaf certificates are re-issued by the first `pulumi up` of each {LEAF_RENEWAL_DAYS}-day "
-            f"round (now round {number}, {start} to {end}); the nodes fetch them within the hour",
+            f"  {len(renewed)} leaf certificates are re-issued by the first `pulumi up` of each "
+            f"{LEAF_RENEWAL_DAYS}-day round (now round {number}, {start} to {end}); the nodes fetch them "
+            "within the hour",
             f"  earliest expiry: {earliest} ({shortest.name}, if issued at the start of this round; "
             f"issued today: {today + datetime.timedelta(hours=shortest.validity_hours)})",
         ]
