@@ -118,6 +118,7 @@ class EtcdNodes:
     members: list[Member]
     client: Credentials  # the apiserver's etcd client certificate, issued from the plan
     workdir: Path
+    pki: IssuingPki | None = None  # the authorities every member's certificates came from (renewals)
 
     def member(self, name: str) -> Member:
         return next(m for m in self.members if m.name == name)
@@ -294,7 +295,8 @@ def boot(stack: str, workdir: Path, overrides: Mapping[str, Any] | None = None, 
                         relocation)
         member.boot_files()
         members.append(member)
-    nodes = EtcdNodes(stack, plan, layout, members, _client(pki, layout, members[0].relocation, workdir), workdir)
+    nodes = EtcdNodes(stack, plan, layout, members, _client(pki, layout, members[0].relocation, workdir), workdir,
+                      pki)
     try:
         if start:
             nodes.start()

@@ -1,6 +1,8 @@
 """A stand-in for systemctl on one test master: the node's own programs call it as they would call systemctl.
 
-    python -m tools.testing.fake_systemctl --root ROOT start|stop|restart|is-active [--no-block] [--quiet] UNIT...
+    python -m tools.testing.fake_systemctl --root ROOT VERB [--no-block] [--quiet] UNIT...
+
+VERB: start, stop, restart, try-restart (restart only what runs), is-active.
 
 `etcd` is real: started from ROOT/etc/etcd/etcd.conf (its ETCD_* variables, as Fedora's etcd.service
 reads them) in a session of its own, its PID in ROOT/run/etcd.pid, stopped by that PID (SIGTERM, then
@@ -78,7 +80,7 @@ def stop_etcd(root: Path, sig: int = signal.SIGTERM) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="systemctl (test stand-in)")
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("verb", choices=("start", "stop", "restart", "is-active"))
+    parser.add_argument("verb", choices=("start", "stop", "restart", "try-restart", "is-active"))
     parser.add_argument("--no-block", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("units", nargs="+")
@@ -97,9 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for unit in units:
         if unit != "etcd":
             continue
-        if args.verb in ("stop", "restart"):
+        if args.verb == "try-restart" and etcd_pid(root) is None:
+            continue  # systemd's try-restart: a unit that is not running stays so
+        if args.verb in ("stop", "restart", "try-restart"):
             stop_etcd(root)
-        if args.verb in ("start", "restart"):
+        if args.verb in ("start", "restart", "try-restart"):
             start_etcd(root)
     return 0
 
