@@ -11,6 +11,7 @@ is used here) and socat: the test fails, not skips, without them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -218,3 +219,77 @@ def test_a_master_whose_port_is_open_but_serves_no_tls_is_marked_down(proxy: dic
     finally:
         impostor.shutdown()
         impostor.server_close()
+
+
+def _served(port: int) -> tuple[float, str, str]:
+    """(when it started, name, sha256 of the certificate) of the stand-in apiserver a connection through
+    the proxy reached; name "" when it failed."""
+    started = time.monotonic()
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, client.wrap_socket(raw) as conn:
+            der = conn.getpeercert(binary_form=True) or b""
+            chunks = []
+            while chunk := conn.recv(64):
+                chunks.append(chunk)
+        return started, b"".join(chunks).decode(), hashlib.sha256(der).hexdigest()
+    except (ssl.SSLError, OSError):
+        return started, "", ""
+
+
+def test_masters_renewed_one_at_a_time_keep_the_cluster_reachable_through_the_proxy(proxy: dict[str, Any],
+                                                                                    tmp_path: Path) -> None:
+    """A renewal restarts each master's apiserver with its new certificate (atomic-fetch-pki --renew,
+    the masters' timers 20 minutes apart; here one after the other). Clients connect through the
+    minion's HAProxy throughout: every connection made while a master is down or starting again
+    reaches another one; the only ones lost are those the stopping server had accepted (in the kernel's
+    queue) when its listener closed: HAProxy had connected, so it cannot redispatch them (its log
+    says `SD`, aborted by the server in the data phase), at most one per restart here. Afterwards
+    every master serves its new certificate."""
+    port, servers = proxy["port"], proxy["servers"]
+    old = {_served(port)[2] for _ in range(10)}
+    assert len(old) == 1 and "" not in old, old  # the fixture's stand-ins share one certificate
+    answers: list[tuple[float, str, str]] = []
+    stops: list[float] = []
+    stop = threading.Event()
+
+    def clients() -> None:
+        while not stop.is_set():
+            answers.append(_served(port))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=clients, daemon=True)
+    thread.start()
+    renewed: list[_Apiserver] = []
+    try:
+        for name in list(servers):
+            listening = servers[name].server_address[1]
+            stops.append(time.monotonic())
+            servers[name].server_close()  # the apiserver stops (its listener first, as Go's Shutdown) ...
+            servers[name].shutdown()
+            directory = tmp_path / f"renewed-{name}"
+            directory.mkdir()
+            time.sleep(3.0)  # ... and starts again on its new certificate
+            server = _Apiserver(listening, name, _certificate(directory))
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            servers[name] = server
+            renewed.append(server)
+            time.sleep(5.0)  # HAProxy's rise (2 x 2 s) before the next master's turn
+        stop.set()
+        thread.join(timeout=30)
+        after = Counter(_served(port)[1:] for _ in range(30))
+    finally:
+        stop.set()
+        for server in renewed:
+            server.shutdown()
+            server.server_close()
+    failed = [when for when, name, _ in answers if name == ""]
+    print(f"{len(answers)} connections through the proxy during 3 restarts, {len(failed)} failed: "
+          f"{[round(f - s, 2) for f in failed for s in stops if 0 <= f - s < 1.0]} s after a stop")
+    assert len(answers) > 60
+    at_a_stop = [f for f in failed if any(0 <= f - s < 1.0 for s in stops)]
+    assert at_a_stop == failed, "a connection failed while no listener was closing"
+    assert len(failed) <= len(stops)
+    assert {name for name, _ in after} == set(servers), after
+    assert not {digest for _, digest in after} & old, "every master serves its new certificate"
