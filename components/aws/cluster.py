@@ -191,7 +191,8 @@ class AtomicCluster(pulumi.ComponentResource):
         settings = args.settings
         layout = compute_layout(settings, pulumi.get_stack())
         if settings.rolling_node is not None and settings.rolling_node not in {n.name for n in layout.nodes}:
-            raise ValueError(f"environment {ROLL_NODE_ENV}={settings.rolling_node}: no such node in stack "
+            # one line, as a bad setting (a RunError carries no traceback)
+            raise pulumi.RunError(f"environment {ROLL_NODE_ENV}={settings.rolling_node}: no such node in stack "
                              f"{layout.stack} ({', '.join(n.name for n in layout.nodes)})")
         super().__init__(tokens.ATOMIC_CLUSTER, name, None, opts)
         self._name = name

@@ -40,7 +40,7 @@ def test_dev_is_three_t3_medium_their_disks_the_mysql_volumes_three_addresses_an
 ) -> None:
     """Worked out by hand from the stack file: 1 master + 2 minions (t3.medium, 30 GiB gp3 roots),
     mysql 3 x 5Gi gp3, the API Elastic IP on master-1 (which replaces its own address) and two
-    minion addresses, the PKI key and the etcd backups' key; 33 standard SSM parameters (the encryption
+    minion addresses, the PKI key and the etcd backups' key; 34 standard SSM parameters (the encryption
     config among them) are free, the backup bucket is billed by use only."""
     est = cost.estimate(plan_of(previewed_stacks, "dev"), TABLE)
     r = "us-east-1"
@@ -54,7 +54,7 @@ def test_dev_is_three_t3_medium_their_disks_the_mysql_volumes_three_addresses_an
     assert est.unpriced == ()
     assert cost.money(est.total) == "$112.45"
     assert est.usage_only == ("S3 bucket cluster-etcd-backups-bucket: storage and requests only",)
-    assert est.free == ("33 SSM parameters, standard tier: no charge",)
+    assert est.free == ("34 SSM parameters, standard tier: no charge",)
     assert [i.describe() for i in est.largest()] == [
         "3 x t3.medium (1 master, 2 minions)",
         "3 x public IPv4 (1 Elastic IP, 2 minions)",
