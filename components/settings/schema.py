@@ -38,6 +38,22 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """Backups of the MySQL set to S3, binlog archiving and restore (docs/backup.md)."""
+
+    schedule: str                 # cron, 5 fields, UTC
+    retention_days: int
+    max_age_hours: int            # the last good backup is too old after this (verify, alerts)
+    archive_seconds: int          # longest delay before a change is in an archived binlog
+    prefix: str                   # this set's key prefix in the bucket, no trailing slash
+    region: str
+    bucket: str | None            # None: the aws stack builds the bucket (aws/backup_bucket.py)
+    endpoint: str | None          # an S3-compatible endpoint; None = AWS S3
+    restore_from: str | None = None   # a backup id or a UTC time (see Pulumi.yaml)
+    restore_prefix: str | None = None  # where the restore reads; None = prefix
+
+
+@dataclass(frozen=True)
 class MysqlSettings:
     """The replicated MySQL set (issue: MySqlReplicatedSet)."""
 
@@ -57,6 +73,9 @@ class MysqlSettings:
     protect: bool
     # Seconds pulumi-kubernetes waits for the set to be ready; None = computed (mysql/budget.py).
     rollout_timeout: int | None = None
+    backup: BackupSettings | None = None
+    # The cluster runs the Prometheus operator: a ServiceMonitor and a PrometheusRule for the set.
+    prometheus_operator: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,10 @@ class MysqlSecrets:
     replication_password: pulumi.Output[str] | None = None
     backup_password: pulumi.Output[str] | None = None
     verify_password: pulumi.Output[str] | None = None
+    exporter_password: pulumi.Output[str] | None = None
+    # clusterMode=existing with backups: the access key the pods use for the bucket.
+    backup_access_key_id: pulumi.Output[str] | None = None
+    backup_secret_access_key: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
