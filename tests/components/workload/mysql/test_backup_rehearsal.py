@@ -1,0 +1,477 @@
+"""Backups, binlog archiving and point-in-time restore, rehearsed on real MariaDB 10.11 and a real
+S3 API: Debian's Ceph RADOS Gateway on a one-node loopback Ceph cluster (tools/testing/radosgw.py).
+
+The "pods" are those of test_rehearsal.py (mariadbd processes running the ConfigMap's own scripts
+in the StatefulSet's order), plus what backups add: every member runs backup-agent.sh (ordinal 0's
+also runs archive-binlogs.sh), the CronJob's container is backup-job.sh run from the test, and a
+restored set's ordinal 0 runs restore.sh fetch and restore.sh replay as its init containers before
+its server starts. The S3 client is Debian's rclone (the pods copy the pinned image's static binary).
+
+What stands in for Kubernetes: the kubelet (ordering, the CronJob's schedule: the job is run by
+the test), DNS (every peer is 127.0.0.1 with per-ordinal ports).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.components.workload.mysql.test_rehearsal import APP_PASSWORD, PASSWORDS, Pod, RehearsalSet
+from tools.testing.mariadb import MARIADBD, require_mariadb
+from tools.testing.processes import free_ports, own_session_dying_with_parent
+from tools.testing.radosgw import CephRgw
+
+pytestmark = pytest.mark.real
+
+BUCKET = "atomic-backups"
+PREFIX = "rehearsal/mysql"
+ARCHIVE_SECONDS = 3
+
+
+class BackupPod(Pod):
+    """A member with the backup agent; ordinal 0 of a restored set restores before it starts."""
+
+    group: BackupSet
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        group = self.group
+        env.pop("AWS_CA_BUNDLE", None)
+        env.update({
+            "BACKUP_BUCKET": group.bucket,
+            "BACKUP_PREFIX": group.prefix,
+            "BACKUP_ENDPOINT": group.rgw.endpoint,
+            "BACKUP_REGION": "us-east-1",
+            "S3_SECRETS_DIR": str(group.s3_secrets_dir),
+            "S3_TOOLS_DIR": str(group.base / "no-s3-tools"),
+            "BACKUP_AGENT_PORT": str(group.agent_ports[self.ordinal]),
+            "BACKUP_METRICS_PORT": str(group.metrics_ports[self.ordinal]),
+            "AGENT_BIND_ADDRESS": "127.0.0.1",
+            "PEER_AGENT_PORTS": " ".join(map(str, group.agent_ports)),
+            "AGENT_STATE_DIR": str(self.root / "agent-state"),
+            "BINLOG_ARCHIVE_SECONDS": str(ARCHIVE_SECONDS),
+            "ARCHIVE_POLL_SECONDS": "1",
+            "CLIENT_CNF_DIR": str(self.tmp),
+            "MYSQL_REPLICAS": str(group.replicas),
+            "BACKUP_RETENTION_DAYS": "7",
+            "RESTORE_FROM": group.restore_from,
+            "RESTORE_PREFIX": group.restore_prefix,
+            "MYSQLD": str(MARIADBD),
+            "RESTORE_MYSQLD_ARGS": "--user=root" if os.geteuid() == 0 else "",
+            "S3_CHUNK_SIZE": "5M",
+        })
+        return env
+
+    def boot(self) -> None:
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.agent_log = self.root / "agent.log"
+        if self.group.restore_from and self.ordinal == 0:
+            self._boot_restored()
+        else:
+            super().boot()
+        self.start_agent()
+
+    def _boot_restored(self) -> None:
+        from components.workload.mysql import config as mysql_config
+        from tools.testing.mariadb import MariaDBServer
+
+        for path in (self.root, self.conf_dir, self.tmp, self.datadir.parent):
+            path.mkdir(parents=True, exist_ok=True)
+        self.server = MariaDBServer(
+            self.root / "server", self.group.mysql_ports[0], mysql_config.server_id(0),
+            datadir=self.datadir, root_password=self.group.passwords["root-password"], name=self.name,
+        )
+        self.must("init-mysql.sh")
+        self.server.cnf = self._cnf_from_conf_dir()
+        self.must("clone-mysql.sh")
+        for phase in ("fetch", "replay"):
+            result = self.script("restore.sh", phase, timeout=300)
+            self.group.restore_log += result.stderr
+            if result.returncode != 0:
+                raise RestoreRefusedError(result.stderr)
+        self.server.start()
+        self.start_sidecar()
+        self.wait_ready()
+
+    def start_agent(self) -> None:
+        with self.agent_log.open("ab") as log:
+            self.agent = subprocess.Popen(
+                ["bash", str(self.group.config_dir / "backup-agent.sh")], env=self.env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=own_session_dying_with_parent)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "serving backup requests" not in self.agent_log.read_text():
+            time.sleep(0.2)
+
+    def delete(self) -> None:
+        agent = getattr(self, "agent", None)
+        if agent is not None and agent.poll() is None:
+            os.killpg(agent.pid, 15)
+            try:
+                agent.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(agent.pid, 9)
+                agent.wait(10)
+        super().delete()
+
+
+class RestoreRefusedError(AssertionError):
+    pass
+
+
+class BackupSet(RehearsalSet):
+    def __init__(self, base: Path, rgw: CephRgw, *, replicas: int = 3, restore_from: str = "",
+                 restore_prefix: str = "", prefix: str = PREFIX, bucket: str = BUCKET,
+                 secret_key: str | None = None) -> None:
+        super().__init__(base)
+        self.rgw, self.replicas, self.bucket, self.prefix = rgw, replicas, bucket, prefix
+        self.restore_from, self.restore_prefix = restore_from, restore_prefix
+        self.restore_log = ""
+        self.passwords = dict(PASSWORDS)
+        ports = free_ports(10)
+        self.agent_ports, self.metrics_ports = ports[:5], ports[5:]
+        self.s3_secrets_dir = base / "s3-secret"
+        self.s3_secrets_dir.mkdir()
+        (self.s3_secrets_dir / "access-key-id").write_text(rgw.access_key)
+        (self.s3_secrets_dir / "secret-access-key").write_text(secret_key or rgw.secret_key)
+
+    def boot(self, ordinal: int) -> Pod:
+        for lower in range(ordinal):
+            assert lower in self.pods and self.pods[lower].ready(), f"mysql-{lower} must be ready first"
+        pod = self.pods.get(ordinal) or BackupPod(self, ordinal)
+        self.pods[ordinal] = pod
+        pod.boot()
+        return pod
+
+    def job(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """One run of the backup CronJob's container."""
+        env = self.pods[0].env()
+        env["POD_NAME"] = "mysql-backup-29000000-abcde"
+        return subprocess.run(["bash", str(self.config_dir / "backup-job.sh")], env=env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def must_back_up(self) -> str:
+        result = self.job()
+        assert result.returncode == 0, result.stderr[-4000:]
+        match = re.search(r"backup (\d{8}T\d{6}Z) of mysql-\d is stored and verified", result.stderr)
+        assert match, result.stderr
+        return match.group(1)
+
+    def manifest(self, backup_id: str) -> dict[str, object]:
+        return json.loads(self.rgw.get(f"{self.bucket}/{self.prefix}/backups/{backup_id}/manifest.json"))
+
+    def archive_reaches(self, moment: datetime, timeout: float = 60) -> None:
+        """Wait until the archive holds a binlog whose events reach past `moment`."""
+        deadline = time.monotonic() + timeout
+        current: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            try:
+                current = json.loads(self.rgw.get(f"{self.bucket}/{self.prefix}/binlogs/current.json"))
+            except RuntimeError:
+                current = {}
+            if current.get("end_time") and datetime.strptime(current["end_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) >= moment:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"the archive did not reach {moment} within {timeout:.0f}s: {current}; agent log:\n"
+                             f"{(self.pods[0].root / 'agent.log').read_text()[-3000:]}")
+
+    def table(self, ordinal: int, statement: str) -> list[tuple[object, ...]]:
+        server = self.pods[ordinal].server
+        assert server is not None
+        return server.sql(statement)
+
+
+def utc_now_second() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tick() -> None:
+    """Binlog event times have one-second resolution: put a whole second between two writes."""
+    time.sleep(1.2)
+
+
+@pytest.fixture(scope="module")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRgw]:
+    require_mariadb()
+    server = CephRgw(tmp_path_factory.mktemp("ceph")).start()
+    try:
+        server.create_bucket(BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def source(rgw: CephRgw, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupSet]:
+    group = BackupSet(tmp_path_factory.mktemp("source"), rgw)
+    try:
+        group.boot(0)
+        with group.primary.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.messages (id INT AUTO_INCREMENT PRIMARY KEY, message VARCHAR(64))")
+            cur.execute("CREATE TABLE app.precious (id INT PRIMARY KEY, note VARCHAR(64))")
+            cur.execute("INSERT INTO app.precious VALUES (1, 'kept'), (2, 'kept too')")
+            cur.execute("CREATE USER app@'%%' IDENTIFIED BY %s", (APP_PASSWORD,))
+            cur.execute("GRANT ALL ON app.* TO app@'%'")
+        group.write("before mysql-1")
+        group.boot(1)
+        group.boot(2)
+        yield group
+    finally:
+        group.close()
+
+
+def restore_set(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> BackupSet:
+    return BackupSet(base, rgw, prefix="restored/mysql", restore_prefix=PREFIX, restore_from=restore_from,
+                     **options)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- backups
+
+
+def test_the_job_backs_up_the_highest_ready_replica_and_verifies_it(source: BackupSet) -> None:
+    backup_id = source.must_back_up()
+    manifest = source.manifest(backup_id)
+    assert manifest["source"] == "mysql-2" and manifest["role"] == "replica"
+    assert manifest["engine"] == "mariadb" and re.fullmatch(r"0-100-\d+", str(manifest["gtid"]))
+    stream = source.rgw.get(f"{BUCKET}/{PREFIX}/backups/{backup_id}/backup.xbstream")
+    import hashlib
+
+    assert len(stream) == manifest["bytes"] and hashlib.sha256(stream).hexdigest() == manifest["sha256"]
+    assert manifest["binlog_incarnation"], "the primary's archive was running and is recorded"
+    latest = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/backups/latest.json"))
+    assert latest["id"] == backup_id
+    result = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/backups/last-result.json"))
+    assert result["status"] == "ok" and result["id"] == backup_id
+
+
+def test_the_primary_is_backed_up_only_when_no_replica_is_ready(source: BackupSet) -> None:
+    for ordinal in (1, 2):
+        source.table(ordinal, "STOP SLAVE SQL_THREAD")
+    try:
+        result = source.job()
+    finally:
+        for ordinal in (1, 2):
+            source.table(ordinal, "START SLAVE SQL_THREAD")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mysql-2 is not a candidate: not-ready: replication threads stopped" in result.stderr
+    assert "warning: no replica is ready; backing up the primary mysql-0" in result.stderr
+    backup_id = re.search(r"backup (\S+) of mysql-0 is stored", result.stderr).group(1)  # type: ignore[union-attr]
+    assert source.manifest(backup_id)["role"] == "primary"
+
+
+def test_a_backup_to_a_missing_bucket_fails_with_the_reason(source: BackupSet, tmp_path: Path) -> None:
+    pod = source.pods[2]
+    env = pod.env() | {"BACKUP_BUCKET": "no-such-bucket"}
+    result = subprocess.run(["bash", str(source.config_dir / "backup.sh"), "20260101T000000Z"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "FATAL: bucket no-such-bucket does not exist or is not visible to this access key" in result.stderr
+
+
+def test_the_archiver_uploads_every_closed_binlog_in_order_within_its_delay(source: BackupSet) -> None:
+    source.write("archived soon")
+    began = utc_now_second()
+    source.archive_reaches(began, timeout=ARCHIVE_SECONDS + 20)
+    inc = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/binlogs/current.json"))["incarnation"]
+    names = [n for n in source.rgw.list(f"{BUCKET}/{PREFIX}/binlogs/{inc}") if not n.endswith(".json")]
+    numbers = [int(n.rsplit(".", 1)[1]) for n in names]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), names
+    index = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/binlogs/{inc}/{names[-1]}.json"))
+    assert index["bytes"] == (source.pods[0].datadir / names[-1]).stat().st_size
+    # The agent's metrics say so too.
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{source.metrics_ports[0]}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert "atomic_mysql_binlog_archive_pending_files 0" in text
+    assert re.search(r"^atomic_mysql_binlog_archive_last_event_timestamp_seconds [1-9]\d+$", text, re.M), text
+
+
+# ---------------------------------------------------------------- point-in-time restore
+
+
+def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: BackupSet, rgw: CephRgw,
+                                                                    tmp_path: Path) -> None:
+    source.write("A1", "A2")
+    backup_id = source.must_back_up()
+    source.write("B1", "B2")
+    tick()
+    point = utc_now_second()
+    tick()
+    source.write("C1")
+    with source.primary.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE app.precious")
+    source.archive_reaches(point + __import__("datetime").timedelta(seconds=1))
+    expected = [r for r in source.pods[0].rows() if r != "C1"]
+
+    restored = restore_set(rgw, tmp_path / "restored", stamp(point))
+    try:
+        restored.boot(0)
+        assert f"restoring backup {backup_id}" in restored.restore_log, restored.restore_log
+        assert restored.pods[0].rows() == expected
+        assert restored.table(0, "SELECT id, note FROM app.precious ORDER BY id") == [(1, "kept"), (2, "kept too")]
+        # It serves with this set's own root password, and replicas clone from it as usual.
+        restored.boot(1)
+        assert restored.pods[1].rows() == expected
+        with restored.primary.connect(user="app", password=APP_PASSWORD, database="app") as conn, conn.cursor() as c:
+            c.execute("INSERT INTO messages (message) VALUES ('after the restore')")
+        restored.wait_replicated([1])
+        assert restored.pods[1].rows()[-1] == "after the restore"
+        # A restart finds the restored data dir and leaves it alone.
+        result = restored.pods[0].script("restore.sh", "fetch")
+        assert result.returncode == 0 and "restored from" in result.stderr and "already" in result.stderr
+    finally:
+        restored.close()
+
+
+def test_restore_from_a_replica_backup_taken_under_writes(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+    stop = threading.Event()
+    written: list[str] = []
+
+    def writer() -> None:
+        n = 0
+        with source.primary.connect(user="app", password=APP_PASSWORD, database="app") as conn, conn.cursor() as c:
+            while not stop.is_set() and n < 5000:
+                c.execute("INSERT INTO messages (message) VALUES (%s)", (f"w{n}",))
+                written.append(f"w{n}")
+                n += 1
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        backup_id = source.must_back_up()
+        time.sleep(1)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert source.manifest(backup_id)["role"] == "replica"
+    tick()
+    point = utc_now_second()
+    tick()
+    source.write("after the point")
+    source.archive_reaches(point + __import__("datetime").timedelta(seconds=1))
+    expected = [r for r in source.pods[0].rows() if r != "after the point"]
+    assert len(written) > 20 and set(written) <= set(expected)
+
+    restored = restore_set(rgw, tmp_path / "restored", stamp(point))
+    try:
+        restored.boot(0)
+        assert f"restoring backup {backup_id}" in restored.restore_log
+        assert restored.pods[0].rows() == expected
+    finally:
+        restored.close()
+
+
+def test_a_restore_of_a_backup_id_brings_that_backup_and_no_later_row(source: BackupSet, rgw: CephRgw,
+                                                                    tmp_path: Path) -> None:
+    backup_id = source.must_back_up()
+    expected = source.pods[2].rows()  # the replica backed up, caught up at the time of the backup
+    source.write("not in the backup")
+    restored = restore_set(rgw, tmp_path / "restored", backup_id)
+    try:
+        restored.boot(0)
+        rows = restored.pods[0].rows()
+        assert "not in the backup" not in rows and rows[: len(expected)] == expected[: len(rows)]
+        assert len(rows) >= len(expected) - 5  # what the replica had applied when the backup locked
+    finally:
+        restored.close()
+
+
+# ---------------------------------------------------------------- failures: no empty or half-restored primary
+
+
+def refused(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> str:
+    restored = restore_set(rgw, base, restore_from, **options)
+    try:
+        with pytest.raises(RestoreRefusedError) as refusal:
+            restored.boot(0)
+        pod = restored.pods[0]
+        assert not (pod.datadir / "mysql").exists(), "no primary starts on a half-restored data dir"
+        assert not Path(f"{pod.datadir}.restore-staging").exists()
+        assert not Path(f"{pod.datadir}.restore-staging.binlogs").exists()
+        assert pod.server is not None and not pod.server.running
+        return str(refusal.value)
+    finally:
+        restored.close()
+
+
+def test_restore_refuses_a_missing_bucket(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+    message = refused(rgw, tmp_path, "20260101T000000Z", bucket="no-such-bucket")
+    assert "FATAL: bucket no-such-bucket does not exist or is not visible to this access key" in message
+
+
+def test_restore_refuses_wrong_credentials(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+    message = refused(rgw, tmp_path, "20260101T000000Z", secret_key="not-the-secret-key-at-all")
+    assert "FATAL: access to s3://atomic-backups/rehearsal/mysql/ was refused: check the access key" in message
+
+
+def test_restore_refuses_a_truncated_backup(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+    latest = json.loads(rgw.get(f"{BUCKET}/{PREFIX}/backups/latest.json"))
+    good = f"{BUCKET}/{PREFIX}/backups/{latest['id']}"
+    broken_id = "20200101T000000Z"
+    broken = f"{BUCKET}/{PREFIX}/backups/{broken_id}"
+    stream = rgw.get(f"{good}/backup.xbstream")
+    rgw.put(f"{broken}/backup.xbstream", stream[: len(stream) // 2])
+    rgw.put(f"{broken}/manifest.json", json.dumps({**latest, "id": broken_id}).encode())
+    message = refused(rgw, tmp_path / "size", broken_id)
+    assert f"backup {broken_id} is damaged: the stored object has {len(stream) // 2} bytes, its manifest says" in message
+    # Same length, different bytes: the SHA-256 catches it while the stream is extracted.
+    rgw.put(f"{broken}/backup.xbstream", stream[:-4096] + bytes(4096))
+    message = refused(rgw, tmp_path / "sha", broken_id)
+    assert f"backup {broken_id} is damaged" in message
+    rgw.rclone("purge", f"store:{broken}")
+
+
+def test_restore_refuses_to_claim_a_point_a_missing_binlog_would_cover(source: BackupSet, rgw: CephRgw,
+                                                                       tmp_path: Path) -> None:
+    backup_id = source.must_back_up()
+    inc = source.manifest(backup_id)["binlog_incarnation"]
+    archive = f"{BUCKET}/{PREFIX}/binlogs/{inc}"
+    for message in ("m1", "m2", "m3"):
+        source.write(message)
+        source.table(0, "FLUSH BINARY LOGS")
+        tick()
+    point = utc_now_second()
+    tick()
+    source.write("past the point")
+    source.archive_reaches(point + __import__("datetime").timedelta(seconds=1))
+    names = [n for n in rgw.list(archive) if not n.endswith(".json")]
+    victim = names[-2]
+    saved = rgw.get(f"{archive}/{victim}"), rgw.get(f"{archive}/{victim}.json")
+    rgw.delete(f"{archive}/{victim}")
+    rgw.delete(f"{archive}/{victim}.json")
+    try:
+        message = refused(rgw, tmp_path / "gap", stamp(point))
+        number = int(victim.rsplit(".", 1)[1])
+        assert f"binlog number {number} is missing from the archive" in message and "refusing to claim" in message
+    finally:
+        rgw.put(f"{archive}/{victim}", saved[0])
+        rgw.put(f"{archive}/{victim}.json", saved[1])
+    # A point past the archive's end: the binlog holding it is not archived yet.
+    future = stamp(utc_now_second().replace(year=utc_now_second().year + 1))
+    message = refused(rgw, tmp_path / "future", future)
+    assert "the binlog archive reaches only" in message and f"before {future}: refusing to claim that point" in message
+
+
+def test_a_restore_never_overwrites_a_data_dir_that_holds_a_server(source: BackupSet) -> None:
+    pod = source.pods[0]
+    env = pod.env() | {"RESTORE_FROM": "20260101T000000Z"}
+    result = subprocess.run(["bash", str(source.config_dir / "restore.sh"), "fetch"], env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "already holds a server; a restore never overwrites one" in result.stderr
+    assert source.pods[0].rows()  # untouched, still serving
