@@ -11,6 +11,7 @@ from pulumi import ResourceOptions
 from components.facts import MYSQL_PORT
 from components.kube.provider import provider_for_existing
 from components.settings.load import load_settings
+from components.workload.mysql.backup import BackupTarget
 from components.workload.workload import Workload, WorkloadArgs
 
 settings = load_settings()
@@ -19,6 +20,7 @@ mysql_needs: list[pulumi.Resource] = []
 guestbook_needs: list[pulumi.Resource] = []
 frontend_address: pulumi.Output[str] | None = None
 guestbook = settings.guestbook
+mysql_backup: BackupTarget | None = None
 
 if settings.cluster is not None:
     from components.addons.cluster_addons import ClusterAddons, ClusterAddonsArgs
@@ -50,9 +52,27 @@ if settings.cluster is not None:
     pulumi.export("masterPrivateIps", cluster.master_private_ips)
     pulumi.export("minionPrivateIps", cluster.minion_private_ips)
     pulumi.export("storageClass", addons.storage_class_name)
+    if settings.mysql.backup is not None:
+        # The set's backups go to a bucket of this stack, through a key scoped to the set's prefix.
+        from components.aws.backup_bucket import MysqlBackupStore, MysqlBackupStoreArgs
+
+        store = MysqlBackupStore("mysql-backups", MysqlBackupStoreArgs(
+            set_name=settings.mysql.name, prefix=settings.mysql.backup.prefix,
+            retention_days=settings.mysql.backup.retention_days, protect=settings.protect, tags=settings.tags))
+        mysql_backup = BackupTarget(bucket=store.bucket_name, access_key_id=store.access_key_id,
+                                    secret_access_key=store.secret_access_key, server_side_encryption="aws:kms")
+        mysql_needs += [store.storage.ready]
+        pulumi.export("mysqlBackupBucket", store.bucket_name)
 else:
     assert settings.existing is not None, "settings give either a cluster to build or an existing one"
     provider = provider_for_existing("kubernetes", settings.existing)
+    backup = settings.mysql.backup
+    if backup is not None:
+        secrets = settings.mysql_secrets
+        assert backup.bucket and secrets.backup_access_key_id and secrets.backup_secret_access_key
+        mysql_backup = BackupTarget(bucket=backup.bucket, access_key_id=secrets.backup_access_key_id,
+                                    secret_access_key=secrets.backup_secret_access_key)
+        pulumi.export("mysqlBackupBucket", backup.bucket)
 
 workload = Workload(
     "workload",
@@ -63,6 +83,7 @@ workload = Workload(
         guestbook=guestbook,
         mysql_needs=mysql_needs,
         guestbook_needs=guestbook_needs,
+        mysql_backup=mysql_backup,
     ),
     opts=ResourceOptions(providers=[provider]),
 )
@@ -72,4 +93,6 @@ pulumi.export("mysqlReadHost", workload.mysql.read_host)
 pulumi.export("mysqlPort", MYSQL_PORT)
 pulumi.export("mysqlSecretName", workload.mysql.secret_name)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
+if settings.mysql.backup is not None:
+    pulumi.export("mysqlBackupPrefix", settings.mysql.backup.prefix)
 pulumi.export("frontendAddress", workload.frontend_address if frontend_address is None else frontend_address)

@@ -13,6 +13,7 @@ from components import tokens
 from components.kube.objects import metadata, owned
 from components.settings.schema import GuestbookSettings, MysqlSecrets, MysqlSettings
 from components.workload.guestbook import Guestbook, GuestbookArgs
+from components.workload.mysql.backup import BackupTarget
 from components.workload.mysql.set import MySqlReplicatedSet, MySqlReplicatedSetArgs
 
 
@@ -26,6 +27,8 @@ class WorkloadArgs:
     # cluster the MySQL set starts as soon as DNS and storage serve, not after every add-on.
     mysql_needs: Sequence[pulumi.Resource] = ()
     guestbook_needs: Sequence[pulumi.Resource] = ()
+    # The bucket and key of the set's backups (mysql.backup set): built by the aws stack, or the user's.
+    mysql_backup: BackupTarget | None = None
 
 
 class Workload(pulumi.ComponentResource):
@@ -52,7 +55,8 @@ class Workload(pulumi.ComponentResource):
         namespace = self.namespace.metadata.apply(lambda m: m.name or args.namespace)
         self.mysql = MySqlReplicatedSet(
             f"{name}-mysql",
-            MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace),
+            MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace,
+                                   backup_target=args.mysql_backup),
             opts=ResourceOptions(parent=self, depends_on=list(args.mysql_needs)),
         )
         self.guestbook = (

@@ -639,7 +639,7 @@ def test_configured_passwords_stay_secret_and_reach_the_set_unchanged() -> None:
 
 @pytest.fixture(scope="module")
 def dev_plan() -> Plan:
-    return run_program("dev")
+    return run_program("dev", {"mysqlBackupEnabled": "true"})  # every object name the set can have
 
 
 def test_the_names_the_settings_keep_apart_are_the_names_the_workload_uses(dev_plan: Plan) -> None:

@@ -177,7 +177,8 @@ class BackupSet(RehearsalSet):
                 current = json.loads(self.rgw.get(f"{self.bucket}/{self.prefix}/binlogs/current.json"))
             except RuntimeError:
                 current = {}
-            if current.get("end_time") and datetime.strptime(current["end_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) >= moment:
+            end = current.get("end_time")
+            if end and datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) >= moment:
                 return
             time.sleep(0.5)
         raise AssertionError(f"the archive did not reach {moment} within {timeout:.0f}s: {current}; agent log:\n"
@@ -428,7 +429,8 @@ def test_restore_refuses_a_truncated_backup(source: BackupSet, rgw: CephRgw, tmp
     rgw.put(f"{broken}/backup.xbstream", stream[: len(stream) // 2])
     rgw.put(f"{broken}/manifest.json", json.dumps({**latest, "id": broken_id}).encode())
     message = refused(rgw, tmp_path / "size", broken_id)
-    assert f"backup {broken_id} is damaged: the stored object has {len(stream) // 2} bytes, its manifest says" in message
+    half = len(stream) // 2
+    assert f"backup {broken_id} is damaged: the stored object has {half} bytes, its manifest says" in message
     # Same length, different bytes: the SHA-256 catches it while the stream is extracted.
     rgw.put(f"{broken}/backup.xbstream", stream[:-4096] + bytes(4096))
     message = refused(rgw, tmp_path / "sha", broken_id)

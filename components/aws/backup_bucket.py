@@ -1,0 +1,188 @@
+"""PrivateBucket and MysqlBackupStore: where the MySQL set's backups and binlogs go on AWS.
+
+`PrivateBucket` is the reusable piece: a private, versioned, KMS-encrypted (its own customer
+managed key, rotated yearly), TLS-only, lifecycle-managed bucket with ACLs disabled. Any stack
+data that must outlive its producer (backups, snapshots) can live in one.
+
+`MysqlBackupStore` puts the MySQL set's prefix in such a bucket and makes the one credential the
+pods use: an IAM user whose access key may list, read, write and delete below `<prefix>/` and
+nothing else, and use the bucket's key for that. Why a key in a Kubernetes Secret and not
+service-account federation (docs/backup.md, "Credentials"): this cluster has no OIDC issuer AWS
+can reach (IRSA needs a public discovery document and JWKS, and the API server's
+--service-account-issuer pointed at it) and no EKS Pod Identity agent; node-role credentials are
+out because IMDSv2's hop limit of 1 keeps pods away from the instance metadata on purpose. The
+key's blast radius is the set's own prefix; it is a Pulumi secret end to end, and replacing the
+AccessKey resource (`pulumi up --replace <urn>`) rotates it.
+
+Protected with protectStateful: `pulumi destroy` and replacements stop at the bucket and its key.
+Without it the bucket is force-destroyed with the stack (throw-away stacks go away whole).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+from pulumi import ResourceOptions
+
+from components import tokens
+from components.facts import TAG_NAME
+
+# Versions replaced or deleted stay this long (a backup overwritten by mistake can be recovered).
+NONCURRENT_DAYS = 7
+# A multipart upload abandoned by a killed backup is removed after a day.
+ABORT_MULTIPART_DAYS = 1
+
+
+def tls_only_policy(bucket_arn: str) -> str:
+    """Every request without TLS is refused, whoever makes it."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }]})
+
+
+def prefix_access_policy(bucket_arn: str, prefix: str, key_arn: str) -> str:
+    """What the set's pods may do: objects below `<prefix>/` only (multipart uploads included),
+    listing only that prefix, and the bucket key for those objects only (SSE-KMS encryption
+    context is the object's ARN when no S3 Bucket Key is used)."""
+    objects = f"{bucket_arn}/{prefix}/*"
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "ListOwnPrefix", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
+         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}}},
+        {"Sid": "ReadWriteOwnObjects", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts"],
+         "Resource": [objects]},
+        {"Sid": "UseBucketKeyForOwnObjects", "Effect": "Allow",
+         "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": [key_arn],
+         "Condition": {"StringLike": {"kms:EncryptionContext:aws:s3:arn": [objects]}}},
+    ]})
+
+
+@dataclass
+class PrivateBucketArgs:
+    description: str
+    # Current objects below `expire_prefix` expire after this many days (None: never).
+    expire_days: int | None
+    expire_prefix: str
+    protect: bool
+    tags: Mapping[str, str]
+
+
+def _check(args: PrivateBucketArgs) -> None:
+    if args.expire_days is not None and not 1 <= args.expire_days <= 3650:
+        raise ValueError(f"expire_days {args.expire_days} must be 1 to 3650")
+    if args.expire_prefix.startswith("/") or (args.expire_prefix and not args.expire_prefix.endswith("/")):
+        raise ValueError(f"expire_prefix {args.expire_prefix!r} must be empty or end with '/' (and not start with one)")
+
+
+class PrivateBucket(pulumi.ComponentResource):
+    """A private, versioned, KMS-encrypted, TLS-only bucket with a lifecycle (see the module doc)."""
+
+    def __init__(self, name: str, args: PrivateBucketArgs, opts: ResourceOptions | None = None) -> None:
+        _check(args)
+        super().__init__(tokens.PRIVATE_BUCKET, name, None, opts)
+        stateful = ResourceOptions(parent=self, protect=args.protect)
+        self.key = aws.kms.Key(f"{name}-kms", description=args.description, enable_key_rotation=True,
+                               deletion_window_in_days=30, tags=self._tags(args, f"{name}-kms"), opts=stateful)
+        self.bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=not args.protect,
+                                    tags=self._tags(args, f"{name}-bucket"), opts=stateful)
+        # One configuration change at a time: S3 answers concurrent ones on a bucket with
+        # OperationAborted 409 "A conflicting conditional operation is currently in progress"
+        # (hashicorp/terraform-provider-aws#33552, pulumi/pulumi-aws#1570): each waits for the last.
+        last: list[pulumi.Resource] = []
+
+        def after() -> ResourceOptions:
+            return ResourceOptions(parent=self, depends_on=list(last))
+
+        last = [aws.s3.BucketOwnershipControls(
+            f"{name}-ownership", bucket=self.bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=after())]
+        last = [aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access", bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=after())]
+        last = [aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption", bucket=self.bucket.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.
+                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=self.key.arn),
+                # No S3 Bucket Key: the encryption context stays the object's ARN, which the
+                # prefix policy's kms:EncryptionContext condition relies on.
+                bucket_key_enabled=False)],
+            opts=after())]
+        last = [aws.s3.BucketVersioning(
+            f"{name}-versioning", bucket=self.bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=after())]
+        last = [aws.s3.BucketPolicy(f"{name}-tls-only", bucket=self.bucket.id,
+                                    policy=self.bucket.arn.apply(tls_only_policy), opts=after())]
+        rules = [aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="abort-incomplete-uploads", status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            abort_incomplete_multipart_upload=aws.s3.
+            BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                days_after_initiation=ABORT_MULTIPART_DAYS),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                noncurrent_days=NONCURRENT_DAYS),
+        )]
+        if args.expire_days is not None:
+            rules.append(aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="retention", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=args.expire_prefix),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.expire_days)))
+        last = [aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=self.bucket.id, rules=rules,
+                                                    opts=after())]
+        self.bucket_name: pulumi.Output[str] = self.bucket.bucket
+        self.bucket_arn: pulumi.Output[str] = self.bucket.arn
+        self.key_arn: pulumi.Output[str] = self.key.arn
+        self.ready = last[0]
+        self.register_outputs({"bucket": self.bucket_name, "bucketArn": self.bucket_arn, "kmsKeyArn": self.key_arn})
+
+    @staticmethod
+    def _tags(args: PrivateBucketArgs, name: str) -> dict[str, str]:
+        return {**args.tags, TAG_NAME: name}
+
+
+@dataclass
+class MysqlBackupStoreArgs:
+    set_name: str
+    prefix: str            # the set's prefix in the bucket, no leading or trailing '/'
+    retention_days: int
+    protect: bool
+    tags: Mapping[str, str]
+
+
+class MysqlBackupStore(pulumi.ComponentResource):
+    """The MySQL set's bucket and the access key its pods use (see the module doc)."""
+
+    def __init__(self, name: str, args: MysqlBackupStoreArgs, opts: ResourceOptions | None = None) -> None:
+        if not args.prefix or args.prefix.startswith("/") or args.prefix.endswith("/"):
+            raise ValueError(f"prefix {args.prefix!r} must be a key prefix without a leading or trailing '/'")
+        super().__init__(tokens.MYSQL_BACKUP_STORE, name, None, opts)
+        child = ResourceOptions(parent=self)
+        # Backups and binlogs expire together after the retention: a binlog is always younger than
+        # every backup it can roll forward (it is closed after them), so none that a kept backup
+        # needs goes first. A day is added so that a backup taken late on its last day survives
+        # the agent's own pruning, which keeps the newest good backup whatever its age.
+        self.storage = PrivateBucket(f"{name}-storage", PrivateBucketArgs(
+            description=f"MySQL backups and binlogs of {args.set_name} below {args.prefix}/",
+            expire_days=args.retention_days + 1, expire_prefix=f"{args.prefix}/", protect=args.protect,
+            tags=args.tags), opts=child)
+        self.user = aws.iam.User(f"{name}-user", path="/atomic-mysql/", tags={**args.tags, TAG_NAME: f"{name}-user"},
+                                 opts=child)
+        policy = pulumi.Output.all(self.storage.bucket_arn, self.storage.key_arn).apply(
+            lambda v: prefix_access_policy(v[0], args.prefix, v[1]))
+        aws.iam.UserPolicy(f"{name}-policy", user=self.user.name, policy=policy, opts=child)
+        self.access_key = aws.iam.AccessKey(f"{name}-key", user=self.user.name,
+                                            opts=ResourceOptions(parent=self,
+                                                                 additional_secret_outputs=["secret"]))
+        self.bucket_name: pulumi.Output[str] = self.storage.bucket_name
+        self.access_key_id: pulumi.Output[str] = pulumi.Output.secret(self.access_key.id)
+        self.secret_access_key: pulumi.Output[str] = pulumi.Output.secret(self.access_key.secret)
+        self.register_outputs({"bucket": self.bucket_name, "user": self.user.name})
