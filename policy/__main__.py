@@ -17,6 +17,8 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 # The pack runs from this repository (--policy-pack policy): validators.py next to this file, and
@@ -39,6 +41,14 @@ def _validator(policy: validators.Policy) -> Callable[[ResourceValidationArgs, R
     return validate
 
 
+def _bucket_companions(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    entries = [{"urn": r.urn, "type": r.resource_type, "parent": r.parent.urn if r.parent else None}
+               for r in args.resources]
+    for urn, problems in validators.bucket_gaps(entries).items():
+        for message in problems:
+            report_violation(message, urn)
+
+
 PolicyPack(
     name="atomic-mysql",
     enforcement_level=EnforcementLevel.MANDATORY,
@@ -50,5 +60,13 @@ PolicyPack(
             validate=_validator(policy),
         )
         for policy in validators.POLICIES
+    ] + [
+        StackValidationPolicy(
+            name="bucket-companions",
+            description="Every S3 bucket has KMS default encryption, versioning, a public access block and a"
+                        " TLS-only policy beside it.",
+            enforcement_level=EnforcementLevel.MANDATORY,
+            validate=_bucket_companions,
+        ),
     ],
 )

@@ -13,14 +13,16 @@ the test), DNS (every peer is 127.0.0.1 with per-ordinal ports).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -248,8 +250,6 @@ def test_the_job_backs_up_the_highest_ready_replica_and_verifies_it(source: Back
     assert manifest["source"] == "mysql-2" and manifest["role"] == "replica"
     assert manifest["engine"] == "mariadb" and re.fullmatch(r"0-100-\d+", str(manifest["gtid"]))
     stream = source.rgw.get(f"{BUCKET}/{PREFIX}/backups/{backup_id}/backup.xbstream")
-    import hashlib
-
     assert len(stream) == manifest["bytes"] and hashlib.sha256(stream).hexdigest() == manifest["sha256"]
     assert manifest["binlog_incarnation"], "the primary's archive was running and is recorded"
     latest = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/backups/latest.json"))
@@ -293,8 +293,6 @@ def test_the_archiver_uploads_every_closed_binlog_in_order_within_its_delay(sour
     index = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/binlogs/{inc}/{names[-1]}.json"))
     assert index["bytes"] == (source.pods[0].datadir / names[-1]).stat().st_size
     # The agent's metrics say so too.
-    import urllib.request
-
     with urllib.request.urlopen(f"http://127.0.0.1:{source.metrics_ports[0]}/metrics", timeout=10) as response:
         text = response.read().decode()
     assert "atomic_mysql_binlog_archive_pending_files 0" in text
@@ -315,7 +313,7 @@ def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: Bac
     source.write("C1")
     with source.primary.connect() as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE app.precious")
-    source.archive_reaches(point + __import__("datetime").timedelta(seconds=1))
+    source.archive_reaches(point + timedelta(seconds=1))
     expected = [r for r in source.pods[0].rows() if r != "C1"]
 
     restored = restore_set(rgw, tmp_path / "restored", stamp(point))
@@ -364,7 +362,7 @@ def test_restore_from_a_replica_backup_taken_under_writes(source: BackupSet, rgw
     point = utc_now_second()
     tick()
     source.write("after the point")
-    source.archive_reaches(point + __import__("datetime").timedelta(seconds=1))
+    source.archive_reaches(point + timedelta(seconds=1))
     expected = [r for r in source.pods[0].rows() if r != "after the point"]
     assert len(written) > 20 and set(written) <= set(expected)
 
@@ -450,7 +448,7 @@ def test_restore_refuses_to_claim_a_point_a_missing_binlog_would_cover(source: B
     point = utc_now_second()
     tick()
     source.write("past the point")
-    source.archive_reaches(point + __import__("datetime").timedelta(seconds=1))
+    source.archive_reaches(point + timedelta(seconds=1))
     names = [n for n in rgw.list(archive) if not n.endswith(".json")]
     victim = names[-2]
     saved = rgw.get(f"{archive}/{victim}"), rgw.get(f"{archive}/{victim}.json")
@@ -477,3 +475,56 @@ def test_a_restore_never_overwrites_a_data_dir_that_holds_a_server(source: Backu
     assert result.returncode == 1
     assert "already holds a server; a restore never overwrites one" in result.stderr
     assert source.pods[0].rows()  # untouched, still serving
+
+
+# ---------------------------------------------------------------- what watches the backups
+
+
+def test_make_verify_reports_the_last_good_backups_age_and_the_archive_lag(source: BackupSet) -> None:
+    import io
+
+    from components.workload.mysql import config as mysql_config
+    from tools.mysql_verify.cli import main as verify_main
+
+    source.must_back_up()
+    metrics = f"127.0.0.1:{source.metrics_ports[0]}"
+    deadline = time.monotonic() + 90  # the agent re-reads backups/latest.json every minute
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10).read().decode()
+        if re.search(r"^atomic_mysql_backup_last_success_timestamp_seconds [1-9]", text, re.M):
+            break
+        time.sleep(2)
+    base = ["--user", mysql_config.VERIFY_USER, "--primary", f"127.0.0.1:{source.mysql_ports[0]}",
+            "--replica", f"127.0.0.1:{source.mysql_ports[1]}", "--replica", f"127.0.0.1:{source.mysql_ports[2]}",
+            "--wait-timeout", "20", "--json", "--backup-metrics", metrics]
+    environ = {"MYSQL_PWD": source.passwords["verify-password"]}
+    out = io.StringIO()
+    code = verify_main(base, environ=environ, stdout=out, stderr=io.StringIO())
+    report = json.loads(out.getvalue())
+    assert code == 0, report["problems"]
+    backup = report["backup"]
+    assert 0 <= backup["last_backup_age_seconds"] < 600 and backup["archive_lag_seconds"] == 0
+    # The same set judged with a one-second bound on the backup's age: degraded, and why.
+    out = io.StringIO()
+    code = verify_main([*base, "--backup-max-age-hours", "0.0001"], environ=environ, stdout=out, stderr=io.StringIO())
+    report = json.loads(out.getvalue())
+    assert code == 1 and any("the last good backup is" in p and "more than 0.0001 h" in p for p in report["problems"])
+
+
+def test_the_exporter_account_reads_metrics_and_no_application_data(source: BackupSet) -> None:
+    import pymysql
+
+    password = source.passwords["exporter-password"]
+    with pymysql.connect(host="127.0.0.1", port=source.mysql_ports[1], user="exporter", password=password,
+                         connect_timeout=5) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW GRANTS")
+        grants = {re.sub(r" IDENTIFIED BY PASSWORD '\*[0-9A-F]{40}'", "", row[0]) for row in cursor.fetchall()}
+        assert grants == {"GRANT PROCESS, SLAVE MONITOR ON *.* TO `exporter`@`127.0.0.1` WITH MAX_USER_CONNECTIONS 3",
+                          "GRANT SELECT ON `performance_schema`.* TO `exporter`@`127.0.0.1`"}, grants
+        cursor.execute("SHOW SLAVE STATUS")  # what mysql_slave_status_* comes from
+        assert cursor.fetchone() is not None
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        assert cursor.fetchone()
+        with pytest.raises(pymysql.err.OperationalError) as denied:
+            cursor.execute("SELECT COUNT(*) FROM app.messages")
+        assert denied.value.args[0] == 1142
