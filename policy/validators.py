@@ -68,9 +68,8 @@ RUN_TO_COMPLETION = {"Job", "CronJob"}
 # A generated password, once replaced, no longer opens the data directory that was initialised with it.
 STATEFUL_TYPES = {
     tokens.RANDOM_PASSWORD,
-    # Backups live in the bucket; its key decrypts them (scheduled for deletion, it loses them all).
+    # Backups live in the bucket (its KMS key is protected with it by aws/backup_bucket.py).
     tokens.S3_BUCKET,
-    tokens.KMS_KEY,
     tokens.STATEFUL_SET,
     tokens.PERSISTENT_VOLUME_CLAIM,
     tokens.PERSISTENT_VOLUME,

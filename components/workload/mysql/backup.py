@@ -69,7 +69,7 @@ def s3_env(backup: BackupSettings, target: BackupTarget) -> dict[str, pulumi.Inp
         "BACKUP_REGION": backup.region,
         "BACKUP_ENDPOINT": backup.endpoint or "",
         "BACKUP_SSE": target.server_side_encryption,
-        "S3_SECRETS_DIR": S3_SECRET_MOUNT,
+        "BACKUP_KEY_DIR": S3_SECRET_MOUNT,
         "S3_TOOLS_DIR": S3_TOOLS_MOUNT,
     }
 

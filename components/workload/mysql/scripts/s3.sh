@@ -13,7 +13,7 @@
 : "${BACKUP_ENDPOINT:=}"                        # empty = AWS S3
 : "${BACKUP_REGION:=us-east-1}"
 : "${BACKUP_SSE:=}"                             # aws:kms on the aws cluster's bucket (its default key)
-: "${S3_SECRETS_DIR:=/etc/mysql-backup-s3}"     # the Secret: access-key-id, secret-access-key
+: "${BACKUP_KEY_DIR:=/etc/mysql-backup-s3}"     # the Secret: access-key-id, secret-access-key
 : "${S3_TOOLS_DIR:=/opt/s3-tools}"              # where the s3-tools init container put rclone
 : "${S3_CHUNK_SIZE:=64M}"                       # a stream of unknown size may have 10000 parts: 640 GiB
 : "${S3_UPLOAD_CONCURRENCY:=2}"                 # parts in flight, each S3_CHUNK_SIZE of memory
@@ -22,7 +22,7 @@ if [[ -x $S3_TOOLS_DIR/rclone ]]; then RCLONE=$S3_TOOLS_DIR/rclone; else RCLONE=
 
 # s3_env: the remote "store" for this process (and its children) only.
 s3_env() {
-    local key_file="$S3_SECRETS_DIR/access-key-id" secret_file="$S3_SECRETS_DIR/secret-access-key"
+    local key_file="$BACKUP_KEY_DIR/access-key-id" secret_file="$BACKUP_KEY_DIR/secret-access-key"
     [[ -s $key_file && -s $secret_file ]] ||
         die "the backup store's access key is missing: $key_file and $secret_file must exist and not be empty"
     command -v "$RCLONE" >/dev/null 2>&1 || die "rclone not found (looked in $S3_TOOLS_DIR and PATH)"
@@ -60,7 +60,7 @@ s3_explain() {
             printf 'bucket %s does not exist or is not visible to this access key' "$BACKUP_BUCKET" ;;
         *InvalidAccessKeyId* | *SignatureDoesNotMatch* | *AccessDenied* | *Forbidden* | *"status code: 403"*)
             printf 'access to s3://%s/%s/ was refused: check the access key in %s and its policy' \
-                "$BACKUP_BUCKET" "$BACKUP_PREFIX" "$S3_SECRETS_DIR" ;;
+                "$BACKUP_BUCKET" "$BACKUP_PREFIX" "$BACKUP_KEY_DIR" ;;
         *)
             printf 'the object store failed: %s' "$(printf '%s' "$1" | tr '\n\t' '  ' | cut -c1-300)" ;;
     esac

@@ -53,7 +53,7 @@ class BackupPod(Pod):
             "BACKUP_PREFIX": group.prefix,
             "BACKUP_ENDPOINT": group.rgw.endpoint,
             "BACKUP_REGION": "us-east-1",
-            "S3_SECRETS_DIR": str(group.s3_secrets_dir),
+            "BACKUP_KEY_DIR": str(group.s3_secrets_dir),
             "S3_TOOLS_DIR": str(group.base / "no-s3-tools"),
             "BACKUP_AGENT_PORT": str(group.agent_ports[self.ordinal]),
             "BACKUP_METRICS_PORT": str(group.metrics_ports[self.ordinal]),
