@@ -59,8 +59,20 @@ if [[ -d $MYSQL_DATA_DIR ]] && [[ -n $(ls -A "$MYSQL_DATA_DIR") ]]; then
 fi
 
 cleanup_and_die() {
+    stop_private_server
     rm -rf "$RESTORE_STAGING_DIR" "$BINLOG_DIR"
     die "$1"
+}
+
+REPLAY_PID=""
+stop_private_server() {  # the replay phase's server, if it runs: stopped before its files are removed
+    [[ -n $REPLAY_PID ]] || return 0
+    kill "$REPLAY_PID" 2>/dev/null || true
+    local waited=0
+    while kill -0 "$REPLAY_PID" 2>/dev/null && ((waited++ < 60)); do sleep 1; done
+    kill -9 "$REPLAY_PID" 2>/dev/null || true
+    wait "$REPLAY_PID" 2>/dev/null || true
+    REPLAY_PID=""
 }
 
 # ------------------------------------------------------------------ fetch
@@ -220,10 +232,12 @@ replay() {
     # shellcheck disable=SC2086  # RESTORE_MYSQLD_ARGS is a list of options
     "$MYSQLD" --defaults-file="$work/my.cnf" $RESTORE_MYSQLD_ARGS >"$work/mysqld.out" 2>&1 &
     pid=$!
+    REPLAY_PID=$pid
     local waited=0
     until "$MYSQL_CLIENT" --no-defaults --socket="$sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; do
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$work/error.log" >&2 || true; cleanup_and_die "the server did not start on the restored data"; }
-        ((waited++ < RESTORE_WAIT_SECONDS)) || { kill "$pid"; cleanup_and_die "the server on the restored data did not answer in ${RESTORE_WAIT_SECONDS}s"; }
+        kill -0 "$pid" 2>/dev/null ||
+            { tail -n 20 "$work/error.log" >&2 || true; REPLAY_PID=""; cleanup_and_die "the server did not start on the restored data"; }
+        ((waited++ < RESTORE_WAIT_SECONDS)) || { cleanup_and_die "the server on the restored data did not answer in ${RESTORE_WAIT_SECONDS}s"; }
         sleep 1
     done
     local client=("$MYSQL_CLIENT" --no-defaults --socket="$sock" -uroot --batch --skip-column-names)
@@ -231,7 +245,7 @@ replay() {
         # The restored primary continues the backup's GTID history: replicas cloned from it and
         # the replayed events (strict mode) both need it.
         printf "RESET MASTER;\nSET GLOBAL gtid_binlog_state = '%s';\n" "$gtid" | "${client[@]}" ||
-            { kill "$pid"; cleanup_and_die "setting the GTID state '$gtid' failed"; }
+            { cleanup_and_die "setting the GTID state '$gtid' failed"; }
     fi
     if [[ -s $BINLOG_DIR/replay.list ]]; then
         local files=() stop
@@ -247,23 +261,28 @@ replay() {
         status=("${PIPESTATUS[@]}")
         set -e
         ((status[0] == 0 && status[1] == 0)) ||
-            { kill "$pid"; cleanup_and_die "replaying the binlogs failed (binlog tool exit ${status[0]}, client exit ${status[1]})"; }
+            { cleanup_and_die "replaying the binlogs failed (binlog tool exit ${status[0]}, client exit ${status[1]})"; }
     fi
-    local password
+    # Every root account of the restored data gets this set's root password (the source set's
+    # may differ), outside the binlog. The statements are built by the server (QUOTE()) and pass
+    # through a pipe only.
+    local password statements
     password=$(<"$(secret_file root-password)")
-    {
-        printf 'SET SESSION sql_log_bin = 0;\nFLUSH PRIVILEGES;\n'
+    # (No FLUSH PRIVILEGES before the last session: from then on the server asks new sessions for passwords.)
+    statements=$({
         printf "SET @pw = CONVERT(X'%s' USING utf8mb4);\n" "$(hex "$password")"
-        printf "SET @stmt = CONCAT('ALTER USER ''root''@''localhost'' IDENTIFIED BY ', QUOTE(@pw));\n"
-        printf 'PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;\n'
-        printf 'SHUTDOWN;\n'
-    } | "${client[@]}" || { kill "$pid"; cleanup_and_die "setting root's password on the restored data failed"; }
+        printf "SELECT CONCAT('ALTER USER IF EXISTS ''root''@', QUOTE(Host), ' IDENTIFIED BY ', QUOTE(@pw), ';') FROM mysql.user WHERE User = 'root';\n"
+    } | "${client[@]}" --raw) || { cleanup_and_die "reading the restored data's root accounts failed"; }
+    [[ -n $statements ]] || { cleanup_and_die "the restored data has no root account"; }
+    printf 'SET SESSION sql_log_bin = 0;\nFLUSH PRIVILEGES;\n%s\nSHUTDOWN;\n' "$statements" | "${client[@]}" 2>"$work/client.err" ||
+        cleanup_and_die "setting root's password on the restored data failed: $(tail -n 1 "$work/client.err")"
     waited=0
     while kill -0 "$pid" 2>/dev/null; do
-        ((waited++ < RESTORE_WAIT_SECONDS)) || { kill -9 "$pid"; cleanup_and_die "the server on the restored data did not shut down"; }
+        ((waited++ < RESTORE_WAIT_SECONDS)) || cleanup_and_die "the server on the restored data did not shut down"
         sleep 1
     done
     wait "$pid" || true
+    REPLAY_PID=""
     rm -rf "$work" "$sock_dir"
     # The clone position inside the backup belongs to the source; ordinal 0 never uses it.
     for name in xtrabackup_binlog_info mariadb_backup_binlog_info; do

@@ -80,6 +80,8 @@ class BackupPod(Pod):
             self._boot_restored()
         else:
             super().boot()
+            assert self.server is not None
+            self.server.root_password = self.group.passwords["root-password"]
         self.start_agent()
 
     def _boot_restored(self) -> None:
@@ -132,12 +134,15 @@ class RestoreRefusedError(AssertionError):
 class BackupSet(RehearsalSet):
     def __init__(self, base: Path, rgw: CephRgw, *, replicas: int = 3, restore_from: str = "",
                  restore_prefix: str = "", prefix: str = PREFIX, bucket: str = BUCKET,
-                 secret_key: str | None = None) -> None:
+                 secret_key: str | None = None, root_password: str | None = None) -> None:
         super().__init__(base)
         self.rgw, self.replicas, self.bucket, self.prefix = rgw, replicas, bucket, prefix
         self.restore_from, self.restore_prefix = restore_from, restore_prefix
         self.restore_log = ""
         self.passwords = dict(PASSWORDS)
+        if root_password is not None:  # a new set has its own Secret
+            self.passwords["root-password"] = root_password
+            (self.secrets_dir / "root-password").write_text(root_password)
         ports = free_ports(10)
         self.agent_ports, self.metrics_ports = ports[:5], ports[5:]
         self.s3_secrets_dir = base / "s3-secret"
@@ -236,9 +241,13 @@ def source(rgw: CephRgw, tmp_path_factory: pytest.TempPathFactory) -> Iterator[B
         group.close()
 
 
+RESTORED_ROOT_PASSWORD = "an'other \\set's root #pw"
+
+
 def restore_set(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> BackupSet:
+    """A new set (its own prefix and root password) restoring from the source set's prefix."""
     return BackupSet(base, rgw, prefix="restored/mysql", restore_prefix=PREFIX, restore_from=restore_from,
-                     **options)  # type: ignore[arg-type]
+                     root_password=RESTORED_ROOT_PASSWORD, **options)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- backups
@@ -322,7 +331,10 @@ def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: Bac
         assert f"restoring backup {backup_id}" in restored.restore_log, restored.restore_log
         assert restored.pods[0].rows() == expected
         assert restored.table(0, "SELECT id, note FROM app.precious ORDER BY id") == [(1, "kept"), (2, "kept too")]
-        # It serves with this set's own root password, and replicas clone from it as usual.
+        # It serves with this set's own root password (not the source's), and replicas clone from it as usual.
+        assert restored.table(0, "SELECT 1") == [(1,)]  # as root, with RESTORED_ROOT_PASSWORD
+        with pytest.raises(Exception, match="1045"):
+            restored.primary.sql("SELECT 1", password=PASSWORDS["root-password"])
         restored.boot(1)
         assert restored.pods[1].rows() == expected
         with restored.primary.connect(user="app", password=APP_PASSWORD, database="app") as conn, conn.cursor() as c:
