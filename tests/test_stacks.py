@@ -56,9 +56,13 @@ def test_prod_outputs_are_the_documented_ones_with_kubeconfig_secret() -> None:
         "mysqlReplicas",
         "frontendAddress",
         "storageClass",
+        # prod backs its set up (mysqlBackupEnabled): the bucket the stack built, and the set's prefix in it.
+        "mysqlBackupBucket",
+        "mysqlBackupPrefix",
     }
     assert plan.outputs["kubeconfig"].secret
     assert plan.outputs["storageClass"].value == "gp3"
+    assert plan.outputs["mysqlBackupPrefix"].value == "prod/mysql"
     assert plan.outputs["mysqlPrimaryHost"].value == "mysql-primary.atomic-mysql.svc"
     # prod's LoadBalancer frontend is the cluster's NLB (no cloud controller serves a LoadBalancer Service)
     assert plan.outputs["frontendAddress"].value.endswith(".elb.us-west-2.amazonaws.com")
