@@ -8,10 +8,11 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
 # etcd (3-member cluster from the rendered settings), HAProxy (the minions' API proxy),
 # cloud-init (user-data schema), ncat/socat, shellcheck (every shell file), systemd (systemd-analyze
-# verify of the node units).
-APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd
+# verify of the node units), Ceph's monitor, OSD and RADOS Gateway (a real S3 API on loopback) and
+# rclone (the MySQL set's S3 client) for the backup, archive and restore rehearsals.
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd ceph-mon ceph-osd radosgw rclone
 
-.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify scan clean
+.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-backup restore-drill scan clean
 
 help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
@@ -19,6 +20,8 @@ help:
 	@echo "make bench                 preview timings (dev, prod, synthetic large stacks)"
 	@echo "make verify [STACK=prod] ARGS='...'  check a deployed MySQL set (see docs/verify.md)"
 	@echo "make scan                  checkov over every stack's rendered Kubernetes objects"
+	@echo "make restore-drill [ARGS='--bucket B --prefix P']  restore the latest backup into a scratch set and check it"
+	@echo "make bench-backup          backup and restore throughput against the tar | socat floor"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +67,15 @@ verify: deps
 
 bench-verify: deps system-deps
 	$(PY) -m tools.bench.catchup $(ARGS)
+
+# Without ARGS the drill rehearses the whole loop on this machine (Ceph RGW + MariaDB); with
+# ARGS='--bucket B --prefix P [--endpoint URL]' and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY it drills
+# the latest backup of a deployed set (docs/backup.md).
+restore-drill: deps system-deps
+	$(PY) -m tools.restore_drill $(if $(ARGS),$(ARGS),--rehearse)
+
+bench-backup: deps system-deps
+	$(PY) -m tools.bench.backup $(ARGS)
 
 scan: deps
 	$(PY) -m tools.scan

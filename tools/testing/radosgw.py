@@ -82,6 +82,7 @@ mon warn on pool no redundancy = false
 mon data avail warn = 1
 mon data avail crit = 0
 osd crush chooseleaf type = 0
+osd class update on start = false
 osd objectstore = memstore
 memstore device bytes = 2147483648
 osd data = {b}/osd$id
