@@ -107,7 +107,8 @@ class ScriptBox:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def must(self, script: str, *args: str, pod: Pod, **extra: str) -> str:
-        result = self.run(script, *args, pod=pod, **extra)
+        result = subprocess.run(["bash", str(self.config_dir / script), *args], env=self.env(pod, **extra),
+                                capture_output=True, text=True, timeout=3600, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{script} {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
         return result.stderr

@@ -1,0 +1,146 @@
+"""What backups, restore and metrics add to the MySQL set, rendered by the whole program under mocks.
+
+These check the wiring (what each container runs, sees and may reach) and validate every rendered
+object against Kubernetes 1.32 strictly; the scripts' behaviour is rehearsed for real in
+test_backup_rehearsal.py, and the Prometheus operator's objects are validated against its CRD
+schemas in tests/tools/test_crd_validate.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+
+from components import tokens
+from components.facts import BACKUP_AGENT_PORT, BACKUP_METRICS_PORT, MYSQLD_EXPORTER_PORT
+from components.pins import RCLONE_IMAGE
+from tests.conftest import KUBERNETES_VERSION
+from tools.harness.offline import Plan, run_program
+
+BACKUPS = {"mysqlBackupEnabled": "true"}
+
+
+def objects(plan: Plan) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in plan.kubernetes_objects()}
+
+
+def pod(plan: Plan) -> dict[str, Any]:
+    return objects(plan)[("StatefulSet", "mysql")]["spec"]["template"]["spec"]
+
+
+def names(containers: list[dict[str, Any]]) -> list[str]:
+    return [c["name"] for c in containers]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_without_backups_the_pod_gains_only_the_exporter() -> None:
+    plan = run_program("dev")
+    spec = pod(plan)
+    assert names(spec["initContainers"]) == ["init-mysql", "clone-mysql"]
+    assert names(spec["containers"]) == ["mysql", "sidecar", "metrics"]
+    assert not [k for k in objects(plan) if k[0] == "CronJob" or k[1] == "mysql-backup-s3"]
+    assert not plan.of_type(tokens.S3_BUCKET)
+    metrics = spec["containers"][2]
+    assert metrics["args"][0] == "--config.my-cnf=/etc/mysqld-exporter/exporter.cnf"
+    [volume] = [v for v in spec["volumes"] if v["name"] == "exporter-cnf"]
+    assert volume["secret"]["items"] == [{"key": "exporter.cnf", "path": "exporter.cnf"}]
+
+
+def test_backups_add_the_agent_the_cron_job_and_their_network_paths() -> None:
+    plan = run_program("dev", BACKUPS)
+    kube = objects(plan)
+    spec = pod(plan)
+    assert names(spec["initContainers"]) == ["init-mysql", "clone-mysql", "s3-tools"]
+    assert names(spec["containers"]) == ["mysql", "sidecar", "metrics", "backup-agent"]
+    tools = spec["initContainers"][2]
+    assert tools["image"] == RCLONE_IMAGE and tools["command"] == ["/bin/cp", "/usr/local/bin/rclone",
+                                                                   "/opt/s3-tools/rclone"]
+    agent = spec["containers"][3]
+    env = env_of(agent)
+    assert env["BACKUP_PREFIX"] == "dev/mysql" and env["BACKUP_SSE"] == "aws:kms" and env["BACKUP_ENDPOINT"] == ""
+    [bucket] = plan.of_type(tokens.S3_BUCKET)
+    assert env["BACKUP_BUCKET"] == bucket.state["bucket"]  # the bucket the stack built
+    assert env["BINLOG_ARCHIVE_SECONDS"] == "300" and env["BACKUP_RETENTION_DAYS"] == "7"
+    assert {m["mountPath"]: m.get("readOnly", False) for m in agent["volumeMounts"]}["/etc/mysql-backup-s3"] is True
+    assert {p["containerPort"] for p in agent["ports"]} == {BACKUP_AGENT_PORT, BACKUP_METRICS_PORT}
+
+    cron = kube[("CronJob", "mysql-backup")]["spec"]
+    assert (cron["schedule"], cron["timeZone"], cron["concurrencyPolicy"]) == ("17 3 * * *", "Etc/UTC", "Forbid")
+    job_pod = cron["jobTemplate"]["spec"]["template"]
+    assert job_pod["metadata"]["labels"]["mysql-backup-job"] == "true"
+    # The job's pod must not look like a member: no Service or the StatefulSet selects it.
+    assert job_pod["metadata"]["labels"]["app.kubernetes.io/name"] == "mysql-backup"
+    [job] = job_pod["spec"]["containers"]
+    assert job["command"][-1].endswith("/backup-job.sh") and env_of(job)["MYSQL_REPLICAS"] == "3"
+    assert job_pod["spec"]["restartPolicy"] == "Never" and job_pod["spec"]["automountServiceAccountToken"] is False
+
+    policy = kube[("NetworkPolicy", "mysql")]["spec"]["ingress"]
+    by_port = {port["port"]: rule["from"] for rule in policy for port in rule["ports"]}
+    assert by_port[BACKUP_AGENT_PORT] == [{"podSelector": {"matchLabels": {"mysql-backup-job": "true"}}}]
+    assert by_port[BACKUP_METRICS_PORT] == by_port[MYSQLD_EXPORTER_PORT] == [{"namespaceSelector": {}}]
+
+    [secret] = [r for r in plan.of_type(tokens.SECRET) if r.name.endswith("-backup-s3")]
+    assert {"data", "stringData"} <= set(secret.options["additionalSecretOutputs"])
+    [key] = plan.of_type(tokens.IAM_ACCESS_KEY)
+    assert secret.inputs["stringData"] == "[secret]"
+    data = secret.state["stringData"]
+    assert set(data) == {"access-key-id", "secret-access-key"}
+    assert data["access-key-id"].startswith("AKIA") and data["secret-access-key"] == key.state["secret"]
+    for obj in kube.values():
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_restore_adds_fetch_and_replay_to_the_pods_init_containers() -> None:
+    plan = run_program("dev", {**BACKUPS, "mysqlRestoreFrom": "2026-12-01T10:21:41Z",
+                               "mysqlRestorePrefix": "prod/mysql"})
+    spec = pod(plan)
+    assert names(spec["initContainers"]) == ["init-mysql", "clone-mysql", "s3-tools", "restore-fetch",
+                                             "restore-replay"]
+    fetch, replay = spec["initContainers"][3:]
+    mysqld = spec["containers"][0]
+    assert replay["image"] == mysqld["image"] != fetch["image"]  # the server binary replays; the tool fetches
+    for container in (fetch, replay):
+        env = env_of(container)
+        assert env["RESTORE_FROM"] == "2026-12-01T10:21:41Z" and env["RESTORE_PREFIX"] == "prod/mysql"
+        assert env["MYSQL_DATA_DIR"] == "/var/lib/mysql-volume/mysql"
+    assert fetch["command"][-1] == "fetch" and replay["command"][-1] == "replay"
+    kubernetes_validate.validate(objects(plan)[("StatefulSet", "mysql")], KUBERNETES_VERSION, strict=True)
+
+
+def test_the_prometheus_operator_objects_select_the_members_metrics_ports() -> None:
+    plan = run_program("dev", {**BACKUPS, "prometheusOperator": "true"})
+    kube = objects(plan)
+    monitor = kube[("ServiceMonitor", "mysql")]
+    headless = kube[("Service", "mysql")]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= headless["metadata"]["labels"].items()
+    ports = {p["name"] for p in headless["spec"]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics", "agent-metrics"} <= ports
+    rules = kube[("PrometheusRule", "mysql")]["spec"]["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == {"MySQLReplicationStopped", "MySQLReplicationLagging", "MySQLBackupTooOld",
+                                          "MySQLBinlogArchiveBehind", "MySQLBinlogArchiveStalled",
+                                          "MySQLBinlogArchiveGap"}
+    too_old = next(r for r in rules if r["alert"] == "MySQLBackupTooOld")
+    assert too_old["expr"].endswith(f"> {26 * 3600}")  # mysqlBackupMaxAgeHours
+    assert not run_program("dev", BACKUPS).of_type(tokens.SERVICE_MONITOR)
+
+
+def test_existing_mode_uses_the_users_bucket_endpoint_and_key() -> None:
+    sets = {**BACKUPS, "mysqlBackupBucket": "team-backups", "mysqlBackupEndpoint": "https://rgw.example.com:8443",
+            "renderYamlTo": ""}
+    keys = {"mysqlBackupAccessKeyId": "rgw-access-key", "mysqlBackupSecretAccessKey": "rgw-secret-key-0123456789"}
+    plan = run_program("local", sets, keys)
+    assert not [r for r in plan.resources if r.type.startswith("aws:")]
+    env = env_of(pod(plan)["containers"][3])
+    assert (env["BACKUP_BUCKET"], env["BACKUP_ENDPOINT"], env["BACKUP_SSE"]) == (
+        "team-backups", "https://rgw.example.com:8443", "")
+    assert env["BACKUP_PREFIX"] == "local/mysql"
+    [secret] = [r for r in plan.of_type(tokens.SECRET) if r.name.endswith("-backup-s3")]
+    assert secret.state["stringData"] == {"access-key-id": "rgw-access-key",
+                                          "secret-access-key": "rgw-secret-key-0123456789"}
+    dumped = json.dumps([r.inputs for r in plan.resources])
+    assert "rgw-secret-key-0123456789" not in dumped and "rgw-access-key" not in dumped
