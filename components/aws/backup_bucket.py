@@ -94,7 +94,8 @@ class PrivateBucket(pulumi.ComponentResource):
                                     tags=self._tags(args, f"{name}-bucket"), opts=stateful)
         # One configuration change at a time: S3 answers concurrent ones on a bucket with
         # OperationAborted 409 "A conflicting conditional operation is currently in progress"
-        # (hashicorp/terraform-provider-aws#33552, pulumi/pulumi-aws#1570): each waits for the last.
+        # (a policy beside its public access block: hashicorp/terraform-provider-aws#7628; a policy
+        # beside ownership controls: sevenwestmedia-labs/pulumi-components#46): each waits for the last.
         last: list[pulumi.Resource] = []
 
         def after() -> ResourceOptions:
