@@ -52,8 +52,9 @@ binlog_meta() {
     if [[ $MYSQL_ENGINE == mariadb ]]; then
         start=$(grep -m1 -oE 'Gtid list \[[^]]*\]' <<<"$decoded" | sed -E 's/^Gtid list \[(.*)\]$/\1/') || start=""
     else
-        start=$(grep -m1 -A1 'Previous-GTIDs' <<<"$decoded" | tail -n1 | sed -E 's/^# //') || start=""
-        [[ $start == *:* ]] || start=""
+        # The set follows on "# " lines, wrapped after each comma (one UUID per line).
+        start=$(awk '/Previous-GTIDs/ {on = 1; next} on && /^# [0-9a-fA-F-]+:/ {sub(/^# /, ""); printf "%s", $0; next}
+                     on {exit}' <<<"$decoded") || start=""
     fi
     last=$(grep -E '^#[0-9]{6} +[0-9]{1,2}:[0-9]{2}:[0-9]{2} server id' <<<"$decoded" | tail -n1 |
         sed -E 's/^#([0-9]{2})([0-9]{2})([0-9]{2}) +([0-9]{1,2}):([0-9]{2}):([0-9]{2}).*/20\1-\2-\3T\4:\5:\6Z/')
@@ -86,67 +87,74 @@ archive_one() {  # archive_one NAME
     log "archived $name ($size bytes, events up to ${meta##*$'\t'})"
 }
 
-s3_env
-wait_for_server "$BACKUP_USER" backup-password
-s3_check
-inc=$(incarnation)
-state archive-incarnation "$inc"
-declare -A archived=()
-while IFS= read -r entry; do
-    [[ $entry == *.json || $entry == */ ]] || archived[$entry]=1
-done < <(s3_ls "binlogs/$inc" || die "cannot list the archive $(s3_url "binlogs/$inc/")")
-# Backups record the incarnation they can be rolled forward with, even before its first binlog is archived.
-if ((${#archived[@]} == 0)); then
-    s3_put_text "binlogs/current.json" "{\"incarnation\": \"$inc\", \"last\": \"\", \"end_time\": \"\", \"updated\": \"$(date -u +%FT%TZ)\"}" ||
-        die "cannot write $(s3_url binlogs/current.json)"
-fi
-log "archiving closed binlogs to $(s3_url "binlogs/$inc/") (${#archived[@]} there already); a change is archived within ${BINLOG_ARCHIVE_SECONDS}s + one ${ARCHIVE_POLL_SECONDS}s poll"
-last_number=""
-for name in "${!archived[@]}"; do
-    n=$(number_of "$name")
-    [[ -z $last_number ]] || ((n > last_number)) && last_number=$n
-done
-open_name="" open_size="" dirty_since=""
-state archive-gaps 0
-
-while true; do
-    listing=$(backup_sql -e 'SHOW BINARY LOGS') || { log "cannot list binlogs; retrying"; sleep "$ARCHIVE_POLL_SECONDS"; continue; }
-    mapfile -t names < <(cut -f1 <<<"$listing" | sed '/^$/d')
-    pending=0
-    oldest_pending=""
-    for ((i = 0; i + 1 < ${#names[@]}; i++)); do
-        name=${names[i]}
-        [[ -n ${archived[$name]:-} ]] && continue
+main() {
+    s3_env
+    wait_for_server "$BACKUP_USER" backup-password
+    s3_check
+    inc=$(incarnation)
+    state archive-incarnation "$inc"
+    declare -A archived=()
+    while IFS= read -r entry; do
+        [[ $entry == *.json || $entry == */ ]] || archived[$entry]=1
+    done < <(s3_ls "binlogs/$inc" || die "cannot list the archive $(s3_url "binlogs/$inc/")")
+    # Backups record the incarnation they can be rolled forward with, even before its first binlog is archived.
+    if ((${#archived[@]} == 0)); then
+        s3_put_text "binlogs/current.json" "{\"incarnation\": \"$inc\", \"last\": \"\", \"end_time\": \"\", \"updated\": \"$(date -u +%FT%TZ)\"}" ||
+            die "cannot write $(s3_url binlogs/current.json)"
+    fi
+    log "archiving closed binlogs to $(s3_url "binlogs/$inc/") (${#archived[@]} there already); a change is archived within ${BINLOG_ARCHIVE_SECONDS}s + one ${ARCHIVE_POLL_SECONDS}s poll"
+    last_number=""
+    for name in "${!archived[@]}"; do
         n=$(number_of "$name")
-        if [[ -n $last_number ]] && ((n > last_number + 1)); then
-            log "GAP: binlogs after number $last_number up to $name are not archived and no longer on the server; a restore cannot roll forward across them"
-            state archive-gaps 1
-        fi
-        if archive_one "$name"; then
-            archived[$name]=1
-            last_number=$n
-        else
-            pending=$((pending + 1))
-            [[ -n $oldest_pending ]] || oldest_pending=$(stat -c %Y "$MYSQL_DATA_DIR/$name" 2>/dev/null || date +%s)
-            break  # in order: never one after a binlog that is not there yet
-        fi
+        [[ -z $last_number ]] || ((n > last_number)) && last_number=$n
     done
-    state archive-pending "$pending"
-    state archive-oldest-pending "${oldest_pending:-0}"
-    state archive-checked "$(date -u +%s)"
-    # The open binlog: close it once it has held events for BINLOG_ARCHIVE_SECONDS.
-    current=${names[${#names[@]}-1]:-}
-    size=$(grep -E "^${current}[[:space:]]" <<<"$listing" | cut -f2)
-    if [[ $current != "$open_name" ]]; then
-        open_name=$current open_size=$size dirty_since=""
-    elif [[ $size != "$open_size" && -z $dirty_since ]]; then
-        dirty_since=$(date -u +%s)
-    fi
-    if [[ -n $dirty_since ]] && (($(date -u +%s) - dirty_since >= BINLOG_ARCHIVE_SECONDS - ARCHIVE_POLL_SECONDS)); then
-        log "closing $current (events waiting since $(date -u -d "@$dirty_since" +%FT%TZ))"
-        backup_sql -e 'FLUSH BINARY LOGS' || log "FLUSH BINARY LOGS failed; retrying on the next pass"
-        continue
-    fi
-    [[ $ARCHIVE_ONCE == true ]] && exit 0
-    sleep "$ARCHIVE_POLL_SECONDS"
-done
+    open_name="" open_size="" dirty_since=""
+    state archive-gaps 0
+
+    while true; do
+        listing=$(backup_sql -e 'SHOW BINARY LOGS') || { log "cannot list binlogs; retrying"; sleep "$ARCHIVE_POLL_SECONDS"; continue; }
+        mapfile -t names < <(cut -f1 <<<"$listing" | sed '/^$/d')
+        pending=0
+        oldest_pending=""
+        for ((i = 0; i + 1 < ${#names[@]}; i++)); do
+            name=${names[i]}
+            [[ -n ${archived[$name]:-} ]] && continue
+            n=$(number_of "$name")
+            if [[ -n $last_number ]] && ((n > last_number + 1)); then
+                log "GAP: binlogs after number $last_number up to $name are not archived and no longer on the server; a restore cannot roll forward across them"
+                state archive-gaps 1
+            fi
+            if archive_one "$name"; then
+                archived[$name]=1
+                last_number=$n
+            else
+                pending=$((pending + 1))
+                [[ -n $oldest_pending ]] || oldest_pending=$(stat -c %Y "$MYSQL_DATA_DIR/$name" 2>/dev/null || date +%s)
+                break  # in order: never one after a binlog that is not there yet
+            fi
+        done
+        state archive-pending "$pending"
+        state archive-oldest-pending "${oldest_pending:-0}"
+        state archive-checked "$(date -u +%s)"
+        # The open binlog: close it once it has held events for BINLOG_ARCHIVE_SECONDS.
+        current=${names[${#names[@]}-1]:-}
+        size=$(grep -E "^${current}[[:space:]]" <<<"$listing" | cut -f2)
+        if [[ $current != "$open_name" ]]; then
+            open_name=$current open_size=$size dirty_since=""
+        elif [[ $size != "$open_size" && -z $dirty_since ]]; then
+            dirty_since=$(date -u +%s)
+        fi
+        if [[ -n $dirty_since ]] && (($(date -u +%s) - dirty_since >= BINLOG_ARCHIVE_SECONDS - ARCHIVE_POLL_SECONDS)); then
+            log "closing $current (events waiting since $(date -u -d "@$dirty_since" +%FT%TZ))"
+            backup_sql -e 'FLUSH BINARY LOGS' || log "FLUSH BINARY LOGS failed; retrying on the next pass"
+            continue
+        fi
+        [[ $ARCHIVE_ONCE == true ]] && exit 0
+        sleep "$ARCHIVE_POLL_SECONDS"
+    done
+}
+
+# Sourced (tests), it only defines the functions above.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

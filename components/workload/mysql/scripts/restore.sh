@@ -113,8 +113,13 @@ plan_binlogs() {
         end=$(json_field end_time <<<"$index") || die "index of $name has no end_time"
         number=$((10#${name##*.}))
         if [[ $started == false ]]; then
-            # The last binlog that starts at or before the backup's position comes first.
-            if [[ $MYSQL_ENGINE == mariadb ]] && mariadb_gtid_covers "$gtid" "$start"; then
+            # The last binlog that starts at or before the backup's position comes first. MySQL:
+            # every binlog from the first (mysqlbinlog --exclude-gtids skips what the backup has);
+            # that the first starts within the backup's set is checked by the replay phase's
+            # server (GTID_SUBSET), which bash cannot compute.
+            if [[ $MYSQL_ENGINE == mysql && ${#chosen[@]} == 0 ]] ||
+                { [[ $MYSQL_ENGINE == mariadb ]] && mariadb_gtid_covers "$gtid" "$start"; }; then
+                [[ $MYSQL_ENGINE == mysql ]] && started=true
                 chosen=("$name")
                 previous=$number
                 (($(epoch_of "$end") >= target)) && reached=true || reached=false
@@ -203,9 +208,14 @@ fetch() {
     # The source's replication and archive state must not come along.
     rm -f "$RESTORE_STAGING_DIR/master.info" "$RESTORE_STAGING_DIR/relay-log.info" \
         "$RESTORE_STAGING_DIR/multi-master.info" "$RESTORE_STAGING_DIR/atomic-binlog-archive.id"
+    local first_start=""
+    if ((${#binlogs[@]})); then
+        first_start=$(s3_get "binlogs/$inc/${binlogs[0]}.json" | json_field start_gtid) || first_start=""
+    fi
     {
         printf 'id=%s\n' "$id"
         printf 'gtid=%s\n' "$gtid"
+        printf 'first_start=%s\n' "$first_start"
     } >"$BINLOG_DIR/restore.env"
     log "backup $id fetched and prepared; the replay phase finishes the restore"
 }
@@ -246,6 +256,13 @@ replay() {
         # the replayed events (strict mode) both need it.
         printf "RESET MASTER;\nSET GLOBAL gtid_binlog_state = '%s';\n" "$gtid" | "${client[@]}" ||
             { cleanup_and_die "setting the GTID state '$gtid' failed"; }
+    fi
+    local first_start
+    first_start=$(sed -n 's/^first_start=//p' "$BINLOG_DIR/restore.env")
+    if [[ $MYSQL_ENGINE == mysql && -n $first_start ]]; then
+        [[ $first_start =~ ^[0-9A-Za-z_:,-]+$ ]] || cleanup_and_die "the archive's GTID set '$first_start' has unexpected characters"
+        [[ $(printf "SELECT GTID_SUBSET('%s', @@GLOBAL.gtid_executed);\n" "$first_start" | "${client[@]}") == 1 ]] ||
+            cleanup_and_die "binlogs before the archive's first one are missing (it starts after GTID set '$first_start', which the backup does not hold): refusing to claim $RESTORE_FROM"
     fi
     if [[ -s $BINLOG_DIR/replay.list ]]; then
         local files=() stop
