@@ -60,7 +60,8 @@ if settings.cluster is not None:
             set_name=settings.mysql.name, prefix=settings.mysql.backup.prefix,
             retention_days=settings.mysql.backup.retention_days, protect=settings.protect, tags=settings.tags))
         mysql_backup = BackupTarget(bucket=store.bucket_name, access_key_id=store.access_key_id,
-                                    secret_access_key=store.secret_access_key, server_side_encryption="aws:kms")
+                                    secret_access_key=store.secret_access_key, server_side_encryption="aws:kms",
+                                    kms_key_id=store.storage.key_arn)
         mysql_needs += [store.storage.ready]
         pulumi.export("mysqlBackupBucket", store.bucket_name)
 else:

@@ -45,8 +45,10 @@ class BackupTarget:
     bucket: pulumi.Input[str]
     access_key_id: pulumi.Input[str]
     secret_access_key: pulumi.Input[str]
-    # aws:kms when the bucket encrypts with a KMS key by default (S3's ETag is then no MD5).
+    # aws:kms when the bucket encrypts with a KMS key by default (S3's ETag is then no MD5), and
+    # that key's ARN: an upload asking for aws:kms without one gets S3's AWS managed key instead.
     server_side_encryption: str = ""
+    kms_key_id: pulumi.Input[str] = ""
 
 
 def job_label(set_name: str) -> dict[str, str]:
@@ -69,6 +71,7 @@ def s3_env(backup: BackupSettings, target: BackupTarget) -> dict[str, pulumi.Inp
         "BACKUP_REGION": backup.region,
         "BACKUP_ENDPOINT": backup.endpoint or "",
         "BACKUP_SSE": target.server_side_encryption,
+        "BACKUP_SSE_KMS_KEY_ID": target.kms_key_id,
         "BACKUP_KEY_DIR": S3_SECRET_MOUNT,
         "S3_TOOLS_DIR": S3_TOOLS_MOUNT,
     }

@@ -12,7 +12,8 @@
 : "${BACKUP_PREFIX:?BACKUP_PREFIX is not set}"
 : "${BACKUP_ENDPOINT:=}"                        # empty = AWS S3
 : "${BACKUP_REGION:=us-east-1}"
-: "${BACKUP_SSE:=}"                             # aws:kms on the aws cluster's bucket (its default key)
+: "${BACKUP_SSE:=}"                             # aws:kms on the aws cluster's bucket
+: "${BACKUP_SSE_KMS_KEY_ID:=}"                  # and the ARN of the bucket's own KMS key
 : "${BACKUP_KEY_DIR:=/etc/mysql-backup-s3}"     # the Secret: access-key-id, secret-access-key
 : "${S3_TOOLS_DIR:=/opt/s3-tools}"              # where the s3-tools init container put rclone
 : "${S3_CHUNK_SIZE:=64M}"                       # a stream of unknown size may have 10000 parts: 640 GiB
@@ -38,8 +39,13 @@ s3_env() {
     else
         export RCLONE_CONFIG_STORE_PROVIDER=AWS
     fi
-    # SSE-KMS objects have no MD5 ETag: rclone must know, or it calls every upload corrupt.
-    [[ -z $BACKUP_SSE ]] || export RCLONE_CONFIG_STORE_SERVER_SIDE_ENCRYPTION=$BACKUP_SSE
+    # SSE-KMS objects have no MD5 ETag: rclone must know, or it calls every upload corrupt
+    # (rclone/rclone#1824). And the key must be named: a request asking for aws:kms without a key
+    # id gets S3's AWS managed key (aws/s3), not the bucket's own.
+    if [[ -n $BACKUP_SSE ]]; then
+        export RCLONE_CONFIG_STORE_SERVER_SIDE_ENCRYPTION=$BACKUP_SSE
+        [[ -z $BACKUP_SSE_KMS_KEY_ID ]] || export RCLONE_CONFIG_STORE_SSE_KMS_KEY_ID=$BACKUP_SSE_KMS_KEY_ID
+    fi
     # The key may not create or inspect buckets; it only reads and writes below its prefix.
     export RCLONE_S3_NO_CHECK_BUCKET=true
     # rclone must not inherit a CA bundle meant for another client (the AWS SDK refuses it).

@@ -63,6 +63,8 @@ def test_backups_add_the_agent_the_cron_job_and_their_network_paths() -> None:
     agent = spec["containers"][3]
     env = env_of(agent)
     assert env["BACKUP_PREFIX"] == "dev/mysql" and env["BACKUP_SSE"] == "aws:kms" and env["BACKUP_ENDPOINT"] == ""
+    [key] = [k for k in plan.of_type(tokens.KMS_KEY) if k.name.startswith("mysql-backups")]
+    assert env["BACKUP_SSE_KMS_KEY_ID"] == key.state["arn"]  # the bucket's own key, never aws/s3
     [bucket] = plan.of_type(tokens.S3_BUCKET)
     assert env["BACKUP_BUCKET"] == bucket.state["bucket"]  # the bucket the stack built
     assert env["BINLOG_ARCHIVE_SECONDS"] == "300" and env["BACKUP_RETENTION_DAYS"] == "7"
