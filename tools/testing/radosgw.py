@@ -82,7 +82,10 @@ mon warn on pool no redundancy = false
 mon data avail warn = 1
 mon data avail crit = 0
 osd crush chooseleaf type = 0
+# The harness puts osd.0 into the CRUSH map itself: the OSD's own update at start races its first
+# osdmap and sometimes stops the OSD ("wrong fsid", then "unable to update_crush_location").
 osd class update on start = false
+osd crush update on start = false
 osd objectstore = memstore
 memstore device bytes = 2147483648
 osd data = {b}/osd$id
@@ -120,6 +123,7 @@ rgw enable usage log = false
                                              self.base / "log" / "mon.out"))
             wait_until("ceph-mon answers", lambda: self._ceph("mon", "stat"), 30, alive=self.daemons)
             self._ceph("osd", "create", osd_uuid)
+            self._ceph("osd", "crush", "add", "osd.0", "1.0", "root=default", "host=localhost")
             self._run("ceph-osd", "-c", c, "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
             self.daemons.append(Daemon.start("ceph-osd", ["ceph-osd", "-f", "-c", c, "-i", "0"],
                                              self.base / "log" / "osd.out"))

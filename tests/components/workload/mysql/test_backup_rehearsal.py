@@ -115,7 +115,7 @@ class BackupPod(Pod):
         while time.monotonic() < deadline and "serving backup requests" not in self.agent_log.read_text():
             time.sleep(0.2)
 
-    def delete(self) -> None:
+    def stop_agent(self) -> None:
         agent = getattr(self, "agent", None)
         if agent is not None and agent.poll() is None:
             os.killpg(agent.pid, 15)
@@ -124,6 +124,10 @@ class BackupPod(Pod):
             except subprocess.TimeoutExpired:
                 os.killpg(agent.pid, 9)
                 agent.wait(10)
+        self.agent = None
+
+    def delete(self) -> None:
+        self.stop_agent()
         super().delete()
 
 
@@ -306,6 +310,29 @@ def test_the_archiver_uploads_every_closed_binlog_in_order_within_its_delay(sour
         text = response.read().decode()
     assert "atomic_mysql_binlog_archive_pending_files 0" in text
     assert re.search(r"^atomic_mysql_binlog_archive_last_event_timestamp_seconds [1-9]\d+$", text, re.M), text
+
+
+def test_nothing_is_missed_across_restarts_of_the_primary_and_its_archiver(source: BackupSet) -> None:
+    pod = source.pods[0]
+    assert pod.server is not None
+    source.write("before the restarts")
+    pod.stop_agent()  # the archiver is down while the server restarts (which closes its binlog)
+    pod.server.restart()
+    source.write("while the archiver is down")
+    source.table(0, "FLUSH BINARY LOGS")
+    pod.start_agent()
+    tick()
+    moment = utc_now_second()
+    source.write("after the restarts")
+    source.archive_reaches(moment, timeout=ARCHIVE_SECONDS + 30)
+    inc = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/binlogs/current.json"))["incarnation"]
+    archived = {n for n in source.rgw.list(f"{BUCKET}/{PREFIX}/binlogs/{inc}") if not n.endswith(".json")}
+    closed = [row[0] for row in source.table(0, "SHOW BINARY LOGS")][:-1]
+    assert set(closed) <= archived, sorted(set(closed) - archived)
+    numbers = sorted(int(n.rsplit(".", 1)[1]) for n in archived)
+    assert numbers == list(range(numbers[0], numbers[-1] + 1)), "the archive has no hole"
+    assert "(0 there already)" not in (pod.root / "agent.log").read_text().rsplit("archiving closed binlogs", 1)[-1]
+    source.wait_replicated([1, 2])
 
 
 # ---------------------------------------------------------------- point-in-time restore
