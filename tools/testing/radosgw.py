@@ -51,7 +51,8 @@ class CephRgw:
     """A one-node Ceph cluster and its RADOS Gateway on 127.0.0.1."""
 
     def __init__(self, base_dir: Path) -> None:
-        self.base = Path(base_dir)
+        self.root = Path(base_dir)
+        self.base = self.root
         self.mon_port, self.port = free_ports(2)
         self.conf = self.base / "ceph.conf"
         self.daemons: list[Daemon] = []
@@ -108,8 +109,22 @@ rgw enable usage log = false
     def _ceph(self, *args: str) -> str:
         return self._run("ceph", "-c", str(self.conf), "--connect-timeout", "10", *args)
 
-    def start(self, timeout: float = 90) -> CephRgw:
+    def start(self, timeout: float = 90, attempts: int = 3) -> CephRgw:
+        """Start the cluster; a start that fails (a port taken between choosing and binding it, by
+        another test run on the machine) is retried from scratch on new ports, `attempts` in all."""
         require_radosgw()
+        for attempt in range(1, attempts + 1):
+            self.base = self.root / f"cluster-{attempt}"
+            self.conf = self.base / "ceph.conf"
+            self.mon_port, self.port = free_ports(2)
+            try:
+                return self._start(timeout)
+            except (RuntimeError, TimeoutError):
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> CephRgw:
         for sub in ("mon", "osd0", "run", "log"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         fsid, osd_uuid = str(uuid.uuid4()), str(uuid.uuid4())

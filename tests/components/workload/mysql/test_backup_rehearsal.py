@@ -314,7 +314,7 @@ def test_the_archiver_uploads_every_closed_binlog_in_order_within_its_delay(sour
 
 def test_nothing_is_missed_across_restarts_of_the_primary_and_its_archiver(source: BackupSet) -> None:
     pod = source.pods[0]
-    assert pod.server is not None
+    assert isinstance(pod, BackupPod) and pod.server is not None
     source.write("before the restarts")
     pod.stop_agent()  # the archiver is down while the server restarts (which closes its binlog)
     pod.server.restart()
@@ -327,7 +327,7 @@ def test_nothing_is_missed_across_restarts_of_the_primary_and_its_archiver(sourc
     source.archive_reaches(moment, timeout=ARCHIVE_SECONDS + 30)
     inc = json.loads(source.rgw.get(f"{BUCKET}/{PREFIX}/binlogs/current.json"))["incarnation"]
     archived = {n for n in source.rgw.list(f"{BUCKET}/{PREFIX}/binlogs/{inc}") if not n.endswith(".json")}
-    closed = [row[0] for row in source.table(0, "SHOW BINARY LOGS")][:-1]
+    closed = [str(row[0]) for row in source.table(0, "SHOW BINARY LOGS")][:-1]
     assert set(closed) <= archived, sorted(set(closed) - archived)
     numbers = sorted(int(n.rsplit(".", 1)[1]) for n in archived)
     assert numbers == list(range(numbers[0], numbers[-1] + 1)), "the archive has no hole"
