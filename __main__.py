@@ -56,9 +56,13 @@ if settings.cluster is not None:
         # The set's backups go to a bucket of this stack, through a key scoped to the set's prefix.
         from components.aws.backup_bucket import MysqlBackupStore, MysqlBackupStoreArgs
 
+        backup = settings.mysql.backup
+        restore_source = ((backup.restore_bucket, backup.restore_prefix or backup.prefix)
+                          if backup.restore_from and (backup.restore_bucket or backup.restore_prefix) else None)
         store = MysqlBackupStore("mysql-backups", MysqlBackupStoreArgs(
-            set_name=settings.mysql.name, prefix=settings.mysql.backup.prefix,
-            retention_days=settings.mysql.backup.retention_days, protect=settings.protect, tags=settings.tags))
+            set_name=settings.mysql.name, prefix=backup.prefix, retention_days=backup.retention_days,
+            protect=settings.protect, tags=settings.tags, restore_source=restore_source,
+            region=backup.region))
         mysql_backup = BackupTarget(bucket=store.bucket_name, access_key_id=store.access_key_id,
                                     secret_access_key=store.secret_access_key, server_side_encryption="aws:kms",
                                     kms_key_id=store.storage.key_arn)
@@ -67,13 +71,13 @@ if settings.cluster is not None:
 else:
     assert settings.existing is not None, "settings give either a cluster to build or an existing one"
     provider = provider_for_existing("kubernetes", settings.existing)
-    backup = settings.mysql.backup
-    if backup is not None:
+    if settings.mysql.backup is not None:
         secrets = settings.mysql_secrets
-        assert backup.bucket and secrets.backup_access_key_id and secrets.backup_secret_access_key
-        mysql_backup = BackupTarget(bucket=backup.bucket, access_key_id=secrets.backup_access_key_id,
+        user_bucket = settings.mysql.backup.bucket
+        assert user_bucket and secrets.backup_access_key_id and secrets.backup_secret_access_key
+        mysql_backup = BackupTarget(bucket=user_bucket, access_key_id=secrets.backup_access_key_id,
                                     secret_access_key=secrets.backup_secret_access_key)
-        pulumi.export("mysqlBackupBucket", backup.bucket)
+        pulumi.export("mysqlBackupBucket", user_bucket)
 
 workload = Workload(
     "workload",

@@ -46,11 +46,28 @@ def tls_only_policy(bucket_arn: str) -> str:
     }]})
 
 
-def prefix_access_policy(bucket_arn: str, prefix: str, key_arn: str) -> str:
+def prefix_access_policy(bucket_arn: str, prefix: str, key_arn: str,
+                         restore_source: tuple[str, str, str] | None = None) -> str:
     """What the set's pods may do: objects below `<prefix>/` only (multipart uploads included),
     listing only that prefix, and the bucket key for those objects only (SSE-KMS encryption
-    context is the object's ARN when no S3 Bucket Key is used)."""
+    context is the object's ARN when no S3 Bucket Key is used).
+
+    `restore_source` (bucket ARN, prefix, region) adds read-only access to the backups a restore
+    reads (another set's prefix, possibly another stack's bucket) and decryption of those objects
+    through S3 only, whatever key that bucket uses."""
     objects = f"{bucket_arn}/{prefix}/*"
+    restore: list[dict[str, object]] = []
+    if restore_source is not None:
+        source_bucket, source_prefix, region = restore_source
+        source_objects = f"{source_bucket}/{source_prefix}/*"
+        restore = [
+            {"Sid": "ListRestoreSource", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [source_bucket],
+             "Condition": {"StringLike": {"s3:prefix": [f"{source_prefix}/", f"{source_prefix}/*"]}}},
+            {"Sid": "ReadRestoreSource", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [source_objects]},
+            {"Sid": "DecryptRestoreSourceThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": ["*"],
+             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                           "StringLike": {"kms:EncryptionContext:aws:s3:arn": [source_objects]}}},
+        ]
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "ListOwnPrefix", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
          "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}}},
@@ -61,6 +78,7 @@ def prefix_access_policy(bucket_arn: str, prefix: str, key_arn: str) -> str:
         {"Sid": "UseBucketKeyForOwnObjects", "Effect": "Allow",
          "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": [key_arn],
          "Condition": {"StringLike": {"kms:EncryptionContext:aws:s3:arn": [objects]}}},
+        *restore,
     ]})
 
 
@@ -157,6 +175,9 @@ class MysqlBackupStoreArgs:
     retention_days: int
     protect: bool
     tags: Mapping[str, str]
+    # A restore's source: (bucket name or None for this store's own bucket, prefix), and the region.
+    restore_source: tuple[str | None, str] | None = None
+    region: str = "us-east-1"
 
 
 class MysqlBackupStore(pulumi.ComponentResource):
@@ -177,8 +198,15 @@ class MysqlBackupStore(pulumi.ComponentResource):
             tags=args.tags), opts=child)
         self.user = aws.iam.User(f"{name}-user", path="/atomic-mysql/", tags={**args.tags, TAG_NAME: f"{name}-user"},
                                  opts=child)
-        policy = pulumi.Output.all(self.storage.bucket_arn, self.storage.key_arn).apply(
-            lambda v: prefix_access_policy(v[0], args.prefix, v[1]))
+        def document(values: list[str]) -> str:
+            bucket_arn, key_arn = values
+            source = None
+            if args.restore_source is not None:
+                name, source_prefix = args.restore_source
+                source = (f"arn:aws:s3:::{name}" if name else bucket_arn, source_prefix, args.region)
+            return prefix_access_policy(bucket_arn, args.prefix, key_arn, source)
+
+        policy = pulumi.Output.all(self.storage.bucket_arn, self.storage.key_arn).apply(document)
         aws.iam.UserPolicy(f"{name}-policy", user=self.user.name, policy=policy, opts=child)
         self.access_key = aws.iam.AccessKey(f"{name}-key", user=self.user.name,
                                             opts=ResourceOptions(parent=self,

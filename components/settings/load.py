@@ -546,7 +546,8 @@ def _backup(reader: _Reader, mode: ClusterMode, stack: str) -> BackupSettings | 
         if problem is not None:
             raise reader.fail("mysqlRestoreFrom", restore_from, problem)
     if not enabled:
-        for name in ("mysqlBackupBucket", "mysqlBackupEndpoint", "mysqlRestoreFrom", "mysqlRestorePrefix"):
+        for name in ("mysqlBackupBucket", "mysqlBackupEndpoint", "mysqlRestoreFrom", "mysqlRestorePrefix",
+                     "mysqlRestoreBucket"):
             value = reader.optional(name)
             if value is not None:
                 raise reader.fail(name, value, "needs mysqlBackupEnabled=true (backups, archive and restore share one"
@@ -586,9 +587,12 @@ def _backup(reader: _Reader, mode: ClusterMode, stack: str) -> BackupSettings | 
                               " separated by '/', without a leading or trailing '/' (e.g. prod/mysql), or empty")
         prefixes[name] = value
     restore_prefix = prefixes["mysqlRestorePrefix"]
-    if restore_prefix is not None and restore_from is None:
-        raise reader.fail("mysqlRestorePrefix", restore_prefix, "is read only by a restore: set mysqlRestoreFrom"
-                          " too, or this empty")
+    restore_bucket = reader.optional("mysqlRestoreBucket")
+    for name, value in (("mysqlRestorePrefix", restore_prefix), ("mysqlRestoreBucket", restore_bucket)):
+        if value is not None and restore_from is None:
+            raise reader.fail(name, value, "is read only by a restore: set mysqlRestoreFrom too, or this empty")
+    if restore_bucket is not None and (problem := rules.bucket_problem(restore_bucket)) is not None:
+        raise reader.fail("mysqlRestoreBucket", restore_bucket, problem)
     return BackupSettings(
         schedule=schedule,
         retention_days=reader.integer("mysqlBackupRetentionDays", 1, 3650),
@@ -600,6 +604,7 @@ def _backup(reader: _Reader, mode: ClusterMode, stack: str) -> BackupSettings | 
         endpoint=endpoint,
         restore_from=restore_from,
         restore_prefix=restore_prefix,
+        restore_bucket=restore_bucket,
     )
 
 

@@ -51,6 +51,7 @@ class BackupSettings:
     endpoint: str | None          # an S3-compatible endpoint; None = AWS S3
     restore_from: str | None = None   # a backup id or a UTC time (see Pulumi.yaml)
     restore_prefix: str | None = None  # where the restore reads; None = prefix
+    restore_bucket: str | None = None  # the bucket it reads; None = the set's own
 
 
 @dataclass(frozen=True)

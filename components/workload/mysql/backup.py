@@ -92,7 +92,8 @@ def agent_env(settings: MysqlSettings, backup: BackupSettings) -> dict[str, str]
 
 
 def restore_env(backup: BackupSettings) -> dict[str, str]:
-    return {"RESTORE_FROM": backup.restore_from or "", "RESTORE_PREFIX": backup.restore_prefix or ""}
+    return {"RESTORE_FROM": backup.restore_from or "", "RESTORE_PREFIX": backup.restore_prefix or "",
+            "RESTORE_BUCKET": backup.restore_bucket or ""}
 
 
 def s3_tools_container(security: core.SecurityContextArgs, resources: core.ResourceRequirementsArgs

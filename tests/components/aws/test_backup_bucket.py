@@ -79,6 +79,31 @@ def test_the_pods_key_reaches_only_the_sets_prefix() -> None:
         "arn:aws:s3:::b", "arn:aws:s3:::b/*"]
 
 
+def test_a_restore_source_is_granted_read_only_and_decryption_through_s3_only() -> None:
+    document = json.loads(prefix_access_policy("arn:aws:s3:::new", "staging/mysql", "arn:aws:kms:us-east-2:1:key/k",
+                                               ("arn:aws:s3:::prod-backups", "prod/mysql", "us-east-2")))
+    statements = {s["Sid"]: s for s in document["Statement"]}
+    assert statements["ReadRestoreSource"] == {"Sid": "ReadRestoreSource", "Effect": "Allow",
+                                               "Action": ["s3:GetObject"],
+                                               "Resource": ["arn:aws:s3:::prod-backups/prod/mysql/*"]}
+    assert statements["ListRestoreSource"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["prod/mysql/", "prod/mysql/*"]}}
+    decrypt = statements["DecryptRestoreSourceThroughS3"]
+    assert decrypt["Action"] == ["kms:Decrypt"] and decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-east-2.amazonaws.com"},
+        "StringLike": {"kms:EncryptionContext:aws:s3:arn": ["arn:aws:s3:::prod-backups/prod/mysql/*"]}}
+
+
+def test_a_restore_in_the_stack_reads_its_source_from_the_stacks_own_bucket() -> None:
+    plan = run_program("dev", {**BACKUPS, "mysqlName": "mysql2", "mysqlRestoreFrom": "20261201T031700Z",
+                               "mysqlRestorePrefix": "dev/mysql"})
+    [policy] = plan.of_type(tokens.IAM_USER_POLICY)
+    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+    bucket = only(plan, tokens.S3_BUCKET).state["arn"]
+    assert statements["ReadWriteOwnObjects"]["Resource"] == [f"{bucket}/dev/mysql2/*"]
+    assert statements["ReadRestoreSource"]["Resource"] == [f"{bucket}/dev/mysql/*"]
+
+
 def test_the_key_is_a_secret_and_its_user_has_only_the_prefix_policy(plan: Plan) -> None:
     key = only(plan, tokens.IAM_ACCESS_KEY)
     assert "secret" in key.options["additionalSecretOutputs"]

@@ -21,7 +21,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 : "${RESTORE_FROM:=}"
-: "${RESTORE_PREFIX:=}"
+: "${RESTORE_PREFIX:=}"         # where the backups are; empty = BACKUP_PREFIX
+: "${RESTORE_BUCKET:=}"         # and in which bucket; empty = BACKUP_BUCKET
 : "${RESTORE_STAGING_DIR:=${MYSQL_DATA_DIR%/}.restore-staging}"
 : "${RESTORE_PREPARE_MEMORY:=128M}"
 : "${MYSQLD:=}"                   # the server binary (replay); default per engine
@@ -145,6 +146,7 @@ fetch() {
     # shellcheck source=s3.sh
     source "$(dirname "${BASH_SOURCE[0]}")/s3.sh"
     [[ -z $RESTORE_PREFIX ]] || BACKUP_PREFIX=$RESTORE_PREFIX
+    [[ -z $RESTORE_BUCKET ]] || BACKUP_BUCKET=$RESTORE_BUCKET
     [[ $RESTORE_FROM =~ $BACKUP_ID_PATTERN || $RESTORE_FROM =~ $RESTORE_TIME_PATTERN ]] ||
         die "RESTORE_FROM='$RESTORE_FROM' is neither a backup id (20261201T031700Z) nor a UTC time (2026-12-01T10:21:41Z)"
     s3_env

@@ -99,7 +99,7 @@ def test_backups_add_the_agent_the_cron_job_and_their_network_paths() -> None:
 
 def test_a_restore_adds_fetch_and_replay_to_the_pods_init_containers() -> None:
     plan = run_program("dev", {**BACKUPS, "mysqlRestoreFrom": "2026-12-01T10:21:41Z",
-                               "mysqlRestorePrefix": "prod/mysql"})
+                               "mysqlRestorePrefix": "prod/mysql", "mysqlRestoreBucket": "prod-backups-0123"})
     spec = pod(plan)
     assert names(spec["initContainers"]) == ["init-mysql", "clone-mysql", "s3-tools", "restore-fetch",
                                              "restore-replay"]
@@ -109,6 +109,7 @@ def test_a_restore_adds_fetch_and_replay_to_the_pods_init_containers() -> None:
     for container in (fetch, replay):
         env = env_of(container)
         assert env["RESTORE_FROM"] == "2026-12-01T10:21:41Z" and env["RESTORE_PREFIX"] == "prod/mysql"
+        assert env["RESTORE_BUCKET"] == "prod-backups-0123"
         assert env["MYSQL_DATA_DIR"] == "/var/lib/mysql-volume/mysql"
     assert fetch["command"][-1] == "fetch" and replay["command"][-1] == "replay"
     kubernetes_validate.validate(objects(plan)[("StatefulSet", "mysql")], KUBERNETES_VERSION, strict=True)

@@ -35,6 +35,7 @@ from tools.testing.radosgw import CephRgw
 pytestmark = pytest.mark.real
 
 BUCKET = "atomic-backups"
+RESTORED_BUCKET = "atomic-restored"  # a restored set's own bucket: it reads the source's, read-only
 PREFIX = "rehearsal/mysql"
 ARCHIVE_SECONDS = 3
 
@@ -67,6 +68,7 @@ class BackupPod(Pod):
             "BACKUP_RETENTION_DAYS": "7",
             "RESTORE_FROM": group.restore_from,
             "RESTORE_PREFIX": group.restore_prefix,
+            "RESTORE_BUCKET": group.restore_bucket,
             "MYSQLD": str(MARIADBD),
             "RESTORE_MYSQLD_ARGS": "--user=root" if os.geteuid() == 0 else "",
             "S3_CHUNK_SIZE": "5M",
@@ -137,11 +139,11 @@ class RestoreRefusedError(AssertionError):
 
 class BackupSet(RehearsalSet):
     def __init__(self, base: Path, rgw: CephRgw, *, replicas: int = 3, restore_from: str = "",
-                 restore_prefix: str = "", prefix: str = PREFIX, bucket: str = BUCKET,
+                 restore_prefix: str = "", restore_bucket: str = "", prefix: str = PREFIX, bucket: str = BUCKET,
                  secret_key: str | None = None, root_password: str | None = None) -> None:
         super().__init__(base)
         self.rgw, self.replicas, self.bucket, self.prefix = rgw, replicas, bucket, prefix
-        self.restore_from, self.restore_prefix = restore_from, restore_prefix
+        self.restore_from, self.restore_prefix, self.restore_bucket = restore_from, restore_prefix, restore_bucket
         self.restore_log = ""
         self.passwords = dict(PASSWORDS)
         if root_password is not None:  # a new set has its own Secret
@@ -220,6 +222,7 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRgw]:
     server = CephRgw(tmp_path_factory.mktemp("ceph")).start()
     try:
         server.create_bucket(BUCKET)
+        server.create_bucket(RESTORED_BUCKET)
         yield server
     finally:
         server.stop()
@@ -249,9 +252,11 @@ RESTORED_ROOT_PASSWORD = "an'other \\set's root #pw"
 
 
 def restore_set(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> BackupSet:
-    """A new set (its own prefix and root password) restoring from the source set's prefix."""
-    return BackupSet(base, rgw, prefix="restored/mysql", restore_prefix=PREFIX, restore_from=restore_from,
-                     root_password=RESTORED_ROOT_PASSWORD, **options)  # type: ignore[arg-type]
+    """A new set (its own bucket, prefix and root password) restoring from the source set's bucket
+    and prefix (mysqlRestoreBucket, mysqlRestorePrefix)."""
+    settings: dict[str, object] = {"bucket": RESTORED_BUCKET, "prefix": "restored/mysql", "restore_prefix": PREFIX,
+                                   "restore_bucket": BUCKET, "root_password": RESTORED_ROOT_PASSWORD, **options}
+    return BackupSet(base, rgw, restore_from=restore_from, **settings)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- backups
@@ -368,6 +373,8 @@ def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: Bac
             c.execute("INSERT INTO messages (message) VALUES ('after the restore')")
         restored.wait_replicated([1])
         assert restored.pods[1].rows()[-1] == "after the restore"
+        # The restored set archives to its own bucket and prefix, never to the source's.
+        restored.archive_reaches(utc_now_second() - timedelta(days=1), timeout=60)
         # A restart finds the restored data dir and leaves it alone.
         result = restored.pods[0].script("restore.sh", "fetch")
         assert result.returncode == 0 and "restored from" in result.stderr and "already" in result.stderr
@@ -448,7 +455,7 @@ def refused(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> s
 
 
 def test_restore_refuses_a_missing_bucket(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
-    message = refused(rgw, tmp_path, "20260101T000000Z", bucket="no-such-bucket")
+    message = refused(rgw, tmp_path, "20260101T000000Z", restore_bucket="no-such-bucket")
     assert "FATAL: bucket no-such-bucket does not exist or is not visible to this access key" in message
 
 
