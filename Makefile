@@ -8,16 +8,18 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # Debian packages the tests run for real: MariaDB (clone/replication rehearsal, verify drills),
 # etcd (3-member cluster from the rendered settings), HAProxy (the minions' API proxy),
 # cloud-init (user-data schema), ncat/socat, shellcheck (every shell file), systemd (systemd-analyze
-# verify of the node units), Ceph's monitor, OSD and RADOS Gateway (a real S3 API on loopback) and
-# rclone (the MySQL set's S3 client) for the backup, archive and restore rehearsals.
-APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd ceph-mon ceph-osd radosgw rclone
+# verify of the node units), radosgw on a one-node Ceph (ceph-mon, ceph-osd) with python3-boto3 and awscli
+# (the etcd backups into a real S3 API, and the snapshot fetched back) and rclone (the MySQL set's S3
+# client) for the backup, archive and restore rehearsals.
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli rclone
 
-.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-backup restore-drill scan clean
+.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-clone bench-apply bench-backup restore-drill scan clean
 
 help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
 	@echo "make test                  install what the tests need, then lint and run every test"
 	@echo "make bench                 preview timings (dev, prod, synthetic large stacks)"
+	@echo "make bench-clone / bench-apply  clone path vs copy floor; parallel vs serial apply (real MariaDB)"
 	@echo "make verify [STACK=prod] ARGS='...'  check a deployed MySQL set (see docs/verify.md)"
 	@echo "make scan                  checkov over every stack's rendered Kubernetes objects"
 	@echo "make restore-drill [ARGS='--bucket B --prefix P']  restore the latest backup into a scratch set and check it"
@@ -41,7 +43,7 @@ system-deps:
 	else echo "missing system packages (install as root):" $$missing; fi
 
 preview: deps
-	$(PY) -m tools.preview --stack $(STACK)
+	$(PY) -m tools.preview --stack $(STACK) --png
 
 preview-all: deps
 	@for s in $(STACKS); do $(PY) -m tools.preview --stack $$s --quiet || exit $$?; echo "previewed $$s"; done
@@ -67,6 +69,13 @@ verify: deps
 
 bench-verify: deps system-deps
 	$(PY) -m tools.bench.catchup $(ARGS)
+
+# The clone path against the tar | socat | tar floor, and parallel against serial apply (real MariaDB).
+bench-clone: deps system-deps
+	$(PY) -m tools.bench.clone $(ARGS)
+
+bench-apply: deps system-deps
+	$(PY) -m tools.bench.apply $(ARGS)
 
 # Without ARGS the drill rehearses the whole loop on this machine (Ceph RGW + MariaDB); with
 # ARGS='--bucket B --prefix P [--endpoint URL]' and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY it drills

@@ -21,6 +21,7 @@ guestbook_needs: list[pulumi.Resource] = []
 frontend_address: pulumi.Output[str] | None = None
 guestbook = settings.guestbook
 mysql_backup: BackupTarget | None = None
+mysql = settings.mysql
 
 if settings.cluster is not None:
     from components.addons.cluster_addons import ClusterAddons, ClusterAddonsArgs
@@ -33,15 +34,19 @@ if settings.cluster is not None:
         "addons",
         ClusterAddonsArgs(
             settings=settings.cluster.addons,
-            cluster_name=settings.cluster.name,
+            cluster_id=settings.cluster.cluster_id,
             region=settings.cluster.region,
             dns_service_ip=cluster.layout.dns_service_ip,
             tags=settings.tags,
         ),
         opts=ResourceOptions(providers=[provider]),
     )
-    mysql_needs += [addons.dns, addons.storage]
-    guestbook_needs += [addons.dns]
+    # Policies enforced before the first pod starts: a MySQL pod clones and takes accounts at once.
+    mysql_needs += [addons.dns, addons.storage, addons.network_policy]
+    guestbook_needs += [addons.dns, addons.network_policy]
+    # The data volumes live in the cluster's class for them, with the IOPS and throughput the settings
+    # checked against mysqlStorageSize (the default class stays at gp3's baseline for any other claim).
+    mysql = mysql.stored_in(settings.cluster.addons.data_volume.storage_class)
     if settings.cluster.frontend_lb is not None:
         # No cloud controller runs on this cluster: the frontend's load balancer is the cluster's
         # NLB, in front of a fixed NodePort of the frontend Service.
@@ -50,7 +55,14 @@ if settings.cluster is not None:
     pulumi.export("apiEndpoint", cluster.api_endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("masterPrivateIps", cluster.master_private_ips)
+    pulumi.export("masterNames", cluster.master_names)
     pulumi.export("minionPrivateIps", cluster.minion_private_ips)
+    # What `python -m tools.etcd` works with: where the snapshots are, and the way in over SSH.
+    if cluster.backups is not None:
+        pulumi.export("etcdBackupBucket", cluster.backups.bucket)
+        pulumi.export("etcdBackupPrefix", cluster.backup_prefix)
+    if cluster.connect_endpoint_id is not None:
+        pulumi.export("instanceConnectEndpointId", cluster.connect_endpoint_id)
     pulumi.export("storageClass", addons.storage_class_name)
     if settings.mysql.backup is not None:
         # The set's backups go to a bucket of this stack, through a key scoped to the set's prefix.
@@ -61,7 +73,8 @@ if settings.cluster is not None:
                           if backup.restore_from and (backup.restore_bucket or backup.restore_prefix) else None)
         store = MysqlBackupStore("mysql-backups", MysqlBackupStoreArgs(
             set_name=settings.mysql.name, prefix=backup.prefix, retention_days=backup.retention_days,
-            protect=settings.protect, tags=settings.tags, restore_source=restore_source,
+            protect=settings.protect, tags=settings.tags, cluster_id=settings.cluster.cluster_id,
+            restore_source=restore_source,
             region=backup.region))
         mysql_backup = BackupTarget(bucket=store.bucket_name, access_key_id=store.access_key_id,
                                     secret_access_key=store.secret_access_key, server_side_encryption="aws:kms",
@@ -83,9 +96,12 @@ workload = Workload(
     "workload",
     WorkloadArgs(
         namespace=settings.namespace,
-        mysql=settings.mysql,
+        mysql=mysql,
         mysql_secrets=settings.mysql_secrets,
         guestbook=guestbook,
+        # The aws cluster's kubelets all register their zone (atomic-kubelet-identity): the spread over
+        # zones is required there; an existing cluster's nodes may have no zone label at all.
+        zone_spread="required" if settings.cluster is not None else "preferred",
         mysql_needs=mysql_needs,
         guestbook_needs=guestbook_needs,
         mysql_backup=mysql_backup,
@@ -97,6 +113,8 @@ pulumi.export("mysqlPrimaryHost", workload.mysql.primary_host)
 pulumi.export("mysqlReadHost", workload.mysql.read_host)
 pulumi.export("mysqlPort", MYSQL_PORT)
 pulumi.export("mysqlSecretName", workload.mysql.secret_name)
+# The set's CA (public): what clients verify the servers' certificates with (make verify reads it).
+pulumi.export("mysqlCaCert", workload.mysql.ca_cert)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
 if settings.mysql.backup is not None:
     pulumi.export("mysqlBackupPrefix", settings.mysql.backup.prefix)

@@ -40,12 +40,23 @@ COREDNS_IMAGE = f"{COREDNS_IMAGE_NAME}:{COREDNS_IMAGE_TAG}"
 # EBS CSI driver v1.47.0 and the upstream sidecar releases it ships (as EKS rebuilds
 # public.ecr.aws/csi-components/*:<same version>-eksbuild.N); --metadata-sources needs >= v1.45.0.
 EBS_CSI_DRIVER_IMAGE = "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.47.0"
+# What this driver release asks EC2 for at most, whatever a StorageClass's `iops` says: it predates
+# AWS raising gp3 to 80,000 IOPS (2025-09) and caps a gp3 request at its gp3MaxTotalIOPS = 16000
+# (pkg/cloud/cloud.go, capIOPS), silently. Per the maintainers on kubernetes-sigs/aws-ebs-csi-driver#2678,
+# #2682 (merged 2025-10-02) replaced those hard-coded limits in later releases: raise this with the
+# pin, after reading that release's capIOPS.
+EBS_CSI_GP3_MAX_IOPS = 16000
 CSI_SIDECAR_REGISTRY = "registry.k8s.io/sig-storage"
 CSI_PROVISIONER_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-provisioner:v5.3.0"
 CSI_ATTACHER_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-attacher:v4.9.0"
 CSI_RESIZER_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-resizer:v1.14.0"
 CSI_LIVENESS_PROBE_IMAGE = f"{CSI_SIDECAR_REGISTRY}/livenessprobe:v2.16.0"
 CSI_REGISTRAR_IMAGE = f"{CSI_SIDECAR_REGISTRY}/csi-node-driver-registrar:v2.14.0"
+
+# kube-network-policies, the NetworkPolicy agent (addons/network_policy.py): tag and digest of the release
+# image on registry.k8s.io (a manifest list: amd64 and arm64).
+NETWORK_POLICY_AGENT_IMAGE = ("registry.k8s.io/networking/kube-network-policies:v1.1.1"
+                              "@sha256:fa4a8a823da474dd6efa3bb80347b5ac58376370e1c179c5d3fa462e14b0e465")
 
 METRICS_SERVER_IMAGE_NAME = "registry.k8s.io/metrics-server/metrics-server"
 METRICS_SERVER_IMAGE_TAG = "v0.7.2"

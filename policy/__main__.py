@@ -41,6 +41,16 @@ def _validator(policy: validators.Policy) -> Callable[[ResourceValidationArgs, R
     return validate
 
 
+def _stack_validator(policy: validators.StackPolicy) -> Callable[[StackValidationArgs, ReportViolation], None]:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        resources = [(r.urn, r.resource_type, r.props) for r in args.resources]
+        for urn, message in policy.check(resources):
+            report_violation(message, urn)
+
+    return validate
+
+
+# Apart from STACK_POLICIES: it needs each resource's parent (a bucket and its companions share one).
 def _bucket_companions(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     entries = [{"urn": r.urn, "type": r.resource_type, "parent": r.parent.urn if r.parent else None}
                for r in args.resources]
@@ -60,7 +70,17 @@ PolicyPack(
             validate=_validator(policy),
         )
         for policy in validators.POLICIES
-    ] + [
+    ]
+    + [
+        StackValidationPolicy(
+            name=policy.name,
+            description=policy.description,
+            enforcement_level=EnforcementLevel.MANDATORY,
+            validate=_stack_validator(policy),
+        )
+        for policy in validators.STACK_POLICIES
+    ]
+    + [
         StackValidationPolicy(
             name="bucket-companions",
             description="Every S3 bucket has KMS default encryption, versioning, a public access block and a"

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from components import tokens
-from components.facts import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT, MYSQL_PORT
+from components.facts import (
+    API_PORT,
+    ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT,
+    KUBELET_PORT,
+    MYSQL_PORT,
+    NETWORK_POLICY_IMPLEMENTATIONS,
+    admin_exposure_problem,
+)
 
 # --------------------------------------------------------------------------
 # Types the policies look at
@@ -70,6 +78,8 @@ STATEFUL_TYPES = {
     tokens.RANDOM_PASSWORD,
     # Backups live in the bucket (its KMS key is protected with it by aws/backup_bucket.py).
     tokens.S3_BUCKET,
+    tokens.RANDOM_BYTES,  # the key Secrets are encrypted with in etcd
+    tokens.KMS_KEY,  # what every node's PKI parameters are encrypted with
     tokens.STATEFUL_SET,
     tokens.PERSISTENT_VOLUME_CLAIM,
     tokens.PERSISTENT_VOLUME,
@@ -109,6 +119,8 @@ class Options:
 
 
 Check = Callable[[str, Mapping[str, Any], str, Options], list[str]]
+# A stack-level check sees every resource at once: (urn, type, props) -> (urn, message) violations.
+StackCheck = Callable[[list[tuple[str, str, Mapping[str, Any]]]], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,13 @@ class Policy:
     name: str
     description: str
     check: Check
+
+
+@dataclass(frozen=True)
+class StackPolicy:
+    name: str
+    description: str
+    check: StackCheck
 
 
 # --------------------------------------------------------------------------
@@ -249,6 +268,33 @@ def check_no_world_admin_ingress(resource_type: str, props: Mapping[str, Any], s
                     "allow only the admin CIDRs or other security groups"
                 )
     return violations
+
+
+def admin_exposure(resources: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[tuple[str, str]]:
+    """A stack-level check: the union of every CIDR that may reach an admin port, measured by address
+    space (one rule at a time cannot see 0.0.0.0/1 + 128.0.0.0/1). (urn, message) per violation,
+    reported on the first rule that contributes. Values still unknown in a preview are skipped."""
+    sources: dict[ipaddress.IPv4Network, str] = {}
+    for urn, resource_type, props in resources:
+        for rule in security_group_rules(resource_type, props):
+            if rule.direction != "ingress" or rule.protocol not in TCP_PROTOCOLS:
+                continue
+            if not any(rule.from_port <= high and low <= rule.to_port for low, high, _ in SENSITIVE_PORTS):
+                continue
+            for cidr in rule.cidrs:
+                try:
+                    sources.setdefault(ipaddress.IPv4Network(cidr, strict=False), urn)
+                except ValueError:
+                    continue
+    problem = admin_exposure_problem(sources)
+    if problem is None:
+        return []
+    first = min(sources.values())
+    listed = ", ".join(str(n) for n in sorted(sources))
+    return [(first, f"the ingress sources of SSH, the Kubernetes API, etcd, the kubelet and MySQL ({listed}) "
+                    f"{problem}: allow only the networks admins connect from")]
+
+
 
 
 def check_rules_described(resource_type: str, props: Mapping[str, Any], stack: str, opts: Options) -> list[str]:
@@ -591,6 +637,75 @@ def stack_of(urn: str) -> str:
     """The stack a resource belongs to: urn:pulumi:<stack>::<project>::<type>::<name>."""
     parts = urn.split(":", 3)
     return parts[2] if len(parts) > 2 and parts[0] == "urn" else ""
+
+
+def image_repository(image: str) -> str:
+    """registry/path/name of an image reference, without its tag or digest."""
+    name = image.split("@", 1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def _enforces_network_policy(resource_type: str, props: Mapping[str, Any]) -> bool:
+    if _kind(resource_type) != "DaemonSet":
+        return False
+    images = [_get(c, "image") for c in _items(_get(pod_spec(resource_type, props), "containers"))]
+    return any(isinstance(i, str) and image_repository(i) in NETWORK_POLICY_IMPLEMENTATIONS for i in images)
+
+
+def _is_default_deny(props: Mapping[str, Any]) -> bool:
+    """Selects every pod, isolates both directions, and admits nothing."""
+    spec = _get(props, "spec")
+    selector = _get(spec, "podSelector")
+    return (_is_map(selector) and not _get(selector, "matchLabels") and not _get(selector, "matchExpressions")
+            and {"Ingress", "Egress"} <= set(_items(_get(spec, "policyTypes")))
+            and not _items(_get(spec, "ingress")) and not _items(_get(spec, "egress")))
+
+
+def network_policy_enforced(resources: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[tuple[str, str]]:
+    """A stack-level check: a stack that builds a cluster runs an agent that enforces NetworkPolicy
+    (its CNI enforces none), and every namespace the stack creates has a default deny, both ways.
+    Namespaces still unknown in a preview are skipped."""
+    resources = list(resources)
+    found = []
+    instances = sorted(urn for urn, t, _ in resources if t in (INSTANCE, LAUNCH_TEMPLATE))
+    if instances and not any(_enforces_network_policy(t, props) for _, t, props in resources):
+        known = ", ".join(NETWORK_POLICY_IMPLEMENTATIONS)
+        found.append((instances[0], "the stack builds a cluster whose pod network enforces no NetworkPolicy, and runs "
+                                    f"no agent that does (a DaemonSet of one of {known}): every NetworkPolicy would be "
+                                    "decorative"))
+    denied = {_get(props, "metadata", "namespace") for _, t, props in resources
+              if t == tokens.NETWORK_POLICY and _is_default_deny(props)}
+    for urn, t, props in resources:
+        name = _get(props, "metadata", "name")
+        if t == tokens.NAMESPACE and isinstance(name, str) and name not in denied:
+            found.append((urn, f"namespace {name!r} has no default-deny NetworkPolicy (podSelector {{}}, policyTypes "
+                               "Ingress and Egress, no rules): its pods may reach and be reached by anything"))
+    return found
+
+
+STACK_POLICIES: tuple[StackPolicy, ...] = (
+    StackPolicy(
+        "admin-exposure-by-address-space",
+        "All sources that may reach an admin port, together, face at most a /16 of public addresses.",
+        admin_exposure,
+    ),
+    StackPolicy(
+        "network-policy-enforced",
+        "A stack that builds a cluster runs a NetworkPolicy agent; every namespace it creates denies by default.",
+        network_policy_enforced,
+    ),
+)
+
+
+def stack_violations(resources: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """Every stack policy's violations over a plan.json's resources (policies with none left out)."""
+    entries = [(str(e["urn"]), str(e["type"]), e.get("inputs") or {}) for e in resources]
+    found = {}
+    for policy in STACK_POLICIES:
+        messages = policy.check(entries)
+        if messages:
+            found[policy.name] = messages
+    return found
 
 
 def violations(

@@ -55,7 +55,8 @@ def previewed_stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def dev_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The dev stack's master booted for real on loopback from its own user-data (shared by the tests
-    that only read from it or dry-run against it; tests that change it boot their own)."""
+    that read from it, dry-run against it or add uniquely named objects of their own; tests that
+    change it boot their own)."""
     from tools.testing import control_plane
 
     with control_plane.boot("dev", tmp_path_factory.mktemp("dev-control-plane")) as plane:

@@ -36,6 +36,6 @@ def test_make_test_installs_the_system_packages_the_tests_run() -> None:
     packages = re.search(r"^APT_PACKAGES := (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
     assert packages is not None
     # every real consumer the tests start is in the list
-    needed = {"mariadb-server", "mariadb-backup", "etcd-server", "cloud-init", "haproxy",
-              "ceph-mon", "ceph-osd", "radosgw", "rclone"}
+    needed = {"mariadb-server", "mariadb-backup", "etcd-server", "cloud-init", "haproxy", "radosgw", "ceph-mon",
+              "ceph-osd", "python3-boto3", "awscli", "rclone"}
     assert needed <= set(packages.group(1).split())

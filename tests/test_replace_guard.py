@@ -68,7 +68,7 @@ COMMON_OVERRIDES: list[tuple[str, str, dict[str, Any]]] = [
     ("dev", "mysql image tags", MYSQL_ENGINE_IMAGES),
     ("dev", "mysql resources", {"mysqlCpuRequest": "300m", "mysqlMemoryRequest": "768Mi", "mysqlCpuLimit": "2",
                                 "mysqlMemoryLimit": "3Gi"}),
-    ("dev", "mysql disruption budget", {"mysqlPdbMaxUnavailable": "2"}),
+    ("prod", "mysql disruption budget", {"mysqlPdbMaxUnavailable": "2"}),
     ("dev", "guestbook image tags", {"frontendImage": "us-docker.pkg.dev/google-samples/containers/gke/gb-frontend:v6",
                                      "redisPrimaryImage": "redis:7.4.3", "redisReplicaImage": "redis:7.4.3"}),
     ("dev", "guestbook replicas", {"frontendReplicas": "5", "redisReplicas": "3"}),

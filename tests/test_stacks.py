@@ -47,19 +47,25 @@ def test_prod_outputs_are_the_documented_ones_with_kubeconfig_secret() -> None:
         "apiEndpoint",
         "kubeconfig",
         "masterPrivateIps",
+        "masterNames",
         "minionPrivateIps",
+        "etcdBackupBucket",
+        "etcdBackupPrefix",
+        "instanceConnectEndpointId",
         "namespace",
         "mysqlPrimaryHost",
         "mysqlReadHost",
         "mysqlPort",
         "mysqlSecretName",
         "mysqlReplicas",
+        "mysqlCaCert",
         "frontendAddress",
         "storageClass",
         # prod backs its set up (mysqlBackupEnabled): the bucket the stack built, and the set's prefix in it.
         "mysqlBackupBucket",
         "mysqlBackupPrefix",
     }
+    assert not plan.outputs["mysqlCaCert"].secret  # a CA certificate is public: clients need it
     assert plan.outputs["kubeconfig"].secret
     assert plan.outputs["storageClass"].value == "gp3"
     assert plan.outputs["mysqlBackupPrefix"].value == "prod/mysql"

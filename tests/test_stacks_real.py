@@ -25,8 +25,16 @@ from tools.testing import control_plane as cp
 pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
 
 # Pod Security warnings the program accepts, each with its reason. The workload namespace enforces
-# baseline and warns at restricted (components/workload/workload.py); any other warning fails.
+# baseline and warns at restricted (components/workload/workload.py); kube-system enforces
+# privileged and warns at baseline (components/addons/cluster_addons.py); any other warning fails.
 ACCEPTED_WARNINGS: dict[tuple[str, str], str] = {
+    ("DaemonSet", "ebs-csi-node"): "the EBS CSI node plugin formats and mounts block devices for the kubelet: it "
+                                   "is privileged and needs the kubelet's and /dev's host paths (upstream's own)",
+    ("Deployment", "ebs-csi-controller"): "the EBS CSI controller uses the node role's credentials, which only IMDS "
+                                          "on the host network hands out (hop limit 1 keeps them from pods)",
+    ("DaemonSet", "kube-network-policies"): "the NetworkPolicy agent programs nftables and NFQUEUE in the node's "
+                                            "network namespace and reads pinned pod namespaces and the NRI socket: "
+                                            "hostNetwork, NET_ADMIN, privileged and two host paths (upstream's own)",
     ("Deployment", "frontend"): "the Guestbook image runs Apache, which starts as root to bind :80 and switches to "
                                 "www-data: it needs NET_BIND_SERVICE, SETUID and SETGID and cannot run as non-root "
                                 "(baseline allows it; restricted warns)",

@@ -4,8 +4,8 @@ Runs the exact program under mocks with the config the Pulumi CLI would give it,
 prints the resource tree and a count per type, and writes build/<stack>/:
 plan.json (every registration with inputs and options), k8s/*.yaml (every
 Kubernetes object as it would be applied) and nodes/<node>.yaml (user-data of
-every EC2 instance). A configuration the CLI or the program refuses ends with
-one line on stderr and exit status 2.
+every EC2 instance), and the topology picture (topology.svg; topology.png with --png). A
+configuration the CLI or the program refuses ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tools.cost import prices as cost_prices
 from tools.harness.mocks import Registration
 from tools.harness.offline import Plan, run_program
 from tools.harness.pulumi_project import PROJECT_DIR, StackConfigError
+from tools.replica_time import estimate as replica_time
 
 BUILD_DIR = PROJECT_DIR / "build"
 
@@ -131,7 +132,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-def write_outputs(plan: Plan, out_dir: Path) -> None:
+def write_outputs(plan: Plan, out_dir: Path, *, with_png: bool = False) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "k8s").mkdir(parents=True)
@@ -144,7 +145,7 @@ def write_outputs(plan: Plan, out_dir: Path) -> None:
     for instance in plan.instances():
         # The #cloud-config decompressed: what a reviewer reads and cloud-init runs.
         (out_dir / "nodes" / f"{_node_name(instance)}.yaml").write_text(plan.user_data(instance))
-    topology.write(plan, out_dir)
+    topology.write(plan, out_dir, with_png=with_png)
 
 
 def print_summary(plan: Plan, out_dir: Path) -> None:
@@ -164,6 +165,19 @@ def print_summary(plan: Plan, out_dir: Path) -> None:
     )
     print_first_up(plan)
     print_cost(plan)
+    print_replica_time(plan)
+
+
+def print_replica_time(plan: Plan) -> None:
+    """How long one new MySQL replica of an aws stack takes to copy its data (tools/replica_time)."""
+    try:
+        found = replica_time.estimate(plan, replica_time.load_limits())
+    except replica_time.LimitsError as error:
+        print(f"\nNew replica estimate: not available: {error}")
+        return
+    if found is not None:
+        print()
+        print("\n".join(replica_time.report_lines(found)))
 
 
 def print_first_up(plan: Plan) -> None:
@@ -193,10 +207,11 @@ def preview(
     overrides: dict[str, Any] | None = None,
     secrets: dict[str, str] | None = None,
     config_file: Path | None = None,
+    with_png: bool = False,
 ) -> Plan:
     plan = run_program(stack, overrides, secrets, config_file=config_file)
     out_dir = out_root / stack
-    write_outputs(plan, out_dir)
+    write_outputs(plan, out_dir, with_png=with_png)
     if not quiet:
         print_summary(plan, out_dir)
     return plan
@@ -258,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-file", type=Path, help="read the stack's settings from this file instead of"
                         " stacks/Pulumi.<stack>.yaml, as `pulumi preview --config-file` does")
     parser.add_argument("--out", type=Path, default=BUILD_DIR, help="output root (default: build/)")
+    parser.add_argument("--png", action="store_true",
+                        help="also draw build/<stack>/topology.png (make preview does; the SVG is always drawn)")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {k: _list_or_text(v) for k, v in _pairs(parser, "--set", args.set).items()}
     secrets = _pairs(parser, "--secret", args.secret)
     _batch_gc()
     try:
         preview(args.stack, out_root=args.out, quiet=args.quiet, overrides=overrides, secrets=secrets,
-                config_file=args.config_file)
+                config_file=args.config_file, with_png=args.png)
     except (StackConfigError, pulumi.RunError) as error:
         print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2

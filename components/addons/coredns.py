@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CLUSTER_DOMAIN, KUBE_SYSTEM
+from components.facts import CLUSTER_DNS_LABELS, CLUSTER_DOMAIN, KUBE_SYSTEM
 from components.kube.objects import (
     http_probe,
     metadata,
@@ -44,7 +44,7 @@ SERVICE_NAME = "kube-dns"
 SERVICE_ACCOUNT_NAME = "coredns"
 CONFIG_MAP_NAME = "coredns"
 CLUSTER_ROLE_NAME = "system:coredns"
-SELECTOR = {"k8s-app": "kube-dns"}
+SELECTOR = dict(CLUSTER_DNS_LABELS)
 
 CONFIG_DIR = "/etc/coredns"
 COREFILE_KEY = "Corefile"

@@ -1,4 +1,4 @@
-"""EbsCsiDriver: the AWS EBS CSI driver and the cluster's default StorageClass.
+"""EbsCsiDriver: the AWS EBS CSI driver, the cluster's default StorageClass and the data volumes' class.
 
 The objects are upstream's kustomize manifests (deploy/kubernetes/base of
 kubernetes-sigs/aws-ebs-csi-driver: same names, selector labels, RBAC and socket
@@ -25,6 +25,17 @@ paths), changed where this self-managed cluster differs from EKS:
 * Containers carry requests, limits and two probes each (the policy pack); upstream's
   sidecars have neither a CPU limit nor a readiness probe.
 
+* Two classes. The default one, `gp3`, provisions at gp3's baseline (3,000 IOPS, 125 MiB/s,
+  included in the price) for any claim of any size. The MySQL data volumes get their own,
+  `gp3-mysql`, with provisioned IOPS and throughput: those are fixed numbers whose validity
+  depends on the volume's size (at most 500 IOPS per GiB), which is known for the data volumes
+  (mysqlStorageSize, checked by settings/load.py) and not for an arbitrary claim; and what they
+  cost (per volume-month) belongs to the volumes that need them. StorageClass parameters are
+  immutable: a change replaces the class (deleted first: a replacement by the same name would
+  otherwise fail, pulumi/pulumi-kubernetes#3767), and applies to volumes provisioned afterwards.
+  Volumes already provisioned keep what they were created with: change them in place with
+  `aws ec2 modify-volume --iops N --throughput M` (docs/mysql.md, "Volumes").
+
 No snapshotter: the cluster has no VolumeSnapshot CRDs and nothing takes snapshots.
 The node plugin's pods get a NetworkPolicy admitting no ingress (the kubelet's probes
 come from the node, which policies always allow).
@@ -42,7 +53,14 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CLUSTER_TAG, EBS_MANAGED_TAG, KUBE_SYSTEM, check_cluster_name
+from components.facts import (
+    CLUSTER_ID_TAG,
+    EBS_MANAGED_TAG,
+    GP3_SIZE_GIB,
+    KUBE_SYSTEM,
+    check_cluster_name,
+    gp3_problem,
+)
 from components.kube.objects import (
     http_probe,
     metadata,
@@ -59,8 +77,9 @@ from components.pins import (
     CSI_REGISTRAR_IMAGE,
     CSI_RESIZER_IMAGE,
     EBS_CSI_DRIVER_IMAGE,
+    EBS_CSI_GP3_MAX_IOPS,
 )
-from components.settings.schema import Resources
+from components.settings.schema import DataVolumeSettings, Resources
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -134,30 +153,52 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class EbsCsiDriverArgs:
-    cluster_name: str  # volumes tagged for this cluster (driver --k8s-tag-cluster-id / extra tags)
+    cluster_id: str  # the stack-unique cluster id volumes are tagged for (--k8s-tag-cluster-id, extra tags)
     region: str
     storage_class: str  # e.g. "gp3"; made the cluster default class
     reclaim_policy: Literal["Delete", "Retain"]
     controller_replicas: int = 2
     tags: dict[str, str] = field(default_factory=dict)  # extra AWS tags for every volume (--extra-tags)
+    # A second, non-default class with provisioned gp3 performance (the MySQL data volumes'); None: none.
+    data_volume: DataVolumeSettings | None = None
     nodes: int = 1  # minions the node plugin runs on (its update rolls over them in batches)
 
     def __post_init__(self) -> None:
-        check_cluster_name(self.cluster_name)
+        check_cluster_name(self.cluster_id)
         if not isinstance(self.region, str) or not _REGION.match(self.region):
             raise ValueError(f"region {self.region!r} is not an AWS region name")
-        if (
-            not isinstance(self.storage_class, str)
-            or len(self.storage_class) > 253
-            or not _DNS_SUBDOMAIN.match(self.storage_class)
-        ):
-            raise ValueError(f"storage class {self.storage_class!r} is not a DNS subdomain name")
+        _check_class_name(self.storage_class)
         if self.reclaim_policy not in ("Delete", "Retain"):
             raise ValueError(f"reclaim policy {self.reclaim_policy!r} is neither Delete nor Retain")
         replicas = self.controller_replicas
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             raise ValueError(f"controller replicas must be an integer >= 1, got {replicas!r}")
         check_tags(self.tags)
+        if self.data_volume is not None:
+            check_data_volume(self.data_volume, self.storage_class)
+
+
+def _check_class_name(name: object) -> None:
+    if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise ValueError(f"storage class {name!r} is not a DNS subdomain name")
+
+
+def check_data_volume(volume: DataVolumeSettings, default_class: str) -> DataVolumeSettings:
+    """A class the driver can provision for some size: gp3's ranges (at its largest size, where only
+    the per-IOPS ratio still binds) and what the pinned driver requests at most."""
+    _check_class_name(volume.storage_class)
+    if volume.storage_class == default_class:
+        raise ValueError(f"the data volumes' class must not be the default class {default_class!r}")
+    for name, value in (("iops", volume.iops), ("throughput", volume.throughput_mibs)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"data volume {name} {value!r} is not a whole number")
+    problem = gp3_problem(GP3_SIZE_GIB[1], volume.iops, volume.throughput_mibs)
+    if problem is not None:
+        raise ValueError(f"data volume {problem[0]}: {problem[1]}")
+    if volume.iops > EBS_CSI_GP3_MAX_IOPS:
+        raise ValueError(f"data volume iops {volume.iops}: the pinned EBS CSI driver requests at most "
+                         f"{EBS_CSI_GP3_MAX_IOPS} (pins.EBS_CSI_GP3_MAX_IOPS)")
+    return volume
 
 
 # --------------------------------------------------------------------------
@@ -166,8 +207,8 @@ class EbsCsiDriverArgs:
 
 
 def extra_tags(args: EbsCsiDriverArgs) -> dict[str, str]:
-    """The caller's tags plus Cluster=<name>: every AWS resource of a cluster carries it."""
-    return {**check_tags(args.tags), CLUSTER_TAG: args.cluster_name}
+    """The caller's tags plus ClusterId=<id>: every AWS resource of a cluster carries it."""
+    return {**check_tags(args.tags), CLUSTER_ID_TAG: args.cluster_id}
 
 
 def controller_plugin_args(args: EbsCsiDriverArgs) -> list[str]:
@@ -175,7 +216,7 @@ def controller_plugin_args(args: EbsCsiDriverArgs) -> list[str]:
     return [
         "controller",
         "--endpoint=$(CSI_ENDPOINT)",
-        f"--k8s-tag-cluster-id={args.cluster_name}",
+        f"--k8s-tag-cluster-id={args.cluster_id}",
         f"--extra-tags={tags}",
         "--batching=true",
         "--logging-format=text",
@@ -555,11 +596,18 @@ def node_network_policy_spec() -> k8s.networking.v1.NetworkPolicySpecArgs:
 STORAGE_CLASS_PARAMETERS = {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"}
 
 
+def data_class_parameters(volume: DataVolumeSettings) -> dict[str, str]:
+    """The data volumes' class: the default's, with the driver's gp3 `iops` and `throughput` (MiB/s)
+    (docs/parameters.md of kubernetes-sigs/aws-ebs-csi-driver; StorageClass parameters are strings)."""
+    return {**STORAGE_CLASS_PARAMETERS, "iops": str(volume.iops), "throughput": str(volume.throughput_mibs)}
+
+
 class EbsCsiDriver(pulumi.ComponentResource):
-    """The AWS EBS CSI driver (controller Deployment, node DaemonSet, RBAC, CSIDriver) and the
-    cluster's default StorageClass."""
+    """The AWS EBS CSI driver (controller Deployment, node DaemonSet, RBAC, CSIDriver), the
+    cluster's default StorageClass and, when asked, the data volumes' class."""
 
     storage_class_name: pulumi.Output[str]
+    data_storage_class_name: pulumi.Output[str]
     driver_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: EbsCsiDriverArgs, opts: ResourceOptions | None = None) -> None:
@@ -628,26 +676,41 @@ class EbsCsiDriver(pulumi.ComponentResource):
             spec=node_network_policy_spec(),
             opts=child,
         )
-        self.storage_class = storage.StorageClass(
-            f"{name}-storageclass",
-            metadata=_meta(
-                args.storage_class,
-                namespaced=False,
-                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
-            ),
-            provisioner=DRIVER_NAME,
-            parameters=STORAGE_CLASS_PARAMETERS,
-            # A volume is created in the zone of the node its first pod lands on (EBS is zonal).
-            volume_binding_mode="WaitForFirstConsumer",
-            allow_volume_expansion=True,
-            # Immutable: a change replaces the class and applies to volumes provisioned afterwards only.
-            reclaim_policy=args.reclaim_policy,
-            opts=child,
+        self.storage_class = self._storage_class(
+            f"{name}-storageclass", args.storage_class, STORAGE_CLASS_PARAMETERS, args.reclaim_policy, default=True
+        )
+        self.data_storage_class = None if args.data_volume is None else self._storage_class(
+            f"{name}-data-storageclass", args.data_volume.storage_class, data_class_parameters(args.data_volume),
+            args.reclaim_policy, default=False,
         )
 
         self.storage_class_name = self.storage_class.metadata.apply(lambda m: str(m.name))
+        self.data_storage_class_name = pulumi.Output.from_input("") if self.data_storage_class is None else \
+            self.data_storage_class.metadata.apply(lambda m: str(m.name))
         self.driver_name = self.csi_driver.metadata.apply(lambda m: str(m.name))
-        self.register_outputs({"storageClassName": self.storage_class_name, "driverName": self.driver_name})
+        self.register_outputs({"storageClassName": self.storage_class_name,
+                               "dataStorageClassName": self.data_storage_class_name, "driverName": self.driver_name})
+
+    def _storage_class(self, resource_name: str, class_name: str, parameters: dict[str, str],
+                       reclaim_policy: str, *, default: bool) -> storage.StorageClass:
+        return storage.StorageClass(
+            resource_name,
+            metadata=_meta(
+                class_name,
+                namespaced=False,
+                annotations={"storageclass.kubernetes.io/is-default-class": "true"} if default else None,
+            ),
+            provisioner=DRIVER_NAME,
+            parameters=parameters,
+            # A volume is created in the zone of the node its first pod lands on (EBS is zonal).
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            # Immutable (parameters, reclaim policy): a change replaces the class and applies to volumes
+            # provisioned afterwards only. The name is fixed, so the old class goes first
+            # (pulumi/pulumi-kubernetes#3767: create-before-delete fails with "already exists").
+            reclaim_policy=reclaim_policy,
+            opts=ResourceOptions(parent=self, delete_before_replace=True),
+        )
 
     def _rbac(self, name: str) -> list[pulumi.Resource]:
         """ClusterRoles + bindings per sidecar, and the namespaced leases Role for leader election."""

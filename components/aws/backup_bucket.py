@@ -14,6 +14,13 @@ out because IMDSv2's hop limit of 1 keeps pods away from the instance metadata o
 key's blast radius is the set's own prefix; it is a Pulumi secret end to end, and replacing the
 AccessKey resource (`pulumi up --replace <urn>`) rotates it.
 
+Scoped to the stack like its other AWS resources (aws/iam.py, docs/security.md "Blast radius per
+stack"): the bucket, its key and the user carry the stack's ClusterId tag and the user lives below the
+IAM path `/atomic-mysql/<cluster id>/`; the user's use of the key is conditioned on that tag and on
+S3 being the caller (kms:ViaService), and the bucket's policy refuses writes and deletes by any
+principal not tagged with the stack's ClusterId, so even another stack's credentials granted
+s3:* on everything could not overwrite or remove a backup here (a restore elsewhere only reads).
+
 Protected with protectStateful: `pulumi destroy` and replacements stop at the bucket and its key.
 Without it the bucket is force-destroyed with the stack (throw-away stacks go away whole).
 """
@@ -21,6 +28,7 @@ Without it the bucket is force-destroyed with the stack (throw-away stacks go aw
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,7 +37,7 @@ import pulumi_aws as aws
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import TAG_NAME
+from components.facts import CLUSTER_ID_TAG, TAG_NAME
 
 # Versions replaced or deleted stay this long (a backup overwritten by mistake can be recovered).
 NONCURRENT_DAYS = 7
@@ -37,24 +45,45 @@ NONCURRENT_DAYS = 7
 ABORT_MULTIPART_DAYS = 1
 
 
-def tls_only_policy(bucket_arn: str) -> str:
-    """Every request without TLS is refused, whoever makes it."""
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
+# What only the stack's own principals may do to the objects (the bucket policy's principal-tag deny).
+WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload")
+
+
+def tls_only_policy(bucket_arn: str, cluster_id: str | None = None) -> str:
+    """Every request without TLS is refused, whoever makes it; with `cluster_id`, every write or delete
+    of an object by a principal not tagged ClusterId=<cluster_id> too (a user's or a role's tags are
+    its aws:PrincipalTag, IAM User Guide "AWS global condition context keys").
+
+    No deny of uploads without the SSE-KMS header (the etcd bucket's KmsOnly, aws/iam.py): the pods
+    upload in multipart, and UploadPart is authorised as s3:PutObject without that header, so such a
+    deny would refuse every part; the bucket's default encryption with its own key covers them."""
+    statements: list[dict[str, object]] = [{
         "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
         "Resource": [bucket_arn, f"{bucket_arn}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]})
+    }]
+    if cluster_id is not None:
+        statements.append({
+            "Sid": "TheStacksPrincipalsOnlyWrite", "Effect": "Deny", "Principal": "*", "Action": list(WRITE_ACTIONS),
+            "Resource": f"{bucket_arn}/*",
+            "Condition": {"StringNotEquals": {f"aws:PrincipalTag/{CLUSTER_ID_TAG}": cluster_id}},
+        })
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 def prefix_access_policy(bucket_arn: str, prefix: str, key_arn: str,
-                         restore_source: tuple[str, str, str] | None = None) -> str:
+                         restore_source: tuple[str, str, str] | None = None, *, region: str, cluster_id: str) -> str:
     """What the set's pods may do: objects below `<prefix>/` only (multipart uploads included),
     listing only that prefix, and the bucket key for those objects only (SSE-KMS encryption
     context is the object's ARN when no S3 Bucket Key is used).
 
     `restore_source` (bucket ARN, prefix, region) adds read-only access to the backups a restore
     reads (another set's prefix, possibly another stack's bucket) and decryption of those objects
-    through S3 only, whatever key that bucket uses."""
+    through S3 only, whatever key that bucket uses.
+
+    The own key's use is also conditioned on S3 being the caller and on the key's ClusterId tag
+    (KMS evaluates aws:ResourceTag on key operations: AWS KMS Developer Guide, "Use tags to control
+    access to KMS keys"), as the masters' etcd backup policy is."""
     objects = f"{bucket_arn}/{prefix}/*"
     restore: list[dict[str, object]] = []
     if restore_source is not None:
@@ -77,7 +106,9 @@ def prefix_access_policy(bucket_arn: str, prefix: str, key_arn: str,
          "Resource": [objects]},
         {"Sid": "UseBucketKeyForOwnObjects", "Effect": "Allow",
          "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": [key_arn],
-         "Condition": {"StringLike": {"kms:EncryptionContext:aws:s3:arn": [objects]}}},
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com",
+                                        f"aws:ResourceTag/{CLUSTER_ID_TAG}": cluster_id},
+                       "StringLike": {"kms:EncryptionContext:aws:s3:arn": [objects]}}},
         *restore,
     ]})
 
@@ -90,6 +121,8 @@ class PrivateBucketArgs:
     expire_prefix: str
     protect: bool
     tags: Mapping[str, str]
+    # The stack's ClusterId: only principals tagged with it may write or delete objects (tls_only_policy).
+    cluster_id: str | None = None
 
 
 def _check(args: PrivateBucketArgs) -> None:
@@ -140,7 +173,8 @@ class PrivateBucket(pulumi.ComponentResource):
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
             opts=after())]
         last = [aws.s3.BucketPolicy(f"{name}-tls-only", bucket=self.bucket.id,
-                                    policy=self.bucket.arn.apply(tls_only_policy), opts=after())]
+                                    policy=self.bucket.arn.apply(lambda arn: tls_only_policy(arn, args.cluster_id)),
+                                    opts=after())]
         rules = [aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="abort-incomplete-uploads", status="Enabled",
             filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
@@ -175,6 +209,7 @@ class MysqlBackupStoreArgs:
     retention_days: int
     protect: bool
     tags: Mapping[str, str]
+    cluster_id: str        # facts.cluster_id: the tag the bucket policy and the key permission key on
     # A restore's source: (bucket name or None for this store's own bucket, prefix), and the region.
     restore_source: tuple[str | None, str] | None = None
     region: str = "us-east-1"
@@ -186,8 +221,12 @@ class MysqlBackupStore(pulumi.ComponentResource):
     def __init__(self, name: str, args: MysqlBackupStoreArgs, opts: ResourceOptions | None = None) -> None:
         if not args.prefix or args.prefix.startswith("/") or args.prefix.endswith("/"):
             raise ValueError(f"prefix {args.prefix!r} must be a key prefix without a leading or trailing '/'")
+        if not args.cluster_id or not re.fullmatch(r"[A-Za-z0-9+=,.@_-]+", args.cluster_id):
+            raise ValueError(f"cluster_id {args.cluster_id!r} must be the stack's ClusterId (letters, digits, "
+                             "+=,.@_-: it names the user's IAM path)")
         super().__init__(tokens.MYSQL_BACKUP_STORE, name, None, opts)
         child = ResourceOptions(parent=self)
+        tags = {**args.tags, CLUSTER_ID_TAG: args.cluster_id}
         # Backups and binlogs expire together after the retention: a binlog is always younger than
         # every backup it can roll forward (it is closed after them), so none that a kept backup
         # needs goes first. A day is added so that a backup taken late on its last day survives
@@ -195,16 +234,17 @@ class MysqlBackupStore(pulumi.ComponentResource):
         self.storage = PrivateBucket(f"{name}-storage", PrivateBucketArgs(
             description=f"MySQL backups and binlogs of {args.set_name} below {args.prefix}/",
             expire_days=args.retention_days + 1, expire_prefix=f"{args.prefix}/", protect=args.protect,
-            tags=args.tags), opts=child)
-        self.user = aws.iam.User(f"{name}-user", path="/atomic-mysql/", tags={**args.tags, TAG_NAME: f"{name}-user"},
-                                 opts=child)
+            tags=tags, cluster_id=args.cluster_id), opts=child)
+        self.user = aws.iam.User(f"{name}-user", path=f"/atomic-mysql/{args.cluster_id}/",
+                                 tags={**tags, TAG_NAME: f"{name}-user"}, opts=child)
         def document(values: list[str]) -> str:
             bucket_arn, key_arn = values
             source = None
             if args.restore_source is not None:
                 name, source_prefix = args.restore_source
                 source = (f"arn:aws:s3:::{name}" if name else bucket_arn, source_prefix, args.region)
-            return prefix_access_policy(bucket_arn, args.prefix, key_arn, source)
+            return prefix_access_policy(bucket_arn, args.prefix, key_arn, source, region=args.region,
+                                        cluster_id=args.cluster_id)
 
         policy = pulumi.Output.all(self.storage.bucket_arn, self.storage.key_arn).apply(document)
         aws.iam.UserPolicy(f"{name}-policy", user=self.user.name, policy=policy, opts=child)

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components import tokens
 from components.facts import CA_USES, CA_VALIDITY_HOURS, LEAF_VALIDITY_HOURS
+from components.node.control_plane import render_encryption_config
 from components.node.layout import ClusterLayout
-from components.node.pki import SA_KEY, SA_PUB, CertSpec, admin_cert, leaf_uses, node_pki
+from components.node.pki import ENCRYPTION_CONFIG, SA_KEY, SA_PUB, CertSpec, admin_cert, leaf_uses, node_pki
 
 
 @dataclass
@@ -31,6 +33,7 @@ class ClusterPkiArgs:
     tags: pulumi.Input[Mapping[str, str]]
     # Further names every apiserver certificate carries (the API load balancer's DNS name).
     api_dns_names: Sequence[pulumi.Input[str]] = ()
+    protect: bool = False  # protectStateful: the KMS key and the Secrets' encryption key
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,11 @@ class ClusterPki(pulumi.ComponentResource):
         child = ResourceOptions(parent=self)
         layout = args.layout
 
+        # Protected with the stateful resources: without the key no node can read its PKI again.
         key = aws.kms.Key(f"{name}-kms", description=f"SecureString parameters of cluster {layout.name} "
                                                       f"({layout.stack})",
-                          enable_key_rotation=True, deletion_window_in_days=7, tags=args.tags, opts=child)
+                          enable_key_rotation=True, deletion_window_in_days=7, tags=args.tags,
+                          opts=ResourceOptions(parent=self, protect=args.protect))
         aws.kms.Alias(f"{name}-kms-alias", name=f"alias/{layout.name}-{layout.stack}-pki", target_key_id=key.arn,
                       opts=child)
         self._cas = {
@@ -69,6 +74,11 @@ class ClusterPki(pulumi.ComponentResource):
             "front-proxy": self._ca("front-proxy-ca", f"{layout.name} front-proxy CA"),
         }
         sa_key = tls.PrivateKey(f"{name}-service-account", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        # The key Secrets are encrypted with in etcd (secretbox: 32 bytes); replacing it would leave every
+        # stored Secret unreadable, so it is protected like the stateful resources.
+        secrets_key = random.RandomBytes(f"{name}-secrets-encryption", length=32,
+                                         opts=ResourceOptions(parent=self, protect=args.protect))
+        encryption_config: pulumi.Output[str] = pulumi.Output.secret(secrets_key.base64.apply(render_encryption_config))
         admin = self._issue(admin_cert())
 
         self.parameters = {}
@@ -83,6 +93,8 @@ class ClusterPki(pulumi.ComponentResource):
             if plan.service_account_key:
                 files[SA_KEY] = sa_key.private_key_pem
                 files[SA_PUB] = sa_key.public_key_pem
+            if plan.encryption_config:
+                files[ENCRYPTION_CONFIG] = encryption_config
             path = layout.ssm_path(node)
             self.parameters[node.name] = [
                 aws.ssm.Parameter(

@@ -8,7 +8,7 @@ selectors are immutable, ownership is not.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Literal, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -21,6 +21,9 @@ meta = k8s.meta.v1
 
 OWNER_LABELS = {"app.kubernetes.io/part-of": PROJECT, "app.kubernetes.io/managed-by": "pulumi"}
 HOSTNAME = "kubernetes.io/hostname"
+# The zone label every minion's kubelet registers with (node/files/.../atomic-kubelet-identity, from IMDS).
+ZONE = "topology.kubernetes.io/zone"
+ZoneSpread = Literal["required", "preferred"]
 
 
 def owned(labels: Mapping[str, str]) -> dict[str, str]:
@@ -114,3 +117,26 @@ def spread_by_host(selector: Mapping[str, str]) -> core.AffinityArgs:
             ]
         )
     )
+
+
+def spread_over_zones(selector: Mapping[str, str], how: ZoneSpread,
+                      match_label_keys: Sequence[str] = ()) -> list[core.TopologySpreadConstraintArgs]:
+    """At most one pod more in any zone than in any other.
+
+    required (DoNotSchedule) where every node carries the zone label (this program's aws cluster):
+    the scheduler places a pod only where the spread holds, which for a pod with a zonal volume is
+    decided once, at its first placement (WaitForFirstConsumer). preferred (ScheduleAnyway) where
+    nodes may lack the label (an existing cluster: kind has none), which only weighs the spread.
+    nodeTaintsPolicy Honor: the nodes of a lost zone are tainted unreachable, and a zone whose nodes
+    a pod cannot go to does not count, so losing a zone never makes the others unschedulable (with
+    the default, Ignore, the empty lost zone would hold the skew at its maximum). `match_label_keys`
+    (pod-template-hash for a Deployment) spreads each revision on its own during a rollout.
+    """
+    return [core.TopologySpreadConstraintArgs(
+        max_skew=1,
+        topology_key=ZONE,
+        when_unsatisfiable="DoNotSchedule" if how == "required" else "ScheduleAnyway",
+        label_selector=meta.LabelSelectorArgs(match_labels=dict(selector)),
+        node_taints_policy="Honor",
+        match_label_keys=list(match_label_keys) or None,
+    )]

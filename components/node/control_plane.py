@@ -3,11 +3,39 @@ Fedora packaging style, with today's flags (docs/cluster.md maps the seed's to t
 
 from __future__ import annotations
 
-from components.facts import API_PORT, CLUSTER_DOMAIN
+from components.facts import API_PORT, CLUSTER_DOMAIN, TLS_CIPHER_SUITES, TLS_MIN_VERSION
 from components.node.etcd import etcd_client_url
-from components.node.formats import env_file
+from components.node.formats import dump_yaml, env_file
 from components.node.layout import ClusterLayout, NodeSpec
-from components.node.pki import FRONT_PROXY_CLIENT, K8S_PKI, SA_KEY, SA_PUB
+from components.node.pki import ENCRYPTION_CONFIG, FRONT_PROXY_CLIENT, K8S_PKI, SA_KEY, SA_PUB
+
+AUDIT_POLICY = "/etc/kubernetes/audit-policy.yaml"  # shipped (node/files), the same on every master
+# systemd creates it for the apiserver's own user (LogsDirectory= in the unit's drop-in).
+AUDIT_LOG = "/var/log/kubernetes/audit/audit.log"
+# Rotated by the apiserver itself: 100 MB files, 10 kept, none older than 30 days (1 GB at most).
+AUDIT_LOG_ROTATION = {"maxsize": 100, "maxbackup": 10, "maxage": 30}
+# Secrets are encrypted in etcd with secretbox (XSalsa20-Poly1305: authenticated, no nonce-reuse
+# budget as with aesgcm, no padding oracle as with aescbc: Kubernetes' "Encrypting Confidential Data
+# at Rest" comparison); identity stays last so that Secrets written before can still be read.
+ENCRYPTED_RESOURCES = ("secrets",)
+
+
+def tls_flags() -> str:
+    """The TLS policy of a Kubernetes server's secure port (facts.TLS_CIPHER_SUITES)."""
+    return f"--tls-min-version={TLS_MIN_VERSION} --tls-cipher-suites={','.join(TLS_CIPHER_SUITES)}"
+
+
+def render_encryption_config(key_base64: str) -> str:
+    """/etc/kubernetes/pki/encryption-config.yaml: the apiserver's EncryptionConfiguration (key material:
+    delivered like the PKI, through SSM, to masters only)."""
+    return dump_yaml({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{
+            "resources": list(ENCRYPTED_RESOURCES),
+            "providers": [{"secretbox": {"keys": [{"name": "key1", "secret": key_base64}]}}, {"identity": {}}],
+        }],
+    })
 
 
 def render_apiserver(layout: ClusterLayout, node: NodeSpec) -> str:
@@ -18,7 +46,10 @@ def render_apiserver(layout: ClusterLayout, node: NodeSpec) -> str:
         f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
         f"--service-account-key-file={SA_PUB}", f"--service-account-signing-key-file={SA_KEY}",
         "--kubelet-preferred-address-types=InternalIP,Hostname", "--enable-aggregator-routing=true",
-        "--tls-min-version=VersionTLS12", "--profiling=false",
+        tls_flags(), "--profiling=false",
+        f"--encryption-provider-config={ENCRYPTION_CONFIG}",
+        f"--audit-policy-file={AUDIT_POLICY}", f"--audit-log-path={AUDIT_LOG}",
+        *(f"--audit-log-{key}={value}" for key, value in AUDIT_LOG_ROTATION.items()),
         f"--requestheader-client-ca-file={K8S_PKI}/front-proxy-ca.crt",
         f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}", "--requestheader-username-headers=X-Remote-User",
         "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
@@ -53,7 +84,7 @@ def render_controller_manager(layout: ClusterLayout, node: NodeSpec) -> str:
         _component_kubeconfig_args("controller-manager"), "--bind-address=127.0.0.1", "--leader-elect=true",
         "--use-service-account-credentials=true", f"--service-account-private-key-file={SA_KEY}",
         f"--root-ca-file={K8S_PKI}/ca.crt", f"--service-cluster-ip-range={layout.service_cidr}",
-        f"--cluster-cidr={layout.pod_cidr}", "--profiling=false",
+        f"--cluster-cidr={layout.pod_cidr}", "--profiling=false", tls_flags(),
     ])
     return env_file(f"kube-controller-manager on {node.name}", [
         ("was --machines=fed-minion,... (nodes register themselves)", "KUBELET_ADDRESSES", ""),
@@ -62,5 +93,6 @@ def render_controller_manager(layout: ClusterLayout, node: NodeSpec) -> str:
 
 
 def render_scheduler(layout: ClusterLayout, node: NodeSpec) -> str:
-    args = " ".join([_component_kubeconfig_args("scheduler"), "--bind-address=127.0.0.1", "--leader-elect=true"])
+    args = " ".join([_component_kubeconfig_args("scheduler"), "--bind-address=127.0.0.1", "--leader-elect=true",
+                     "--profiling=false", tls_flags()])
     return env_file(f"kube-scheduler on {node.name}", [("", "KUBE_SCHEDULER_ARGS", args)])

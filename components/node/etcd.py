@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.facts import ETCD_CLIENT_PORT, ETCD_PEER_PORT
+from components.facts import ETCD_CLIENT_PORT, ETCD_PEER_PORT, TLS_CIPHER_SUITES
 from components.node.formats import env_file
 from components.node.layout import ClusterLayout, NodeSpec
 from components.node.pki import ETCD_PKI
@@ -39,4 +39,7 @@ def render_etcd_conf(layout: ClusterLayout, member: NodeSpec) -> str:
         ("", "ETCD_PEER_KEY_FILE", f"{ETCD_PKI}/peer.key"),
         ("", "ETCD_PEER_CLIENT_CERT_AUTH", "true"),
         ("", "ETCD_PEER_TRUSTED_CA_FILE", f"{ETCD_PKI}/ca.crt"),
+        # etcd 3.4 has no minimum-version setting; limiting the suites to TLS 1.2 AEAD ones is the policy.
+        ("the cluster's TLS policy (facts.TLS_CIPHER_SUITES), for clients and peers", "ETCD_CIPHER_SUITES",
+         ",".join(TLS_CIPHER_SUITES)),
     ])

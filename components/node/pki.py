@@ -19,6 +19,9 @@ ETCD_PKI = "/etc/etcd/pki"
 FRONT_PROXY_CLIENT = "front-proxy-client"
 SA_KEY = f"{K8S_PKI}/sa.key"
 SA_PUB = f"{K8S_PKI}/sa.pub"
+# The apiserver's EncryptionConfiguration holds the key Secrets are encrypted with in etcd: key
+# material, so it travels with the PKI (atomic-fetch-pki writes it 0640 root:kube).
+ENCRYPTION_CONFIG = f"{K8S_PKI}/encryption-config.yaml"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class NodePki:
     certs: tuple[CertSpec, ...]
     ca_paths: dict[str, Authority]  # path -> which CA certificate
     service_account_key: bool  # masters hold the shared service-account signing key
+    encryption_config: bool = False  # masters hold the key Secrets are encrypted with in etcd
 
 
 def _cert(node: NodeSpec, identity: str, authority: Authority, cn: str, *, org: str | None = None,
@@ -94,6 +98,7 @@ def node_pki(layout: ClusterLayout, node: NodeSpec) -> NodePki:
         ca_paths={f"{K8S_PKI}/ca.crt": "kubernetes", f"{K8S_PKI}/etcd-ca.crt": "etcd", f"{ETCD_PKI}/ca.crt": "etcd",
                   f"{K8S_PKI}/front-proxy-ca.crt": "front-proxy"},
         service_account_key=True,
+        encryption_config=True,
     )
 
 

@@ -1,9 +1,10 @@
 """The pod network: each node's CNI chain, and the static VXLAN overlay that atomic-node builds
-from /etc/atomic/cluster.env (the few numbers every node's name, address and pod subnet follow from).
+from /etc/atomic/cluster.env (the few numbers every node's name, address and pod subnet follow from:
+one subnet base per zone, and the slot rules of components/facts.py).
 
 The node script is the same for every node and every cluster size: the layout is arithmetic on
-cluster.env, which keeps user-data far below 16 KB even with hundreds of minions. Its tests run
-it and compare its output with layout.render_hosts() and overlay_routes().
+cluster.env, which keeps user-data far below 16 KB even with hundreds of minions in several
+zones. Its tests run it and compare its output with layout.render_hosts() and overlay_routes().
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def render_cluster_env(layout: ClusterLayout, node: NodeSpec) -> str:
     """The few numbers atomic-node derives every node's name, address and pod subnet from."""
     return env_file(f"cluster layout as seen from {node.name}", [
         ("", "ATOMIC_CLUSTER", layout.name),
-        ("", "ATOMIC_SUBNET_BASE", str(ipaddress.IPv4Network(layout.subnet_cidr).network_address)),
+        ("one per zone", "ATOMIC_SUBNET_BASES",
+         " ".join(str(ipaddress.IPv4Network(s).network_address) for s in layout.node_subnets)),
         ("", "ATOMIC_FIRST_OFFSET", str(FIRST_NODE_OFFSET)),
         ("", "ATOMIC_MASTER_SLOTS", str(MASTER_SLOTS)),
         ("", "ATOMIC_MASTERS", str(len(layout.masters))),

@@ -3,7 +3,7 @@ HAProxy through which both reach every master."""
 
 from __future__ import annotations
 
-from components.facts import API_PORT, CLUSTER_DOMAIN, KUBELET_PORT
+from components.facts import API_PORT, CLUSTER_DOMAIN, KUBELET_PORT, TLS_CIPHER_SUITES, TLS_MIN_VERSION
 from components.node.formats import dump_yaml, env_file
 from components.node.layout import ClusterLayout, NodeSpec
 from components.node.pki import K8S_PKI
@@ -80,6 +80,8 @@ def render_kubelet_config(layout: ClusterLayout, node: NodeSpec) -> str:
         "authorization": {"mode": "Webhook"},
         "tlsCertFile": f"{K8S_PKI}/kubelet.crt",
         "tlsPrivateKeyFile": f"{K8S_PKI}/kubelet.key",
+        "tlsMinVersion": TLS_MIN_VERSION,
+        "tlsCipherSuites": list(TLS_CIPHER_SUITES),
         "clusterDNS": [layout.dns_service_ip],
         "clusterDomain": CLUSTER_DOMAIN,
         "resolvConf": UPSTREAM_RESOLV_CONF,

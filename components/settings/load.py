@@ -19,6 +19,7 @@ import importlib
 import inspect
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,32 +30,51 @@ import yaml
 from pulumi.runtime.config import CONFIG, get_config, get_config_env, is_config_secret
 
 from components.facts import (
+    EBS_DATA_STORAGE_CLASS,
     EBS_STORAGE_CLASS,
+    GP3_IOPS,
+    GP3_THROUGHPUT_MIBS,
     GUESTBOOK_OBJECT_NAMES,
+    MAX_ZONES,
     MYSQL_OBJECT_SUFFIXES,
+    NAMESPACE_OBJECT_NAMES,
     NODE_PORT_RANGE,
     PODMAN_BRIDGE,
     PROJECT,
     SECURITY_GROUP_RULE_QUOTA,
+    admin_exposure_problem,
     base_tags,
+    cluster_id,
+    gp3_problem,
     node_slot_problem,
     quantity_value,
+    zone_blocks,
 )
-from components.pins import ENGINE_VERSIONS, FEDORA_RELEASES, KUBERNETES_VERSIONS
+from components.pins import (
+    EBS_CSI_DRIVER_IMAGE,
+    EBS_CSI_GP3_MAX_IOPS,
+    ENGINE_VERSIONS,
+    FEDORA_RELEASES,
+    KUBERNETES_VERSIONS,
+)
 from components.settings import rules
 from components.settings.rules import RuleError, shown
 from components.settings.schema import (
     AddonSettings,
     AutoscalerSettings,
     BackupSettings,
+    CloneSettings,
     ClusterMode,
     ClusterSettings,
+    DataVolumeSettings,
     Engine,
+    EtcdBackupSettings,
     ExistingClusterSettings,
     FrontendLbSettings,
     GuestbookSettings,
     MysqlSecrets,
     MysqlSettings,
+    NatGateways,
     Resources,
     RetentionPolicy,
     RolloutSettings,
@@ -367,6 +387,15 @@ def _sources(reader: _Reader, name: str, cidrs: tuple[str, ...], allow_world: bo
                               " allowWorldAdminAccess=true to mean it")
 
 
+
+def _admin_exposure(reader: _Reader, cidrs: tuple[str, ...], allow_world: bool) -> None:
+    """Measured by address space, not by prefix: no set of pieces may add up to the internet."""
+    exposure = admin_exposure_problem(rules.cidr(c) for c in cidrs)
+    if exposure is not None and not allow_world:
+        raise reader.fail("adminCidrs", list(cidrs), f"{exposure}; list the networks admins connect from, or set"
+                          " allowWorldAdminAccess=true to mean it")
+
+
 def _bytes(reader: _Reader, name: str, minimum: str, maximum: str) -> str:
     value = reader.raw(name).strip()
     if (not rules.BYTES.fullmatch(value) or not quantity_value(minimum) <= quantity_value(value)
@@ -488,14 +517,42 @@ def _mysql(reader: _Reader, protect: bool, backup: BackupSettings | None = None)
         pdb_max_unavailable=_pdb_max_unavailable(reader, replicas),
         rollout_timeout=reader.integer("mysqlRolloutTimeout", 0, 7 * 24 * 3600) or None,
         protect=protect,
+        clone=_clone(reader),
+        apply_threads=reader.integer("mysqlReplicaApplyThreads", 1, 64),
         backup=backup,
         prometheus_operator=reader.boolean("prometheusOperator"),
     )
 
 
+def _clone(reader: _Reader) -> CloneSettings:
+    """The clone path's containers and threads; 0 threads = one per CPU of the container's limit."""
+    # --prepare runs with --use-memory=128M (CLONE_PREPARE_MEMORY) plus the tool's own overhead.
+    clone = _resources(reader, "mysqlClone", min_memory="256Mi")
+    sidecar = _resources(reader, "mysqlSidecar", min_memory="128Mi")
+    threads = reader.integer("mysqlCloneThreads", 0, 32)
+    return CloneSettings(
+        clone_resources=clone,
+        sidecar_resources=sidecar,
+        send_threads=threads or _cores(sidecar.cpu_limit),
+        receive_threads=threads or _cores(clone.cpu_limit),
+    )
+
+
+def _cores(cpu: str) -> int:
+    """Whole CPUs of a limit, rounded up: a 1500m container gets 2 threads, 250m gets 1."""
+    return max(1, math.ceil(rules.cpu_millis(cpu) / 1000))
+
+
 def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
-    # A drain must leave at least one pod serving (a single pod can only be 1).
-    return reader.integer("mysqlPdbMaxUnavailable", 1, max(replicas - 1, 1))
+    """A drain must leave a majority of the set serving (a zone's loss on top of a drain then still
+    leaves pods to read from); one or two pods can only allow one."""
+    highest = max((replicas - 1) // 2, 1)
+    value = reader.raw("mysqlPdbMaxUnavailable").strip()
+    if not re.fullmatch(r"[0-9]+", value) or not 1 <= int(value) <= highest:
+        keeps = "a majority" if replicas > 2 else "one"
+        raise reader.fail("mysqlPdbMaxUnavailable", value, f"must leave {keeps} of the {replicas} pods "
+                          f"(mysqlReplicas) available: a whole number from 1 to {highest}")
+    return int(value)
 
 
 def _mysql_secrets(reader: _Reader, user_bucket: bool) -> MysqlSecrets:
@@ -644,30 +701,34 @@ def _admin_cidrs(reader: _Reader, allow_world: bool) -> tuple[str, ...]:
             "adminCidrs", [], 'clusterMode=aws needs at least the CIDR `pulumi up` runs from, e.g. ["203.0.113.7/32"]'
         )
     _sources(reader, "adminCidrs", cidrs, allow_world)
+    _admin_exposure(reader, cidrs, allow_world)
     return cidrs
 
 
 def _admin_rules_fit(reader: _Reader, cidrs: tuple[str, ...]) -> None:
     """Each admin CIDR opens its ports on both node groups (components/aws/cluster.security_rules):
-    SSH and the API on the masters, SSH on the minions, plus Cockpit, cAdvisor and NodePorts when
-    enabled. AWS stops at SECURITY_GROUP_RULE_QUOTA inbound rules per group, mid-`up`."""
-    cockpit, cadvisor = reader.boolean("enableCockpit"), reader.boolean("enableCadvisor")
+    the API on the masters, SSH on both with sshFromAdminCidrs, plus Cockpit, cAdvisor and NodePorts
+    when enabled. AWS stops at SECURITY_GROUP_RULE_QUOTA inbound rules per group, mid-`up`."""
+    ssh, cockpit, cadvisor = (reader.boolean(n) for n in ("sshFromAdminCidrs", "enableCockpit", "enableCadvisor"))
     nodeports = reader.boolean("enableNodePorts")
-    per_cidr = max(2 + cockpit + cadvisor, 1 + cockpit + cadvisor + nodeports)
-    most = (SECURITY_GROUP_RULE_QUOTA - _FIXED_INGRESS_RULES) // per_cidr
+    per_cidr = max(1 + ssh + cockpit + cadvisor, ssh + cockpit + cadvisor + nodeports, 1)
+    fixed = _FIXED_INGRESS_RULES + reader.boolean("instanceConnectEndpoint")
+    most = (SECURITY_GROUP_RULE_QUOTA - fixed) // per_cidr
     if len(cidrs) > most:
         raise reader.fail("adminCidrs", list(cidrs), f"lists {len(cidrs)} CIDRs; with {per_cidr} rules each"
-                          f" (enableCockpit, enableCadvisor, enableNodePorts) at most {most} fit AWS's"
-                          f" {SECURITY_GROUP_RULE_QUOTA}"
-                          " inbound rules per security group: merge them into wider blocks")
+                          f" (sshFromAdminCidrs, enableCockpit, enableCadvisor, enableNodePorts) at most {most} fit"
+                          f" AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules per security group: merge them into"
+                          " wider blocks")
 
 
 # Inbound rules a node group holds whatever the admin CIDRs (cluster.security_rules and each
-# load balancer's targets rule); tests/components/settings checks the bound on the real graph.
+# load balancer's targets rule), one more with the Instance Connect Endpoint (SSH from its group);
+# tests/components/settings checks the bound on the real graph.
 _FIXED_INGRESS_RULES = 5
 
 
 def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) -> ClusterSettings:
+    cluster_name = _dns_label(reader, "clusterName", max_length=24)
     vpc = _aws_block(reader, "vpcCidr")
     subnet = _aws_block(reader, "subnetCidr")
     if not subnet.subnet_of(vpc):
@@ -685,7 +746,13 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
             raise reader.fail(name, str(net), f"must not overlap vpcCidr {vpc}")
     if service.overlaps(pod):
         raise reader.fail("serviceCidr", str(service), f"must not overlap podCidr {pod}")
-    problem = node_slot_problem(subnet, pod, minion_count)
+    zones = _zones(reader, region, master_count)
+    _zone_blocks_fit(reader, vpc, "subnetCidr", subnet, len(zones) or 1)
+    private_nodes = reader.boolean("privateNodes")
+    private_subnet = _private_subnet(reader, vpc, subnet, len(zones) or 1) if private_nodes else None
+    node_subnet = private_subnet or subnet
+    problem = node_slot_problem(node_subnet, pod, minion_count, len(zones) or 1,
+                                "privateSubnetCidr" if private_nodes else "subnetCidr")
     if problem is not None:
         key, allowed = problem
         raise reader.fail(key, {"podCidr": str(pod), "minionCount": minion_count}[key], allowed)
@@ -702,6 +769,10 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         raise reader.fail(
             "existingSubnetId", existing_subnet or "", "existingVpcId and existingSubnetId must be set together"
         )
+    if existing_subnet and (private_nodes or len(zones) > 1):
+        raise reader.fail("existingSubnetId", existing_subnet,
+                          "an existing subnet is one zone of public nodes: set privateNodes=false and at most one "
+                          "availabilityZones entry")
     ami = reader.optional("amiId")
     if ami and not _AMI.fullmatch(ami):
         raise reader.fail(
@@ -715,8 +786,16 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
     admin_cidrs = _admin_cidrs(reader, allow_world)
     _admin_rules_fit(reader, admin_cidrs)
     zone = _zone(reader, region)
+    if zone and zones:
+        raise reader.fail("availabilityZone", zone, "set availabilityZones or availabilityZone, not both "
+                          f"(availabilityZones[0]={zone} says the same)")
+    api_load_balancer = reader.boolean("apiLoadBalancer")
+    if private_nodes and not api_load_balancer:
+        raise reader.fail("privateNodes", "true",
+                          "private nodes have no public address, so kubectl and `pulumi up` reach the API only "
+                          "through its load balancer: set apiLoadBalancer=true, or privateNodes=false")
     return ClusterSettings(
-        name=_dns_label(reader, "clusterName", max_length=24),
+        name=cluster_name,
         region=region,
         vpc_cidr=str(vpc),
         subnet_cidr=str(subnet),
@@ -746,10 +825,83 @@ def _cluster(reader: _Reader, region: str, protect: bool, tags: dict[str, str]) 
         protect=protect,
         addons=_addons(reader, minion_count),
         frontend_lb=_frontend_lb(reader, admin_cidrs),
-        api_load_balancer=reader.boolean("apiLoadBalancer"),
+        api_load_balancer=api_load_balancer,
         ready_timeout=reader.integer("clusterReadyTimeout", 60, 4 * 3600),
+        cluster_id=cluster_id(pulumi.get_stack(), cluster_name),
         tags=tags,
+        zones=zones,
+        private_nodes=private_nodes,
+        private_subnet_cidr=str(private_subnet) if private_subnet else None,
+        nat_gateways=_nat_gateways(reader) if private_nodes else "perZone",
+        instance_connect_endpoint=reader.boolean("instanceConnectEndpoint"),
+        ssh_from_admin_cidrs=reader.boolean("sshFromAdminCidrs"),
+        etcd_backup=_etcd_backup(reader),
     )
+
+
+_ZONE_SUFFIX = re.compile(r"^[a-z]$")
+
+
+def _zones(reader: _Reader, region: str, master_count: int) -> tuple[str, ...]:
+    """The zones by name: each of the region, each once, and enough of them that no zone holds
+    two masters when there are three (losing that zone would lose etcd's majority)."""
+    zones = reader.string_list("availabilityZones")
+    for zone in zones:
+        if not zone.startswith(region) or not _ZONE_SUFFIX.match(zone[len(region):]):
+            raise reader.fail("availabilityZones", zone, f"must be zones of aws:region {region}, e.g. {region}a")
+    if len(set(zones)) != len(zones):
+        raise reader.fail("availabilityZones", list(zones), "must not name a zone twice")
+    if len(zones) > MAX_ZONES:
+        raise reader.fail("availabilityZones", list(zones), f"at most {MAX_ZONES} zones")
+    if 1 < len(zones) < master_count:
+        raise reader.fail("availabilityZones", list(zones),
+                          f"masterCount={master_count} needs one zone or at least {master_count}: one master per "
+                          "zone, so that losing a zone never takes etcd's majority with it")
+    return zones
+
+
+def _private_subnet(reader: _Reader, vpc: ipaddress.IPv4Network, public: ipaddress.IPv4Network,
+                    zones: int) -> ipaddress.IPv4Network:
+    """The first zone's private subnet: with every zone's block inside the VPC and clear of the public ones."""
+    private = _aws_block(reader, "privateSubnetCidr")
+    _zone_blocks_fit(reader, vpc, "privateSubnetCidr", private, zones)
+    private_blocks, public_blocks = zone_blocks(private, zones), zone_blocks(public, zones)
+    clash = next((b for b in private_blocks if any(b.overlaps(p) for p in public_blocks)), None)
+    if clash is not None:
+        raise reader.fail("privateSubnetCidr", str(private), f"its zone block {clash} overlaps the public zone blocks "
+                          f"of subnetCidr ({', '.join(str(b) for b in public_blocks)})")
+    return private
+
+
+def _zone_blocks_fit(reader: _Reader, vpc: ipaddress.IPv4Network, name: str, first: ipaddress.IPv4Network,
+                     zones: int) -> None:
+    """Each zone takes the block of `first`'s size after the previous zone's: all must be in the VPC."""
+    blocks = zone_blocks(first, zones)
+    if all(block.subnet_of(vpc) for block in blocks):
+        return
+    if zones == 1:
+        raise reader.fail(name, str(first), f"must lie inside vpcCidr {vpc}")
+    raise reader.fail(name, str(first), f"must leave room inside vpcCidr {vpc} for {zones} zone blocks "
+                      f"of its size ({', '.join(str(b) for b in blocks)})")
+
+
+def _nat_gateways(reader: _Reader) -> NatGateways:
+    return reader.choice("natGateways", ("perZone", "single"))
+
+
+# Intervals that divide a day, so that the timer fires at the same wall-clock minutes on every master.
+BACKUP_INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440)
+
+
+def _etcd_backup(reader: _Reader) -> EtcdBackupSettings | None:
+    interval = reader.raw("etcdBackupIntervalMinutes").strip()
+    if interval == "0":
+        return None
+    if interval not in {str(i) for i in BACKUP_INTERVALS}:
+        raise reader.fail("etcdBackupIntervalMinutes", interval,
+                          "allowed values are 0 (no backups), " + ", ".join(str(i) for i in BACKUP_INTERVALS))
+    return EtcdBackupSettings(interval_minutes=int(interval),
+                              retention_days=reader.integer("etcdBackupRetentionDays", 1, 3650))
 
 
 def _addons(reader: _Reader, minion_count: int) -> AddonSettings:
@@ -759,8 +911,26 @@ def _addons(reader: _Reader, minion_count: int) -> AddonSettings:
         volume_reclaim_policy=reader.choice("volumeReclaimPolicy", ("Retain", "Delete")),
         metrics_server=reader.boolean("enableMetricsServer"),
         ebs_controller_replicas=min(2, minion_count),
+        data_volume=_data_volume(reader),
         minions=minion_count,
     )
+
+
+def _data_volume(reader: _Reader) -> DataVolumeSettings:
+    """gp3's own ranges here; the ratios to mysqlStorageSize in _fits_the_cluster."""
+    driver = EBS_CSI_DRIVER_IMAGE.rsplit(":", 1)[1]
+    iops_low, iops_high = GP3_IOPS[0], min(GP3_IOPS[1], EBS_CSI_GP3_MAX_IOPS)
+    iops = reader.raw("mysqlVolumeIops").strip()
+    if not re.fullmatch(r"[0-9]+", iops) or not iops_low <= int(iops) <= iops_high:
+        cap = "" if iops_high == GP3_IOPS[1] else \
+            f"; gp3 takes up to {GP3_IOPS[1]}, the pinned EBS CSI driver {driver} requests at most {iops_high}"
+        raise reader.fail("mysqlVolumeIops", iops, f"must be a whole number from {iops_low} to {iops_high}{cap}")
+    low, high = GP3_THROUGHPUT_MIBS
+    throughput = reader.raw("mysqlVolumeThroughput").strip()
+    if not re.fullmatch(r"[0-9]+", throughput) or not low <= int(throughput) <= high:
+        raise reader.fail("mysqlVolumeThroughput", throughput,
+                          f"must be a whole number of MiB/s from {low} to {high} (gp3's range)")
+    return DataVolumeSettings(storage_class=EBS_DATA_STORAGE_CLASS, iops=int(iops), throughput_mibs=int(throughput))
 
 
 def _frontend_lb(reader: _Reader, admin_cidrs: tuple[str, ...]) -> FrontendLbSettings | None:
@@ -939,8 +1109,24 @@ def load_settings() -> StackSettings:
     )
 
 
+def _data_volume_fits(reader: _Reader, volume: DataVolumeSettings, storage_size: str) -> None:
+    """gp3's ratios, for the size the EBS CSI driver creates (the claim rounded up to whole GiB)."""
+    size_gib = math.ceil(quantity_value(storage_size) / 2**30)
+    problem = gp3_problem(size_gib, volume.iops, volume.throughput_mibs)
+    if problem is None:
+        return
+    blame, allowed = problem
+    name, value = {"size": ("mysqlStorageSize", storage_size), "iops": ("mysqlVolumeIops", volume.iops),
+                   "throughput": ("mysqlVolumeThroughput", volume.throughput_mibs)}[blame]
+    if blame == "iops":
+        allowed += f" (mysqlStorageSize={storage_size})"
+    raise reader.fail(name, value, allowed)
 def _names_are_distinct(reader: _Reader, mysql: MysqlSettings, guestbook: GuestbookSettings) -> None:
-    """The set's objects and the Guestbook's share the namespace: one name, one object."""
+    """The set's objects, the Guestbook's and the namespace's own share the namespace: one name, one object."""
+    for suffix in MYSQL_OBJECT_SUFFIXES:
+        if f"{mysql.name}{suffix}" in NAMESPACE_OBJECT_NAMES:
+            raise reader.fail("mysqlName", mysql.name, f"{mysql.name}{suffix} is the name of one of the namespace's "
+                              f"own NetworkPolicies: choose a name giving none of {', '.join(NAMESPACE_OBJECT_NAMES)}")
     if not guestbook.enabled:
         return
     for suffix in MYSQL_OBJECT_SUFFIXES:
@@ -953,10 +1139,11 @@ def _names_are_distinct(reader: _Reader, mysql: MysqlSettings, guestbook: Guestb
 def _fits_the_cluster(reader: _Reader, cluster: ClusterSettings, mysql: MysqlSettings,
                       guestbook: GuestbookSettings) -> None:
     """What the workload asks of the aws cluster must be something its add-ons provide."""
-    offered = cluster.addons.storage_class
+    offered = cluster.addons.data_volume.storage_class
     if mysql.storage_class not in (None, offered):
         raise reader.fail("mysqlStorageClass", mysql.storage_class,
-                          f"clusterMode=aws offers one StorageClass: {offered} (or empty for the default, {offered})")
+                          f"clusterMode=aws gives the MySQL data volumes their own class: {offered} (or empty for it)")
+    _data_volume_fits(reader, cluster.addons.data_volume, mysql.storage_size)
     if guestbook.enabled and guestbook.autoscaler is not None and not cluster.addons.metrics_server:
         raise reader.fail("enableMetricsServer", "false",
                           "frontendHpaEnabled=true needs metrics-server on the aws cluster: allowed value true")

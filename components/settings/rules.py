@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from components import facts
 from components.facts import QUANTITY_FACTORS
 
 # --------------------------------------------------------------------------
@@ -89,9 +90,9 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
 
 # RFC 1918: what a VPC, the Service range and the pod range are drawn from. A public range there
 # would shadow real internet addresses for every node and pod.
-PRIVATE_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+PRIVATE_NETWORKS = facts.PRIVATE_NETWORKS
 # RFC 6598 shared address space: fine for the cluster's own (virtual) Service and pod ranges.
-SHARED_NETWORK = ipaddress.IPv4Network("100.64.0.0/10")
+SHARED_NETWORK = facts.SHARED_NETWORK
 WORLD = ipaddress.IPv4Network("0.0.0.0/0")
 # AWS: "The allowed block size is between a /16 netmask (65,536 IP addresses) and /28 netmask
 # (16 IP addresses)", for a VPC and for a subnet (VPC User Guide, "VPC CIDR blocks").

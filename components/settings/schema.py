@@ -19,6 +19,7 @@ AntiAffinity = Literal["soft", "hard"]
 RetentionPolicy = Literal["Retain", "Delete"]
 RolloutStrategy = Literal["RollingUpdate", "Recreate"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+NatGateways = Literal["perZone", "single"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class CloneSettings:
+    """How a new member gets its data: the previous ordinal's sidecar streams a backup, the new
+    pod's clone-mysql init container receives, extracts and prepares it."""
+
+    clone_resources: Resources  # the clone-mysql init container (receive, extract, prepare)
+    sidecar_resources: Resources  # the sidecar (serves the backup stream, sets up replication)
+    send_threads: int  # the backup tool's --parallel in the sidecar
+    receive_threads: int  # the stream tool's --parallel in the clone-mysql init container
+
+
+@dataclass(frozen=True)
 class MysqlSettings:
     """The replicated MySQL set (issue: MySqlReplicatedSet)."""
 
@@ -72,11 +84,19 @@ class MysqlSettings:
     pvc_when_scaled: RetentionPolicy
     pdb_max_unavailable: int
     protect: bool
+    clone: CloneSettings
+    # Replication applier threads of a replica (MariaDB slave_parallel_threads in optimistic mode,
+    # MySQL replica_parallel_workers); 1 applies serially.
+    apply_threads: int
     # Seconds pulumi-kubernetes waits for the set to be ready; None = computed (mysql/budget.py).
     rollout_timeout: int | None = None
     backup: BackupSettings | None = None
     # The cluster runs the Prometheus operator: a ServiceMonitor and a PrometheusRule for the set.
     prometheus_operator: bool = False
+
+    def stored_in(self, storage_class: str) -> MysqlSettings:
+        """The set on the cluster's own class for its data volumes (a composition step of __main__)."""
+        return replace(self, storage_class=storage_class)
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,15 @@ class MysqlSecrets:
 
 
 @dataclass(frozen=True)
+class DataVolumeSettings:
+    """The StorageClass of the MySQL data volumes on the aws cluster: gp3 with provisioned performance."""
+
+    storage_class: str
+    iops: int
+    throughput_mibs: int
+
+
+@dataclass(frozen=True)
 class AddonSettings:
     """What the aws cluster runs in kube-system so that the workload can run on it."""
 
@@ -103,6 +132,7 @@ class AddonSettings:
     metrics_server: bool
     # The EBS controller takes host ports (hostNetwork): never more replicas than minions.
     ebs_controller_replicas: int
+    data_volume: DataVolumeSettings
     minions: int = 1  # nodes the DaemonSets run on
 
 
@@ -114,6 +144,14 @@ class FrontendLbSettings:
     node_port: int
     listen_port: int
     source_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EtcdBackupSettings:
+    """Snapshots of etcd, taken by the leader on a timer and uploaded to the stack's own bucket."""
+
+    interval_minutes: int  # divides a day: the timer fires at the same wall-clock times on every master
+    retention_days: int
 
 
 @dataclass(frozen=True)
@@ -150,7 +188,32 @@ class ClusterSettings:
     api_load_balancer: bool = False
     # Seconds the readiness gate waits for the API and every minion (aws/gate.py).
     ready_timeout: int = 1800
+    # Unique to the stack (facts.cluster_id): what IAM conditions and volume tags key on.
+    cluster_id: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    # Availability zones by name; empty: one zone (availability_zone, else the region's first).
+    zones: tuple[str, ...] = ()
+    # Nodes in private subnets (private_subnet_cidr and the blocks after it, one per zone) behind
+    # NAT gateways; subnet_cidr's blocks are then the public subnets of the load balancers and NATs.
+    private_nodes: bool = False
+    private_subnet_cidr: str | None = None
+    nat_gateways: NatGateways = "perZone"
+    # SSH: through the EC2 Instance Connect Endpoint's security group, and from adminCidrs only if asked.
+    instance_connect_endpoint: bool = False
+    ssh_from_admin_cidrs: bool = False
+    etcd_backup: EtcdBackupSettings | None = None
+
+    @property
+    def zone_count(self) -> int:
+        return len(self.zones) or 1
+
+    @property
+    def node_subnet_cidr(self) -> str:
+        """The first zone's subnet the nodes take their addresses from."""
+        if self.private_nodes:
+            assert self.private_subnet_cidr is not None, "settings give private nodes a private subnet"
+            return self.private_subnet_cidr
+        return self.subnet_cidr
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ not chosen here.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pulumi
@@ -14,7 +15,17 @@ import pulumi_kubernetes as k8s
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.kube.objects import OWNER_LABELS, exec_probe, http_probe, metadata, owned, resources, restricted
+from components.kube.objects import (
+    OWNER_LABELS,
+    ZoneSpread,
+    exec_probe,
+    http_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    spread_over_zones,
+)
 from components.settings.schema import GuestbookSettings, Resources, RolloutSettings
 
 REDIS_PORT = 6379
@@ -35,6 +46,8 @@ apps = k8s.apps.v1
 class GuestbookArgs:
     settings: GuestbookSettings
     namespace: pulumi.Input[str]
+    # Over the zones: required where every node has its zone label (the aws cluster), else preferred.
+    zone_spread: ZoneSpread = "preferred"
 
 
 def labels(component: str, role: str | None = None) -> dict[str, str]:
@@ -157,6 +170,8 @@ class Guestbook(pulumi.ComponentResource):
         self._args = args
         settings = args.settings
 
+        # In place before the pods: under the namespace's default deny (workload.py) they are their only way out.
+        self.network_policies = self._network_policies(name)
         leader = self._deployment(DeploymentPlan(
             resource_name=f"{name}-redis-leader",
             object_name="redis-leader",
@@ -248,7 +263,6 @@ class Guestbook(pulumi.ComponentResource):
             settings.frontend_node_port,
         )
         self.autoscaler = self._autoscaler(name) if settings.autoscaler else None
-        self.network_policies = self._network_policies(name)
 
         self.frontend_address = self.frontend_service.metadata.apply(
             lambda m: f"{m.name}.{m.namespace}.svc" if m and m.name else ""
@@ -283,11 +297,21 @@ class Guestbook(pulumi.ComponentResource):
                 revision_history_limit=rollout.revision_history_limit,
                 template=core.PodTemplateSpecArgs(
                     metadata=meta.ObjectMetaArgs(labels=pod_labels, annotations=plan.pod_annotations or None),
-                    spec=plan.pod,
+                    spec=self._spread(plan),
                 ),
             ),
-            opts=ResourceOptions(parent=self, ignore_changes=plan.ignore_changes),
+            opts=ResourceOptions(parent=self, ignore_changes=plan.ignore_changes, depends_on=self.network_policies),
         )
+
+    def _spread(self, plan: DeploymentPlan) -> core.PodSpecArgs:
+        """The plan's pod, spread over the zones; each rollout's ReplicaSet spreads on its own."""
+        if plan.replicas < 2:
+            return plan.pod
+        spread = spread_over_zones(selector(plan.component, plan.role), self._args.zone_spread,
+                                   match_label_keys=["pod-template-hash"])
+        pod = copy.copy(plan.pod)
+        pod.topology_spread_constraints = spread
+        return pod
 
     def _service(
         self,
@@ -312,12 +336,16 @@ class Guestbook(pulumi.ComponentResource):
         )
 
     def _network_policies(self, name: str) -> list[k8s.networking.v1.NetworkPolicy]:
-        """Redis only from the frontend and the followers; the frontend on :80 from anywhere."""
+        """In: Redis only from the frontend and the followers, the frontend on :80 from anywhere. Out:
+        the frontend and the followers only to Redis (DNS is the namespace's rule, workload.py)."""
         net = k8s.networking.v1
+        redis = [net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=selector("redis")))]
         redis_peers = [
             net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=selector(component)))
             for component in ("frontend", "redis")
         ]
+        to_redis = [net.NetworkPolicyEgressRuleArgs(to=redis, ports=[net.NetworkPolicyPortArgs(port=REDIS_PORT,
+                                                                                               protocol="TCP")])]
         rules = {
             "redis": (REDIS_PORT, redis_peers),
             "frontend": (FRONTEND_PORT, None),
@@ -328,13 +356,14 @@ class Guestbook(pulumi.ComponentResource):
                 metadata=self._metadata(f"guestbook-{component}", labels(component)),
                 spec=net.NetworkPolicySpecArgs(
                     pod_selector=meta.LabelSelectorArgs(match_labels=selector(component)),
-                    policy_types=["Ingress"],
+                    policy_types=["Ingress", "Egress"],
                     ingress=[
                         net.NetworkPolicyIngressRuleArgs(
                             from_=peers,
                             ports=[net.NetworkPolicyPortArgs(port=port, protocol="TCP")],
                         )
                     ],
+                    egress=to_redis,
                 ),
                 opts=ResourceOptions(parent=self),
             )

@@ -73,7 +73,8 @@ def kind(value: str) -> Callable[[Entry], bool]:
 
 
 def admin(e: Entry) -> bool:
-    return e["inputs"].get("fromPort") == 22 and bool(e["inputs"].get("cidrIpv4"))
+    """The API's rule from the admin CIDR (SSH is open to no CIDR: it comes through the connect endpoint)."""
+    return e["inputs"].get("fromPort") == 6443 and bool(e["inputs"].get("cidrIpv4"))
 
 
 # --------------------------------------------------------------------------
@@ -393,8 +394,53 @@ def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, entry: Entry) -> list[tuple[st
 def test_pack_serves_every_policy_as_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "atomic-mysql"
-    assert [(p.name, p.enforcementLevel) for p in info.policies] == [
-        *((p.name, MANDATORY) for p in validators.POLICIES), ("bucket-companions", MANDATORY)]
+    served = [(p.name, p.enforcementLevel) for p in info.policies]
+    names = [p.name for p in validators.POLICIES] + [p.name for p in validators.STACK_POLICIES] + ["bucket-companions"]
+    assert served == [(name, MANDATORY) for name in names]
+
+
+def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, entries: list[Entry]) -> list[tuple[str, str]]:
+    resources = []
+    for entry in entries:
+        properties = struct_pb2.Struct()
+        json_format.ParseDict(_engine_value(entry["inputs"]), properties)
+        resources.append(analyzer_pb2.AnalyzerResource(type=entry["type"], properties=properties, urn=entry["urn"],
+                                                       name=entry["name"]))
+    response = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=60)
+    return [(d.policyName, d.message) for d in response.diagnostics]
+
+
+def _split_world(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan with its admin rules' sources replaced by 0.0.0.0/1 and 128.0.0.0/1 (no /0 anywhere)."""
+    changed = copy.deepcopy(plan)
+    admin = [e for e in changed["resources"] if e["type"] == validators.INGRESS_RULE
+             and e["name"].startswith("cluster-control-plane-admin-api-")]
+    admin[0]["inputs"]["cidrIpv4"] = "0.0.0.0/1"
+    twin = copy.deepcopy(admin[0])
+    twin["urn"] += "-twin"
+    twin["inputs"]["cidrIpv4"] = "128.0.0.0/1"
+    changed["resources"].append(twin)
+    return changed
+
+
+def test_the_union_of_admin_sources_is_measured_by_address_space(plans: dict[str, dict[str, Any]]) -> None:
+    for stack in ("dev", "staging", "prod"):
+        assert validators.stack_violations(plans[stack]["resources"]) == {}, stack
+    [(urn, message)] = validators.stack_violations(_split_world(plans["dev"])["resources"])[
+        "admin-exposure-by-address-space"]
+    assert "cluster-control-plane-admin" in urn  # reported on a rule that contributes
+    assert "together are the whole internet (0.0.0.0/0)" in message and "0.0.0.0/1, 128.0.0.0/1" in message
+    # per rule, neither half is a /0: the resource policy alone would let them through
+    assert not any("no-world-admin-ingress" in validators.violations(e["type"], e["inputs"], "dev")
+                   for e in _split_world(plans["dev"])["resources"])
+
+
+@pytest.mark.real
+def test_the_pack_refuses_the_split_world_as_a_stack_policy(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                                             plans: dict[str, dict[str, Any]]) -> None:
+    assert analyze_stack(analyzer, plans["dev"]["resources"]) == []
+    found = analyze_stack(analyzer, _split_world(plans["dev"])["resources"])
+    assert [policy for policy, _ in found] == ["admin-exposure-by-address-space"]
 
 
 @pytest.mark.real
@@ -450,9 +496,10 @@ def test_a_weakened_bucket_is_refused(plans: dict[str, dict[str, Any]], token: s
 def test_a_bucket_without_one_of_its_companions_is_reported(plans: dict[str, dict[str, Any]], missing: str) -> None:
     resources = [e for e in plans["prod"]["resources"] if e["type"] != missing]
     gaps = validators.bucket_gaps(resources)
-    [(urn, problems)] = gaps.items()
-    assert tokens.S3_BUCKET in urn and problems == [f"bucket has no {validators.BUCKET_COMPANIONS[missing]}"]
-    assert validators.plan_violations(resources, "prod")[urn]["private-buckets"] == problems
+    assert len(gaps) == 2  # the etcd snapshots' bucket and the MySQL set's
+    for urn, problems in gaps.items():
+        assert tokens.S3_BUCKET in urn and problems == [f"bucket has no {validators.BUCKET_COMPANIONS[missing]}"]
+        assert validators.plan_violations(resources, "prod")[urn]["private-buckets"] == problems
 
 
 def test_the_backup_bucket_and_its_key_are_protected_in_prod(plans: dict[str, dict[str, Any]]) -> None:
@@ -463,7 +510,8 @@ def test_the_backup_bucket_and_its_key_are_protected_in_prod(plans: dict[str, di
     assert key["options"]["protect"] is True
 
 
-def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, resources: list[Entry]) -> list[tuple[str, str, str]]:
+def analyze_stack_with_parents(stub: analyzer_pb2_grpc.AnalyzerStub,
+                               resources: list[Entry]) -> list[tuple[str, str, str]]:
     """The engine's stack validation call: every resource with its parent's URN."""
     items = []
     for entry in resources:
@@ -481,8 +529,66 @@ def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, resources: list[Entry]) 
 def test_pack_checks_every_bucket_has_its_companions(analyzer: analyzer_pb2_grpc.AnalyzerStub,
                                                      plans: dict[str, dict[str, Any]]) -> None:
     resources = plans["prod"]["resources"]
-    assert analyze_stack(analyzer, resources) == []
+    assert analyze_stack_with_parents(analyzer, resources) == []
     without = [e for e in resources if e["type"] != tokens.S3_BUCKET_VERSIONING]
-    [(policy, urn, message)] = analyze_stack(analyzer, without)
+    [(policy, urn, message)] = analyze_stack_with_parents(analyzer, without)
     assert policy == "bucket-companions" and tokens.S3_BUCKET in urn
     assert "bucket has no versioning Enabled (BucketVersioning)" in message
+
+
+def _without(plan: dict[str, Any], drop: Callable[[Entry], bool]) -> list[Entry]:
+    return [e for e in plan["resources"] if not drop(e)]
+
+
+def _is_agent(entry: Entry) -> bool:
+    name = entry["inputs"].get("metadata", {}).get("name")
+    return entry["type"] == validators.tokens.DAEMON_SET and name == "kube-network-policies"
+
+
+def _is_default_deny(entry: Entry) -> bool:
+    return entry["type"] == validators.tokens.NETWORK_POLICY and entry["inputs"]["metadata"]["name"] == "default-deny"
+
+
+def test_every_stack_enforces_network_policy_and_denies_by_default(plans: dict[str, dict[str, Any]]) -> None:
+    for stack in STACKS:
+        assert "network-policy-enforced" not in validators.stack_violations(plans[stack]["resources"]), stack
+
+
+def test_a_cluster_without_a_network_policy_agent_is_refused(plans: dict[str, dict[str, Any]]) -> None:
+    [(urn, message)] = validators.stack_violations(_without(plans["dev"], _is_agent))["network-policy-enforced"]
+    assert "aws:ec2/instance:Instance" in urn
+    assert "enforces no NetworkPolicy" in message and "registry.k8s.io/networking/kube-network-policies" in message
+    # An existing cluster's CNI is its own business (the program cannot see it); the default deny is not.
+    assert "network-policy-enforced" not in validators.stack_violations(_without(plans["local"], _is_agent))
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_a_namespace_without_a_default_deny_is_refused(plans: dict[str, dict[str, Any]], stack: str) -> None:
+    [(urn, message)] = validators.stack_violations(_without(plans[stack], _is_default_deny))["network-policy-enforced"]
+    assert "kubernetes:core/v1:Namespace" in urn and "namespace 'atomic-mysql' has no default-deny" in message
+
+
+@pytest.mark.parametrize("weaken", [
+    {"ingress": [{}]},  # one empty rule admits everything
+    {"policyTypes": ["Ingress"]},  # egress left open
+    {"podSelector": {"matchLabels": {"app": "mysql"}}},  # only some pods
+])
+def test_a_default_deny_that_admits_something_is_not_one(plans: dict[str, dict[str, Any]],
+                                                           weaken: dict[str, Any]) -> None:
+    resources = copy.deepcopy(plans["dev"]["resources"])
+    [deny] = [e for e in resources if _is_default_deny(e)]
+    deny["inputs"]["spec"].update(weaken)
+    assert "network-policy-enforced" in validators.stack_violations(resources)
+
+
+def test_image_repository_drops_tag_and_digest() -> None:
+    assert validators.image_repository("registry.k8s.io/networking/kube-network-policies:v1.1.1@sha256:ab") == \
+        "registry.k8s.io/networking/kube-network-policies"
+    assert validators.image_repository("localhost:5000/calico/node") == "localhost:5000/calico/node"
+
+
+@pytest.mark.real
+def test_the_pack_refuses_a_cluster_without_enforcement(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                                        plans: dict[str, dict[str, Any]]) -> None:
+    found = analyze_stack(analyzer, _without(plans["dev"], _is_agent))
+    assert [policy for policy, _ in found] == ["network-policy-enforced"]

@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from components.workload.mysql import config as mysql_config
-from tools.mysql_verify.checks import Endpoint, Options, verify
+from tools.mysql_verify.checks import Endpoint, Options, TlsTrust, verify
 from tools.testing.mariadb import MariaDBServer, ReplicatedSet, replica_status, replicated_set
+from tools.testing.mysql_pods import default_apply_threads
 
 PAYLOAD = "x" * 100
 WAIT_TIMEOUT = 300.0
@@ -172,13 +173,17 @@ def summarize(samples: list[Sample]) -> Summary:
 
 
 def verify_catch_up(group: ReplicatedSet) -> dict[str, float | None]:
-    """What `mysql-verify` itself reports as catch-up for its check row on the idle set."""
+    """What `mysql-verify` itself reports as catch-up for its check row on the idle set, over the
+    verified TLS the set serves (its CA, as `--ssl-ca` would give it)."""
+    assert group.tls_dir is not None
+    ca = group.tls_dir / mysql_config.TLS_CA
     options = Options(
         primary=Endpoint("127.0.0.1", group.primary.port, 0),
         replicas=tuple(Endpoint("127.0.0.1", r.port, n) for n, r in enumerate(group.replicas, start=1)),
         read=None,
         user="root",
         password=group.root_password,
+        tls=TlsTrust.from_pem(ca.read_text(), f"--ssl-ca {ca}"),
     )
     report = verify(options)
     if report.exit_code != 0:
@@ -227,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(base),
         replicas=2,
         primary_cnf=mysql_config.primary_cnf(engine, version),
-        replica_cnf=mysql_config.replica_cnf(engine, version),
+        replica_cnf=mysql_config.replica_cnf(engine, version, default_apply_threads()),
         server_id=mysql_config.server_id,
     ) as group:
         server_version = group.primary.value("SELECT VERSION()")

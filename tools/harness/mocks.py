@@ -11,6 +11,7 @@ graph the way the engine would see it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -105,7 +106,7 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         state.setdefault("publicIp", _public_ip(name))
         state.setdefault("allocationId", f"eipalloc-{_digest('eip', name)}")
     elif typ == tokens.S3_BUCKET:
-        # Auto-named as the provider does: the resource name and a random suffix.
+        # auto-named by the provider: <resource name>-<7 random characters>, lower case
         state.setdefault("bucket", f"{name}-{_digest('bucket', name, length=7)}")
         state["arn"] = f"arn:aws:s3:::{state['bucket']}"
     elif typ == tokens.IAM_USER:
@@ -113,6 +114,8 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         state["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:user{state.get('path', '/')}{state['name']}"
     elif typ == tokens.IAM_ACCESS_KEY:
         state.setdefault("secret", "mock-" + _digest("secret", name, length=35))
+    elif typ == tokens.NAT_GATEWAY:
+        state.setdefault("publicIp", _public_ip(name))
     elif typ == tokens.LOAD_BALANCER:
         # An NLB's DNS name: <name>-<hex>.elb.<region>.amazonaws.com
         lb_name = state.get("name") or name
@@ -147,6 +150,9 @@ def _random_state(args: MockResourceArgs) -> dict[str, Any]:
     length = int(state.get("length", 16))
     secret = ("Mock" + _digest("random", args.name, length=64))[:length]
     state.update(result=secret, bcryptHash="$2a$10$" + _digest("bcrypt", args.name, length=53))
+    if args.typ == tokens.RANDOM_BYTES:
+        raw = hashlib.sha256(f"random/{args.name}".encode()).digest()[:length]
+        state.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
     return state
 
 
@@ -172,10 +178,14 @@ class AtomicMocks(pulumi.runtime.Mocks):
                 tokens.SECURITY_GROUP: "sg",
                 tokens.INTERNET_GATEWAY: "igw",
                 tokens.ROUTE_TABLE: "rtb",
+                tokens.NAT_GATEWAY: "nat",
+                tokens.VPC_ENDPOINT: "vpce",
+                tokens.INSTANCE_CONNECT_ENDPOINT: "eice",
             }.get(typ)
             ident = (
                 f"{prefix}-{_digest(typ, args.name)}"
                 if prefix
+                else str(state["bucket"]) if typ == tokens.S3_BUCKET  # a bucket's id is its name
                 else state.get("name") or f"{args.name}-{_digest(typ, args.name, length=8)}"
             )
             return ident, state

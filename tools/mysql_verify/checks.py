@@ -2,7 +2,10 @@
 
 Order of a run (each step fills the Report; nothing here prints):
  1. connect to the primary (any failure is fatal: VerifyError, exit 2) and to each replica
-    (unreachable means degraded; "access denied" anywhere is fatal: it is the caller's mistake);
+    (unreachable means degraded; "access denied" and every TLS failure anywhere are fatal: the
+    caller's mistake, or a server verify must not trust); every connection is TLS verified against
+    the CA in Options.tls (host name included) unless that is None (--no-tls), and the server's
+    own view of the session (Ssl_version, Ssl_cipher) is read and reported;
  2. read VERSION(), @@server_id, read-only flags, log_bin and the replication status;
  3. write one row with a unique token through the primary;
  4. poll every running replica until it has the row (deadline --wait-timeout), then re-read
@@ -19,17 +22,18 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
 import pymysql.cursors
 
-from tools.mysql_verify.report import ReadResult, ReplicationState, Report, ServerResult
+from tools.mysql_verify.report import ReadResult, ReplicationState, Report, ServerResult, TlsUse
 
 # Client-side error codes (CR_*) and server codes the checks react to.
 ER_ACCESS_DENIED = 1045
@@ -45,6 +49,9 @@ CR_CONNECTION_ERROR = 2002
 CR_CONN_HOST_ERROR = 2003
 CR_SERVER_GONE = 2006
 CR_SERVER_LOST = 2013
+CR_SSL_CONNECTION_ERROR = 2026
+# Plaintext under require_secure_transport: MySQL and MariaDB with MDEV-30178 answer 3159 (MariaDB 10.11: 1045).
+ER_SECURE_TRANSPORT_REQUIRED = 3159
 CONNECTION_LOST = {CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_SERVER_GONE, CR_SERVER_LOST}
 PRIVILEGE_ERRORS = {ER_DBACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED, ER_TABLEACCESS_DENIED}
 
@@ -72,6 +79,67 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+# OpenSSL verify codes (X509_V_ERR_*) meaning "no chain to the trusted CA".
+_NOT_SIGNED_BY_CA = {2, 18, 19, 20, 21}
+# ... and meaning "the certificate does not name the host dialled" (62 host name, 64 IP address).
+_NAME_MISMATCH = {62, 64}
+
+
+@dataclass(frozen=True)
+class TlsTrust:
+    """The CA verify trusts, held in memory only, and where it came from (the report and errors name it).
+
+    One SSLContext for the whole run: the CA is its only trust anchor (cadata= loads no system CAs),
+    the certificate must chain to it and name the host dialled (check_hostname), TLS 1.2 or later
+    (the set's tls_version). VERIFY_X509_STRICT is cleared, as PyMySQL does for its own contexts,
+    because Python 3.13 turned it on: it checks RFC 5280 profile details, not trust, and keeping it
+    off makes every Python verify runs on behave like the 3.11 the tests run."""
+
+    source: str  # e.g. "--ssl-ca ca.pem" or "stack output mysqlCaCert (--stack prod)"
+    ca_subjects: tuple[str, ...]
+    context: ssl.SSLContext = field(repr=False, compare=False)
+
+    @classmethod
+    def from_pem(cls, pem: str, source: str) -> TlsTrust:
+        """Raises ValueError naming `source` when the text holds no CA certificate."""
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=pem)
+        except ssl.SSLError as error:
+            raise ValueError(f"{source}: not a PEM CA certificate ({_ssl_text(error)})") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        subjects = tuple(_common_name(cert) for cert in context.get_ca_certs())
+        if not subjects:
+            raise ValueError(f"{source}: holds no CA certificate (a server certificate? pass the set's CA, the "
+                             "stack output mysqlCaCert)")
+        return cls(source, subjects, context)
+
+
+def _ssl_text(error: ssl.SSLError) -> str:
+    """An ssl error's message without OpenSSL's source location ("(_ssl.c:4020)")."""
+    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(error.args[1] if len(error.args) > 1 else error))
+
+
+def _common_name(cert: Mapping[str, Any]) -> str:
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return "(no common name)"
+
+
+@dataclass(frozen=True)
+class SessionTls:
+    """The server's own view of one session (SHOW SESSION STATUS): empty means plaintext."""
+
+    version: str
+    cipher: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.version} {self.cipher}" if self.version else "none"
+
+
 @dataclass(frozen=True)
 class Options:
     primary: Endpoint
@@ -79,6 +147,7 @@ class Options:
     read: Endpoint | None
     user: str
     password: str
+    tls: TlsTrust | None  # None: plaintext, only with an explicit --no-tls
     database: str = "atomic_verify"
     samples: int = 20
     sample_interval: float = 0.05
@@ -89,7 +158,6 @@ class Options:
     server_id_offset: int = 100
     keep_rows: bool = False
     write_probe: bool = True
-    ssl_ca: str | None = None
 
     def __post_init__(self) -> None:
         if not _IDENTIFIER.match(self.database):
@@ -207,15 +275,38 @@ def _error_text(error: BaseException) -> str:
 
 
 def describe_connect_error(
-    error: BaseException, user: str, connect_timeout: float, query_timeout: float
+    error: BaseException,
+    user: str,
+    connect_timeout: float,
+    query_timeout: float,
+    *,
+    host: str = "",
+    tls: TlsTrust | None = None,
+    plaintext: bool = False,
 ) -> ConnectError:
-    """Map a PyMySQL/OS error to one clear phrase; access problems are fatal (wrong invocation)."""
+    """Map a PyMySQL/OS error to one clear phrase; access problems and TLS failures are fatal.
+
+    `tls` is the CA the connection was verified against (named in certificate errors), `plaintext`
+    says the connection was made without TLS (--no-tls), `host` is the name dialled."""
     code, text = _error_code(error), _error_text(error)
     lower = text.lower()
+    tls_failure = _describe_tls_error(error, host, tls)
+    if tls_failure is not None:
+        return tls_failure
     if code == ER_ACCESS_DENIED:
-        return ConnectError(
-            f"access denied for user {user!r}: wrong user or password (set MYSQL_PWD or --password-file)", fatal=True
-        )
+        reason = f"access denied for user {user!r}: wrong user or password (set MYSQL_PWD or --password-file)"
+        if plaintext:
+            reason += ("; or the transport: with --no-tls the login went in plaintext, which a server with "
+                       "require_secure_transport (this program's sets) or an account that REQUIREs SSL refuses "
+                       "this way: drop --no-tls")
+        return ConnectError(reason, fatal=True)
+    if code == ER_SECURE_TRANSPORT_REQUIRED:
+        return ConnectError("the server refuses connections without TLS (require_secure_transport): drop --no-tls",
+                            fatal=True)
+    if code == CR_SSL_CONNECTION_ERROR:
+        return ConnectError(f"the server offers no TLS ({text}): this program's sets always serve TLS, so this is "
+                            "not one of them, or its TLS is not configured; --no-tls only for servers that serve "
+                            "none", fatal=True)
     if code == ER_HOST_NOT_PRIVILEGED:
         return ConnectError(f"the server does not allow user {user!r} to connect from this host ({text})", fatal=True)
     if code in (CR_CONN_HOST_ERROR, CR_CONNECTION_ERROR):
@@ -236,15 +327,51 @@ def describe_connect_error(
         return ConnectError("connection closed by the other end (server shutting down, or a port-forward "
                               "with no pod behind it?)", fatal=False)
     if isinstance(error, RuntimeError) and "cryptography" in lower:
-        return ConnectError("the account uses caching_sha2_password and the server offers no TLS: enable TLS on "
-                              "the server, pass --ssl-ca, or install PyMySQL[rsa]", fatal=True)
+        return ConnectError("the account uses caching_sha2_password, which PyMySQL sends over plaintext only with "
+                              "the cryptography package: drop --no-tls (the server must serve TLS), or install "
+                              "PyMySQL[rsa]", fatal=True)
     if code is not None:
         return ConnectError(f"MySQL error {code}: {text}", fatal=code in PRIVILEGE_ERRORS)
     return ConnectError(f"cannot connect: {text}", fatal=False)
 
 
-def connect(endpoint: Endpoint, options: Options) -> Any:
-    """A pymysql connection with bounded connect/read/write timeouts, autocommit on."""
+def _describe_tls_error(error: BaseException, host: str, tls: TlsTrust | None) -> ConnectError | None:
+    """The TLS handshake's failure, from the ssl exception PyMySQL wraps (OperationalError 2003 with
+    `original_exception`), or None when the error is not one."""
+    original = getattr(error, "original_exception", None)
+    cause = original if isinstance(original, ssl.SSLError) else error if isinstance(error, ssl.SSLError) else None
+    if cause is None:
+        return None
+    source = f"the CA from {tls.source}" if tls is not None else "the CA"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        code, message = cause.verify_code, str(cause.verify_message).rstrip(".")
+        if code in _NAME_MISMATCH:
+            return ConnectError(
+                f"the server's certificate does not name the host dialled ({host!r}: {message}): dial a name it "
+                "carries, <set>-N.<set>.<namespace>[.svc[.<domain>]], <set>-primary[...] or <set>-read[...], "
+                "or 127.0.0.1/localhost through kubectl port-forward (never <set>-N.<set> alone: OpenSSL matches "
+                "no wildcard over a two-label name)", fatal=True)
+        if code in _NOT_SIGNED_BY_CA:
+            return ConnectError(
+                f"the server's certificate is not signed by {source} ({message}): another stack's or set's CA, "
+                "or a server that is not this set's", fatal=True)
+        return ConnectError(f"the server's certificate fails verification against {source} ({message})", fatal=True)
+    return ConnectError(f"TLS handshake failed: {_ssl_text(cause)}", fatal=True)
+
+
+def session_tls(conn: Any) -> SessionTls:
+    """The TLS of this session as the server sees it (MySQL and MariaDB alike; no privilege needed)."""
+    with conn.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
+        values = {str(name): str(value or "") for name, value in cursor.fetchall()}
+    return SessionTls(values.get("Ssl_version", ""), values.get("Ssl_cipher", ""))
+
+
+def connect(endpoint: Endpoint, options: Options) -> tuple[Any, SessionTls]:
+    """A pymysql connection with bounded connect/read/write timeouts, autocommit on, and its TLS.
+
+    With options.tls, PyMySQL gets the SSLContext itself (its `ssl=` parameter takes one and then
+    requires TLS: a server without TLS is error 2026); without, TLS is disabled outright."""
     settings: dict[str, Any] = {
         "host": endpoint.host,
         "port": endpoint.port,
@@ -257,12 +384,29 @@ def connect(endpoint: Endpoint, options: Options) -> Any:
         "charset": "utf8mb4",
         "program_name": "mysql-verify",
     }
-    if options.ssl_ca:
-        settings.update(ssl_ca=options.ssl_ca, ssl_verify_cert=True)
+    if options.tls is not None:
+        settings["ssl"] = options.tls.context
+    else:
+        settings["ssl_disabled"] = True
+    conn = None
     try:
-        return pymysql.connect(**settings)
+        conn = pymysql.connect(**settings)
+        tls = session_tls(conn)
     except (pymysql.err.MySQLError, OSError, RuntimeError) as error:
-        raise describe_connect_error(error, options.user, options.connect_timeout, options.query_timeout) from error
+        _close(conn)
+        raise describe_connect_error(error, options.user, options.connect_timeout, options.query_timeout,
+                                     host=endpoint.host, tls=options.tls, plaintext=options.tls is None) from error
+    if options.tls is not None and not tls.version:
+        _close(conn)
+        raise ConnectError("the server sees this session as plaintext (Ssl_version is empty) although verify "
+                           "connected with TLS: something between verify and the server ends TLS", fatal=True)
+    return conn, tls
+
+
+def _close(conn: Any) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _is_connection_lost(error: BaseException) -> bool:
@@ -387,6 +531,9 @@ def _thread_problem(name: str, running: str, errno: int, error: str) -> str:
     detail = (f"last error {errno}: {error}" if errno or error else
               "no error recorded (stopped by hand, or restarted with skip_replica_start/skip_slave_start "
               "and nothing ran START REPLICA)")
+    if name == "IO" and errno == CR_SSL_CONNECTION_ERROR:
+        detail += (" (the replica refuses the primary's TLS certificate: not signed by the CA in its "
+                   "SOURCE_SSL_CA/MASTER_SSL_CA, or not naming the host it dials)")
     return f"replication {name} thread is {running}: {detail}"
 
 
@@ -592,12 +739,13 @@ def sample_reads(
         if index:
             sleep(options.sample_interval)
         try:
-            conn = connect(endpoint, options)
+            conn, tls = connect(endpoint, options)
         except ConnectError as failure:
             if failure.fatal:
                 raise VerifyError(f"read endpoint {endpoint.address}: {failure.reason}") from failure
             read.errors[failure.reason] = read.errors.get(failure.reason, 0) + 1
             continue
+        read.tls[tls.label] = read.tls.get(tls.label, 0) + 1
         try:
             row = fetch_one(conn, "SELECT @@server_id")
             server_id = int(row[0]) if row else -1
@@ -653,9 +801,12 @@ def verify(options: Options, token: str | None = None, clock: Callable[[], float
     primary = _member(options.primary, "primary", options)
     replicas = [_member(endpoint, "replica", options) for endpoint in options.replicas]
     members = [primary, *replicas]
-    report = Report(token=token, user=options.user, servers=[member.result for member in members])
+    report = Report(token=token, user=options.user, servers=[member.result for member in members],
+                    tls=_tls_use(options.tls))
     if not replicas:
         report.warnings.append("no replica endpoints given: only the primary was checked")
+    if options.tls is None:
+        report.warnings.append("TLS is off (--no-tls): the password and the data crossed the network in plaintext")
     with _connections(members):
         _connect_all(primary, replicas, options)
         try:
@@ -669,22 +820,31 @@ def verify(options: Options, token: str | None = None, clock: Callable[[], float
     return report
 
 
+def _tls_use(trust: TlsTrust | None) -> TlsUse:
+    if trust is None:
+        return TlsUse(verified=False)
+    return TlsUse(verified=True, ca_source=trust.source, ca_subjects=list(trust.ca_subjects))
+
+
+def _connect_member(member: Member, options: Options) -> None:
+    member.conn, tls = connect(member.endpoint, options)
+    member.result.reachable = True
+    member.result.tls_version, member.result.tls_cipher = tls.version or None, tls.cipher or None
+
+
 def _connect_all(primary: Member, replicas: list[Member], options: Options) -> None:
     try:
-        primary.conn = connect(primary.endpoint, options)
+        _connect_member(primary, options)
     except ConnectError as failure:
         raise VerifyError(f"primary {primary.endpoint.address}: {failure.reason}") from failure
-    primary.result.reachable = True
     for member in replicas:
         try:
-            member.conn = connect(member.endpoint, options)
+            _connect_member(member, options)
         except ConnectError as failure:
             if failure.fatal:
                 raise VerifyError(f"{member.result.label} {member.endpoint.address}: {failure.reason}") from failure
             member.result.connect_error = failure.reason
             member.result.problems.append(f"unreachable: {failure.reason}")
-            continue
-        member.result.reachable = True
 
 
 def _on_replicas(replicas: list[Member], action: Callable[[Member], object]) -> None:

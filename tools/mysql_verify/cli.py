@@ -1,10 +1,13 @@
-"""Command line: endpoints, password, options; exit 0 healthy, 1 degraded, 2 usage/connection error.
+"""Command line: endpoints, CA, password, options; exit 0 healthy, 1 degraded, 2 usage/connection error.
 
 Endpoints come from explicit flags or from the stack's outputs (keys mysqlPrimaryHost,
 mysqlReadHost, mysqlPort; optionally mysqlReplicaHosts or mysqlReplicas); explicit flags win.
 The outputs are read either from the Pulumi CLI itself (--stack NAME: `pulumi stack output
 --json` run here, its stdout kept in memory, nothing written to disk) or from a file or stdin
-(--from-stack-json, for machines without the CLI). The password never comes from a flag,
+(--from-stack-json, for machines without the CLI). TLS is verified by default: the CA is
+--ssl-ca FILE, else the outputs' mysqlCaCert (the set's CA, read like the other outputs and
+kept in memory: the SSLContext loads it with cadata=); without either, verify refuses to run
+unless --no-tls says the servers serve no TLS. The password never comes from a flag,
 because argv is visible to every user in `ps`: MYSQL_PWD or --password-file (use - for stdin).
 """
 
@@ -22,13 +25,14 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from tools.mysql_verify import backups as backup_checks
-from tools.mysql_verify.checks import Endpoint, Options, VerifyError, verify
+from tools.mysql_verify.checks import Endpoint, Options, TlsTrust, VerifyError, verify
 from tools.mysql_verify.report import EXIT_ERROR, error_json, render_table, to_json
 
 DEFAULT_PORT = 3306
 PASSWORD_ENV = "MYSQL_PWD"
 # The outputs verify reads; no other output is ever asked for (the kubeconfig never is).
-STACK_KEYS = ("mysqlPrimaryHost", "mysqlReadHost", "mysqlPort", "mysqlReplicaHosts", "mysqlReplicas")
+STACK_KEYS = ("mysqlPrimaryHost", "mysqlReadHost", "mysqlPort", "mysqlReplicaHosts", "mysqlReplicas", "mysqlCaCert")
+CA_OUTPUT = "mysqlCaCert"
 # What `pulumi stack output --json` prints for a secret output without --show-secrets.
 SECRET_SHOWN = "[secret]"
 PULUMI_TIMEOUT = 120.0  # seconds: the CLI may log in to its backend first
@@ -86,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     auth.add_argument("--user", default="root", help="account to log in with (default: root)")
     auth.add_argument("--password-file", metavar="FILE",
                       help=f"file whose first line is the password (- for stdin); else ${PASSWORD_ENV}; else none")
-    auth.add_argument("--ssl-ca", metavar="FILE", help="verify the servers' TLS certificates against this CA")
+    tls = parser.add_argument_group("TLS (on by default: certificates and host names verified)")
+    tls.add_argument("--ssl-ca", metavar="FILE",
+                     help=f"PEM CA to verify the servers' certificates against (default: the stack output {CA_OUTPUT} "
+                          "from --stack or --from-stack-json)")
+    tls.add_argument("--no-tls", action="store_true",
+                     help="connect in plaintext, for servers that serve no TLS (this program's sets refuse it)")
     tune = parser.add_argument_group("checks")
     tune.add_argument("--samples", type=_positive(int), default=20, help="read endpoint samples (default: 20)")
     tune.add_argument("--sample-interval", type=float, default=0.05, metavar="SECONDS",
@@ -265,6 +274,19 @@ def stack_outputs_from_cli(stack: str, runner: Runner = subprocess.run) -> dict[
     return outputs
 
 
+StackOutputs = tuple[dict[str, Any], str]  # the outputs, and where they came from ("--stack prod")
+
+
+def read_stack(args: argparse.Namespace, runner: Runner = subprocess.run) -> StackOutputs | None:
+    if args.stack and args.from_stack_json:
+        raise UsageError("--stack and --from-stack-json both give the stack outputs: pass one")
+    if args.stack:
+        return stack_outputs_from_cli(args.stack, runner), f"--stack {args.stack}"
+    if args.from_stack_json:
+        return load_stack_outputs(args.from_stack_json), f"--from-stack-json {args.from_stack_json}"
+    return None
+
+
 def _stack_endpoints(outputs: dict[str, Any], source: str,
                      members: int | None) -> tuple[Endpoint, tuple[Endpoint, ...], Endpoint | None]:
     missing = [key for key in ("mysqlPrimaryHost", "mysqlPort") if not outputs.get(key)]
@@ -283,18 +305,12 @@ def _stack_endpoints(outputs: dict[str, Any], source: str,
 
 
 def resolve_endpoints(args: argparse.Namespace,
-                      runner: Runner = subprocess.run) -> tuple[Endpoint, tuple[Endpoint, ...], Endpoint | None]:
+                      stack: StackOutputs | None) -> tuple[Endpoint, tuple[Endpoint, ...], Endpoint | None]:
     primary: Endpoint | None = None
     replicas: tuple[Endpoint, ...] = ()
     read: Endpoint | None = None
-    if args.stack and args.from_stack_json:
-        raise UsageError("--stack and --from-stack-json both give the stack outputs: pass one")
-    if args.stack:
-        primary, replicas, read = _stack_endpoints(stack_outputs_from_cli(args.stack, runner), f"--stack {args.stack}",
-                                                   args.members)
-    if args.from_stack_json:
-        outputs = load_stack_outputs(args.from_stack_json)
-        primary, replicas, read = _stack_endpoints(outputs, f"--from-stack-json {args.from_stack_json}", args.members)
+    if stack is not None:
+        primary, replicas, read = _stack_endpoints(*stack, args.members)
     if args.primary:
         primary = Endpoint(*parse_host_port(args.primary), 0)
     if args.replica:
@@ -304,6 +320,38 @@ def resolve_endpoints(args: argparse.Namespace,
     if primary is None:
         raise UsageError("no primary endpoint: pass --primary HOST:PORT, --stack NAME or --from-stack-json FILE")
     return primary, replicas, read
+
+
+def resolve_tls(args: argparse.Namespace, stack: StackOutputs | None) -> TlsTrust | None:
+    """The CA every connection is verified against: --ssl-ca, else the stack output; None only for --no-tls."""
+    if args.no_tls:
+        return None
+    if args.ssl_ca:
+        try:
+            pem = Path(args.ssl_ca).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
+            raise UsageError(f"--ssl-ca {args.ssl_ca}: {reason}") from None
+        return _trust(pem, f"--ssl-ca {args.ssl_ca}")
+    if stack is not None:
+        outputs, source = stack
+        output = outputs.get(CA_OUTPUT)
+        if not output:
+            raise UsageError(f"{source}: no output {CA_OUTPUT} (the set's CA; a stack from before its servers "
+                             "served TLS?): pass --ssl-ca FILE, or --no-tls for servers that serve no TLS")
+        if not isinstance(output, str):
+            raise UsageError(f"{source}: output {CA_OUTPUT} is a {type(output).__name__}, expected the CA's PEM text")
+        return _trust(output, f"stack output {CA_OUTPUT} ({source})")
+    raise UsageError(f"no CA to verify the servers' TLS certificates against: pass --ssl-ca FILE (the stack output "
+                     f"{CA_OUTPUT}), or --stack NAME / --from-stack-json FILE; --no-tls only for servers that "
+                     "serve no TLS")
+
+
+def _trust(pem: str, source: str) -> TlsTrust:
+    try:
+        return TlsTrust.from_pem(pem, source)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def read_password(args: argparse.Namespace, environ: dict[str, str]) -> str:
@@ -318,12 +366,16 @@ def read_password(args: argparse.Namespace, environ: dict[str, str]) -> str:
     return environ.get(PASSWORD_ENV, "")
 
 
-def build_options(args: argparse.Namespace, environ: dict[str, str]) -> Options:
+def build_options(args: argparse.Namespace, environ: dict[str, str], runner: Runner = subprocess.run) -> Options:
     if args.from_stack_json == "-" and args.password_file == "-":
         raise UsageError("--from-stack-json and --password-file cannot both read stdin")
-    primary, replicas, read = resolve_endpoints(args)
+    if args.ssl_ca and args.no_tls:
+        raise UsageError("--ssl-ca and --no-tls contradict each other: pass one")
+    stack = read_stack(args, runner)
+    primary, replicas, read = resolve_endpoints(args, stack)
     if args.sample_interval < 0:
         raise UsageError("--sample-interval must not be negative")
+    tls = resolve_tls(args, stack)
     try:
         return Options(
             primary=primary,
@@ -331,6 +383,7 @@ def build_options(args: argparse.Namespace, environ: dict[str, str]) -> Options:
             read=read,
             user=args.user,
             password=read_password(args, environ),
+            tls=tls,
             database=args.database,
             samples=args.samples,
             sample_interval=args.sample_interval,
@@ -341,7 +394,6 @@ def build_options(args: argparse.Namespace, environ: dict[str, str]) -> Options:
             server_id_offset=args.server_id_offset,
             keep_rows=args.keep_rows,
             write_probe=not args.skip_write_probe,
-            ssl_ca=args.ssl_ca,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -58,6 +58,8 @@ class ServerResult:
     super_read_only: bool | None = None
     log_bin: bool | None = None
     write_probe: str | None = None
+    tls_version: str | None = None  # the server's Ssl_version for verify's session; None: plaintext or not reached
+    tls_cipher: str | None = None
     replication: ReplicationState | None = None
     check_row: str | None = None
     catch_up_seconds: float | None = None
@@ -78,6 +80,7 @@ class ReadResult:
     succeeded: int = 0
     server_ids: dict[int, int] = field(default_factory=dict)
     row_visible: int = 0
+    tls: dict[str, int] = field(default_factory=dict)  # "TLSv1.3 TLS_AES_256_GCM_SHA384" (or "none") -> samples
     errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -89,10 +92,26 @@ class ReadResult:
 
 
 @dataclass
+class TlsUse:
+    """How the run's connections were secured: verified against a CA (and where it came from), or not."""
+
+    verified: bool
+    ca_source: str | None = None  # "--ssl-ca FILE" or "stack output mysqlCaCert (--stack NAME)"
+    ca_subjects: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if not self.verified:
+            return "off (--no-tls)"
+        subjects = ", ".join(repr(subject) for subject in self.ca_subjects)
+        return f"server certificates and host names verified against CA {subjects} from {self.ca_source}"
+
+
+@dataclass
 class Report:
     token: str
     user: str
     servers: list[ServerResult]
+    tls: TlsUse = field(default_factory=lambda: TlsUse(verified=False))
     read: ReadResult | None = None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -146,6 +165,7 @@ class Report:
             "user": self.user,
             "rows_kept": self.rows_kept,
             "duration_seconds": round(self.duration_seconds, 3),
+            "tls": asdict(self.tls),
             "servers": servers,
             "read": read,
             "backup": self.backup.to_dict() if self.backup is not None else None,
@@ -181,6 +201,12 @@ def _row_cell(server: ServerResult) -> str:
     return server.check_row or "-"
 
 
+def _tls_cell(server: ServerResult) -> str:
+    if not server.reachable:
+        return "-"
+    return server.tls_version or "none"
+
+
 def _row(server: ServerResult) -> list[str]:
     state = server.replication
     behind = "-" if state is None or state.seconds_behind is None else f"{state.seconds_behind}s"
@@ -196,11 +222,13 @@ def _row(server: ServerResult) -> list[str]:
         state.sql_running if state else "-",
         behind,
         _row_cell(server),
+        _tls_cell(server),
         status,
     ]
 
 
-HEADERS = ["SERVER", "ENDPOINT", "ENGINE", "ID", "WANT", "READ-ONLY", "IO", "SQL", "BEHIND", "CHECK ROW", "STATUS"]
+HEADERS = ["SERVER", "ENDPOINT", "ENGINE", "ID", "WANT", "READ-ONLY", "IO", "SQL", "BEHIND", "CHECK ROW", "TLS",
+           "STATUS"]
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -212,9 +240,19 @@ def _read_line(read: ReadResult) -> str:
     line = f"read endpoint {read.address}: {read.succeeded}/{read.samples} samples ok; server ids {read.spread()}"
     if read.succeeded:
         line += f"; check row visible in {read.row_visible}/{read.succeeded}"
+    if read.tls:
+        line += "; TLS " + ", ".join(f"{label} x{count}" for label, count in sorted(read.tls.items()))
     if read.errors:
         common, count = Counter(read.errors).most_common(1)[0]
         line += f"; {sum(read.errors.values())} failed (e.g. {common!r} x{count})"
+    return line
+
+
+def _tls_line(report: Report) -> str:
+    sessions = sorted({f"{server.tls_version} {server.tls_cipher}" for server in report.servers if server.tls_version})
+    line = f"TLS: {report.tls.describe()}"
+    if sessions:
+        line += f"; sessions {', '.join(sessions)}"
     return line
 
 
@@ -223,6 +261,7 @@ def render_table(report: Report) -> str:
         f"mysql-verify: {report.status.upper()}  "
         f"({len(report.servers)} servers, user {report.user}, check token {report.token}, "
         f"{report.duration_seconds:.2f}s)",
+        _tls_line(report),
         "",
         *_table([HEADERS, *(_row(server) for server in report.servers)]),
     ]

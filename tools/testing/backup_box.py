@@ -21,8 +21,11 @@ from pathlib import Path
 
 from pymysql.constants import CLIENT
 
+from components.facts import CLUSTER_DOMAIN
 from components.workload.mysql import config as mysql_config
 from tools.testing.mariadb import MARIADBD, MariaDBServer, require_mariadb
+from tools.testing.mysql_pods import default_apply_threads
+from tools.testing.pki import make_ca, write_tls_dir
 from tools.testing.processes import free_port
 
 ENGINE, VERSION = "mariadb", "10.11"
@@ -66,8 +69,11 @@ class ScriptBox:
         for directory in (self.config_dir, self.secrets_dir, self.key_dir):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o700)
-        for name, text in mysql_config.config_map_data(ENGINE, VERSION).items():
+        for name, text in mysql_config.config_map_data(ENGINE, VERSION, default_apply_threads()).items():
             (self.config_dir / name).write_text(text)
+        # The set's TLS Secret: its servers run with require_secure_transport, as in the pods.
+        self.tls_dir = write_tls_dir(self.base / "tls", make_ca("test MySQL set CA"),
+                                     mysql_config.tls_certificate("mysql", "atomic-mysql", CLUSTER_DOMAIN))
         self.passwords = passwords or {key: secrets.token_urlsafe(18) for key in PASSWORD_KEYS}
         for name, value in self.passwords.items():
             self._private(self.secrets_dir / name, value)
@@ -96,7 +102,7 @@ class ScriptBox:
             "BACKUP_ENDPOINT": self.store.endpoint, "BACKUP_REGION": self.store.region,
             "BACKUP_KEY_DIR": str(self.key_dir), "S3_TOOLS_DIR": str(self.base / "no-s3-tools"),
             "MYSQLD": str(MARIADBD), "RESTORE_MYSQLD_ARGS": "--user=root" if os.geteuid() == 0 else "",
-            "PEER_HOST_PATTERN": "127.0.0.1", "WAIT_TIMEOUT": "60",
+            "PEER_HOST_PATTERN": "127.0.0.1", "WAIT_TIMEOUT": "60", "MYSQL_TLS_DIR": str(self.tls_dir),
         })
         env.update(extra)
         return env
@@ -120,7 +126,8 @@ class ScriptBox:
         self.must("init-mysql.sh", pod=pod)
         cnf = "".join(path.read_text() for path in sorted((pod.root / "conf.d").glob("*.cnf")))
         server = MariaDBServer(pod.root / "server", free_port(), mysql_config.server_id(pod.ordinal), cnf,
-                               datadir=pod.datadir, root_password=self.passwords["root-password"], name=pod.name)
+                               datadir=pod.datadir, root_password=self.passwords["root-password"], name=pod.name,
+                               tls_dir=self.tls_dir)
         server.socket = pod.socket
         if initialize:
             server.root_password = None

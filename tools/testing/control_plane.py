@@ -18,6 +18,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from tools.testing.pki import IssuingPki, node_files
 from tools.testing.processes import Daemon, stop_all, wait_until
 
 ETCD = Path("/usr/bin/etcd")
+ETCDCTL = Path("/usr/bin/etcdctl")
 CONTROLLER_MANAGER_PORT = 10257
 SCHEDULER_PORT = 10259
 PORTS = (API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, CONTROLLER_MANAGER_PORT, SCHEDULER_PORT)
@@ -185,6 +187,18 @@ class ControlPlane:
         return [d for m in self.masters for d in m.daemons.values()]
 
 
+def etcdctl(master: Master, *args: str) -> subprocess.CompletedProcess[str]:
+    """etcdctl against `master`'s etcd with the apiserver's own etcd client certificate."""
+    pki_dir = master.relocation.path("/etc/kubernetes/pki")
+    return subprocess.run(
+        [str(ETCDCTL), f"--endpoints=https://{master.loopback}:{ETCD_CLIENT_PORT}",
+         f"--cacert={pki_dir}/etcd-ca.crt", f"--cert={pki_dir}/apiserver-etcd-client.crt",
+         f"--key={pki_dir}/apiserver-etcd-client.key", "--dial-timeout=5s", *args],
+        # a value etcd holds may be binary (an encrypted Secret): shown escaped, never a decode error
+        capture_output=True, text=True, errors="backslashreplace", timeout=30,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ETCDCTL_API": "3"})
+
+
 def master_files(plan: Plan, layout: ClusterLayout, node: NodeSpec) -> Files:
     """The files cloud-init writes on `node`, from the user-data the program gave its instance."""
     return user_data_files(plan.user_data(plan.instance_named(node.name)))
@@ -229,7 +243,7 @@ def boot(stack: str, workdir: Path, overrides: Mapping[str, Any] | None = None,
         files = master_files(plan, layout, node)
         plan_pki = node_pki(layout, node)
         key_material = node_files(pki, plan_pki.certs, plan_pki.ca_paths, plan_pki.service_account_key,
-                                  relocation.address, drop_sans)
+                                  relocation.address, drop_sans, plan_pki.encryption_config)
         relocation.write(files)
         for path, pem in key_material.items():
             target = relocation.path(path)

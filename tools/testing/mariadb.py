@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import selectors
 import shutil
 import socket
@@ -45,7 +46,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from typing import Any
 import pymysql
 import pymysql.connections
 
+from components.workload.mysql import config as mysql_config
 from tools.testing.processes import die_with_parent, free_port
 
 MARIADBD = Path("/usr/sbin/mariadbd")
@@ -109,8 +111,15 @@ class MariaDBServer:
         datadir: Path | None = None,
         root_password: str | None = None,
         name: str | None = None,
+        environment: Mapping[str, str] | None = None,
+        tls_dir: Path | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
+        # ca.crt, tls.crt and tls.key (the set's TLS Secret as mounted): the server serves them and
+        # refuses plaintext TCP, and connect() verifies the server against ca.crt. None: no TLS.
+        self.tls_dir = Path(tls_dir) if tls_dir is not None else None
+        # Extra environment of mariadbd (e.g. a benchmark's LD_PRELOAD); None: the caller's own.
+        self.environment = dict(environment) if environment else None
         self.port = port
         self.server_id = server_id
         self.cnf = cnf
@@ -152,6 +161,8 @@ class MariaDBServer:
         ]
         if os.geteuid() == 0:
             owned.append("user=root")
+        if self.tls_dir is not None:
+            owned += mysql_config.tls_options(str(self.tls_dir))
         return "\n".join(
             [
                 "# Written by tools/testing/mariadb.py",
@@ -174,6 +185,9 @@ class MariaDBServer:
         return self.base_dir / "tmp"
 
     def write_cnf(self) -> Path:
+        if self.tls_dir is None and re.search(r"^\s*ssl_(cert|key|ca)\s*=", self.cnf, re.M):
+            raise ValueError(f"{self.name}: the config fragment serves TLS (ssl_* options); give the server a "
+                             "tls_dir (tools/testing/pki.write_tls_dir) whose files replace the pod's paths")
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(exist_ok=True)
         self.defaults_file.write_text(self.render_cnf(), encoding="utf-8")
@@ -230,6 +244,7 @@ class MariaDBServer:
         with self.stdout_log.open("ab") as out:
             self._process = subprocess.Popen(
                 [str(MARIADBD), f"--defaults-file={self.defaults_file}"],
+                env={**os.environ, **self.environment} if self.environment else None,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -258,6 +273,8 @@ class MariaDBServer:
             except pymysql.err.OperationalError as error:
                 if error.args and error.args[0] == _ER_ACCESS_DENIED:
                     return  # it answers; the caller's password is simply not (yet) right
+                if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                    return  # it answers, with a certificate the test gave it so that clients refuse it
                 last_error = str(error)
             time.sleep(0.1)
         raise RuntimeError(
@@ -320,6 +337,10 @@ class MariaDBServer:
             "write_timeout": 60,
             "autocommit": True,
         }
+        if self.tls_dir is not None and "unix_socket" not in options:
+            # Verified as a client in the cluster would: the set's CA and the name dialled (127.0.0.1).
+            settings.update(ssl_ca=str(self.tls_dir / mysql_config.TLS_CA), ssl_verify_cert=True,
+                            ssl_verify_identity=True)
         settings.update(options)
         return pymysql.connect(**settings)
 
@@ -363,6 +384,7 @@ class ReplicatedSet:
     root_password: str
     replication_user: str = "repl"
     replication_password: str = "repl-password"
+    tls_dir: Path | None = None  # the set's CA and certificate, shared by every server, as in the pods
 
     @property
     def servers(self) -> list[MariaDBServer]:
@@ -373,18 +395,23 @@ class ReplicatedSet:
         with self.primary.connect() as conn, conn.cursor() as cursor:
             cursor.execute("SET SESSION sql_log_bin = 0")
             cursor.execute(
-                "CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (self.replication_user, self.replication_password)
+                "CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s REQUIRE SSL",
+                (self.replication_user, self.replication_password),
             )
             cursor.execute("GRANT REPLICATION SLAVE ON *.* TO %s@'%%'", (self.replication_user,))
 
     def start_replication(self, replica: MariaDBServer, timeout: float = 30) -> None:
         """CHANGE MASTER TO the primary (GTID, slave_pos), START SLAVE, wait until both threads run."""
+        assert self.tls_dir is not None
         with replica.connect() as conn, conn.cursor() as cursor:
             cursor.execute("STOP SLAVE")
+            # Verified TLS, as the set's sidecar sets it up (sidecar.sh mariadb_statements).
             cursor.execute(
                 "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
+                "MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=1, "
                 "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-                (self.primary.port, self.replication_user, self.replication_password),
+                (self.primary.port, self.replication_user, self.replication_password,
+                 str(self.tls_dir / mysql_config.TLS_CA)),
             )
         self.resume_replication(replica, timeout)
 
@@ -434,28 +461,43 @@ def start_replicated_set(
     *,
     replicas: int = 2,
     primary_cnf: str = "",
-    replica_cnf: str = "",
+    replica_cnf: str | Sequence[str] = "",
     server_id: Callable[[int], int] = lambda ordinal: 100 + ordinal,
     root_password: str = "root-password",
     replication_password: str = "repl-password",
     start_timeout: float = 60,
+    environment: Mapping[str, str] | None = None,
 ) -> ReplicatedSet:
     """Initialize and start a primary and `replicas` replicas under base_dir/ord<N>, replicating.
 
-    On any failure every server already started is stopped before the error propagates.
+    `replica_cnf` is every replica's fragment, or one per replica (e.g. a serial and a parallel
+    applier side by side). Every server serves TLS with one certificate of one test CA
+    (base_dir/tls, as the set's pods share their TLS Secret), refuses plaintext TCP, and replicates
+    over verified TLS. On any failure every server already started is stopped before the error
+    propagates.
     """
+    from tools.testing.pki import make_ca, write_tls_dir  # here: pki imports the node renderers
+
     require_mariadb()
+    tls_dir = write_tls_dir(Path(base_dir) / "tls", make_ca("test MySQL set CA"),
+                            mysql_config.tls_certificate("mysql", "test", "cluster.local"))
+    replica_cnfs = [replica_cnf] * replicas if isinstance(replica_cnf, str) else list(replica_cnf)
+    if len(replica_cnfs) != replicas:
+        raise ValueError(f"{len(replica_cnfs)} replica fragments for {replicas} replicas")
     servers = [
         MariaDBServer(
             Path(base_dir) / f"ord{ordinal}",
             free_port(),
             server_id(ordinal),
-            primary_cnf if ordinal == 0 else replica_cnf,
+            primary_cnf if ordinal == 0 else replica_cnfs[ordinal - 1],
             name="primary" if ordinal == 0 else f"replica-{ordinal}",
+            environment=environment,
+            tls_dir=tls_dir,
         )
         for ordinal in range(replicas + 1)
     ]
-    group = ReplicatedSet(servers[0], servers[1:], root_password, replication_password=replication_password)
+    group = ReplicatedSet(servers[0], servers[1:], root_password, replication_password=replication_password,
+                          tls_dir=tls_dir)
     try:
         for server in servers:
             server.initialize()

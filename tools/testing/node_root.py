@@ -28,7 +28,7 @@ DROPIN = re.compile(r"/etc/systemd/system/(kube[-a-z]*)\.service\.d/10-atomic\.c
 
 # Where on a node the rendered files live: each moves under the test's root.
 NODE_DIRECTORIES = ("/etc/kubernetes/", "/etc/etcd/", "/var/lib/etcd", "/etc/atomic/", "/etc/cni/", "/etc/haproxy/",
-                    "/var/lib/kubelet", "/run/systemd/resolve/")
+                    "/var/lib/kubelet", "/run/systemd/resolve/", "/var/log/kubernetes/")
 
 
 def user_data_files(user_data: str) -> Files:
@@ -137,3 +137,23 @@ class Relocation:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(self.text(content))
             path.chmod(int(mode, 8))
+
+
+def service_of_timer(files: Mapping[str, tuple[str, str]], timer: str) -> str:
+    """The path of the service a timer starts: its Unit=, else the timer's own name as a .service."""
+    named = re.findall(r"^Unit=(\S+)$", files[timer][0], re.MULTILINE)
+    unit = named[-1] if named else Path(timer).name.removesuffix(".timer") + ".service"
+    return str(Path(timer).parent / unit)
+
+
+def service_command(files: Mapping[str, tuple[str, str]], unit: str) -> tuple[list[str], list[str]]:
+    """(argv, EnvironmentFiles in order) of a plain service unit among a node's files: what systemd runs."""
+    content = files[unit][0]
+    starts = [line for line in re.findall(r"^ExecStart=(.*)$", content, re.MULTILINE) if line]
+    if len(starts) != 1:
+        raise ValueError(f"{unit}: expected one ExecStart, found {len(starts)}")
+    env_files = [f.lstrip("-") for f in re.findall(r"^EnvironmentFile=(\S+)$", content, re.MULTILINE)]
+    for env_file in env_files:
+        if env_file not in files:
+            raise KeyError(f"{unit} reads {env_file}, which is not among the node's files")
+    return shlex.split(starts[0]), env_files

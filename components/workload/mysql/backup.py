@@ -7,8 +7,11 @@ backup.sh, backup-job.sh, archive-binlogs.sh, restore.sh, s3.sh).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,6 +20,7 @@ from components.facts import BACKUP_AGENT_PORT, BACKUP_METRICS_PORT, MYSQLD_EXPO
 from components.pins import MYSQLD_EXPORTER_IMAGE, RCLONE_BINARY, RCLONE_IMAGE
 from components.settings.schema import BackupSettings, MysqlSettings, Resources
 from components.workload.mysql import config as mysql_config
+from components.workload.mysql.config import MYSQL_SOCKET
 
 core = k8s.core.v1
 meta = k8s.meta.v1
@@ -54,6 +58,55 @@ class BackupTarget:
 def job_label(set_name: str) -> dict[str, str]:
     """Pods carrying it may ask the members' backup agents for a backup (NetworkPolicy)."""
     return {f"{set_name}-backup-job": "true"}
+
+
+# The pods of a Prometheus (the operator labels every Prometheus pod so, prometheus-operator
+# pkg/prometheus/server: applicationNameLabelValue; a Prometheus run otherwise is labelled the same to scrape).
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+# Link-local (the instance metadata service among it) stays closed to the pods even on the S3 port:
+# IMDSv2 with hop limit 1 keeps pods out by design (docs/backup.md, "Credentials").
+S3_EGRESS_EXCEPT = ("169.254.0.0/16",)
+
+
+def s3_port(backup: BackupSettings) -> int:
+    """The port the pods reach the bucket on: the endpoint's (settings check it is https) or S3's 443."""
+    return (urlsplit(backup.endpoint).port or 443) if backup.endpoint else 443
+
+
+def s3_egress_policy(selector: Mapping[str, str], backup: BackupSettings
+                     ) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """Out of the set's pods to the bucket: the agent's uploads, the archiver's and a restore's reads.
+    S3 has no address range a NetworkPolicy can name (the API has no FQDN peers and S3's ranges are
+    thousands of changing prefixes), so it is the bucket's port anywhere outside the cluster but
+    link-local; NetworkPolicy selects pods, not containers, so mysqld's container shares it (mysqld
+    opens no outbound connection of its own but replication, which the set's own policy admits)."""
+    net = k8s.networking.v1
+    return net.NetworkPolicySpecArgs(
+        pod_selector=meta.LabelSelectorArgs(match_labels=dict(selector)),
+        policy_types=["Egress"],
+        egress=[net.NetworkPolicyEgressRuleArgs(
+            to=[net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr="0.0.0.0/0", except_=list(S3_EGRESS_EXCEPT)))],
+            ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=s3_port(backup))])],
+    )
+
+
+def job_egress_policy(set_name: str, members: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """Out of the backup CronJob's pods: only to the members' agents (DNS is the namespace's rule)."""
+    net = k8s.networking.v1
+    return net.NetworkPolicySpecArgs(
+        pod_selector=meta.LabelSelectorArgs(match_labels=job_label(set_name)),
+        policy_types=["Egress"],
+        egress=[net.NetworkPolicyEgressRuleArgs(
+            to=[net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=dict(members)))],
+            ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=BACKUP_AGENT_PORT)])],
+    )
+
+
+def prometheus_peer() -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """Prometheus's pods in whatever namespace it runs (one peer: the namespace AND the pod selector)."""
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=meta.LabelSelectorArgs(),
+        pod_selector=meta.LabelSelectorArgs(match_labels=dict(PROMETHEUS_POD_LABELS)))
 
 
 def s3_secret_name(set_name: str) -> str:
@@ -121,7 +174,9 @@ def exporter_container(security: core.SecurityContextArgs, resources: core.Resou
                                       period_seconds=30, timeout_seconds=5, failure_threshold=3),
         readiness_probe=core.ProbeArgs(http_get=core.HTTPGetActionArgs(path="/", port="metrics"),
                                        period_seconds=10, timeout_seconds=5, failure_threshold=3),
-        volume_mounts=[core.VolumeMountArgs(name="exporter-cnf", mount_path=EXPORTER_CNF_MOUNT, read_only=True)],
+        # mysqld's socket directory: the exporter logs in over the socket (config.exporter_cnf).
+        volume_mounts=[core.VolumeMountArgs(name="exporter-cnf", mount_path=EXPORTER_CNF_MOUNT, read_only=True),
+                       core.VolumeMountArgs(name="run", mount_path=str(PurePosixPath(MYSQL_SOCKET).parent))],
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.pins import ENGINE_VERSIONS, ENGINES
+from components.settings.schema import CloneSettings
 
 # server-id 0 is reserved (a server with id 0 refuses to replicate), hence the offset.
 SERVER_ID_OFFSET = 100
@@ -24,9 +25,12 @@ BACKUP_USER = "backup"
 # check row goes to (the tool's default --database).
 VERIFY_USER = "verify"
 VERIFY_DATABASE = "atomic_verify"
-# The metrics sidecar's account (mysqld_exporter): over TCP from inside the pod only.
+# The metrics sidecar's account (mysqld_exporter): over the pod-local socket only ('localhost' matches
+# socket connections alone under skip_name_resolve), so require_secure_transport lets it in without TLS.
 EXPORTER_USER = "exporter"
-EXPORTER_HOST = "127.0.0.1"
+EXPORTER_HOST = "localhost"
+# mysqld's socket in every container that mounts the set's `run` volume (scripts/common.sh's default).
+MYSQL_SOCKET = "/var/run/mysqld/mysqld.sock"
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = (
@@ -36,6 +40,56 @@ SCRIPT_NAMES = (
 )
 # Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
 CONFIG_MOUNT = "/etc/mysql-config"
+# Where the set's TLS Secret (kubernetes.io/tls plus its CA) is mounted: the same path in mysqld, the
+# sidecar and clone-mysql, since a replica's mysqld opens the CA file the sidecar names in CHANGE MASTER.
+TLS_MOUNT = "/etc/mysql-tls"
+TLS_CA, TLS_CERT, TLS_KEY = "ca.crt", "tls.crt", "tls.key"
+TLS_VERSIONS = "TLSv1.2,TLSv1.3"
+
+
+@dataclass(frozen=True)
+class TlsCertificate:
+    """The set's one certificate: every member serves MySQL and the clone port with it and presents it
+    as the clone's client. One per set, not per pod: members share the data anyway, and per-pod
+    certificates would need an issuer in the cluster. Issued by a CA of the set's own (set.py)."""
+
+    common_name: str
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    uses: tuple[str, ...] = ("digital_signature", "key_encipherment", "server_auth", "client_auth")
+
+
+def tls_certificate(name: str, namespace: str, cluster_domain: str) -> TlsCertificate:
+    """The names clients and peers dial: each pod through the headless Service (<set>-N.<set>, short and
+    qualified forms: a wildcard covers every ordinal, present and future; OpenSSL matches only the forms
+    with two dots after the `*`, see peer_host_pattern), the primary and read Services,
+    and 127.0.0.1/localhost for `kubectl port-forward` (docs/verify.md), where the client dials loopback."""
+    services = (name, f"{name}-primary", f"{name}-read")
+    qualified = ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.{cluster_domain}")
+    dns = [f"*.{name}{suffix}" for suffix in qualified]
+    dns += [f"{service}{suffix}" for service in services[1:] for suffix in qualified]
+    return TlsCertificate(common_name=f"{name}.{namespace}.svc", dns_names=(*dns, "localhost"),
+                          ip_addresses=("127.0.0.1",))
+
+
+def peer_host_pattern(name: str, namespace: str, cluster_domain: str) -> str:
+    """The name a member dials a peer by (replication verifies it, the clone's socat checks it): the
+    fully qualified headless-Service name. OpenSSL matches a wildcard only with two dots after the `*`
+    (crypto/x509/v3_utl.c, valid_star), so `*.<set>` never covers `<set>-1.<set>`; the qualified
+    form is covered by `*.<set>.<namespace>.svc.<domain>`. `{ordinal}` is filled in by common.sh."""
+    return f"{name}-{{ordinal}}.{name}.{namespace}.svc.{cluster_domain}"
+
+
+def tls_options(directory: str = TLS_MOUNT) -> list[str]:
+    """mysqld's TLS: the set's certificate, TLS 1.2 or later, and no connection over TCP without it
+    (the socket, which probes and the sidecar use, counts as secure and stays open to root)."""
+    return [
+        f"ssl_ca={directory}/{TLS_CA}",
+        f"ssl_cert={directory}/{TLS_CERT}",
+        f"ssl_key={directory}/{TLS_KEY}",
+        f"tls_version={TLS_VERSIONS}",
+        "require_secure_transport=ON",
+    ]
 
 
 @dataclass(frozen=True)
@@ -90,6 +144,7 @@ def _common(engine: str, version: str) -> list[str]:
         "innodb_flush_log_at_trx_commit=1",
         "binlog_expire_logs_seconds=604800",
         "character_set_server=utf8mb4",
+        *tls_options(),
     ]
     if engine == "mariadb":
         return [
@@ -117,8 +172,8 @@ def primary_cnf(engine: str, version: str) -> str:
     return _lines("# Primary (ordinal 0): binlog with GTIDs for the replicas.", *_common(engine, version))
 
 
-def replica_cnf(engine: str, version: str) -> str:
-    """[mysqld] fragment of ordinals 1..n (replicas)."""
+def replica_cnf(engine: str, version: str, apply_threads: int) -> str:
+    """[mysqld] fragment of ordinals 1..n (replicas), applying with `apply_threads` threads."""
     _check(engine, version)
     # MariaDB has no super_read_only; read_only still stops every account
     # without READ_ONLY ADMIN (i.e. everything but root-like accounts).
@@ -129,11 +184,43 @@ def replica_cnf(engine: str, version: str) -> str:
         *_common(engine, version),
         *role,
         "relay_log_recovery=ON",
+        *apply_options(engine, apply_threads),
     )
 
 
-def cnf_for(engine: str, version: str, ordinal: int) -> str:
-    return primary_cnf(engine, version) if ordinal == 0 else replica_cnf(engine, version)
+MAX_APPLY_THREADS = 64
+
+
+def apply_options(engine: str, threads: int) -> list[str]:
+    """How a replica applies what it receives: `threads` applier threads, commits in the primary's order.
+
+    A serial applier applies (and, with sync_binlog=1 and log_replica_updates, flushes) one
+    transaction at a time, so a primary committing concurrent transactions in groups outruns it
+    and the lag grows without bound (measured: `make bench-apply`, docs/mysql.md).
+
+    MariaDB: optimistic mode runs any transactional DML in parallel and rolls back and retries a
+    transaction that meets a conflict; commits still happen in the primary's binlog order, per
+    replication domain, so a reader never sees a state the primary never had
+    (https://mariadb.com/kb/en/parallel-replication/, "optimistic mode", "Commit order").
+    slave_parallel_threads=0 is the serial applier.
+    MySQL: replica_parallel_workers workers (the default, 4, since 8.0.27) and
+    replica_preserve_commit_order=ON (also the default since 8.0.27), written down so that a
+    changed default never changes the set; the dependency tracking that lets 8.0 apply in parallel
+    is _common's WRITESET (8.4's only behaviour). One worker applies serially; 0 is deprecated.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_APPLY_THREADS:
+        raise ValueError(f"apply threads {threads!r}: allowed 1 to {MAX_APPLY_THREADS}")
+    if engine == "mariadb":
+        if threads == 1:
+            return ["slave_parallel_threads=0"]
+        return [f"slave_parallel_threads={threads}", "slave_parallel_mode=optimistic"]
+    if engine == "mysql":
+        return [f"replica_parallel_workers={threads}", "replica_preserve_commit_order=ON"]
+    raise ValueError(f"engine {engine!r}: allowed values are {', '.join(ENGINES)}")
+
+
+def cnf_for(engine: str, version: str, ordinal: int, apply_threads: int) -> str:
+    return primary_cnf(engine, version) if ordinal == 0 else replica_cnf(engine, version, apply_threads)
 
 
 def server_id_cnf(ordinal: int) -> str:
@@ -156,12 +243,13 @@ def users_sql(engine: str) -> str:
     else:
         backup_grants = "BACKUP_ADMIN, PROCESS, RELOAD, LOCK TABLES, REPLICATION CLIENT"
     repl = f"'{REPLICATION_USER}'@'%'"
-    # The backup account only ever connects over the pod-local socket.
+    # The backup account only ever connects over the pod-local socket (its host is 'localhost', which
+    # matches socket connections only when skip_name_resolve is on): no TLS there, none needed.
     backup = f"'{BACKUP_USER}'@'localhost'"
     statements = [
-        *_account(engine, repl, "@replication_password"),
+        *_account(engine, repl, "@replication_password", require_tls=True),
         f"GRANT REPLICATION SLAVE ON *.* TO {repl};",
-        *_account(engine, backup, "@backup_password"),
+        *_account(engine, backup, "@backup_password", require_tls=False),
         f"GRANT {backup_grants} ON *.* TO {backup};",
     ]
     if engine == "mysql":
@@ -191,16 +279,19 @@ def exporter_grants(engine: str) -> list[str]:
 
 
 def exporter_statements(engine: str) -> list[str]:
-    return [*_account(engine, f"'{EXPORTER_USER}'@'{EXPORTER_HOST}'", "@exporter_password"), *exporter_grants(engine)]
+    # In-pod over the socket, like `backup`: no network hop for TLS to protect.
+    return [*_account(engine, f"'{EXPORTER_USER}'@'{EXPORTER_HOST}'", "@exporter_password", require_tls=False),
+            *exporter_grants(engine)]
 
 
 def exporter_cnf(password: str) -> str:
-    """mysqld_exporter's --config.my-cnf (go-ini): TCP to the pod's own mysqld. The password is
+    """mysqld_exporter's --config.my-cnf (go-ini): the pod's own mysqld over its socket (a `socket`
+    key makes the exporter dial unix, config/config.go FormDSN in prometheus/mysqld_exporter). The password is
     triple-quoted, go-ini's form for a value holding quotes, '#' or ';' (the password rule allows
     them); a password containing three double quotes in a row is refused."""
     if '"""' in password or "\n" in password:
         raise ValueError("the exporter password must not contain three double quotes in a row or a line break")
-    return f'[client]\nuser={EXPORTER_USER}\npassword="""{password}"""\nhost={EXPORTER_HOST}\nport=3306\n'
+    return f'[client]\nuser={EXPORTER_USER}\npassword="""{password}"""\nsocket={MYSQL_SOCKET}\n'
 
 
 def verify_grants(engine: str) -> list[str]:
@@ -226,18 +317,21 @@ def verify_grants(engine: str) -> list[str]:
 
 def verify_statements(engine: str) -> list[str]:
     """The verify account (connects over TCP from anywhere the NetworkPolicy admits) and its grants."""
-    return [*_account(engine, f"'{VERIFY_USER}'@'%'", "@verify_password"), *verify_grants(engine)]
+    return [*_account(engine, f"'{VERIFY_USER}'@'%'", "@verify_password", require_tls=True), *verify_grants(engine)]
 
 
-def _account(engine: str, account: str, variable: str) -> list[str]:
-    """Create `account` if missing, then (re)set its password: re-running rotates it."""
+def _account(engine: str, account: str, variable: str, *, require_tls: bool) -> list[str]:
+    """Create `account` if missing, then (re)set its password: re-running rotates it. An account that
+    connects over the network REQUIREs SSL itself, so that it keeps refusing plaintext even on a
+    server started without require_secure_transport (a hand-edited config, a restore elsewhere)."""
+    tls = " REQUIRE SSL" if require_tls else ""
     return [
-        _prepared(engine, f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY ", variable),
-        _prepared(engine, f"ALTER USER {account} IDENTIFIED BY ", variable),
+        _prepared(engine, f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY ", variable, tls),
+        _prepared(engine, f"ALTER USER {account} IDENTIFIED BY ", variable, tls),
     ]
 
 
-def _prepared(engine: str, statement: str, variable: str) -> str:
+def _prepared(engine: str, statement: str, variable: str, suffix: str = "") -> str:
     """`statement` followed by the quoted password in a session variable, run as a prepared statement.
 
     MariaDB writes account statements to the binlog as executed, so a literal password would
@@ -253,10 +347,23 @@ def _prepared(engine: str, statement: str, variable: str) -> str:
     if engine == "mariadb":
         literal += "PASSWORD "
         value = f"QUOTE(PASSWORD({variable}))"
+    tail = f", '{suffix}'" if suffix else ""
     return (
-        f"SET @stmt = CONCAT('{literal}', {value});\n"
+        f"SET @stmt = CONCAT('{literal}', {value}{tail});\n"
         "PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;"
     )
+
+
+def clone_env(clone: CloneSettings) -> dict[str, dict[str, str]]:
+    """The clone path's settings as the scripts read them, per container: the sidecar's backup
+    tool (BACKUP_PARALLEL, sidecar.sh) and the clone-mysql stream tool (CLONE_PARALLEL)."""
+    for name, threads in (("send", clone.send_threads), ("receive", clone.receive_threads)):
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"{name} threads {threads!r}: must be a whole number >= 1")
+    return {
+        "sidecar": {"BACKUP_PARALLEL": str(clone.send_threads)},
+        "clone-mysql": {"CLONE_PARALLEL": str(clone.receive_threads)},
+    }
 
 
 def script_command(script: str) -> list[str]:
@@ -286,12 +393,12 @@ def script_files() -> dict[str, str]:
     return {name: (SCRIPTS_DIR / name).read_text(encoding="utf-8") for name in SCRIPT_NAMES}
 
 
-def config_map_data(engine: str, version: str) -> dict[str, str]:
+def config_map_data(engine: str, version: str, apply_threads: int) -> dict[str, str]:
     """Everything the pods read from the ConfigMap: both role fragments, the accounts'
     SQL and the scripts (the containers run them with bash from CONFIG_MOUNT)."""
     return {
         "primary.cnf": primary_cnf(engine, version),
-        "replica.cnf": replica_cnf(engine, version),
+        "replica.cnf": replica_cnf(engine, version, apply_threads),
         "users.sql": users_sql(engine),
         **script_files(),
     }

@@ -18,11 +18,31 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import BACKUP_AGENT_PORT, BACKUP_METRICS_PORT, CLONE_PORT, MYSQL_PORT, MYSQLD_EXPORTER_PORT
-from components.kube.objects import await_timeouts, exec_probe, metadata, owned, resources, restricted
+from components.facts import (
+    BACKUP_AGENT_PORT,
+    BACKUP_METRICS_PORT,
+    CA_USES,
+    CA_VALIDITY_HOURS,
+    CLONE_PORT,
+    CLUSTER_DOMAIN,
+    LEAF_VALIDITY_HOURS,
+    MYSQL_PORT,
+    MYSQLD_EXPORTER_PORT,
+)
+from components.kube.objects import (
+    ZoneSpread,
+    await_timeouts,
+    exec_probe,
+    metadata,
+    owned,
+    resources,
+    restricted,
+    spread_over_zones,
+)
 from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
 from components.workload.mysql import backup as backups
 from components.workload.mysql import budget
@@ -44,11 +64,12 @@ SECRET_MOUNT = "/etc/mysql-secrets"
 VERIFY_PASSWORD_KEY = "verify-password"
 PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY, "exporter-password")
 
-# Containers whose size does not follow the mysqld settings.
+# A `pulumi up` within this many hours of the set's certificate expiring issues a new one (pulumi-tls
+# early_renewal_hours); the new Secret rolls the set (checksum/tls below).
+TLS_RENEWAL_HOURS = 30 * 24
+
+# init-mysql copies two files; the clone and sidecar containers are sized by their own settings.
 INIT_RESOURCES = Resources(cpu_request="50m", memory_request="32Mi", cpu_limit="200m", memory_limit="64Mi")
-# --prepare runs with --use-memory=128M (CLONE_PREPARE_MEMORY) plus the tool's own overhead.
-CLONE_RESOURCES = Resources(cpu_request="250m", memory_request="256Mi", cpu_limit="1", memory_limit="1Gi")
-SIDECAR_RESOURCES = Resources(cpu_request="100m", memory_request="128Mi", cpu_limit="1", memory_limit="512Mi")
 
 
 @dataclass
@@ -58,6 +79,8 @@ class MySqlReplicatedSetArgs:
     namespace: pulumi.Input[str]
     # Pods carrying these labels may reach 3306; None means {"<name>-client": "true"}.
     client_label: Mapping[str, str] | None = None
+    # Over the zones: required where every node has its zone label (the aws cluster), else preferred.
+    zone_spread: ZoneSpread = "preferred"
     # Where backups go (settings.backup set): the bucket and its key (backup.BackupTarget).
     backup_target: backups.BackupTarget | None = None
 
@@ -95,10 +118,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         self._settings = settings = args.settings
         self._backup_target = args.backup_target
         self._namespace = args.namespace
+        self._zone_spread = args.zone_spread
         child = ResourceOptions(parent=self)
         stateful = ResourceOptions(parent=self, protect=settings.protect)
 
-        data = mysql_config.config_map_data(settings.engine, settings.version)
+        data = mysql_config.config_map_data(settings.engine, settings.version, settings.apply_threads)
         self.config_map = core.ConfigMap(
             f"{name}-config", metadata=self._meta(f"{settings.name}-config"), data=data, opts=child
         )
@@ -114,6 +138,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             string_data=secret_data,
             opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
         )
+        self.ca_cert, tls_secret, tls_checksum = self._tls(name)
         self.backup_secret: core.Secret | None = None
         if args.backup_target is not None:
             # The key that may touch this set's prefix of the bucket, and nothing else.
@@ -137,13 +162,41 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                                             spec=self._client_spec(primary_selector), opts=child)
         self.rollout_seconds = settings.rollout_timeout or budget.rollout_budget(settings.replicas,
                                                                                  settings.storage_size).seconds
+        client_label = args.client_label or default_client_label(settings.name)
+        # In place before the first pod: under the namespace's default deny (workload.py) a pod
+        # without them can neither clone nor replicate.
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=self._meta(settings.name),
+            spec=self._network_policy_spec(client_label),
+            opts=child,
+        )
+        self.client_network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-clients-netpol",
+            metadata=self._meta(f"{settings.name}-clients"),
+            spec=self._client_network_policy_spec(client_label),
+            opts=child,
+        )
+        # With backups: the CronJob's pods reach the agents, and the set's pods reach the bucket (backup.py).
+        self.backup_network_policies: list[k8s.networking.v1.NetworkPolicy] = []
+        if settings.backup is not None:
+            self.backup_network_policies = [
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-backup-job-netpol", metadata=self._meta(backups.cron_job_name(settings.name)),
+                    spec=backups.job_egress_policy(settings.name, selector_labels(settings.name)), opts=child),
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-backup-s3-netpol", metadata=self._meta(backups.s3_secret_name(settings.name)),
+                    spec=backups.s3_egress_policy(selector_labels(settings.name), settings.backup),
+                    opts=child),
+            ]
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
-            spec=self._stateful_set_spec(config_checksum(data)),
+            spec=self._stateful_set_spec(config_checksum(data), tls_checksum),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
-                                 depends_on=[self.config_map, self.secret, self.headless_service,
+                                 depends_on=[self.config_map, self.secret, tls_secret, self.headless_service,
+                                             self.network_policy, *self.backup_network_policies,
                                              *([self.backup_secret] if self.backup_secret else [])],
                                  # pulumi-kubernetes waits 10 minutes by default; OrderedReady pods that
                                  # each clone their predecessor need what their probes allow them.
@@ -156,12 +209,6 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 max_unavailable=settings.pdb_max_unavailable,
                 selector=meta.LabelSelectorArgs(match_labels=selector_labels(settings.name)),
             ),
-            opts=child,
-        )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=self._meta(settings.name),
-            spec=self._network_policy_spec(args.client_label or default_client_label(settings.name)),
             opts=child,
         )
 
@@ -191,6 +238,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 "replicas": self.replicas,
                 "verifyUser": self.verify_user,
                 "verifyPasswordKey": self.verify_password_key,
+                "caCert": self.ca_cert,
             }
         )
 
@@ -211,6 +259,57 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             # Output.secret makes sure a plain value gets the secret flag too.
             result[key] = pulumi.Output.secret(value)
         return result
+
+    def _tls(self, name: str) -> tuple[pulumi.Output[str], core.Secret, pulumi.Output[str]]:
+        """The set's CA (its own, not the cluster's: it signs for this set only, and its key never leaves
+        Pulumi's state) and the one certificate every member serves MySQL and the clone port with and
+        presents as the clone's client (config.tls_certificate). Lifetimes as the cluster's own."""
+        s = self._settings
+        child = ResourceOptions(parent=self)
+        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        ca = tls.SelfSignedCert(
+            f"{name}-ca",
+            private_key_pem=ca_key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{s.name} MySQL set CA"),
+            is_ca_certificate=True,
+            validity_period_hours=CA_VALIDITY_HOURS,
+            allowed_uses=CA_USES,
+            opts=child,
+        )
+        planned = pulumi.Output.from_input(self._namespace).apply(
+            lambda namespace: mysql_config.tls_certificate(s.name, namespace, CLUSTER_DOMAIN))
+        key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            f"{name}-tls-csr",
+            private_key_pem=key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=planned.apply(lambda c: c.common_name)),
+            dns_names=planned.apply(lambda c: list(c.dns_names)),
+            ip_addresses=planned.apply(lambda c: list(c.ip_addresses)),
+            opts=child,
+        )
+        cert = tls.LocallySignedCert(
+            f"{name}-tls",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem,
+            validity_period_hours=LEAF_VALIDITY_HOURS,
+            early_renewal_hours=TLS_RENEWAL_HOURS,
+            allowed_uses=list(mysql_config.TlsCertificate("", (), ()).uses),
+            opts=child,
+        )
+        private_key: pulumi.Output[str] = pulumi.Output.secret(key.private_key_pem)
+        secret = core.Secret(
+            f"{name}-tls-secret",
+            metadata=self._meta(f"{s.name}-tls"),
+            type="kubernetes.io/tls",
+            string_data={mysql_config.TLS_CERT: cert.cert_pem, mysql_config.TLS_KEY: private_key,
+                         mysql_config.TLS_CA: ca.cert_pem},
+            opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
+        )
+        # Of the public halves only: the annotation must not carry (or be marked as) a secret.
+        checksum = pulumi.Output.all(cert.cert_pem, ca.cert_pem).apply(
+            lambda pems: hashlib.sha256("".join(pems).encode()).hexdigest())
+        return ca.cert_pem, secret, checksum
 
     def _headless_spec(self) -> core.ServiceSpecArgs:
         # Peers find each other by pod DNS (<name>-N.<name>) even before they are ready.
@@ -236,14 +335,20 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             ports=[core.ServicePortArgs(name="mysql", port=MYSQL_PORT, target_port="mysql")],
         )
 
-    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
-        net = k8s.networking.v1
-        members = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
+    def _members(self) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+        return k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
             match_labels=selector_labels(self._settings.name)))
+
+    def _network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """The set's pods: MySQL from its clients and its own members, the clone port from members only;
+        out, only to members on the same two ports (a replica replicates from and clones its
+        predecessor). DNS is the namespace's rule (workload.py); nothing else leaves a MySQL pod."""
+        net = k8s.networking.v1
+        members = self._members()
         clients = net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)))
         return net.NetworkPolicySpecArgs(
             pod_selector=meta.LabelSelectorArgs(match_labels=selector_labels(self._settings.name)),
-            policy_types=["Ingress"],
+            policy_types=["Ingress", "Egress"],
             ingress=[
                 net.NetworkPolicyIngressRuleArgs(
                     from_=[clients, members],
@@ -254,10 +359,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     from_=[members],
                     ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=CLONE_PORT)],
                 ),
-                # Metrics: from any pod of any namespace (Prometheus runs where the cluster puts it);
-                # the exporter's account reads no application data.
+                # Metrics: from Prometheus's pods, in whatever namespace it runs (backup.prometheus_peer).
                 net.NetworkPolicyIngressRuleArgs(
-                    from_=[net.NetworkPolicyPeerArgs(namespace_selector=meta.LabelSelectorArgs())],
+                    from_=[backups.prometheus_peer()],
                     ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=MYSQLD_EXPORTER_PORT),
                            *([net.NetworkPolicyPortArgs(protocol="TCP", port=BACKUP_METRICS_PORT)]
                              if self._settings.backup is not None else [])],
@@ -269,11 +373,28 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=BACKUP_AGENT_PORT)],
                 )] if self._settings.backup is not None else []),
             ],
+            egress=[
+                net.NetworkPolicyEgressRuleArgs(
+                    to=[members],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=port) for port in (MYSQL_PORT, CLONE_PORT)],
+                ),
+            ],
+        )
+
+    def _client_network_policy_spec(self, client_label: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """Pods labelled as the set's clients may open MySQL connections to it (the other half of the
+        ingress rule above, under the namespace's default deny of egress)."""
+        net = k8s.networking.v1
+        return net.NetworkPolicySpecArgs(
+            pod_selector=meta.LabelSelectorArgs(match_labels=dict(client_label)),
+            policy_types=["Egress"],
+            egress=[net.NetworkPolicyEgressRuleArgs(
+                to=[self._members()], ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=MYSQL_PORT)])],
         )
 
     # ------------------------------------------------------------------ the StatefulSet
 
-    def _stateful_set_spec(self, checksum: str) -> apps.StatefulSetSpecArgs:
+    def _stateful_set_spec(self, checksum: str, tls_checksum: pulumi.Input[str]) -> apps.StatefulSetSpecArgs:
         s = self._settings
         return apps.StatefulSetSpecArgs(
             service_name=s.name,
@@ -286,7 +407,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 when_deleted=s.pvc_when_deleted, when_scaled=s.pvc_when_scaled
             ),
             template=core.PodTemplateSpecArgs(
-                metadata=meta.ObjectMetaArgs(labels=labels(s.name), annotations={"checksum/config": checksum}),
+                metadata=meta.ObjectMetaArgs(labels=labels(s.name), annotations={
+                    "checksum/config": checksum,
+                    # mysqld and socat read the certificate at start: a renewed one rolls the set.
+                    "checksum/tls": tls_checksum,
+                }),
                 spec=self._pod_spec(),
             ),
             volume_claim_templates=[
@@ -316,6 +441,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
             ),
             affinity=self._affinity(),
+            # A pod's volume is zonal (EBS): where the pod is first placed, it stays (docs/mysql.md).
+            topology_spread_constraints=spread_over_zones(selector_labels(s.name), self._zone_spread),
             init_containers=[self._init_container(), self._clone_container(), *self._backup_init_containers()],
             containers=[self._mysqld_container(), self._sidecar_container(), self._exporter_container(),
                         *self._backup_containers()],
@@ -325,6 +452,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     name=f"{s.name}-config", default_mode=0o444)),
                 core.VolumeArgs(name="credentials", secret=core.SecretVolumeSourceArgs(
                     secret_name=f"{s.name}-credentials", default_mode=0o440)),
+                # Root-owned files readable through the pod's fsGroup (mysqld opens the key as MYSQL_UID).
+                core.VolumeArgs(name="tls", secret=core.SecretVolumeSourceArgs(
+                    secret_name=f"{s.name}-tls", default_mode=0o440)),
                 core.VolumeArgs(name="run", empty_dir=core.EmptyDirVolumeSourceArgs(
                     medium="Memory", size_limit="16Mi")),
                 core.VolumeArgs(name="mysqld-tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
@@ -351,7 +481,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
 
     def _env(self, **extra: str) -> list[core.EnvVarArgs]:
         s = self._settings
-        values = {"MYSQL_ENGINE": s.engine, "MYSQL_VERSION": s.version, "MYSQL_SET_NAME": s.name, **extra}
+        peer = pulumi.Output.from_input(self._namespace).apply(
+            lambda namespace: mysql_config.peer_host_pattern(s.name, namespace, CLUSTER_DOMAIN))
+        values: dict[str, pulumi.Input[str]] = {
+            "MYSQL_ENGINE": s.engine, "MYSQL_VERSION": s.version, "MYSQL_SET_NAME": s.name,
+            "MYSQL_TLS_DIR": mysql_config.TLS_MOUNT, "PEER_HOST_PATTERN": peer, **extra}
         return [
             core.EnvVarArgs(name="POD_NAME", value_from=core.EnvVarSourceArgs(
                 field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.name"))),
@@ -390,12 +524,18 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     def _clone_container(self) -> core.ContainerArgs:
         # The volume root, not the subPath: the clone is staged next to the data dir and
         # renamed into place, so a half-received stream never looks like data.
+        # An init container runs before mysqld and the sidecar start: its request counts for scheduling
+        # only where it exceeds theirs together (the pod's effective request is the larger), and a limit
+        # holds nothing back, so a high mysqlCloneCpuLimit lets a clone use a node's idle CPU.
+        clone = self._settings.clone
         return self._container(
-            "clone-mysql", self._settings.backup_image, CLONE_RESOURCES,
+            "clone-mysql", self._settings.backup_image, clone.clone_resources,
             command=mysql_config.script_command("clone-mysql.sh"),
-            env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp"),
+            env=self._env(MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp",
+                          **mysql_config.clone_env(clone)["clone-mysql"]),
             volume_mounts=[self._mount(DATA_VOLUME, "/var/lib/mysql-volume"),
                            self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
+                           self._mount("tls", mysql_config.TLS_MOUNT, read_only=True),
                            self._mount("tools-tmp", "/tmp")],
         )
 
@@ -426,15 +566,17 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             self._mount("conf", "/etc/mysql/conf.d", read_only=True),
             self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
             self._mount("credentials", SECRET_MOUNT, read_only=True),
+            self._mount("tls", mysql_config.TLS_MOUNT, read_only=True),
             self._mount("run", "/var/run/mysqld"),
         ]
 
     def _sidecar_container(self) -> core.ContainerArgs:
         probe = mysql_config.sidecar_probe_command()
         return self._container(
-            "sidecar", self._settings.backup_image, SIDECAR_RESOURCES,
+            "sidecar", self._settings.backup_image, self._settings.clone.sidecar_resources,
             command=mysql_config.script_command("sidecar.sh"),
-            env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client"),
+            env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client",
+                          **mysql_config.clone_env(self._settings.clone)["sidecar"]),
             ports=[core.ContainerPortArgs(name="clone", container_port=CLONE_PORT, protocol="TCP")],
             volume_mounts=[
                 *self._shared_mounts(),
@@ -548,7 +690,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=ResourceOptions(parent=self, depends_on=[self.config_map]),
+            opts=ResourceOptions(parent=self, depends_on=[self.config_map, *self.backup_network_policies]),
         )
 
     def _prometheus_objects(self, name: str) -> tuple[k8s.apiextensions.CustomResource,

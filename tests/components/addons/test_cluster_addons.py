@@ -43,14 +43,16 @@ def _minion_files(plan: Plan) -> list[dict[str, str]]:
 
 
 def test_each_part_of_the_workload_waits_for_what_it_needs_and_nothing_more(dev: Plan) -> None:
-    """The MySQL set for DNS and volumes, the Guestbook for DNS: neither for metrics-server."""
+    """The MySQL set for DNS, volumes and policy enforcement, the Guestbook for DNS and enforcement:
+    neither for metrics-server."""
     (mysql,) = dev.of_type(tokens.MYSQL_SET)
     (guestbook,) = dev.of_type(tokens.GUESTBOOK)
-    dns, storage, metrics = (_under(dev, kind) for kind in (tokens.CORE_DNS, tokens.EBS_CSI_DRIVER,
-                                                            tokens.METRICS_SERVER))
+    dns, storage, metrics, enforcement = (_under(dev, kind) for kind in (
+        tokens.CORE_DNS, tokens.EBS_CSI_DRIVER, tokens.METRICS_SERVER, tokens.NETWORK_POLICY_AGENT))
     assert {r.type.split(":")[1].split("/")[0] for r in storage} >= {"core", "apps", "storage.k8s.io"}
-    assert {r.urn for r in dns + storage} <= set(mysql.options["dependsOn"])
-    assert {r.urn for r in dns} <= set(guestbook.options["dependsOn"])
+    assert tokens.DAEMON_SET in {r.type for r in enforcement}
+    assert {r.urn for r in dns + storage + enforcement} <= set(mysql.options["dependsOn"])
+    assert {r.urn for r in dns + enforcement} <= set(guestbook.options["dependsOn"])
     assert not {r.urn for r in storage + metrics} & set(guestbook.options["dependsOn"])
     assert metrics and not {r.urn for r in metrics} & set(mysql.options["dependsOn"])
 
@@ -74,15 +76,19 @@ def test_kube_dns_answers_where_every_kubelet_points_its_pods(dev: Plan) -> None
         assert f"kubernetes {kubelet['clusterDomain']} in-addr.arpa ip6.arpa" in corefile
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_mysql_volumes_are_provisioned_by_the_clusters_storage_class(stack: str) -> None:
+@pytest.mark.parametrize(("stack", "iops", "throughput"), [("dev", "3000", "125"), ("prod", "3000", "600")])
+def test_mysql_volumes_are_provisioned_by_the_clusters_class_for_them(stack: str, iops: str, throughput: str) -> None:
     plan = run_program(stack)
-    (storage_class,) = kinds(plan, "StorageClass")
-    assert storage_class["provisioner"] == DRIVER_NAME
-    assert storage_class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    classes = {c["metadata"]["name"]: c for c in kinds(plan, "StorageClass")}
+    assert set(classes) == {"gp3", "gp3-mysql"}
+    marker = "storageclass.kubernetes.io/is-default-class"
+    assert [n for n, c in classes.items() if (c["metadata"].get("annotations") or {}).get(marker) == "true"] == ["gp3"]
+    data = classes["gp3-mysql"]
+    assert data["provisioner"] == DRIVER_NAME
+    assert (data["parameters"]["iops"], data["parameters"]["throughput"]) == (iops, throughput)  # the stack's
     (claim,) = kube(plan, "StatefulSet", "mysql")["spec"]["volumeClaimTemplates"]
-    # dev names no class (the default takes it), prod names gp3: either way the EBS driver provisions it.
-    assert claim["spec"].get("storageClassName", storage_class["metadata"]["name"]) == storage_class["metadata"]["name"]
+    # Named explicitly (the class is not the default): the composition step of __main__.
+    assert claim["spec"]["storageClassName"] == "gp3-mysql"
 
 
 @pytest.mark.parametrize(("minions", "replicas"), [(1, 1), (2, 2), (6, 2)])

@@ -15,10 +15,11 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from components import pins, tokens
+from components import facts, pins, tokens
 from components.addons import ebs_csi
 from components.addons.ebs_csi import EbsCsiDriver, EbsCsiDriverArgs
 from components.aws.iam import ebs_csi_policy
+from components.settings.schema import DataVolumeSettings
 from policy.validators import Options, check_containers
 from tests.conftest import KUBERNETES_VERSION
 from tools.harness.mocks import RecordingMonitor
@@ -29,14 +30,15 @@ NS = "kube-system"
 
 ARGS = [
     EbsCsiDriverArgs(
-        cluster_name="atomic-dev",
+        cluster_id="atomic-dev",
         region="us-east-1",
         storage_class="gp3",
         reclaim_policy="Delete",
         tags={"Project": "atomic-mysql", "Owner": "dev team", "ManagedBy": "pulumi"},
+        data_volume=DataVolumeSettings(storage_class="gp3-mysql", iops=4000, throughput_mibs=600),
     ),
     EbsCsiDriverArgs(
-        cluster_name="prod.cluster_1",
+        cluster_id="prod.cluster_1",
         region="eu-central-1",
         storage_class="ebs-gp3",
         reclaim_policy="Retain",
@@ -56,6 +58,7 @@ class Rendered:
     objects: dict[tuple[str, str], dict[str, Any]]  # (kind, name) -> object
     types: dict[tuple[str, str], str]  # (kind, name) -> the registration's type token
     outputs: dict[str, Any]
+    options: dict[tuple[str, str], dict[str, Any]]  # (kind, name) -> the registration's resource options
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         return self.objects[(kind, name)]
@@ -90,16 +93,18 @@ def render(monitor: RecordingMonitor, args: EbsCsiDriverArgs) -> Rendered:
     build()
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     types: dict[tuple[str, str], str] = {}
+    options: dict[tuple[str, str], dict[str, Any]] = {}
     for registration in monitor.registrations:
         if registration.custom and registration.type.startswith("kubernetes:"):
             key = (registration.inputs["kind"], registration.inputs["metadata"]["name"])
             assert key not in objects, f"two {key}"
             objects[key], types[key] = registration.inputs, registration.type
+            options[key] = registration.options
     (component,) = [r for r in monitor.registrations if r.type == COMPONENT_TYPE]
-    return Rendered(args, objects, types, component.outputs)
+    return Rendered(args, objects, types, component.outputs, options)
 
 
-@pytest.fixture(params=ARGS, ids=lambda a: a.cluster_name)
+@pytest.fixture(params=ARGS, ids=lambda a: a.cluster_id)
 def rendered(request: pytest.FixtureRequest, unit_mocks: RecordingMonitor) -> Rendered:
     return render(unit_mocks, request.param)
 
@@ -150,8 +155,13 @@ EXPECTED = {
 CLUSTER_SCOPED = {"CSIDriver", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
 
 
+def storage_classes(args: EbsCsiDriverArgs) -> set[tuple[str, str]]:
+    data = args.data_volume
+    return {("StorageClass", args.storage_class)} | ({("StorageClass", data.storage_class)} if data else set())
+
+
 def test_every_object_validates_strictly_under_upstreams_names(rendered: Rendered) -> None:
-    assert set(rendered.objects) == EXPECTED | {("StorageClass", rendered.args.storage_class)}
+    assert set(rendered.objects) == EXPECTED | storage_classes(rendered.args)
     for (kind, name), obj in rendered.objects.items():
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         metadata = obj["metadata"]
@@ -160,7 +170,9 @@ def test_every_object_validates_strictly_under_upstreams_names(rendered: Rendere
         assert metadata["labels"]["app.kubernetes.io/name"] == "aws-ebs-csi-driver", (kind, name)
         assert metadata["labels"]["app.kubernetes.io/part-of"] == "atomic-mysql", (kind, name)
         assert metadata["labels"]["app.kubernetes.io/managed-by"] == "pulumi", (kind, name)
-    assert rendered.outputs == {"storageClassName": rendered.args.storage_class, "driverName": "ebs.csi.aws.com"}
+    data = rendered.args.data_volume
+    assert rendered.outputs == {"storageClassName": rendered.args.storage_class, "driverName": "ebs.csi.aws.com",
+                                "dataStorageClassName": data.storage_class if data else ""}
 
 
 def test_strict_validation_is_not_vacuous(rendered: Rendered) -> None:
@@ -210,7 +222,50 @@ def test_csidriver_and_storage_class(rendered: Rendered) -> None:
     assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
     assert sc["allowVolumeExpansion"] is True
     assert sc["reclaimPolicy"] == rendered.args.reclaim_policy
-    assert len(rendered.of_kind("StorageClass")) == 1, "exactly one default class"
+    marker = "storageclass.kubernetes.io/is-default-class"
+    defaults = [c for c in rendered.of_kind("StorageClass") if (c["metadata"].get("annotations") or {}).get(marker)]
+    assert defaults == [sc], "exactly one default class"
+    # Parameters are immutable and the names fixed: a replacement must delete the old class first.
+    for key in storage_classes(rendered.args):
+        assert rendered.options[key]["deleteBeforeReplace"] is True, key
+
+
+def test_the_data_volumes_class_provisions_their_iops_and_throughput(rendered: Rendered) -> None:
+    data = rendered.args.data_volume
+    if data is None:
+        assert len(rendered.of_kind("StorageClass")) == 1
+        return
+    sc = rendered.get("StorageClass", data.storage_class)
+    default = rendered.get("StorageClass", rendered.args.storage_class)
+    assert "annotations" not in sc["metadata"], "not a second default"
+    provisioned = {"iops": str(data.iops), "throughput": str(data.throughput_mibs)}
+    assert sc["parameters"] == {**default["parameters"], **provisioned}
+    for field_name in ("provisioner", "volumeBindingMode", "allowVolumeExpansion", "reclaimPolicy"):
+        assert sc[field_name] == default[field_name], field_name
+
+
+# (size GiB, IOPS, MiB/s) -> what gp3_problem blames; AWS's bounds as raised in 2025-09 (facts.py).
+GP3_CASES = [
+    ((1, 3000, 125), None),  # the baseline is valid at any size, though 1 GiB x 500 < 3000
+    ((5, 3000, 750), None),  # 0.25 MiB/s per IOPS
+    ((160, 80000, 2000), None),  # the raised maxima
+    ((16, 8000, 2000), None),  # 2000 MiB/s needs 8000 IOPS, which needs 16 GiB
+    ((65536, 3000, 125), None),  # 64 TiB
+    ((0, 3000, 125), "size"),
+    ((65537, 3000, 125), "size"),
+    ((100, 2999, 125), "iops"),
+    ((200, 80001, 125), "iops"),
+    ((15, 7501, 125), "iops"),  # 500 per GiB
+    ((100, 3000, 124), "throughput"),
+    ((100, 12000, 2001), "throughput"),
+    ((100, 3999, 1000), "throughput"),  # 0.25 MiB/s per IOPS
+]
+
+
+@pytest.mark.parametrize(("volume", "blamed"), GP3_CASES, ids=[str(v) for v, _ in GP3_CASES])
+def test_gp3_bounds_are_awss(volume: tuple[int, int, int], blamed: str | None) -> None:
+    problem = facts.gp3_problem(*volume)
+    assert (problem[0] if problem else None) == blamed, problem
 
 
 # --------------------------------------------------------------------------
@@ -506,7 +561,7 @@ def test_containers_pass_the_policy_pack(rendered: Rendered) -> None:
 # --------------------------------------------------------------------------
 
 GOOD: dict[str, Any] = {
-    "cluster_name": "atomic",
+    "cluster_id": "atomic",
     "region": "us-east-1",
     "storage_class": "gp3",
     "reclaim_policy": "Delete",
@@ -516,9 +571,9 @@ GOOD: dict[str, Any] = {
 @pytest.mark.parametrize(
     "change",
     [
-        {"cluster_name": ""},
-        {"cluster_name": "a,b"},
-        {"cluster_name": "x" * 64},
+        {"cluster_id": ""},
+        {"cluster_id": "a,b"},
+        {"cluster_id": "x" * 64},
         {"region": "useast1"},
         {"storage_class": "GP3"},
         {"reclaim_policy": "Recycle"},
@@ -529,6 +584,13 @@ GOOD: dict[str, Any] = {
         {"tags": {"kubernetes.io/cluster/other": "owned"}},
         {"tags": {"Team": "a,b"}},
         {"tags": {"a=b": "c"}},
+        {"data_volume": DataVolumeSettings(storage_class="gp3", iops=3000, throughput_mibs=125)},  # the default's
+        {"data_volume": DataVolumeSettings(storage_class="GP3-mysql", iops=3000, throughput_mibs=125)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=16001, throughput_mibs=125)},  # the pin
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=2000, throughput_mibs=125)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=3000, throughput_mibs=751)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=16000, throughput_mibs=2001)},
+        {"data_volume": DataVolumeSettings(storage_class="gp3-mysql", iops=True, throughput_mibs=125)},
     ],
 )
 def test_args_that_cannot_work_are_refused(change: dict[str, Any]) -> None:
@@ -541,13 +603,13 @@ def parse_extra_tags(value: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in value.split(","))
 
 
-@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_name)
+@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_id)
 def test_volumes_get_the_cluster_tags_and_every_extra_tag(args: EbsCsiDriverArgs) -> None:
     plugin_args = ebs_csi.controller_plugin_args(args)
     cluster_id = next(a.split("=", 1)[1] for a in plugin_args if a.startswith("--k8s-tag-cluster-id="))
-    assert cluster_id == args.cluster_name
+    assert cluster_id == args.cluster_id
     tags = parse_extra_tags(next(a.split("=", 1)[1] for a in plugin_args if a.startswith("--extra-tags=")))
-    assert tags == {**args.tags, "Cluster": args.cluster_name}
+    assert tags == {**args.tags, "ClusterId": args.cluster_id}
 
 
 # --------------------------------------------------------------------------
@@ -586,7 +648,7 @@ def resource_tags(tags: dict[str, str]) -> dict[str, str]:
 
 def driver_volume_tags(args: EbsCsiDriverArgs, name: str = "pvc-1") -> dict[str, str]:
     """The tags the driver gives a volume it creates with these args (pkg/driver CreateVolume)."""
-    cluster_id = args.cluster_name
+    cluster_id = args.cluster_id
     return {
         "CSIVolumeName": name,
         "ebs.csi.aws.com/cluster": "true",
@@ -633,12 +695,12 @@ def test_policy_parses_has_no_wildcard_action_and_conditions_every_mutation() ->
             ebs_csi_policy(*bad)
 
 
-@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_name)
+@pytest.mark.parametrize("args", ARGS, ids=lambda a: a.cluster_id)
 def test_policy_allows_the_driver_its_own_cluster_and_nothing_else(args: EbsCsiDriverArgs) -> None:
-    document = json.loads(ebs_csi_policy("aws", args.cluster_name))
+    document = json.loads(ebs_csi_policy("aws", args.cluster_id))
     mine = driver_volume_tags(args)
-    node = {"ec2:ResourceTag/Cluster": args.cluster_name}
-    other = EbsCsiDriverArgs(**{**GOOD, "cluster_name": "other-cluster"})
+    node = {"ec2:ResourceTag/ClusterId": args.cluster_id}
+    other = EbsCsiDriverArgs(**{**GOOD, "cluster_id": "other-cluster"})
     theirs = driver_volume_tags(other)
     create_tags = {"ec2:CreateAction": "CreateVolume", **request_tags(mine)}
 
@@ -651,7 +713,7 @@ def test_policy_allows_the_driver_its_own_cluster_and_nothing_else(args: EbsCsiD
         assert not allowed(document, action, VOLUME, resource_tags({"ebs.csi.aws.com/cluster": "true"})), action
     for action in ("ec2:AttachVolume", "ec2:DetachVolume"):
         assert allowed(document, action, INSTANCE, node)
-        assert not allowed(document, action, INSTANCE, {"ec2:ResourceTag/Cluster": "other-cluster"})
+        assert not allowed(document, action, INSTANCE, {"ec2:ResourceTag/ClusterId": "other-cluster"})
     assert not allowed(document, "ec2:CreateVolume", VOLUME, request_tags(theirs))
     assert not allowed(document, "ec2:CreateTags", VOLUME, {**request_tags(mine), "ec2:CreateAction": "CreateSnapshot"})
     assert not allowed(document, "ec2:CreateTags", VOLUME, resource_tags(mine)), "no retagging after creation"
@@ -675,7 +737,7 @@ def test_the_program_attaches_the_policy_to_the_minions_whose_tags_it_names(dev_
     cluster_id = flag(plugin, "k8s-tag-cluster-id")
     assert cluster_id
     args = EbsCsiDriverArgs(
-        cluster_name=cluster_id, region=env(plugin)["AWS_REGION"], storage_class="gp3", reclaim_policy="Delete"
+        cluster_id=cluster_id, region=env(plugin)["AWS_REGION"], storage_class="gp3", reclaim_policy="Delete"
     )
     policies = [r for r in dev_plan.resources if r.type == tokens.IAM_ROLE_POLICY and "ebs-csi" in r.name]
     minions = [i for i in dev_plan.instances() if i.inputs["tags"].get("Role") == "minion"]

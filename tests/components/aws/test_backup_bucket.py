@@ -28,7 +28,8 @@ def plan() -> Plan:
 
 
 def only(plan: Plan, token: str) -> Any:
-    [entry] = plan.of_type(token)
+    """The MySQL set's store's resource of this type (the etcd bucket is aws/backup.py's)."""
+    [entry] = [r for r in plan.of_type(token) if r.name.startswith("mysql-backups")]
     return entry
 
 
@@ -46,8 +47,18 @@ def test_the_bucket_is_private_versioned_kms_encrypted_and_tls_only(plan: Plan) 
                                           "restrictPublicBuckets"))
     assert only(plan, tokens.S3_BUCKET_OWNERSHIP).inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
     policy = json.loads(only(plan, tokens.S3_BUCKET_POLICY).inputs["policy"])
-    [deny] = policy["Statement"]
+    deny, others = policy["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # Writes and deletes by any principal of another stack are refused whatever it is granted.
+    assert others["Effect"] == "Deny" and others["Resource"] == f"{bucket.state['arn']}/*"
+    assert others["Condition"] == {"StringNotEquals": {"aws:PrincipalTag/ClusterId": "atomic-dev"}}
+    assert set(others["Action"]) == {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
+                                     "s3:AbortMultipartUpload"}
+    # The bucket, its key and the user carry the stack's ClusterId; the user lives below its IAM path.
+    user = only(plan, tokens.IAM_USER)
+    for resource in (bucket, key, user):
+        assert resource.inputs["tags"]["ClusterId"] == "atomic-dev", resource.name
+    assert user.inputs["path"] == "/atomic-mysql/atomic-dev/"
     assert bucket.inputs["forceDestroy"] is True and bucket.options["protect"] is False  # dev: no protectStateful
 
 
@@ -66,13 +77,15 @@ def test_configuration_changes_reach_the_bucket_one_at_a_time(plan: Plan) -> Non
 
 
 def test_the_pods_key_reaches_only_the_sets_prefix() -> None:
-    document = json.loads(prefix_access_policy("arn:aws:s3:::b", "prod/mysql", "arn:aws:kms:us-west-2:1:key/k"))
+    document = json.loads(prefix_access_policy("arn:aws:s3:::b", "prod/mysql", "arn:aws:kms:us-west-2:1:key/k",
+                                               region="us-west-2", cluster_id="atomic-prod"))
     statements = {s["Sid"]: s for s in document["Statement"]}
     assert statements["ListOwnPrefix"]["Resource"] == ["arn:aws:s3:::b"]
     assert statements["ListOwnPrefix"]["Condition"] == {"StringLike": {"s3:prefix": ["prod/mysql/", "prod/mysql/*"]}}
     assert statements["ReadWriteOwnObjects"]["Resource"] == ["arn:aws:s3:::b/prod/mysql/*"]
     assert "s3:*" not in json.dumps(document) and "s3:DeleteBucket" not in json.dumps(document)
     assert statements["UseBucketKeyForOwnObjects"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-west-2.amazonaws.com", "aws:ResourceTag/ClusterId": "atomic-prod"},
         "StringLike": {"kms:EncryptionContext:aws:s3:arn": ["arn:aws:s3:::b/prod/mysql/*"]}}
     assert set(statements) == {"ListOwnPrefix", "ReadWriteOwnObjects", "UseBucketKeyForOwnObjects"}
     assert json.loads(tls_only_policy("arn:aws:s3:::b"))["Statement"][0]["Resource"] == [
@@ -81,7 +94,8 @@ def test_the_pods_key_reaches_only_the_sets_prefix() -> None:
 
 def test_a_restore_source_is_granted_read_only_and_decryption_through_s3_only() -> None:
     document = json.loads(prefix_access_policy("arn:aws:s3:::new", "staging/mysql", "arn:aws:kms:us-east-2:1:key/k",
-                                               ("arn:aws:s3:::prod-backups", "prod/mysql", "us-east-2")))
+                                               ("arn:aws:s3:::prod-backups", "prod/mysql", "us-east-2"),
+                                               region="us-east-2", cluster_id="atomic-staging"))
     statements = {s["Sid"]: s for s in document["Statement"]}
     assert statements["ReadRestoreSource"] == {"Sid": "ReadRestoreSource", "Effect": "Allow",
                                                "Action": ["s3:GetObject"],
@@ -133,4 +147,10 @@ def test_bad_bucket_arguments_register_nothing(args: PrivateBucketArgs, message:
 
 def test_a_prefix_with_a_slash_at_either_end_is_refused() -> None:
     with pytest.raises(ValueError, match="without a leading or trailing"):
-        MysqlBackupStore("x", MysqlBackupStoreArgs("mysql", "/prod/mysql", 7, False, {}))
+        MysqlBackupStore("x", MysqlBackupStoreArgs("mysql", "/prod/mysql", 7, False, {}, "atomic-prod"))
+
+
+@pytest.mark.parametrize("cluster_id", ["", "atomic/prod"])
+def test_a_store_without_the_stacks_cluster_id_is_refused(cluster_id: str) -> None:
+    with pytest.raises(ValueError, match="must be the stack's ClusterId"):
+        MysqlBackupStore("x", MysqlBackupStoreArgs("mysql", "prod/mysql", 7, False, {}, cluster_id))

@@ -19,6 +19,7 @@ from components import tokens
 from components.settings.load import SettingsError
 from tools.harness.mocks import AtomicMocks, RecordingMonitor, Registration, _digest
 from tools.harness.offline import Plan, run_program
+from tools.testing.node_root import user_data_files
 
 PROGRAM = '''
 import pulumi
@@ -75,7 +76,10 @@ def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
     untaggable = {tokens.ROUTE, tokens.ROUTE_TABLE_ASSOCIATION,
                   tokens.IAM_ROLE_POLICY, tokens.KMS_ALIAS,
                   tokens.TARGET_GROUP_ATTACHMENT,
-                  tokens.SUBNET_CIDR_RESERVATION}
+                  tokens.SUBNET_CIDR_RESERVATION,
+                  # a bucket's configuration parts carry no tags of their own (the bucket does)
+                  tokens.S3_BUCKET_OWNERSHIP, tokens.S3_BUCKET_PUBLIC_ACCESS_BLOCK, tokens.S3_BUCKET_VERSIONING,
+                  tokens.S3_BUCKET_ENCRYPTION, tokens.S3_BUCKET_LIFECYCLE, tokens.S3_BUCKET_POLICY}
     for r in prod.resources:
         if r.custom and r.type.startswith("aws:") and r.type not in untaggable:
             assert r.inputs.get("tags", {}).get("Project") == "atomic-mysql", f"{r.type} {r.name} has no tags"
@@ -84,7 +88,9 @@ def test_every_taggable_aws_resource_is_tagged(prod: Plan) -> None:
 def test_masters_and_minions_sit_in_their_role_security_group(prod: Plan) -> None:
     groups = {r.name: r for r in prod.of_type(SG)}
     # plus each load balancer's own group (prod sets frontendServiceType=LoadBalancer and apiLoadBalancer)
-    assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg", "atomic-frontend-lb-sg", "atomic-api-lb-sg"}
+    # and the Instance Connect Endpoint's
+    assert set(groups) == {"atomic-control-plane-sg", "atomic-nodes-sg", "atomic-frontend-lb-sg", "atomic-api-lb-sg",
+                           "atomic-connect-endpoint-sg"}
     ids = {r.name: _resource_id(r) for r in groups.values()}
     for instance in prod.instances():
         (sg_ref,) = instance.inputs["vpcSecurityGroupIds"]
@@ -139,8 +145,11 @@ def test_inside_the_cluster_only_what_kubernetes_needs_is_open(prod: Plan) -> No
     # metrics-server, on a minion, scrapes every kubelet
     assert _ports(prod, nodes, peer=nodes) == {("tcp", 10250, 10250), ("udp", 8472, 8472)}
     for cidr in ("198.51.100.0/24", "203.0.113.0/28"):
-        assert _ports(prod, cp, cidr=cidr) == {("tcp", 22, 22), ("tcp", 6443, 6443)}
-        assert _ports(prod, nodes, cidr=cidr) == {("tcp", 22, 22)}
+        assert _ports(prod, cp, cidr=cidr) == {("tcp", 6443, 6443)}
+        assert _ports(prod, nodes, cidr=cidr) == set()
+    # SSH only from the Instance Connect Endpoint's group
+    endpoint = "atomic-connect-endpoint-sg"
+    assert _ports(prod, cp, peer=endpoint) == _ports(prod, nodes, peer=endpoint) == {("tcp", 22, 22)}
 
 
 def test_kubelets_are_closed_to_other_nodes_without_metrics_server() -> None:
@@ -173,6 +182,9 @@ def test_world_admin_access_only_when_asked_for(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="allowWorldAdminAccess"):
         run_cluster(tmp_path, "dev", adminCidrs=[WORLD])
     plan = run_cluster(tmp_path, "dev", adminCidrs=[WORLD], allowWorldAdminAccess=True)
+    assert ("tcp", 6443, 6443) in _ports(plan, "atomic-control-plane-sg", cidr=WORLD)
+    assert ("tcp", 22, 22) not in _ports(plan, "atomic-control-plane-sg", cidr=WORLD), "SSH is its own choice"
+    plan = run_cluster(tmp_path, "dev", adminCidrs=[WORLD], allowWorldAdminAccess=True, sshFromAdminCidrs=True)
     assert ("tcp", 22, 22) in _ports(plan, "atomic-control-plane-sg", cidr=WORLD)
 
 
@@ -192,13 +204,13 @@ def test_user_data_is_rendered_for_the_node_and_carries_no_key(prod: Plan) -> No
         assert "PRIVATE KEY" not in user_data and "BEGIN" not in user_data
         config = yaml.safe_load(user_data)
         assert config["hostname"] == instance.inputs["tags"]["Name"]
-        env = next(f["content"] for f in config["write_files"] if f["path"] == "/etc/atomic/cluster.env")
+        env = user_data_files(user_data)["/etc/atomic/cluster.env"][0]
         assert f'ATOMIC_SELF_IP="{instance.inputs["privateIp"]}"' in env
 
 
 def test_keys_are_secure_strings_under_each_node_path_with_the_cluster_key(prod: Plan) -> None:
     params = prod.of_type(tokens.SSM_PARAMETER)
-    kms = prod.of_type(tokens.KMS_KEY)
+    kms = [k for k in prod.of_type(tokens.KMS_KEY) if k.name.startswith("atomic-pki")]
     assert len(kms) == 1 and kms[0].inputs["enableKeyRotation"] is True
     names = [p.inputs["name"] for p in params]
     assert len(names) == len(set(names))
@@ -241,7 +253,8 @@ def test_outputs_and_secret_kubeconfig(prod: Plan) -> None:
     outputs = prod.outputs
     assert outputs["kubeconfig"].secret
     assert not outputs["api_endpoint"].secret
-    assert outputs["master_private_ips"].value == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
+    # one master per zone, each at its private subnet's .10
+    assert outputs["master_private_ips"].value == ["10.40.16.10", "10.40.20.10", "10.40.24.10"]
     config = yaml.safe_load(outputs["kubeconfig"].value)
     server = config["clusters"][0]["cluster"]["server"]
     # prod sets apiLoadBalancer: kubectl and the stack's provider go through the NLB
@@ -262,8 +275,10 @@ def test_without_an_api_load_balancer_the_first_masters_elastic_ip_is_the_endpoi
     assert config["clusters"][0]["cluster"]["server"] == dev.outputs["api_endpoint"].value == expected
 
 
-def test_prod_with_an_api_load_balancer_needs_no_elastic_ip(prod: Plan) -> None:
-    assert not prod.of_type(tokens.EIP)
+def test_prod_with_an_api_load_balancer_needs_no_elastic_ip_on_a_node(prod: Plan) -> None:
+    eips = prod.of_type(tokens.EIP)
+    assert eips and all(not e.inputs.get("instance") for e in eips), "only the NAT gateways have Elastic IPs"
+    assert {e.name for e in eips} == {"atomic-nat-eip-1", "atomic-nat-eip-2", "atomic-nat-eip-3"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -286,7 +301,7 @@ def test_the_api_load_balancer_fronts_every_master_for_admins_and_every_apiserve
     assert (group.inputs["targetType"], group.inputs["port"]) == ("ip", 6443)
     targets = [r.inputs for r in prod.of_type(tokens.TARGET_GROUP_ATTACHMENT)
                if "-api-lb-" in r.name]
-    assert sorted(t["targetId"] for t in targets) == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
+    assert sorted(t["targetId"] for t in targets) == ["10.40.16.10", "10.40.20.10", "10.40.24.10"]
     listener_rules = [r.inputs for r in prod.of_type(INGRESS) if r.name.startswith("atomic-api-lb-listener-from-")]
     assert sorted(r["cidrIpv4"] for r in listener_rules) == ["198.51.100.0/24", "203.0.113.0/28"]
     assert {(r["fromPort"], r["toPort"]) for r in listener_rules} == {(6443, 6443)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.node.layout import ClusterLayout, compute_layout
-from components.settings.schema import AddonSettings, ClusterSettings
+from components.settings.schema import AddonSettings, ClusterSettings, DataVolumeSettings
 
 
 def cluster_settings(**overrides: Any) -> ClusterSettings:
@@ -18,7 +18,8 @@ def cluster_settings(**overrides: Any) -> ClusterSettings:
         enable_cockpit=False, enable_cadvisor=False, enable_nodeports=False, kubernetes_version="1.32",
         service_cidr="10.254.0.0/16", pod_cidr="10.244.0.0/16", protect=False,
         addons=AddonSettings(coredns_replicas=2, storage_class="gp3", volume_reclaim_policy="Retain",
-                             metrics_server=True, ebs_controller_replicas=2),
+                             metrics_server=True, ebs_controller_replicas=2,
+                             data_volume=DataVolumeSettings(storage_class="gp3-mysql", iops=3000, throughput_mibs=125)),
         tags={"Project": "atomic-mysql", "Stack": "test", "Owner": "t", "ManagedBy": "pulumi"},
     )
     values.update(overrides)

@@ -5,13 +5,11 @@ program's PKI plan."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from components.facts import ETCD_CLIENT_PORT
 from components.node.pki import node_pki
 from tools.testing import control_plane as cp
 
@@ -57,13 +55,7 @@ def test_prod_three_masters_form_one_control_plane(tmp_path: Path) -> None:
         _component_checks(plane)
         # One etcd cluster of three members, as the rendered etcd.conf files describe it, asked with
         # the apiserver's own etcd client certificate.
-        first = plane.masters[0]
-        pki_dir = first.relocation.path("/etc/kubernetes/pki")
-        members = subprocess.run(
-            ["/usr/bin/etcdctl", f"--endpoints=https://{first.loopback}:{ETCD_CLIENT_PORT}",
-             f"--cacert={pki_dir}/etcd-ca.crt", f"--cert={pki_dir}/apiserver-etcd-client.crt",
-             f"--key={pki_dir}/apiserver-etcd-client.key", "--dial-timeout=5s", "member", "list"],
-            capture_output=True, text=True, timeout=30, env={"PATH": os.environ["PATH"], "ETCDCTL_API": "3"})
+        members = cp.etcdctl(plane.masters[0], "member", "list")
         assert members.returncode == 0, members.stderr
         assert sorted(line.split(", ")[2] for line in members.stdout.splitlines()) == \
             ["atomic-master-1", "atomic-master-2", "atomic-master-3"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from components.node.cloud_init import node_files
-from components.node.pki import SA_KEY, SA_PUB, node_pki
+from components.node.pki import ENCRYPTION_CONFIG, SA_KEY, SA_PUB, node_pki
 from tests.components.node.shapes import layout_of
 
 
@@ -43,6 +43,9 @@ def test_every_pki_path_a_config_mentions_is_delivered() -> None:
         delivered = {*plan.ca_paths, *(c.cert_path for c in plan.certs), *(c.key_path for c in plan.certs)}
         if plan.service_account_key:
             delivered |= {SA_KEY, SA_PUB}
+        if plan.encryption_config:
+            delivered.add(ENCRYPTION_CONFIG)
+        assert plan.encryption_config == (node.role == "master")
         text = "".join(content for content, _ in node_files(layout, node).values()
                        if "FETCH" not in content and not content.startswith("#!"))
         mentioned = set(re.findall(r"/etc/(?:kubernetes|etcd)/pki/[a-z0-9.-]+", text))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import grp
+import json
 import py_compile
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from components.node.cloud_init import FETCH_SCRIPT, IDENTITY_SCRIPT
+from components.node.cloud_init import FETCH_SCRIPT, IDENTITY_SCRIPT, node_files
 from components.node.formats import shipped
-from components.node.pod_network import NODE_SCRIPT
+from components.node.pki import ENCRYPTION_CONFIG
+from components.node.pod_network import NODE_SCRIPT, render_cluster_env
 from tests.components.node.shapes import layout_of
 from tools.testing.imds import INSTANCE, fake_imds
 from tools.testing.node_root import booted_identity, env_values, run_identity_script
@@ -62,3 +66,82 @@ def test_shipped_scripts_parse(tmp_path: Path) -> None:
     fetch = tmp_path / "fetch.py"
     fetch.write_text(shipped(FETCH_SCRIPT))
     py_compile.compile(str(fetch), doraise=True)
+
+
+# A stand-in for boto3: the SSM client's get_parameters_by_path paginator, from a JSON file.
+FAKE_BOTO3 = '''
+import json, os
+class _Paginator:
+    def paginate(self, Path, Recursive, WithDecryption):
+        assert Recursive and WithDecryption
+        params = json.load(open(os.environ["FAKE_SSM"]))
+        return [{"Parameters": [p for p in params if p["Name"].startswith(Path + "/")]}]
+class _Client:
+    def get_paginator(self, name):
+        assert name == "get_parameters_by_path"
+        return _Paginator()
+def client(service, region_name):
+    assert service == "ssm" and region_name == "us-east-1"
+    return _Client()
+'''
+
+
+def _fetch(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    layout = layout_of()
+    master = layout.masters[0]
+    root = tmp_path / "root"
+    (root / "etc/kubernetes").mkdir(parents=True)
+    (root / "etc/kubernetes/scheduler.kubeconfig").write_text("apiVersion: v1\n")
+    (root / "etc/kubernetes/scheduler.kubeconfig").chmod(0o600)
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "boto3.py").write_text(FAKE_BOTO3)
+    path = layout.ssm_path(master)
+    (tmp_path / "ssm.json").write_text(json.dumps([{"Name": f"{path}{f}", "Value": v} for f, v in files.items()]))
+    env_file = tmp_path / "cluster.env"
+    env_file.write_text(render_cluster_env(layout, master))
+    script = tmp_path / "atomic-fetch-pki"
+    script.write_text(shipped(FETCH_SCRIPT))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(stub), "FAKE_SSM": str(tmp_path / "ssm.json"),
+                               "ATOMIC_ENV": str(env_file), "ATOMIC_ROOT": str(root)})
+
+
+def _private_mode(group: str) -> int:
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        return 0o600
+    return 0o640
+
+
+def test_fetch_pki_writes_key_material_private_and_certificates_public(tmp_path: Path) -> None:
+    """atomic-fetch-pki run by Python against a stand-in SSM: keys and the encryption config are
+    never world-readable (0640 to the daemons' group where it exists, else 0600), certificates
+    are, the node's kubeconfigs are closed too, and nothing is left half-written."""
+    done = _fetch(tmp_path, {"/etc/kubernetes/pki/apiserver.crt": "CERT", "/etc/kubernetes/pki/apiserver.key": "KEY",
+                             "/etc/kubernetes/pki/sa.pub": "PUB", ENCRYPTION_CONFIG: "secretbox: yes",
+                             "/etc/etcd/pki/server.key": "ETCD KEY"})
+    assert done.returncode == 0, done.stderr
+    root = tmp_path / "root"
+    modes = {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in root.rglob("*") if p.is_file()}
+    kube, etcd = (_private_mode(group) for group in ("kube", "etcd"))
+    assert modes == {
+        "etc/kubernetes/pki/apiserver.crt": 0o644, "etc/kubernetes/pki/sa.pub": 0o644,
+        "etc/kubernetes/pki/apiserver.key": kube, "etc/kubernetes/pki/encryption-config.yaml": kube,
+        "etc/etcd/pki/server.key": etcd, "etc/kubernetes/scheduler.kubeconfig": kube,
+    }
+    assert (root / "etc/kubernetes/pki/apiserver.key").read_text() == "KEY"
+
+
+def test_fetch_pki_refuses_a_parameter_outside_the_pki_directories(tmp_path: Path) -> None:
+    done = _fetch(tmp_path, {"/etc/kubernetes/pki/ca.crt": "CA", "/etc/shadow": "root::0:0:::"})
+    assert done.returncode != 0 and "atomic-fetch-pki: refusing" in done.stderr
+    assert not (tmp_path / "root/etc/shadow").exists()
+
+
+def test_the_nodes_kubeconfigs_are_written_for_root_only(tmp_path: Path) -> None:
+    layout = layout_of()
+    for node in layout.nodes:
+        modes = {path: mode for path, (_, mode) in node_files(layout, node).items() if path.endswith(".kubeconfig")}
+        assert modes and set(modes.values()) == {"0600"}, node.name

@@ -3,6 +3,7 @@ verified by systemd-analyze."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -13,6 +14,14 @@ import yaml
 
 from components.facts import CADVISOR_PORT
 from components.node.cloud_init import render_user_data
+from components.node.etcd_backup import (
+    BACKUP_ENV,
+    BACKUP_PROGRAM,
+    BACKUP_SERVICE,
+    BACKUP_UNIT,
+    on_calendar,
+    render_backup_timer,
+)
 from components.node.formats import SHIPPED_DIR, shipped
 from components.node.pod_network import NODE_SCRIPT
 from components.node.units import (
@@ -26,6 +35,7 @@ from components.node.units import (
 )
 from components.pins import CADVISOR_IMAGE, CADVISOR_VERSION
 from tests.components.node.shapes import layout_of
+from tools.testing.node_root import user_data_files
 
 
 def _cadvisor_argv() -> list[str]:
@@ -41,13 +51,14 @@ def test_cadvisor_is_rendered_for_every_node_only_when_enabled() -> None:
         text = render_user_data(off, node)
         assert "cadvisor" not in text.lower() and "podman" not in text, node.name
     for node in on.nodes:
-        config = yaml.safe_load(render_user_data(on, node))
-        units = {f["path"]: f for f in config["write_files"]}
-        assert units[CADVISOR_UNIT_PATH]["content"] == render_cadvisor_unit(), node.name
+        text = render_user_data(on, node)
+        config = yaml.safe_load(text)
+        units = user_data_files(text)
+        assert units[CADVISOR_UNIT_PATH][0] == render_cadvisor_unit(), node.name
         assert "podman" in config["packages"]
         # started now and at every boot, without holding up the rest of the bootstrap
         assert config["runcmd"][-1] == ["systemctl", "enable", "--now", "--no-block", "cadvisor.service"]
-        assert "WantedBy=multi-user.target" in units[CADVISOR_UNIT_PATH]["content"]
+        assert "WantedBy=multi-user.target" in units[CADVISOR_UNIT_PATH][0]
 
 
 def test_enabling_cadvisor_adds_only_its_unit_package_and_start() -> None:
@@ -173,7 +184,8 @@ def test_every_shipped_unit_file_is_verified_above() -> None:
     """A unit or drop-in added under node/files/ gets a systemd-analyze test, or this fails."""
     shipped_units = {"/" + str(p.relative_to(SHIPPED_DIR)) for p in (SHIPPED_DIR / "etc/systemd/system").rglob("*")
                      if p.is_file()}
-    assert shipped_units == {OVERLAY_UNIT, *(dropin_path(u) for u in (*CONTROL_PLANE_UNITS, *WORKER_UNITS))}
+    assert shipped_units == {OVERLAY_UNIT, BACKUP_SERVICE,
+                             *(dropin_path(u) for u in (*CONTROL_PLANE_UNITS, *WORKER_UNITS))}
 
 
 def test_cadvisor_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -188,3 +200,76 @@ def test_systemd_verify_reports_a_broken_unit(tmp_path: Path) -> None:
     result = _systemd_verify(tmp_path, "broken.service", broken)
     assert "BogusKey" in result.stderr and "sometimes" in result.stderr
     assert "no-such-podman" in result.stderr and result.returncode != 0
+
+
+# --------------------------------------------------------------------------
+# etcd backups: the service the timer starts, and the timer
+# --------------------------------------------------------------------------
+
+
+def test_the_backup_service_and_its_timer_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The timer is verified with the service it starts beside it (systemd resolves Unit= and checks it)."""
+    service = shipped(BACKUP_SERVICE)
+    result = _systemd_verify(tmp_path / "service", f"{BACKUP_UNIT}.service", service, binaries=(BACKUP_PROGRAM,))
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    result = _systemd_verify(tmp_path / "timer", f"{BACKUP_UNIT}.timer", render_backup_timer(60),
+                             files={BACKUP_SERVICE: service}, binaries=(BACKUP_PROGRAM,))
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_systemd_verify_reports_a_broken_backup_unit(tmp_path: Path) -> None:
+    """The check above can fail: a timer with a calendar systemd cannot parse, a misspelt hardening key."""
+    bad = render_backup_timer(60).replace(on_calendar(60), "*-*-* 00/24:00:00")
+    timer = _systemd_verify(tmp_path / "timer", f"{BACKUP_UNIT}.timer", bad,
+                            files={BACKUP_SERVICE: shipped(BACKUP_SERVICE)}, binaries=(BACKUP_PROGRAM,))
+    assert "00/24" in timer.stderr, timer.stderr
+    typo = shipped(BACKUP_SERVICE).replace("ProtectSystem=strict", "ProtectSystm=strict")
+    broken = _systemd_verify(tmp_path / "typo", f"{BACKUP_UNIT}.service", typo, binaries=(BACKUP_PROGRAM,))
+    assert "ProtectSystm" in broken.stderr
+
+
+def test_the_backup_service_runs_the_shipped_program_as_etcd_with_both_environment_files() -> None:
+    unit = shipped(BACKUP_SERVICE)
+    assert re.findall(r"^ExecStart=(.+)$", unit, re.MULTILINE) == [BACKUP_PROGRAM]
+    assert re.findall(r"^EnvironmentFile=(.+)$", unit, re.MULTILINE) == [
+        "/etc/etcd/etcd.conf", "/etc/atomic/cluster.env", BACKUP_ENV]
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    # etcd's user (group etcd may read the member's key), no capability, a read-only system
+    assert (settings["User"], settings["Group"]) == ("etcd", "etcd")
+    assert settings["CapabilityBoundingSet"] == "" and settings["NoNewPrivileges"] == "yes"
+    assert settings["ProtectSystem"] == "strict" and settings["StateDirectory"] == BACKUP_UNIT
+    assert settings["Type"] == "oneshot"
+
+
+SYSTEMD_CALENDAR_OK = re.compile(r"Normalized form: (.+)\n.*Next elapse: ", re.S)
+
+
+@pytest.mark.parametrize("minutes", [5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440])
+def test_every_backup_interval_is_a_calendar_systemd_accepts_at_the_same_times_everywhere(minutes: int) -> None:
+    """`systemd-analyze calendar` parses the timer's OnCalendar= and lists when it fires: every `minutes`
+    from midnight, so every master's timer fires at the same wall-clock times."""
+    assert shutil.which(SYSTEMD_ANALYZE), "systemd-analyze is missing: install Debian's systemd"
+    expression = on_calendar(minutes)
+    assert f"OnCalendar={expression}\n" in render_backup_timer(minutes)
+    done = subprocess.run([SYSTEMD_ANALYZE, "calendar", "--iterations=4", expression], capture_output=True,
+                          text=True, timeout=60, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and SYSTEMD_CALENDAR_OK.search(done.stdout), done.stdout + done.stderr
+    times = re.findall(r"(\d\d):(\d\d):(\d\d) UTC", done.stdout)[1:]  # the elapses, after "Next elapse"
+    elapsed = [int(h) * 60 + int(m) for h, m, s in times if s == "00"]
+    assert len(elapsed) >= 2, done.stdout
+    assert all(t % minutes == 0 for t in elapsed), (minutes, elapsed)
+    gaps = {(b - a) % (24 * 60) or 24 * 60 for a, b in itertools.pairwise(elapsed)}
+    assert gaps == {minutes}, (minutes, done.stdout)
+
+
+@pytest.mark.parametrize("minutes", [0, 7, 90, 1441])
+def test_an_interval_that_does_not_divide_the_day_is_refused(minutes: int) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        on_calendar(minutes)
+
+
+def test_systemd_refuses_a_broken_calendar() -> None:
+    """The calendar check above can fail."""
+    done = subprocess.run([SYSTEMD_ANALYZE, "calendar", "*-*-* *:00/15:99"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0

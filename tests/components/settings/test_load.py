@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 
 from components import tokens
-from components.facts import GUESTBOOK_OBJECT_NAMES, MYSQL_OBJECT_SUFFIXES, SECURITY_GROUP_RULE_QUOTA
+from components.facts import (
+    GUESTBOOK_OBJECT_NAMES,
+    MYSQL_OBJECT_SUFFIXES,
+    NAMESPACE_OBJECT_NAMES,
+    SECURITY_GROUP_RULE_QUOTA,
+)
 from tests.conftest import PROJECT_DIR, STACKS
 from tools import preview
 from tools.harness.mocks import AtomicMocks, RecordingMonitor
@@ -105,6 +110,7 @@ def P(setting: str, expected: str, value: str, stack: str = "dev") -> Bad:  # no
 FILE = "Pulumi.dev.yaml:"  # how a line from a stack file starts (the test's copy of it)
 TOO_WEAK = "=[secret]: is too weak: must be 16 to 32 printable ASCII characters"
 TWENTY_CIDRS = [f"198.51.{i}.0/24" for i in range(19)]
+THREE_ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
 MANY_SOURCES = [f"203.0.{i // 4}.{(i % 4) * 64}/26" for i in range(61)]
 
 BAD: list[Bad] = [
@@ -318,6 +324,19 @@ BAD: list[Bad] = [
       availabilityZone="us-east-1"),
     S("regions", "availabilityZone", "atomic-mysql:availabilityZone=us-east-1aa: must be a zone",
       availabilityZone="us-east-1aa"),
+    S("regions", "availabilityZones", 'atomic-mysql:availabilityZones=us-west-2a: must be zones of aws:region'
+      " us-east-1, e.g. us-east-1a", availabilityZones=["us-west-2a"]),
+    S("regions", "availabilityZones", "atomic-mysql:availabilityZones=us-east-1-bos-1a: must be zones of aws:region",
+      availabilityZones=["us-east-1a", "us-east-1-bos-1a"]),
+    S("regions", "availabilityZones", 'atomic-mysql:availabilityZones=["us-east-1a","us-east-1a"]: must not name a'
+      " zone twice", availabilityZones=["us-east-1a", "us-east-1a"]),
+    S("regions", "availabilityZones", '"us-east-1d","us-eas... (92 characters, 32 not shown): at most 6 zones',
+      availabilityZones=[f"us-east-1{z}" for z in "abcdefg"]),
+    S("contradictions", "availabilityZones", 'atomic-mysql:availabilityZones=["us-east-1a","us-east-1b"]:'
+      " masterCount=3 needs one zone or at least 3: one master per zone", masterCount=3,
+      availabilityZones=["us-east-1a", "us-east-1b"]),
+    S("contradictions", "availabilityZone", "atomic-mysql:availabilityZone=us-east-1a: set availabilityZones or"
+      " availabilityZone, not both", availabilityZones=["us-east-1a"], availabilityZone="us-east-1a"),
     # ---- networks that cannot work
     S("networks", "vpcCidr", "atomic-mysql:vpcCidr=10.0.0.0/8: AWS allows a block from /16 to /28",
       vpcCidr="10.0.0.0/8"),
@@ -359,8 +378,16 @@ BAD: list[Bad] = [
     S("networks", "adminCidrs", "atomic-mysql:adminCidrs=198.51.100.7: must be an IPv4 CIDR with its prefix",
       adminCidrs=["198.51.100.7"]),
     S("networks", "adminCidrs", "atomic-mysql:adminCidrs=[]: clusterMode=aws needs at least the CIDR", adminCidrs=[]),
-    S("networks", "adminCidrs", "lists 19 CIDRs; with 3 rules each (enableCockpit, enableCadvisor, enableNodePorts)"
-      f" at most 18 fit AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules", adminCidrs=TWENTY_CIDRS),
+    # By address space, not by prefix: the internet in two halves, and a public block wider than a /16.
+    S("networks", "adminCidrs", 'adminCidrs=["0.0.0.0/1","128.0.0.0/1"]: together are the whole internet',
+      adminCidrs=["0.0.0.0/1", "128.0.0.0/1"]),
+    S("networks", "adminCidrs", "together open the admin ports to 131,072 public addresses, more than the 65,536",
+      adminCidrs=["198.50.0.0/15"]),
+    S("networks", "adminCidrs", "together open the admin ports to 98,304 public addresses",
+      adminCidrs=["198.51.0.0/16", "203.0.0.0/17", "10.0.0.0/8"]),
+    S("networks", "adminCidrs", "lists 19 CIDRs; with 3 rules each (sshFromAdminCidrs, enableCockpit, enableCadvisor,"
+      f" enableNodePorts) at most 18 fit AWS's {SECURITY_GROUP_RULE_QUOTA} inbound rules", adminCidrs=TWENTY_CIDRS,
+      sshFromAdminCidrs="true"),
     S("networks", "frontendSourceCidrs", "lists 61 CIDRs; the load balancer's group holds at most 60 inbound rules",
       adminCidrs=["198.51.100.0/24"], frontendSourceCidrs=MANY_SOURCES, stack="prod"),
     S("networks", "frontendSourceCidrs", "atomic-mysql:frontendSourceCidrs=everyone: must be an IPv4 CIDR",
@@ -373,6 +400,29 @@ BAD: list[Bad] = [
       minionCount=3),
     S("networks", "vpcCidr", "atomic-mysql:vpcCidr=10.88.0.0/16: must not overlap podman's bridge",
       enableCadvisor="true", vpcCidr="10.88.0.0/16", subnetCidr="10.88.1.0/24"),
+    # Zones take consecutive blocks of the first one's size: each must fit, and private ones clear the public ones.
+    S("networks", "subnetCidr", "atomic-mysql:subnetCidr=10.0.255.0/24: must leave room inside vpcCidr 10.0.0.0/16"
+      " for 3 zone blocks of its size", subnetCidr="10.0.255.0/24", masterCount=3, minionCount=3,
+      availabilityZones=THREE_ZONES),
+    S("networks", "privateSubnetCidr", "atomic-mysql:privateSubnetCidr=10.0.2.0/24: its zone block 10.0.2.0/24"
+      " overlaps the public zone blocks of subnetCidr (10.0.1.0/24, 10.0.2.0/24, 10.0.3.0/24)", privateNodes="true",
+      apiLoadBalancer="true", privateSubnetCidr="10.0.2.0/24", masterCount=3, minionCount=3,
+      availabilityZones=THREE_ZONES),
+    S("networks", "privateSubnetCidr", "atomic-mysql:privateSubnetCidr=10.1.0.0/22: must lie inside vpcCidr"
+      " 10.0.0.0/16", privateNodes="true", apiLoadBalancer="true", privateSubnetCidr="10.1.0.0/22"),
+    S("networks", "privateSubnetCidr", "atomic-mysql:privateSubnetCidr=10.0.16.0/29: AWS allows a block from /16 to"
+      " /28", privateNodes="true", apiLoadBalancer="true", privateSubnetCidr="10.0.16.0/29"),
+    S("networks", "minionCount", "atomic-mysql:minionCount=100: privateSubnetCidr 10.0.16.0/27 (3 zones) and podCidr"
+      " 10.244.0.0/16 leave room for at most 60 minions", privateNodes="true", apiLoadBalancer="true",
+      privateSubnetCidr="10.0.16.0/27", masterCount=3, minionCount=100, availabilityZones=THREE_ZONES),
+    S("contradictions", "privateNodes", "atomic-mysql:privateNodes=true: private nodes have no public address, so"
+      " kubectl and `pulumi up` reach the API only through its load balancer: set apiLoadBalancer=true, or"
+      " privateNodes=false", privateNodes="true"),
+    S("contradictions", "existingSubnetId", "atomic-mysql:existingSubnetId=subnet-0123456789abcdef0: an existing"
+      " subnet is one zone of public nodes", existingVpcId="vpc-0123456789abcdef0",
+      existingSubnetId="subnet-0123456789abcdef0", masterCount=3, minionCount=3, availabilityZones=THREE_ZONES),
+    S("types", "natGateways", "atomic-mysql:natGateways=two: allowed values are perZone, single", privateNodes="true",
+      apiLoadBalancer="true", natGateways="two"),
     # ---- quantities
     S("quantities", "mysqlStorageSize", "atomic-mysql:mysqlStorageSize=1Ei: must be a Kubernetes quantity from 1Gi to"
       " 16Ti", mysqlStorageSize="1Ei"),
@@ -461,6 +511,10 @@ BAD: list[Bad] = [
       " object's name with guestbookEnabled=true", mysqlName="redis-leader"),
     S("contradictions", "mysqlName", "atomic-mysql:mysqlName=guestbook-redis: guestbook-redis is already",
       mysqlName="guestbook-redis", stack="local"),
+    S("contradictions", "mysqlName", "atomic-mysql:mysqlName=default-deny: default-deny is the name of one of the "
+      "namespace's own NetworkPolicies", mysqlName="default-deny", guestbookEnabled="false"),
+    S("contradictions", "mysqlName", "atomic-mysql:mysqlName=allow-cluster-dns: allow-cluster-dns is the name of one",
+      mysqlName="allow-cluster-dns"),
     S("contradictions", "mysqlAntiAffinity", "atomic-mysql:mysqlAntiAffinity=hard: with mysqlReplicas=3 needs as"
       " many minions, but minionCount=2", mysqlAntiAffinity="hard"),
     S("contradictions", "mysqlAntiAffinity", "with mysqlReplicas=7 needs as many minions, but minionCount=6",
@@ -484,16 +538,66 @@ BAD: list[Bad] = [
       rolloutMaxSurge="0", rolloutMaxUnavailable="0%"),
     S("contradictions", "progressDeadlineSeconds", "atomic-mysql:progressDeadlineSeconds=30: must be greater than"
       " minReadySeconds (60)", minReadySeconds=60, progressDeadlineSeconds=30),
-    S("contradictions", "mysqlStorageClass", "atomic-mysql:mysqlStorageClass=fast-ssd: clusterMode=aws offers one"
-      " StorageClass: gp3", mysqlStorageClass="fast-ssd", stack="staging"),
+    S("contradictions", "mysqlStorageClass", "atomic-mysql:mysqlStorageClass=fast-ssd: clusterMode=aws gives the"
+      " MySQL data volumes their own class: gp3-mysql", mysqlStorageClass="fast-ssd", stack="staging"),
+    # The data volumes' gp3 class: AWS's ranges, the pinned driver's cap, and the ratios to the size.
+    S("contradictions", "mysqlStorageClass", "atomic-mysql:mysqlStorageClass=gp3: clusterMode=aws gives the MySQL"
+      " data volumes their own class: gp3-mysql", mysqlStorageClass="gp3", stack="staging"),
+    S("ranges", "mysqlVolumeIops", "atomic-mysql:mysqlVolumeIops=2999: must be a whole number from 3000 to 16000; gp3"
+      " takes up to 80000, the pinned EBS CSI driver v1.47.0 requests at most 16000", mysqlVolumeIops=2999),
+    S("ranges", "mysqlVolumeIops", "atomic-mysql:mysqlVolumeIops=20000: must be a whole number from 3000 to 16000",
+      mysqlVolumeIops=20000, stack="prod"),
+    S("ranges", "mysqlVolumeThroughput", "atomic-mysql:mysqlVolumeThroughput=124: must be a whole number of MiB/s"
+      " from 125 to 2000 (gp3's range)", mysqlVolumeThroughput=124),
+    S("ranges", "mysqlVolumeThroughput", "atomic-mysql:mysqlVolumeThroughput=2001: must be a whole number of MiB/s"
+      " from 125", mysqlVolumeThroughput=2001, stack="prod"),
+    S("contradictions", "mysqlVolumeIops", "atomic-mysql:mysqlVolumeIops=4000: gp3 allows at most 500 IOPS per GiB"
+      " (3000 at any size): a 5 GiB volume takes at most 3000 (mysqlStorageSize=5Gi)", mysqlVolumeIops=4000),
+    S("contradictions", "mysqlVolumeIops", "atomic-mysql:mysqlVolumeIops=12000: gp3 allows at most 500 IOPS per GiB"
+      " (3000 at any size): a 20 GiB volume takes at most 10000 (mysqlStorageSize=20Gi)", mysqlVolumeIops=12000,
+      stack="staging"),
+    S("contradictions", "mysqlVolumeThroughput", "atomic-mysql:mysqlVolumeThroughput=1000: gp3 allows at most 0.25"
+      " MiB/s per provisioned IOPS: 3000 IOPS allow at most 750 MiB/s (1000 needs 4000 IOPS)",
+      mysqlVolumeThroughput=1000),
+    S("contradictions", "mysqlVolumeThroughput", "atomic-mysql:mysqlVolumeThroughput=1200: gp3 allows at most 0.25"
+      " MiB/s per provisioned IOPS: 4000 IOPS allow at most 1000 MiB/s (1200 needs 4800 IOPS)",
+      mysqlVolumeIops=4000, mysqlVolumeThroughput=1200, stack="prod"),
+    # The clone path and the applier.
+    S("ranges", "mysqlCloneThreads", "atomic-mysql:mysqlCloneThreads=33: must be a whole number from 0 to 32",
+      mysqlCloneThreads=33),
+    S("ranges", "mysqlCloneThreads", "atomic-mysql:mysqlCloneThreads=-1: must be a whole number from 0 to 32",
+      mysqlCloneThreads=-1),
+    S("ranges", "etcdBackupIntervalMinutes", "atomic-mysql:etcdBackupIntervalMinutes=7: allowed values are 0 (no"
+      " backups), 5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440", etcdBackupIntervalMinutes=7),
+    S("ranges", "etcdBackupIntervalMinutes", "atomic-mysql:etcdBackupIntervalMinutes=-60: allowed values are 0",
+      etcdBackupIntervalMinutes=-60),
+    S("ranges", "etcdBackupRetentionDays", "atomic-mysql:etcdBackupRetentionDays=0: must be a whole number from 1 to"
+      " 3650", etcdBackupRetentionDays=0),
+    S("ranges", "mysqlReplicaApplyThreads", "atomic-mysql:mysqlReplicaApplyThreads=0: must be a whole number from 1"
+      " to 64", mysqlReplicaApplyThreads=0, stack="local"),
+    S("ranges", "mysqlReplicaApplyThreads", "atomic-mysql:mysqlReplicaApplyThreads=65: must be a whole number from 1"
+      " to 64", mysqlReplicaApplyThreads=65),
+    S("quantities", "mysqlCloneMemoryLimit", "atomic-mysql:mysqlCloneMemoryLimit=128Mi: must be a Kubernetes quantity"
+      " from 256Mi to 4Ti", mysqlCloneMemoryLimit="128Mi"),
+    S("contradictions", "mysqlCloneCpuLimit", "atomic-mysql:mysqlCloneCpuLimit=100m: must be at least"
+      " mysqlCloneCpuRequest (250m)", mysqlCloneCpuLimit="100m"),
+    S("quantities", "mysqlSidecarCpuRequest", "atomic-mysql:mysqlSidecarCpuRequest=0: must be a CPU quantity above"
+      " zero", mysqlSidecarCpuRequest="0", stack="local"),
+    S("quantities", "mysqlSidecarMemoryRequest", "atomic-mysql:mysqlSidecarMemoryRequest=64Mi: must be a Kubernetes"
+      " quantity from 128Mi to 4Ti", mysqlSidecarMemoryRequest="64Mi"),
     S("contradictions", "enableMetricsServer", "atomic-mysql:enableMetricsServer=false: frontendHpaEnabled=true needs"
       " metrics-server", enableMetricsServer="false", stack="prod"),
     S("contradictions", "mysqlMemoryLimit", "atomic-mysql:mysqlMemoryLimit=256Mi: must be at least mysqlMemoryRequest"
       " (512Mi)", mysqlMemoryLimit="256Mi"),
     S("contradictions", "existingSubnetId", 'atomic-mysql:existingSubnetId="": existingVpcId and existingSubnetId must'
       " be set together", existingVpcId="vpc-0123456789abcdef0"),
-    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=3: must be a whole number from"
-      " 1 to 2", mysqlPdbMaxUnavailable=3),
+    # A drain leaves a majority serving, so that a zone's loss on top of it still leaves pods to read from.
+    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=2: must leave a majority of"
+      " the 3 pods (mysqlReplicas) available: a whole number from 1 to 1", mysqlPdbMaxUnavailable=2),
+    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=3: must leave a majority of"
+      " the 5 pods (mysqlReplicas) available: a whole number from 1 to 2", mysqlPdbMaxUnavailable=3, stack="prod"),
+    S("contradictions", "mysqlPdbMaxUnavailable", "atomic-mysql:mysqlPdbMaxUnavailable=2: must leave one of the 2"
+      " pods (mysqlReplicas) available: a whole number from 1 to 1", mysqlPdbMaxUnavailable=2, mysqlReplicas=2),
     S("contradictions", "mysqlVersion", "atomic-mysql:mysqlVersion=8.4: allowed values for mysqlEngine=mariadb are"
       " 11.4, 10.11", mysqlEngine="mariadb", mysqlVersion="8.4"),
     S("contradictions", "namespace", "atomic-mysql:namespace=kube-system: the workload gets its own namespace",
@@ -643,6 +747,9 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, str]]] = [
              "owner": "Platform Team", "keyName": "ops-2024_key", "aws:profile": "prod-admin", "aws:version": "7.51.1",
              "changeCause": "déploiement 42: nouvelle image"}, {}),
     ("dev", {"adminCidrs": TWENTY_CIDRS[:18], "serviceCidr": "10.254.0.0/28"}, {}),
+    # A /16 of public space is the most admin sources may add up to; private space does not count.
+    ("dev", {"adminCidrs": ["198.51.0.0/17", "203.0.0.0/17", "10.0.0.0/8", "172.16.0.0/12"]}, {}),
+    ("dev", {"adminCidrs": ["0.0.0.0/1", "128.0.0.0/1"], "allowWorldAdminAccess": "true"}, {}),
     ("dev", {}, {"mysqlRootPassword": GOOD_PASSWORD, "mysqlReplicationPassword": "Aa1-" + "x7Q" * 9 + "z",
                  "mysqlBackupPassword": "correct-horse-battery-staple", "mysqlVerifyPassword": "n0t-a-dictionary-wd"}),
     ("local", {"renderYamlTo": "", "kubeContext": "kind-atomic"}, {"kubeconfig": "apiVersion: v1\nkind: Config\n"}),
@@ -707,8 +814,9 @@ def dev_plan() -> Plan:
 def test_the_names_the_settings_keep_apart_are_the_names_the_workload_uses(dev_plan: Plan) -> None:
     namespaced = {(o["kind"], o["metadata"]["name"]) for o in dev_plan.kubernetes_objects()
                   if o["metadata"].get("namespace") == "atomic-mysql"}
-    guestbook = {name for kind, name in namespaced if not name.startswith("mysql")}
+    guestbook = {name for kind, name in namespaced if not name.startswith("mysql")} - set(NAMESPACE_OBJECT_NAMES)
     assert guestbook == set(GUESTBOOK_OBJECT_NAMES)
+    assert {("NetworkPolicy", name) for name in NAMESPACE_OBJECT_NAMES} <= namespaced
     assert {name for kind, name in namespaced if name.startswith("mysql")} == {
         f"mysql{suffix}" for suffix in MYSQL_OBJECT_SUFFIXES}
 
@@ -726,8 +834,8 @@ def test_the_most_admin_cidrs_allowed_fit_every_security_group() -> None:
     with every option that adds rules turned on: each group stays within AWS's quota, and one CIDR
     more is refused."""
     options = {"enableCockpit": "true", "enableCadvisor": "true", "enableNodePorts": "true",
-               "apiLoadBalancer": "true", "frontendServiceType": "LoadBalancer"}
-    most = (SECURITY_GROUP_RULE_QUOTA - 5) // 4
+               "sshFromAdminCidrs": "true", "apiLoadBalancer": "true", "frontendServiceType": "LoadBalancer"}
+    most = (SECURITY_GROUP_RULE_QUOTA - 6) // 4  # 6 fixed: 5, and SSH from the Instance Connect Endpoint
     cidrs = [f"198.51.{i}.0/24" for i in range(most)]
     counts = _inbound_rules_per_group(run_program("dev", {**options, "adminCidrs": cidrs}))
     assert counts and max(counts.values()) <= SECURITY_GROUP_RULE_QUOTA, counts

@@ -35,24 +35,26 @@ def usd(region: str, service: str, item: str) -> Decimal:
     return price.usd
 
 
-def test_dev_is_three_t3_medium_their_disks_the_mysql_volumes_three_addresses_and_a_key(
+def test_dev_is_three_t3_medium_their_disks_the_mysql_volumes_three_addresses_and_two_keys(
     previewed_stacks: Path,
 ) -> None:
     """Worked out by hand from the stack file: 1 master + 2 minions (t3.medium, 30 GiB gp3 roots),
     mysql 3 x 5Gi gp3, the API Elastic IP on master-1 (which replaces its own address) and two
-    minion addresses, the PKI key; 32 standard SSM parameters are free."""
+    minion addresses, the PKI key and the etcd backups' key; 33 standard SSM parameters (the encryption
+    config among them) are free, the backup bucket is billed by use only."""
     est = cost.estimate(plan_of(previewed_stacks, "dev"), TABLE)
     r = "us-east-1"
     expected = (
         3 * HOURS * usd(r, "ec2", "t3.medium")
         + (3 * 30 + 3 * 5) * usd(r, "ebs", "gp3-storage")
         + 3 * HOURS * usd(r, "vpc", "public-ipv4")
-        + usd(r, "kms", "customer-managed-key")
+        + 2 * usd(r, "kms", "customer-managed-key")
     )
     assert (est.region, est.total) == (r, expected)
     assert est.unpriced == ()
-    assert cost.money(est.total) == "$111.45"
-    assert est.free == ("32 SSM parameters, standard tier: no charge",)
+    assert cost.money(est.total) == "$112.45"
+    assert est.usage_only == ("S3 bucket cluster-etcd-backups-bucket: storage and requests only",)
+    assert est.free == ("33 SSM parameters, standard tier: no charge",)
     assert [i.describe() for i in est.largest()] == [
         "3 x t3.medium (1 master, 2 minions)",
         "3 x public IPv4 (1 Elastic IP, 2 minions)",
@@ -65,13 +67,19 @@ def test_prod_counts_both_load_balancers_their_addresses_and_five_100gi_volumes(
     r = "us-west-2"
     by_category = est.by_category()
     assert by_category["Load balancers"] == 2 * HOURS * usd(r, "elb", "network-lb")
-    # 9 instances (no Elastic IP: the API is behind its NLB) + one address per NLB subnet
-    assert by_category["Public IPv4"] == 11 * HOURS * usd(r, "vpc", "public-ipv4")
+    # private nodes: no instance address; an Elastic IP per NAT gateway + one address per NLB per zone
+    assert by_category["Public IPv4"] == (3 + 2 * 3) * HOURS * usd(r, "vpc", "public-ipv4")
+    assert by_category["NAT gateways"] == 3 * HOURS * usd(r, "vpc", "nat-gateway")
     claims = [c for c in est.charges if c.category == "EBS data volumes (PVCs)"]
-    assert sorted(c.resource for c in claims) == [f"data-mysql-{n}" for n in range(5)]
-    assert {c.quantity for c in claims} == {Decimal(100)}
+    storage = [c for c in claims if c.price.item == "gp3-storage"]
+    assert sorted(c.resource for c in storage) == [f"data-mysql-{n}" for n in range(5)]
+    assert {c.quantity for c in storage} == {Decimal(100)}
+    # prod's data class provisions 600 MiB/s (fast clones): 475 above the 125 included, per volume.
+    throughput = [c for c in claims if c.price.item == "gp3-throughput"]
+    assert sorted(c.resource for c in throughput) == [f"data-mysql-{n}" for n in range(5)]
+    assert {c.quantity for c in throughput} == {Decimal(475)}
     assert by_category["EC2 instances"] == HOURS * (6 * usd(r, "ec2", "m6i.xlarge") + 3 * usd(r, "ec2", "m6i.large"))
-    assert "Elastic IPs" in est.absent and est.unpriced == ()
+    assert est.absent == ("advanced SSM parameters",) and est.unpriced == ()
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -99,14 +107,16 @@ def test_doubling_the_minions_adds_exactly_the_minions_share(previewed_stacks: P
 
 def test_provisioned_iops_and_throughput_above_gp3s_included_are_charged(previewed_stacks: Path) -> None:
     plan = copy.deepcopy(plan_of(previewed_stacks, "prod"))
-    (storage_class,) = [e for e in plan["resources"] if e["inputs"].get("kind") == "StorageClass"]
+    (storage_class,) = [e for e in plan["resources"] if e["inputs"].get("kind") == "StorageClass"
+                        and e["inputs"]["metadata"]["name"] == "gp3-mysql"]
+    assert storage_class["inputs"]["parameters"]["throughput"] == "600"  # the stack's
     storage_class["inputs"]["parameters"].update(iops="6000", throughput="250")
     instance = next(e for e in plan["resources"] if e["type"] == tokens.INSTANCE)
     instance["inputs"]["rootBlockDevice"].update(iops=4000, throughput=125)
     before = cost.estimate(plan_of(previewed_stacks, "prod"), TABLE)
     after = cost.estimate(plan, TABLE)
     r = "us-west-2"
-    extra = 5 * (3000 * usd(r, "ebs", "gp3-iops") + 125 * usd(r, "ebs", "gp3-throughput")) + 1000 * usd(
+    extra = 5 * (3000 * usd(r, "ebs", "gp3-iops") + (250 - 600) * usd(r, "ebs", "gp3-throughput")) + 1000 * usd(
         r, "ebs", "gp3-iops")
     assert after.total - before.total == extra
     assert any(i.line == "100 GiB gp3, 6000 IOPS, 250 MB/s (StatefulSet mysql)" for i in after.items())
@@ -176,7 +186,7 @@ def test_make_preview_prints_the_estimate_for_aws_stacks_only(tmp_path: Path,
     assert preview.main(["--stack", "dev", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Monthly cost estimate, stack dev (us-east-1" in out
-    assert re.search(r"^  total\s+\$111\.45$", out, re.M)
+    assert re.search(r"^  total\s+\$112\.45$", out, re.M)
     assert re.search(r"^  largest: 1\. EC2 instances", out, re.M) and re.search(r"^\s+3\. ", out, re.M)
     assert "not AWS resources in the plan" in out, "the output says how the data volumes are counted"
     assert preview.main(["--stack", "local", "--out", str(tmp_path)]) == 0

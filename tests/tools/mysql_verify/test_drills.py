@@ -1,5 +1,7 @@
 """mysql-verify drilled on real MariaDB: a primary and two replicas on loopback, configured with
-the MySQL set's own fragments (components/workload/mysql/config.py, engine mariadb 10.11).
+the MySQL set's own fragments (components/workload/mysql/config.py, engine mariadb 10.11), serving
+TLS with one certificate of one test CA and refusing plaintext TCP, as the set's pods do; verify
+is given that CA (--ssl-ca) as docs/verify.md tells users to.
 
 Every drill runs under client traffic (a writer through the primary, a reader through a
 stand-in for the read Service), restores a healthy set, and ends by proving zero rows lost:
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -35,6 +38,8 @@ from tools.testing.mariadb import (
     replica_status,
     start_replicated_set,
 )
+from tools.testing.mysql_pods import default_apply_threads
+from tools.testing.pki import ca_pem, make_ca
 
 pytestmark = pytest.mark.real  # starts real servers or consumers (markers in pyproject.toml)
 
@@ -53,7 +58,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicatedSet]
             tmp_path_factory.mktemp("verify-set"),
             replicas=2,
             primary_cnf=mysql_config.primary_cnf(ENGINE, VERSION),
-            replica_cnf=mysql_config.replica_cnf(ENGINE, VERSION),
+            replica_cnf=mysql_config.replica_cnf(ENGINE, VERSION, default_apply_threads()),
             server_id=mysql_config.server_id,
         )
     except MariaDBNotInstalledError as error:
@@ -174,8 +179,13 @@ def assert_zero_rows_lost(group: ReplicatedSet, traffic: Traffic) -> None:
 # ---------------------------------------------------------------------------- running verify
 
 
-def verify_args(group: ReplicatedSet, read_port: int | None = None) -> list[str]:
-    args = ["--primary", f"127.0.0.1:{group.primary.port}"]
+def set_ca(group: ReplicatedSet) -> Path:
+    assert group.tls_dir is not None
+    return group.tls_dir / mysql_config.TLS_CA
+
+
+def verify_args(group: ReplicatedSet, read_port: int | None = None, ca: Path | None = None) -> list[str]:
+    args = ["--primary", f"127.0.0.1:{group.primary.port}", "--ssl-ca", str(ca or set_ca(group))]
     for replica in group.replicas:
         args += ["--replica", f"127.0.0.1:{replica.port}"]
     if read_port is not None:
@@ -235,6 +245,12 @@ def test_set_built_from_the_sets_config_verifies_healthy(
         assert 0 <= servers[label]["catch_up_seconds"] < 10
     assert set(report["read"]["server_ids"]) == {"101", "102"}  # the read endpoint spreads over both replicas
     assert report["read"]["row_visible"] == report["read"]["succeeded"] == 10
+    # Every session verified against the set's CA, and TLS as the servers themselves report it.
+    assert report["tls"] == {"verified": True, "ca_source": f"--ssl-ca {set_ca(healthy)}",
+                             "ca_subjects": ["test MySQL set CA"]}
+    for entry in servers.values():
+        assert entry["tls_version"] in ("TLSv1.3", "TLSv1.2") and entry["tls_cipher"], entry
+    assert sum(report["read"]["tls"].values()) == 10 and "none" not in report["read"]["tls"]
     # The check row is cleaned up through the primary and the delete replicates.
     healthy.wait_caught_up()
     for server in healthy.servers:
@@ -246,6 +262,9 @@ def test_entry_point_prints_table_and_exits_0(healthy: ReplicatedSet) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("mysql-verify: HEALTHY")
+    assert result.stdout.splitlines()[1].startswith(
+        "TLS: server certificates and host names verified against CA 'test MySQL set CA' from --ssl-ca "
+        f"{set_ca(healthy)}; sessions TLSv1.3 ")
     assert "replica-2" in result.stdout and "Traceback" not in result.stderr
 
 
@@ -270,8 +289,9 @@ def test_replica_stopped_mid_traffic_degrades_then_catches_up(
     assert by_label(report)["replica-1"]["status"] == "ok"
     assert report["read"]["server_ids"] == {"101": 10}
     wait_for(lambda: len(traffic.acknowledged) > acknowledged_at_stop + 20, 10, "writes to continue")
+    # However quickly verify ran, the reader keeps reading: wait for enough reads after the stop.
+    wait_for(lambda: sum(read[0] > stopped_at for read in traffic.reads) >= 5, 10, "5 reads after the stop")
     later_reads = [read for read in traffic.reads if read[0] > stopped_at]
-    assert len(later_reads) >= 5
     assert all(error is None and server_id == 101 for _, server_id, error in later_reads), later_reads
 
     victim.start()
@@ -335,7 +355,8 @@ def test_wrong_password_exits_2_with_one_line(traffic: Traffic) -> None:
 
 def test_unreachable_primary_port_exits_2_with_one_line(traffic: Traffic) -> None:
     port = free_port()
-    args = ["--primary", f"127.0.0.1:{port}", "--replica", f"127.0.0.1:{traffic.group.replicas[0].port}", "--json"]
+    args = ["--primary", f"127.0.0.1:{port}", "--replica", f"127.0.0.1:{traffic.group.replicas[0].port}",
+            "--ssl-ca", str(set_ca(traffic.group)), "--json"]
     result = run_cli(args, traffic.group.root_password)
 
     assert result.returncode == 2
@@ -367,3 +388,67 @@ def test_least_privilege_account_from_the_docs_is_enough(
     report = json.loads(out.getvalue())
     assert (code, report["problems"], report["warnings"], err.getvalue()) == (0, [], [], "")
     assert [server["write_probe"] for server in report["servers"][1:]] == ["refused", "refused"]
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another stack's CA: a valid CA, but not the one that signed this set's certificate."""
+    path = tmp_path_factory.mktemp("other-ca") / "ca.crt"
+    path.write_text(ca_pem(make_ca("another stack's MySQL CA")))
+    return path
+
+
+def test_a_ca_that_did_not_sign_the_servers_is_refused_in_one_line(healthy: ReplicatedSet, other_ca: Path) -> None:
+    result = run_cli(verify_args(healthy, ca=other_ca), healthy.root_password)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"mysql-verify: error: primary 127.0.0.1:{healthy.primary.port}: the server's certificate is not signed by "
+        f"the CA from --ssl-ca {other_ca} (self-signed certificate in certificate chain): another stack's or set's "
+        "CA, or a server that is not this set's"]
+
+
+def test_no_tls_against_the_set_is_refused_naming_the_transport(healthy: ReplicatedSet) -> None:
+    """require_secure_transport: MariaDB answers a plaintext login with 1045, as for a wrong password."""
+    args = [arg for arg in verify_args(healthy) if arg not in ("--ssl-ca", str(set_ca(healthy)))]
+    result = run_cli([*args, "--no-tls"], healthy.root_password)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"mysql-verify: error: primary 127.0.0.1:{healthy.primary.port}: access denied for user 'root': wrong user "
+        "or password (set MYSQL_PWD or --password-file); or the transport: with --no-tls the login went in "
+        "plaintext, which a server with require_secure_transport (this program's sets) or an account that REQUIREs "
+        "SSL refuses this way: drop --no-tls"]
+
+
+def test_a_replica_refusing_the_primarys_certificate_is_degraded_with_the_reason(
+    traffic: Traffic, other_ca: Path
+) -> None:
+    """The replica trusts another CA (a CA rotated on the primary only, or a wrong MASTER_SSL_CA):
+    its IO thread stops connecting with 2026, verify names it, and fixing the CA heals it."""
+    group = traffic.group
+    replica = group.replicas[0]
+    replica.sql("STOP SLAVE")
+    replica.sql("CHANGE MASTER TO MASTER_SSL_CA = %s", (str(other_ca),))
+    replica.sql("START SLAVE")
+    wait_for(lambda: replica_status(replica).get("Last_IO_Errno") == 2026, 15, "the IO thread to refuse the primary")
+
+    code, report = run_verify(group, verify_args(group))
+
+    assert code == 1
+    problems = by_label(report)["replica-1"]["problems"]
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("replication IO thread is Connecting: last error 2026: "), problems
+    assert problems[0].endswith("(the replica refuses the primary's TLS certificate: not signed by the CA in its "
+                                "SOURCE_SSL_CA/MASTER_SSL_CA, or not naming the host it dials)"), problems
+    assert by_label(report)["replica-2"]["status"] == "ok"
+
+    replica.sql("STOP SLAVE")
+    replica.sql("CHANGE MASTER TO MASTER_SSL_CA = %s", (str(set_ca(group)),))
+    group.resume_replication(replica)
+    code, report = run_verify(group, verify_args(group))
+    assert (code, report["problems"]) == (0, [])
+    assert_zero_rows_lost(group, traffic)

@@ -21,7 +21,7 @@ import pymysql
 import pytest
 
 from tests.conftest import PROJECT_DIR
-from tests.tools.mysql_verify.test_verify import FakeConnection, mysql_set
+from tests.tools.mysql_verify.test_verify import SET_CA_PEM, FakeConnection, mysql_set
 from tools.mysql_verify import checks
 from tools.mysql_verify.cli import main
 
@@ -78,7 +78,7 @@ def fake_cli(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 
 
 PROD_OUTPUTS = {"mysqlPrimaryHost": "mysql-primary.atomic-mysql.svc", "mysqlPort": 3306,
-                "mysqlReadHost": "mysql-read.atomic-mysql.svc", "mysqlReplicas": 3,
+                "mysqlReadHost": "mysql-read.atomic-mysql.svc", "mysqlReplicas": 3, "mysqlCaCert": SET_CA_PEM,
                 "kubeconfig": f"apiVersion: v1\nusers:\n- user:\n    client-key-data: {ADMIN_KEY}\n"}
 
 
@@ -130,11 +130,15 @@ def run_main(argv: list[str]) -> tuple[int, str, str]:
 def test_verify_stack_reads_the_outputs_from_the_cli_and_verifies_the_set(
     fake_cli: FakeCli, servers_by_host: None, no_writes: list[str]
 ) -> None:
-    fake_cli.set("prod", PROD_OUTPUTS, secret=("kubeconfig", "mysqlPrimaryHost"))
+    fake_cli.set("prod", PROD_OUTPUTS, secret=("kubeconfig", "mysqlPrimaryHost", "mysqlCaCert"))
     code, out, err = run_main(["--stack", "prod", "--json", "--samples", "3", "--sample-interval", "0"])
     assert (code, err) == (0, ""), err
     report = json.loads(out)
     assert report["status"] == "healthy"
+    # The CA came from the CLI too (asked for alone had it been secret), and every session is TLS.
+    assert report["tls"] == {"verified": True, "ca_source": "stack output mysqlCaCert (--stack prod)",
+                             "ca_subjects": ["test MySQL set CA"]}
+    assert {server["tls_version"] for server in report["servers"]} == {"TLSv1.3"}
     assert [s["address"] for s in report["servers"]] == [
         "mysql-primary.atomic-mysql.svc:3306", "mysql-1.mysql.atomic-mysql.svc:3306",
         "mysql-2.mysql.atomic-mysql.svc:3306"]
@@ -142,6 +146,7 @@ def test_verify_stack_reads_the_outputs_from_the_cli_and_verifies_the_set(
     assert [call[:5] for call in fake_cli.calls()] == [
         ["stack", "output", "--json", "--non-interactive", "--stack"],
         ["stack", "output", "mysqlPrimaryHost", "--json", "--show-secrets"],
+        ["stack", "output", "mysqlCaCert", "--json", "--show-secrets"],
     ]
     assert not any("kubeconfig" in call for call in fake_cli.calls())
     assert ADMIN_KEY not in out and no_writes == []
@@ -199,8 +204,10 @@ def test_cli_failures_are_one_line_naming_the_command(fake_cli: FakeCli, monkeyp
 
 def test_make_passes_stack_only_when_given() -> None:
     def dry(*args: str) -> str:
-        done = subprocess.run(["make", "-n", "verify", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
-                              timeout=60, check=True)
+        # --no-print-directory: under `make test` this make is a sub-make, which would print
+        # "Leaving directory" last
+        done = subprocess.run(["make", "--no-print-directory", "-n", "verify", *args], cwd=PROJECT_DIR,
+                              capture_output=True, text=True, timeout=60, check=True)
         return done.stdout.strip().splitlines()[-1]
 
     assert dry("STACK=prod", "ARGS=--json").endswith("-m tools.mysql_verify --stack prod --json")

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from tools.mysql_verify.checks import (
     ConnectError,
     Endpoint,
     Options,
+    TlsTrust,
     describe_connect_error,
     flag,
     judge_primary,
@@ -42,7 +44,21 @@ from tools.mysql_verify.cli import (
     parse_replicas,
     replica_hosts_from_stack,
 )
-from tools.mysql_verify.report import ReadResult, ReplicationState, Report, ServerResult, render_table, to_json
+from tools.mysql_verify.report import (
+    ReadResult,
+    ReplicationState,
+    Report,
+    ServerResult,
+    TlsUse,
+    render_table,
+    to_json,
+)
+from tools.testing.pki import ca_pem, issue_named, make_ca
+
+# The set's CA (real, as pulumi-tls makes it) and another one; the stack output mysqlCaCert is SET_CA_PEM.
+SET_CA, OTHER_CA = make_ca("test MySQL set CA"), make_ca("another stack's MySQL CA")
+SET_CA_PEM = ca_pem(SET_CA)
+SESSION_TLS = ("TLSv1.3", "TLS_AES_256_GCM_SHA384")
 
 # Real column sets (trimmed to what verify reads, plus neighbours) of each engine's status statement.
 MYSQL_84_STATUS = {
@@ -125,6 +141,41 @@ def test_access_denied_is_fatal_and_names_the_fix() -> None:
     failure = describe(error)
     assert failure.fatal
     assert failure.reason == "access denied for user 'root': wrong user or password (set MYSQL_PWD or --password-file)"
+
+
+def test_access_denied_under_no_tls_says_it_may_be_the_transport() -> None:
+    error = pymysql.err.OperationalError(1045, "Access denied for user 'verify'@'127.0.0.1' (using password: YES)")
+    failure = describe_connect_error(error, "verify", 5, 10, plaintext=True)
+    assert failure.fatal
+    assert failure.reason == (
+        "access denied for user 'verify': wrong user or password (set MYSQL_PWD or --password-file); or the "
+        "transport: with --no-tls the login went in plaintext, which a server with require_secure_transport (this "
+        "program's sets) or an account that REQUIREs SSL refuses this way: drop --no-tls")
+
+
+@pytest.mark.parametrize(("code", "text", "reason"), [
+    (3159, "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
+     "the server refuses connections without TLS (require_secure_transport): drop --no-tls"),
+    (2026, "SSL is required but the server doesn't support it",
+     "the server offers no TLS (SSL is required but the server doesn't support it): this program's sets always "
+     "serve TLS, so this is not one of them, or its TLS is not configured; --no-tls only for servers that serve none"),
+])
+def test_tls_refusals_are_fatal_one_liners(code: int, text: str, reason: str) -> None:
+    failure = describe(pymysql.err.OperationalError(code, text))
+    assert (failure.fatal, failure.reason) == (True, reason)
+
+
+def test_replication_refusing_the_primarys_certificate_says_so() -> None:
+    replica = server("replica-1", 1, replication=state(
+        io_running="Connecting", last_io_errno=2026,
+        last_io_error="error connecting to master 'repl@127.0.0.1:3306' - retry-time: 1  maximum-retries: 100000  "
+                      "message: SSL connection error: certificate verify failed"))
+    judge_replication(replica, primary_server_id=100)
+    assert replica.problems == [
+        "replication IO thread is Connecting: last error 2026: error connecting to master 'repl@127.0.0.1:3306' - "
+        "retry-time: 1  maximum-retries: 100000  message: SSL connection error: certificate verify failed (the "
+        "replica refuses the primary's TLS certificate: not signed by the CA in its SOURCE_SSL_CA/MASTER_SSL_CA, or "
+        "not naming the host it dials)"]
 
 
 def real_connect_error(host: str, port: int) -> BaseException:
@@ -320,14 +371,89 @@ def run_main(argv: list[str], environ: dict[str, str] | None = None) -> tuple[in
         (["--primary", "h:1", "--samples", "0"], "argument --samples: '0' must be greater than 0"),
         (["--primary", "h:1", "--bogus"], "unrecognized arguments: --bogus"),
         (["--from-stack-json", "/nonexistent/out.json"], "--from-stack-json /nonexistent/out.json: No such file"),
-        (["--primary", "h:1", "--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw: No such file"),
-        (["--primary", "h:1", "--database", "bad-name"], "database name 'bad-name'"),
+        (["--primary", "h:1", "--no-tls", "--password-file", "/nonexistent/pw"],
+         "--password-file /nonexistent/pw: No such file"),
+        (["--primary", "h:1", "--no-tls", "--database", "bad-name"], "database name 'bad-name'"),
+        (["--primary", "h:1"], "no CA to verify the servers' TLS certificates against: pass --ssl-ca FILE (the stack "
+                               "output mysqlCaCert), or --stack NAME / --from-stack-json FILE; --no-tls only for "
+                               "servers that serve no TLS"),
+        (["--primary", "h:1", "--ssl-ca", "/nonexistent/ca.crt"], "--ssl-ca /nonexistent/ca.crt: No such file"),
+        (["--primary", "h:1", "--ssl-ca", "ca.crt", "--no-tls"], "--ssl-ca and --no-tls contradict each other"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv: list[str], message: str) -> None:
     code, out, err = run_main(argv)
     assert (code, out) == (2, "")
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.fixture()
+def ca_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ca.crt"
+    path.write_text(SET_CA_PEM)
+    return path
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("not a certificate\n", "not a PEM CA certificate (no start line"),
+    ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "not a PEM CA certificate"),
+    # The server's own certificate instead of the CA that signed it.
+    (issue_named(SET_CA, "mysql.test.svc", ["*.mysql.test"], [], ["server_auth"]).cert_pem,
+     "holds no CA certificate (a server certificate? pass the set's CA, the stack output mysqlCaCert)"),
+])
+def test_a_ca_file_without_a_ca_is_refused_in_one_line(tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "bad.crt"
+    bad.write_text(content)
+    code, out, err = run_main(["--primary", "h:1", "--ssl-ca", str(bad)])
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1 and err.startswith(f"mysql-verify: error: --ssl-ca {bad}: {message}"), err
+
+
+def stack_json(tmp_path: Path, **outputs: Any) -> Path:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"mysqlPrimaryHost": "mysql-primary.atomic-mysql.svc", "mysqlPort": 3306,
+                                "mysqlReplicas": 3, **outputs}))
+    return path
+
+
+def options_for(argv: list[str]) -> Options:
+    return build_options(build_parser().parse_args(argv), {})
+
+
+def test_the_ca_from_ssl_ca_is_verified_with_host_names(ca_file: Path) -> None:
+    tls = options_for(["--primary", "h:1", "--ssl-ca", str(ca_file)]).tls
+    assert tls is not None
+    assert (tls.source, tls.ca_subjects) == (f"--ssl-ca {ca_file}", ("test MySQL set CA",))
+    assert (tls.context.verify_mode, tls.context.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert tls.context.minimum_version == ssl.TLSVersion.TLSv1_2
+    # Only the set's CA is trusted: no system CA was loaded next to it.
+    assert [cert["subject"] for cert in tls.context.get_ca_certs()] == [((("commonName", "test MySQL set CA"),),)]
+
+
+def test_the_ca_comes_from_the_stack_output_and_the_flag_wins(tmp_path: Path) -> None:
+    outputs = stack_json(tmp_path, mysqlCaCert=SET_CA_PEM)
+    tls = options_for(["--from-stack-json", str(outputs)]).tls
+    assert tls is not None
+    assert (tls.source, tls.ca_subjects) == (f"stack output mysqlCaCert (--from-stack-json {outputs})",
+                                             ("test MySQL set CA",))
+    other = tmp_path / "other.crt"
+    other.write_text(ca_pem(OTHER_CA))
+    tls = options_for(["--from-stack-json", str(outputs), "--ssl-ca", str(other)]).tls
+    assert tls is not None and (tls.source, tls.ca_subjects) == (f"--ssl-ca {other}", ("another stack's MySQL CA",))
+    assert options_for(["--from-stack-json", str(outputs), "--no-tls"]).tls is None
+
+
+@pytest.mark.parametrize(("outputs", "message"), [
+    ({}, "no output mysqlCaCert (the set's CA; a stack from before its servers served TLS?): pass --ssl-ca FILE, "
+         "or --no-tls for servers that serve no TLS"),
+    ({"mysqlCaCert": ["x"]}, "output mysqlCaCert is a list, expected the CA's PEM text"),
+    ({"mysqlCaCert": "[secret]"}, "stack output mysqlCaCert (--from-stack-json {path}): not a PEM CA certificate"),
+])
+def test_a_stack_without_a_usable_ca_output_is_refused(tmp_path: Path, outputs: dict[str, Any], message: str) -> None:
+    path = stack_json(tmp_path, **outputs)
+    code, _, err = run_main(["--from-stack-json", str(path)])
+    assert code == 2 and len(err.splitlines()) == 1
+    assert message.format(path=path) in err, err
 
 
 def test_stack_json_with_missing_keys_is_a_usage_error(tmp_path: Path) -> None:
@@ -344,24 +470,24 @@ def test_help_exits_0() -> None:
     assert code == 0 and "MYSQL_PWD" in out
 
 
-def test_closed_primary_port_exits_2_with_one_line_and_json(closed_port: int) -> None:
-    code, out, err = run_main(["--primary", f"127.0.0.1:{closed_port}", "--json"])
+def test_closed_primary_port_exits_2_with_one_line_and_json(closed_port: int, ca_file: Path) -> None:
+    code, out, err = run_main(["--primary", f"127.0.0.1:{closed_port}", "--ssl-ca", str(ca_file), "--json"])
     assert code == 2
     assert err.splitlines() == [f"mysql-verify: error: primary 127.0.0.1:{closed_port}: connection refused "
                                 "(nothing listens there: server down or port-forward not running?)"]
     assert json.loads(out) == {"status": "error", "exit_code": 2, "error": err.split("error: ", 1)[1].strip()}
 
 
-def test_silent_primary_times_out_with_one_line(silent_port: int) -> None:
+def test_silent_primary_times_out_with_one_line(silent_port: int, ca_file: Path) -> None:
     code, _, err = run_main(["--primary", f"127.0.0.1:{silent_port}", "--connect-timeout", "1",
-                             "--query-timeout", "1"])
+                             "--query-timeout", "1", "--ssl-ca", str(ca_file)])
     assert code == 2
     assert err.splitlines() == [f"mysql-verify: error: primary 127.0.0.1:{silent_port}: timed out after 1s waiting "
                                 "for the server (is this a MySQL port?)"]
 
 
-def test_unknown_primary_host_exits_2() -> None:
-    code, _, err = run_main(["--primary", "no-such-host.invalid:3306"])
+def test_unknown_primary_host_exits_2(ca_file: Path) -> None:
+    code, _, err = run_main(["--primary", "no-such-host.invalid:3306", "--ssl-ca", str(ca_file)])
     assert code == 2
     assert err.strip().endswith("no-such-host.invalid:3306: unknown host (DNS name does not resolve)")
 
@@ -370,21 +496,28 @@ def test_unknown_primary_host_exits_2() -> None:
 
 
 def test_table_and_json_for_a_degraded_run() -> None:
+    tls = {"tls_version": SESSION_TLS[0], "tls_cipher": SESSION_TLS[1]}
     report = Report(token="t0k3n", user="root", servers=[
-        server("primary", 0, reachable=True, engine="MySQL 8.4.6", server_id=100, read_only=False, check_row="written"),
+        server("primary", 0, reachable=True, engine="MySQL 8.4.6", server_id=100, read_only=False, check_row="written",
+               **tls),
         server("replica-1", 1, reachable=True, engine="MySQL 8.4.6", server_id=101, read_only=True,
-               super_read_only=True, replication=state(), catch_up_seconds=0.012, check_row="present"),
+               super_read_only=True, replication=state(), catch_up_seconds=0.012, check_row="present", **tls),
         server("replica-2", 2, connect_error="connection refused", problems=["unreachable: connection refused"]),
-    ])
+    ], tls=TlsUse(verified=True, ca_source="stack output mysqlCaCert (--stack prod)", ca_subjects=["mysql CA"]))
     text = render_table(report)
     assert text.startswith("mysql-verify: DEGRADED")
+    assert text.splitlines()[1] == ("TLS: server certificates and host names verified against CA 'mysql CA' from "
+                                    "stack output mysqlCaCert (--stack prod); sessions TLSv1.3 TLS_AES_256_GCM_SHA384")
     assert re.search(r"^replica-1\s+127\.0\.0\.1:3307\s+MySQL 8\.4\.6\s+101\s+101\s+on/super on\s+Yes\s+Yes\s+0s\s+"
-                     r"0\.01s\s+ok$", text, re.MULTILINE), text
+                     r"0\.01s\s+TLSv1\.3\s+ok$", text, re.MULTILINE), text
     assert re.search(r"^replica-2 .* DOWN$", text, re.MULTILINE)
     assert "  - replica-2 (127.0.0.1:3308): unreachable: connection refused" in text
     data = json.loads(to_json(report))
     assert (data["status"], data["exit_code"], report.exit_code) == ("degraded", 1, 1)
     assert [s["status"] for s in data["servers"]] == ["ok", "ok", "degraded"]
+    assert data["tls"] == {"verified": True, "ca_source": "stack output mysqlCaCert (--stack prod)",
+                           "ca_subjects": ["mysql CA"]}
+    assert [(s["tls_version"], s["tls_cipher"]) for s in data["servers"]] == [SESSION_TLS, SESSION_TLS, (None, None)]
 
 
 # ---------------------------------------------------------------------------- MySQL 8.x path, scripted
@@ -400,11 +533,15 @@ class FakeServer:
     super_read_only: int = 0
     status: dict[str, Any] | None = None
     rows: set[str] = field(default_factory=set)
+    tls: tuple[str, str] = SESSION_TLS  # (Ssl_version, Ssl_cipher) of every session; empty: plaintext
     statements: list[str] = field(default_factory=list)
+    connects: list[dict[str, Any]] = field(default_factory=list)  # the pymysql.connect settings of each session
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, statement: str, args: Any) -> list[Any]:
         self.statements.append(statement)
+        if statement.startswith("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')"):
+            return [("Ssl_cipher", self.tls[1]), ("Ssl_version", self.tls[0])]
         if statement == "SELECT VERSION()":
             return [(self.version,)]
         if statement.startswith("SELECT @@GLOBAL.server_id"):
@@ -442,6 +579,9 @@ class FakeCursor:
     def fetchone(self) -> Any:
         return self.result[0] if self.result else None
 
+    def fetchall(self) -> list[Any]:
+        return list(self.result)
+
 
 class FakeConnection:
     def __init__(self, server: FakeServer) -> None:
@@ -474,6 +614,7 @@ def fake_mysql(monkeypatch: pytest.MonkeyPatch) -> dict[int, FakeServer]:
     def connect(**settings: Any) -> FakeConnection:
         if settings["port"] not in servers:
             raise pymysql.err.OperationalError(1045, "Access denied for user 'root'@'10.0.0.9' (using password: YES)")
+        servers[settings["port"]].connects.append(settings)
         return FakeConnection(servers[settings["port"]])
 
     monkeypatch.setattr(checks.pymysql, "connect", connect)
@@ -485,9 +626,12 @@ def fake_options(**overrides: Any) -> Options:
         "primary": Endpoint("127.0.0.1", 13306, 0),
         "replicas": (Endpoint("127.0.0.1", 13307, 1), Endpoint("127.0.0.1", 13308, 2)),
         "read": Endpoint("127.0.0.1", 13307, 0), "user": "root", "password": "", "samples": 3,
-        "sample_interval": 0.0,
+        "sample_interval": 0.0, "tls": SET_TRUST,
     }
     return Options(**{**settings, **overrides})
+
+
+SET_TRUST = TlsTrust.from_pem(SET_CA_PEM, "--ssl-ca ca.crt")
 
 
 @pytest.mark.parametrize(("version", "statement"), [("8.4.6", "SHOW REPLICA STATUS"), ("8.0.43", "SHOW REPLICA STATUS"),
@@ -501,6 +645,55 @@ def test_healthy_mysql_set(fake_mysql: dict[int, FakeServer], version: str, stat
     assert statement in fake_mysql[13307].statements
     assert report.read is not None and report.read.server_ids == {101: 3}
     assert fake_mysql[13306].rows == set()  # the check row was deleted again
+
+
+def test_every_connection_gets_the_cas_context_and_reports_its_tls(fake_mysql: dict[int, FakeServer]) -> None:
+    fake_mysql.update(mysql_set("8.4.6"))
+    report = checks.verify(fake_options())
+
+    assert report.status == "healthy"
+    # PyMySQL's ssl= takes the SSLContext itself (its Connection docstring: "An ssl.SSLContext"), which
+    # then requires TLS; no file path reaches it, and TLS is never disabled.
+    settings = [connect for server in fake_mysql.values() for connect in server.connects]
+    assert len(settings) == 3 + 3  # the three servers, then three read samples (on replica-1)
+    assert all(connect["ssl"] is SET_TRUST.context and "ssl_disabled" not in connect and "ssl_ca" not in connect
+               for connect in settings)
+    data = report.to_dict()
+    assert data["tls"] == {"verified": True, "ca_source": "--ssl-ca ca.crt", "ca_subjects": ["test MySQL set CA"]}
+    assert {(s["tls_version"], s["tls_cipher"]) for s in data["servers"]} == {SESSION_TLS}
+    assert data["read"]["tls"] == {"TLSv1.3 TLS_AES_256_GCM_SHA384": 3}
+    assert "TLS: server certificates and host names verified against CA 'test MySQL set CA' from --ssl-ca ca.crt" \
+        in render_table(report)
+
+
+@pytest.mark.parametrize("port", [13306, 13308])
+def test_a_session_the_server_sees_as_plaintext_is_an_error(fake_mysql: dict[int, FakeServer], port: int) -> None:
+    """TLS asked for, but the server's Ssl_version is empty (a proxy ending TLS in between): exit 2."""
+    fake_mysql.update(mysql_set("8.4.6"))
+    fake_mysql[port].tls = ("", "")
+    label = "primary" if port == 13306 else "replica-2"
+    with pytest.raises(checks.VerifyError) as failed:
+        checks.verify(fake_options())
+    assert str(failed.value) == (f"{label} 127.0.0.1:{port}: the server sees this session as plaintext (Ssl_version "
+                                 "is empty) although verify connected with TLS: something between verify and the "
+                                 "server ends TLS")
+
+
+def test_no_tls_disables_tls_and_says_so(fake_mysql: dict[int, FakeServer]) -> None:
+    fake_mysql.update(mysql_set("8.4.6"))
+    for fake in fake_mysql.values():
+        fake.tls = ("", "")
+    report = checks.verify(fake_options(tls=None, read=None))
+
+    assert (report.exit_code, report.all_problems()) == (0, [])
+    assert report.all_warnings() == ["TLS is off (--no-tls): the password and the data crossed the network in "
+                                     "plaintext"]
+    assert all(connect["ssl_disabled"] is True and "ssl" not in connect
+               for fake in fake_mysql.values() for connect in fake.connects)
+    assert report.to_dict()["tls"] == {"verified": False, "ca_source": None, "ca_subjects": []}
+    text = render_table(report)
+    assert text.splitlines()[1] == "TLS: off (--no-tls)"
+    assert re.search(r"^primary .* none\s+ok$", text, re.MULTILINE), text
 
 
 def test_mysql_replica_without_super_read_only_is_degraded(fake_mysql: dict[int, FakeServer]) -> None:
@@ -540,7 +733,7 @@ def test_stack_outputs_give_the_endpoints_and_flags_override_them(tmp_path: Path
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"mysqlPrimaryHost": "mysql-primary.atomic-mysql.svc", "mysqlPort": 3306,
                                    "mysqlReadHost": "mysql-read.atomic-mysql.svc", "mysqlReplicas": 3,
-                                   "mysqlRootPassword": "not read"}))
+                                   "mysqlRootPassword": "not read", "mysqlCaCert": SET_CA_PEM}))
     args = build_parser().parse_args(["--from-stack-json", str(outputs)])
     options = build_options(args, {"MYSQL_PWD": "pw"})
     assert options.primary == Endpoint("mysql-primary.atomic-mysql.svc", 3306, 0)
@@ -556,7 +749,7 @@ def test_stack_outputs_give_the_endpoints_and_flags_override_them(tmp_path: Path
 def test_password_file_wins_over_the_environment(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("from-file\nignored second line\n")
-    args = build_parser().parse_args(["--primary", "h:1", "--password-file", str(secret)])
+    args = build_parser().parse_args(["--primary", "h:1", "--password-file", str(secret), "--no-tls"])
     assert build_options(args, {"MYSQL_PWD": "from-env"}).password == "from-file"
 
 

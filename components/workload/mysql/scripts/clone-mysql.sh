@@ -15,6 +15,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 : "${CLONE_CONNECT_ATTEMPTS:=10}"
 : "${CLONE_RETRY_DELAY:=2}"
 : "${CLONE_PREPARE_MEMORY:=128M}"
+: "${CLONE_PARALLEL:=1}"             # the stream tool's worker threads (mysqlCloneThreads)
+[[ $CLONE_PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die "CLONE_PARALLEL=$CLONE_PARALLEL: must be a whole number from 1 to 999"
 
 ordinal=$(my_ordinal)
 
@@ -34,16 +36,14 @@ source_ordinal=$((ordinal - 1))
 host=$(peer_host "$source_ordinal")
 port=$(peer_clone_port "$source_ordinal")
 
-# receive: copy the peer's backup stream to stdout (socat is in the MariaDB and
-# Percona XtraBackup images; ncat, the tutorial's tool, is in neither).
+# receive: copy the peer's backup stream to stdout, over mutual TLS (common.sh clone_tls): this end
+# refuses a peer whose certificate the set's CA did not sign or that does not name $host, and the
+# peer refuses this end without the set's certificate. socat is in the MariaDB and Percona
+# XtraBackup images; 1 MiB reads and writes (its default is 8 KiB): a clone is bytes in bulk.
+command -v socat >/dev/null 2>&1 || die "socat is not installed in this image"
+tls=$(clone_tls)
 receive() {
-    if command -v socat >/dev/null 2>&1; then
-        socat -u "TCP:$host:$port,connect-timeout=10" STDOUT
-    elif command -v ncat >/dev/null 2>&1; then
-        ncat --recv-only "$host" "$port"
-    else
-        die "neither socat nor ncat is installed in this image"
-    fi
+    socat -u -b 1048576 "OPENSSL:$host:$port,connect-timeout=10,$tls" STDOUT
 }
 
 rm -rf "$CLONE_STAGING_DIR"
@@ -52,7 +52,9 @@ for ((attempt = 1; attempt <= CLONE_CONNECT_ATTEMPTS; attempt++)); do
     mkdir -p "$CLONE_STAGING_DIR"
     log "cloning from $host:$port (attempt $attempt of $CLONE_CONNECT_ATTEMPTS)"
     set +e
-    receive | "$STREAM_TOOL" -x -C "$CLONE_STAGING_DIR"
+    # Parallel extraction writes several files at once: one writer alone does not keep an EBS
+    # volume's queue full, nor keep up with the stream on one core.
+    receive | "$STREAM_TOOL" -x --parallel="$CLONE_PARALLEL" -C "$CLONE_STAGING_DIR"
     statuses=("${PIPESTATUS[@]}")
     set -e
     if ((statuses[0] == 0 && statuses[1] == 0)) && [[ -n $(ls -A "$CLONE_STAGING_DIR") ]]; then

@@ -16,8 +16,11 @@
 : "${MYSQL_SOCKET:=/var/run/mysqld/mysqld.sock}"
 : "${CLONE_PORT:=3307}"                         # where this pod serves backups
 : "${CLONE_BIND_ADDRESS:=}"                     # empty = all addresses (pod); 127.0.0.1 in tests
+: "${MYSQL_TLS_DIR:=/etc/mysql-tls}"            # the set's TLS Secret: ca.crt, tls.crt, tls.key
 # Peers: {ordinal} is replaced by the peer's ordinal. The *_PORTS lists (space
 # separated, indexed by ordinal) exist for rehearsals where every "pod" shares one host.
+# The pods are given the fully qualified name (config.peer_host_pattern): OpenSSL would not match
+# this short form to the certificate's wildcard. The short default serves rehearsals that set their own.
 _default_peer_host_pattern="${MYSQL_SET_NAME}-{ordinal}.${MYSQL_SET_NAME}"  # `}` would end a ${...:=...}
 : "${PEER_HOST_PATTERN:=$_default_peer_host_pattern}"
 : "${PEER_MYSQL_PORT:=3306}"
@@ -127,6 +130,24 @@ sql() {
 
 root_sql() { sql root root-password "$@"; }
 backup_sql() { sql "$BACKUP_USER" backup-password "$@"; }
+
+# tls_files: the set's CA, certificate and key, each present and not empty, or exit.
+tls_files() {
+    local name
+    for name in ca.crt tls.crt tls.key; do
+        [[ -s $MYSQL_TLS_DIR/$name ]] || die "TLS file $MYSQL_TLS_DIR/$name is missing or empty (the set's TLS Secret)"
+    done
+}
+
+# clone_tls: socat's OpenSSL options for both ends of the clone channel. Mutual TLS with the set's
+# own CA: each end presents the set's certificate and accepts only a peer whose certificate that
+# CA signed (verify=1 also makes the listener refuse a client without one); TLS 1.2 or later. The
+# client also checks the listener's name against the host it dials (socat's default).
+clone_tls() {
+    tls_files
+    printf 'cert=%s,key=%s,cafile=%s,verify=1,openssl-min-proto-version=TLS1.2' \
+        "$MYSQL_TLS_DIR/tls.crt" "$MYSQL_TLS_DIR/tls.key" "$MYSQL_TLS_DIR/ca.crt"
+}
 
 # hex STRING: the bytes of STRING as hex digits, for X'..' literals (no quoting issues).
 hex() {

@@ -236,7 +236,10 @@ replay() {
     sock=$sock_dir/mysqld.sock
     {
         printf '[mysqld]\n'
-        cat "$MYSQL_CONF_DIR"/*.cnf 2>/dev/null | grep -vE '^\[' || true
+        # The set's config without its TLS: this server has no network to protect (and the replay
+        # container mounts no TLS Secret), so its ssl_* and require_secure_transport lines stay out.
+        cat "$MYSQL_CONF_DIR"/*.cnf 2>/dev/null |
+            grep -vE '^\[|^[[:space:]]*(ssl_[a-z_]+|tls_version|require_secure_transport)[[:space:]]*=' || true
         printf '[mysqld]\ndatadir=%s\nsocket=%s\npid_file=%s/mysqld.pid\nlog_error=%s/error.log\n' \
             "$RESTORE_STAGING_DIR" "$sock" "$work" "$work"
         printf 'skip_networking=ON\nskip_grant_tables=ON\ntmpdir=%s\n' "$work"

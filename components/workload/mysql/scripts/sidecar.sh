@@ -12,6 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 : "${MYSQL_VERSION:=8.4}"
 : "${SOURCE_CONNECT_RETRY:=10}"   # seconds between the replica's reconnection attempts
+: "${BACKUP_PARALLEL:=1}"         # the backup tool's copy threads (mysqlCloneThreads)
+[[ $BACKUP_PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die "BACKUP_PARALLEL=$BACKUP_PARALLEL: must be a whole number from 1 to 999"
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 
 # sql_literal STRING: STRING as a single-quoted SQL literal (default sql_mode: backslash escapes on).
@@ -80,8 +82,10 @@ mysql_statements() {
     printf "SOURCE_USER = %s, SOURCE_PASSWORD = %s, " "$(sql_literal "$REPLICATION_USER")" "$(sql_literal "$password")"
     # caching_sha2_password: TLS (the server's auto-generated certificate) and, failing
     # that, the source's RSA key; GTID auto-positioning; retry for days, not 10 minutes.
-    printf 'SOURCE_SSL = 1, GET_SOURCE_PUBLIC_KEY = 1, SOURCE_AUTO_POSITION = 1, '
-    printf 'SOURCE_CONNECT_RETRY = %d, SOURCE_RETRY_COUNT = 86400;\n' "$SOURCE_CONNECT_RETRY"
+    # Verified TLS: the set's CA and the source's name (MySQL's SOURCE_SSL alone encrypts without
+    # checking whom it talks to); GTID auto-positioning; retry for days, not 10 minutes.
+    printf "SOURCE_SSL = 1, SOURCE_SSL_CA = %s, SOURCE_SSL_VERIFY_SERVER_CERT = 1, " "$(sql_literal "$MYSQL_TLS_DIR/ca.crt")"
+    printf 'SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = %d, SOURCE_RETRY_COUNT = 86400;\n' "$SOURCE_CONNECT_RETRY"
     printf 'START REPLICA;\n'
 }
 
@@ -95,6 +99,8 @@ mariadb_statements() {
     printf 'RESET SLAVE ALL;\n'
     printf "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %d, " "$(sql_literal "$host")" "$port"
     printf "MASTER_USER = %s, MASTER_PASSWORD = %s, " "$(sql_literal "$REPLICATION_USER")" "$(sql_literal "$password")"
+    # Verified TLS: the set's CA, and the primary's certificate must name the host dialled.
+    printf "MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 1, " "$(sql_literal "$MYSQL_TLS_DIR/ca.crt")"
     printf 'MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = %d;\n' "$SOURCE_CONNECT_RETRY"
     printf 'START SLAVE;\n'
 }
@@ -107,6 +113,7 @@ start_replication_once() {
     fi
     parse_binlog_info "$info" || die "cannot use the clone position in $info"
     password=$(read_secret replication-password)
+    tls_files
     host=$(peer_host 0)
     port=$(peer_mysql_port 0)
     wait_for_server root root-password
@@ -123,15 +130,19 @@ start_replication_once() {
 }
 
 serve_backups() {
-    local listen="TCP-LISTEN:$CLONE_PORT,reuseaddr,fork,max-children=1"
+    local listen
+    # A peer that fails the handshake (no certificate, another CA's, plain TCP) never reaches the
+    # backup command: socat runs it only after mutual TLS succeeded (common.sh clone_tls).
+    listen="OPENSSL-LISTEN:$CLONE_PORT,reuseaddr,fork,max-children=1,$(clone_tls)"
     [[ -n $CLONE_BIND_ADDRESS ]] && listen+=",bind=$CLONE_BIND_ADDRESS"
-    log "serving backups on port $CLONE_PORT"
+    log "serving backups on port $CLONE_PORT (mutual TLS)"
     # -U: data flows from the backup command to the peer only.
-    exec socat -U "$listen" "EXEC:bash $SELF stream"
+    # -b: 1 MiB reads and writes instead of socat's 8 KiB (a backup is bytes in bulk).
+    exec socat -U -b 1048576 "$listen" "EXEC:bash $SELF stream"
 }
 
 stream_backup() {
-    log "streaming a backup to a peer"
+    log "streaming a backup to a peer ($BACKUP_PARALLEL copy threads)"
     # The backup tools read their option files twice (server, then client groups),
     # so a pipe would be empty the second time: use a private file in CLIENT_CNF_DIR
     # (a memory-backed emptyDir in the pod), removed on exit.
@@ -142,8 +153,10 @@ stream_backup() {
     # The handler's stdout is the peer's socket: diagnostics go to stderr only.
     # No --slave-info: the receiver uses the GTID position in the binlog info, which a
     # replica's backup carries too (log_replica_updates), and never the source's file/pos.
+    # --parallel copies that many data files at once (into the one stream): the copy is bound by
+    # reads, which one thread issues one at a time.
     if "$BACKUP_TOOL" --defaults-extra-file="$STREAM_CNF" \
-        --backup --stream=xbstream --socket="$MYSQL_SOCKET" \
+        --backup --stream=xbstream --parallel="$BACKUP_PARALLEL" --socket="$MYSQL_SOCKET" \
         --datadir="$MYSQL_DATA_DIR" --target-dir="${TMPDIR:-/tmp}"; then
         log "backup stream sent"
     else

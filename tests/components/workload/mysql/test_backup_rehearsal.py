@@ -1,8 +1,9 @@
 """Backups, binlog archiving and point-in-time restore, rehearsed on real MariaDB 10.11 and a real
 S3 API: Debian's Ceph RADOS Gateway on a one-node loopback Ceph cluster (tools/testing/radosgw.py).
 
-The "pods" are those of test_rehearsal.py (mariadbd processes running the ConfigMap's own scripts
-in the StatefulSet's order), plus what backups add: every member runs backup-agent.sh (ordinal 0's
+The "pods" are those of tools/testing/mysql_pods.py (mariadbd processes running the rendered
+ConfigMap's own scripts in the StatefulSet's order, TLS required on every TCP login as in the set),
+plus what backups add: every member runs backup-agent.sh (ordinal 0's
 also runs archive-binlogs.sh), the CronJob's container is backup-job.sh run from the test, and a
 restored set's ordinal 0 runs restore.sh fetch and restore.sh replay as its init containers before
 its server starts. The S3 client is Debian's rclone (the pods copy the pinned image's static binary).
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.components.workload.mysql.test_rehearsal import APP_PASSWORD, PASSWORDS, Pod, RehearsalSet
 from tools.testing.mariadb import MARIADBD, require_mariadb
+from tools.testing.mysql_pods import PASSWORDS, SCRIPT_CONTAINERS, VERSION, Pod, RehearsalSet, RenderedSet, render_set
 from tools.testing.processes import free_ports, own_session_dying_with_parent
 from tools.testing.radosgw import CephRgw
 
@@ -38,6 +39,11 @@ BUCKET = "atomic-backups"
 RESTORED_BUCKET = "atomic-restored"  # a restored set's own bucket: it reads the source's, read-only
 PREFIX = "rehearsal/mysql"
 ARCHIVE_SECONDS = 3
+APP_PASSWORD = "app-pw"
+# The scripts backups add, and the container each runs in (the rest: mysql_pods.SCRIPT_CONTAINERS).
+BACKUP_SCRIPT_CONTAINERS = {"backup-agent.sh": "backup-agent", "backup.sh": "backup-agent",
+                            "backup-job.sh": "backup-agent", "archive-binlogs.sh": "backup-agent",
+                            "restore.sh": "backup-agent"}
 
 
 class BackupPod(Pod):
@@ -45,9 +51,9 @@ class BackupPod(Pod):
 
     group: BackupSet
 
-    def env(self) -> dict[str, str]:
-        env = super().env()
+    def env(self, container: str = "mysql", **extra: str) -> dict[str, str]:
         group = self.group
+        env = super().env(container if container in group.rendered.env else "mysql")
         env.pop("AWS_CA_BUNDLE", None)
         env.update({
             "BACKUP_BUCKET": group.bucket,
@@ -73,7 +79,14 @@ class BackupPod(Pod):
             "RESTORE_MYSQLD_ARGS": "--user=root" if os.geteuid() == 0 else "",
             "S3_CHUNK_SIZE": "5M",
         })
+        env.update(extra)
         return env
+
+    def script(self, name: str, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
+        container = BACKUP_SCRIPT_CONTAINERS.get(name) or SCRIPT_CONTAINERS[name]
+        return subprocess.run(["bash", str(self.group.config_dir / name), *args], env=self.env(container, **extra),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
 
     def boot(self) -> None:
         self.agent: subprocess.Popen[bytes] | None = None
@@ -87,14 +100,19 @@ class BackupPod(Pod):
         self.start_agent()
 
     def _boot_restored(self) -> None:
+        import shutil
+
         from components.workload.mysql import config as mysql_config
         from tools.testing.mariadb import MariaDBServer
 
         for path in (self.root, self.conf_dir, self.tmp, self.datadir.parent):
             path.mkdir(parents=True, exist_ok=True)
+        if not self.tls_dir.exists():
+            shutil.copytree(self.group.tls_dir, self.tls_dir)
         self.server = MariaDBServer(
             self.root / "server", self.group.mysql_ports[0], mysql_config.server_id(0),
             datadir=self.datadir, root_password=self.group.passwords["root-password"], name=self.name,
+            tls_dir=self.tls_dir,
         )
         self.must("init-mysql.sh")
         self.server.cnf = self._cnf_from_conf_dir()
@@ -111,7 +129,8 @@ class BackupPod(Pod):
     def start_agent(self) -> None:
         with self.agent_log.open("ab") as log:
             self.agent = subprocess.Popen(
-                ["bash", str(self.group.config_dir / "backup-agent.sh")], env=self.env(), stdin=subprocess.DEVNULL,
+                ["bash", str(self.group.config_dir / "backup-agent.sh")], env=self.env("backup-agent"),
+                stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=own_session_dying_with_parent)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and "serving backup requests" not in self.agent_log.read_text():
@@ -133,15 +152,20 @@ class BackupPod(Pod):
         super().delete()
 
 
+def rows(pod: Pod) -> list[str]:
+    assert pod.server is not None
+    return [row[0] for row in pod.server.sql("SELECT message FROM app.messages ORDER BY id")]
+
+
 class RestoreRefusedError(AssertionError):
     pass
 
 
 class BackupSet(RehearsalSet):
-    def __init__(self, base: Path, rgw: CephRgw, *, replicas: int = 3, restore_from: str = "",
+    def __init__(self, base: Path, rendered: RenderedSet, rgw: CephRgw, *, replicas: int = 3, restore_from: str = "",
                  restore_prefix: str = "", restore_bucket: str = "", prefix: str = PREFIX, bucket: str = BUCKET,
                  secret_key: str | None = None, root_password: str | None = None) -> None:
-        super().__init__(base)
+        super().__init__(base, rendered)
         self.rgw, self.replicas, self.bucket, self.prefix = rgw, replicas, bucket, prefix
         self.restore_from, self.restore_prefix, self.restore_bucket = restore_from, restore_prefix, restore_bucket
         self.restore_log = ""
@@ -166,8 +190,7 @@ class BackupSet(RehearsalSet):
 
     def job(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """One run of the backup CronJob's container."""
-        env = self.pods[0].env()
-        env["POD_NAME"] = "mysql-backup-29000000-abcde"
+        env = self.pods[0].env("backup-agent", POD_NAME="mysql-backup-29000000-abcde")
         return subprocess.run(["bash", str(self.config_dir / "backup-job.sh")], env=env, capture_output=True,
                               text=True, timeout=timeout, check=False)
 
@@ -196,6 +219,19 @@ class BackupSet(RehearsalSet):
             time.sleep(0.5)
         raise AssertionError(f"the archive did not reach {moment} within {timeout:.0f}s: {current}; agent log:\n"
                              f"{(self.pods[0].root / 'agent.log').read_text()[-3000:]}")
+
+    def write(self, *messages: str) -> None:
+        with self.primary.connect(user="app", password=APP_PASSWORD, database="app") as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO messages (message) VALUES (%s)", [(m,) for m in messages])
+
+    def wait_replicated(self, ordinals: list[int], timeout: float = 30) -> None:
+        position = self.primary.value("SELECT @@GLOBAL.gtid_binlog_pos")
+        for ordinal in ordinals:
+            server = self.pods[ordinal].server
+            assert server is not None
+            assert server.value("SELECT MASTER_GTID_WAIT(%s, %s)", (position, timeout)) == 0, (
+                f"mysql-{ordinal} did not reach {position}: {server.sql('SHOW SLAVE STATUS')}"
+            )
 
     def table(self, ordinal: int, statement: str) -> list[tuple[object, ...]]:
         server = self.pods[ordinal].server
@@ -229,8 +265,15 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRgw]:
 
 
 @pytest.fixture(scope="module")
-def source(rgw: CephRgw, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupSet]:
-    group = BackupSet(tmp_path_factory.mktemp("source"), rgw)
+def rendered() -> RenderedSet:
+    """The local stack's set rendered for the harness's MariaDB 10.11 (the backup settings' own values
+    are the harness's: bucket, endpoint and key of the loopback RGW)."""
+    return render_set("local", {"mysqlVersion": VERSION})
+
+
+@pytest.fixture(scope="module")
+def source(rgw: CephRgw, rendered: RenderedSet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupSet]:
+    group = BackupSet(tmp_path_factory.mktemp("source"), rendered, rgw)
     try:
         group.boot(0)
         with group.primary.connect() as conn, conn.cursor() as cur:
@@ -256,7 +299,8 @@ def restore_set(rgw: CephRgw, base: Path, restore_from: str, **options: object) 
     and prefix (mysqlRestoreBucket, mysqlRestorePrefix)."""
     settings: dict[str, object] = {"bucket": RESTORED_BUCKET, "prefix": "restored/mysql", "restore_prefix": PREFIX,
                                    "restore_bucket": BUCKET, "root_password": RESTORED_ROOT_PASSWORD, **options}
-    return BackupSet(base, rgw, restore_from=restore_from, **settings)  # type: ignore[arg-type]
+    return BackupSet(base, render_set("local", {"mysqlVersion": VERSION}), rgw, restore_from=restore_from,
+                     **settings)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- backups
@@ -293,7 +337,7 @@ def test_the_primary_is_backed_up_only_when_no_replica_is_ready(source: BackupSe
 
 def test_a_backup_to_a_missing_bucket_fails_with_the_reason(source: BackupSet, tmp_path: Path) -> None:
     pod = source.pods[2]
-    env = pod.env() | {"BACKUP_BUCKET": "no-such-bucket"}
+    env = pod.env("backup-agent", BACKUP_BUCKET="no-such-bucket")
     result = subprocess.run(["bash", str(source.config_dir / "backup.sh"), "20260101T000000Z"], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
@@ -355,24 +399,24 @@ def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: Bac
     with source.primary.connect() as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE app.precious")
     source.archive_reaches(point + timedelta(seconds=1))
-    expected = [r for r in source.pods[0].rows() if r != "C1"]
+    expected = [r for r in rows(source.pods[0]) if r != "C1"]
 
     restored = restore_set(rgw, tmp_path / "restored", stamp(point))
     try:
         restored.boot(0)
         assert f"restoring backup {backup_id}" in restored.restore_log, restored.restore_log
-        assert restored.pods[0].rows() == expected
+        assert rows(restored.pods[0]) == expected
         assert restored.table(0, "SELECT id, note FROM app.precious ORDER BY id") == [(1, "kept"), (2, "kept too")]
         # It serves with this set's own root password (not the source's), and replicas clone from it as usual.
         assert restored.table(0, "SELECT 1") == [(1,)]  # as root, with RESTORED_ROOT_PASSWORD
         with pytest.raises(Exception, match="1045"):
             restored.primary.sql("SELECT 1", password=PASSWORDS["root-password"])
         restored.boot(1)
-        assert restored.pods[1].rows() == expected
+        assert rows(restored.pods[1]) == expected
         with restored.primary.connect(user="app", password=APP_PASSWORD, database="app") as conn, conn.cursor() as c:
             c.execute("INSERT INTO messages (message) VALUES ('after the restore')")
         restored.wait_replicated([1])
-        assert restored.pods[1].rows()[-1] == "after the restore"
+        assert rows(restored.pods[1])[-1] == "after the restore"
         # The restored set archives to its own bucket and prefix, never to the source's.
         restored.archive_reaches(utc_now_second() - timedelta(days=1), timeout=60)
         # A restart finds the restored data dir and leaves it alone.
@@ -409,14 +453,14 @@ def test_restore_from_a_replica_backup_taken_under_writes(source: BackupSet, rgw
     tick()
     source.write("after the point")
     source.archive_reaches(point + timedelta(seconds=1))
-    expected = [r for r in source.pods[0].rows() if r != "after the point"]
+    expected = [r for r in rows(source.pods[0]) if r != "after the point"]
     assert len(written) > 20 and set(written) <= set(expected)
 
     restored = restore_set(rgw, tmp_path / "restored", stamp(point))
     try:
         restored.boot(0)
         assert f"restoring backup {backup_id}" in restored.restore_log
-        assert restored.pods[0].rows() == expected
+        assert rows(restored.pods[0]) == expected
     finally:
         restored.close()
 
@@ -424,14 +468,14 @@ def test_restore_from_a_replica_backup_taken_under_writes(source: BackupSet, rgw
 def test_a_restore_of_a_backup_id_brings_that_backup_and_no_later_row(source: BackupSet, rgw: CephRgw,
                                                                     tmp_path: Path) -> None:
     backup_id = source.must_back_up()
-    expected = source.pods[2].rows()  # the replica backed up, caught up at the time of the backup
+    expected = rows(source.pods[2])  # the replica backed up, caught up at the time of the backup
     source.write("not in the backup")
     restored = restore_set(rgw, tmp_path / "restored", backup_id)
     try:
         restored.boot(0)
-        rows = restored.pods[0].rows()
-        assert "not in the backup" not in rows and rows[: len(expected)] == expected[: len(rows)]
-        assert len(rows) >= len(expected) - 5  # what the replica had applied when the backup locked
+        got = rows(restored.pods[0])
+        assert "not in the backup" not in got and got[: len(expected)] == expected[: len(got)]
+        assert len(got) >= len(expected) - 5  # what the replica had applied when the backup locked
     finally:
         restored.close()
 
@@ -515,12 +559,12 @@ def test_restore_refuses_to_claim_a_point_a_missing_binlog_would_cover(source: B
 
 def test_a_restore_never_overwrites_a_data_dir_that_holds_a_server(source: BackupSet) -> None:
     pod = source.pods[0]
-    env = pod.env() | {"RESTORE_FROM": "20260101T000000Z"}
+    env = pod.env("backup-agent", RESTORE_FROM="20260101T000000Z")
     result = subprocess.run(["bash", str(source.config_dir / "restore.sh"), "fetch"], env=env, capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "already holds a server; a restore never overwrites one" in result.stderr
-    assert source.pods[0].rows()  # untouched, still serving
+    assert rows(source.pods[0])  # untouched, still serving
 
 
 # ---------------------------------------------------------------- what watches the backups
@@ -542,7 +586,8 @@ def test_make_verify_reports_the_last_good_backups_age_and_the_archive_lag(sourc
         time.sleep(2)
     base = ["--user", mysql_config.VERIFY_USER, "--primary", f"127.0.0.1:{source.mysql_ports[0]}",
             "--replica", f"127.0.0.1:{source.mysql_ports[1]}", "--replica", f"127.0.0.1:{source.mysql_ports[2]}",
-            "--wait-timeout", "20", "--json", "--backup-metrics", metrics]
+            "--wait-timeout", "20", "--json", "--backup-metrics", metrics,
+            "--ssl-ca", str(source.tls_dir / mysql_config.TLS_CA)]
     environ = {"MYSQL_PWD": source.passwords["verify-password"]}
     out = io.StringIO()
     code = verify_main(base, environ=environ, stdout=out, stderr=io.StringIO())
@@ -561,12 +606,15 @@ def test_the_exporter_account_reads_metrics_and_no_application_data(source: Back
     import pymysql
 
     password = source.passwords["exporter-password"]
-    with pymysql.connect(host="127.0.0.1", port=source.mysql_ports[1], user="exporter", password=password,
+    server = source.pods[1].server
+    assert server is not None
+    # Over the socket, as the metrics container logs in (config.exporter_cnf); TCP is refused below.
+    with pymysql.connect(unix_socket=str(server.socket), user="exporter", password=password,
                          connect_timeout=5) as conn, conn.cursor() as cursor:
         cursor.execute("SHOW GRANTS")
         grants = {re.sub(r" IDENTIFIED BY PASSWORD '\*[0-9A-F]{40}'", "", row[0]) for row in cursor.fetchall()}
-        assert grants == {"GRANT PROCESS, SLAVE MONITOR ON *.* TO `exporter`@`127.0.0.1` WITH MAX_USER_CONNECTIONS 3",
-                          "GRANT SELECT ON `performance_schema`.* TO `exporter`@`127.0.0.1`"}, grants
+        assert grants == {"GRANT PROCESS, SLAVE MONITOR ON *.* TO `exporter`@`localhost` WITH MAX_USER_CONNECTIONS 3",
+                          "GRANT SELECT ON `performance_schema`.* TO `exporter`@`localhost`"}, grants
         cursor.execute("SHOW SLAVE STATUS")  # what mysql_slave_status_* comes from
         assert cursor.fetchone() is not None
         cursor.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
@@ -574,3 +622,7 @@ def test_the_exporter_account_reads_metrics_and_no_application_data(source: Back
         with pytest.raises(pymysql.err.OperationalError) as denied:
             cursor.execute("SELECT COUNT(*) FROM app.messages")
         assert denied.value.args[0] == 1142
+    # Over TCP, even with verified TLS, the account does not exist: only the socket lets it in.
+    with pytest.raises(pymysql.err.OperationalError) as refused_tcp:
+        server.connect(user="exporter", password=password)
+    assert refused_tcp.value.args[0] == 1045

@@ -13,14 +13,16 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from components.settings.schema import CloneSettings, Resources
 from components.workload.mysql import config as mysql_config
 
 SCRIPTS = mysql_config.SCRIPTS_DIR
+APPLY = 4  # replica applier threads the renderers are called with (mysqlReplicaApplyThreads)
 BASIC_TOOLS = (
     "basename", "cat", "chmod", "cp", "date", "dirname", "ls", "mkdir", "mktemp", "mv",
     "od", "rm", "rmdir", "sleep", "tr", "uname",
@@ -69,8 +71,10 @@ xtrabackup | mariadb-backup)
     *" --backup "*) printf 'STREAM'; exit "${STUB_BACKUP_EXIT:-0}" ;;
     esac ;;
 xbstream | mbstream)
-    # -x -C DIR; the stream is lines "d PATH" (directory) or "f PATH TEXT" (file, printf %b)
-    dir=$3
+    # -x [--parallel=N] -C DIR; the stream is lines "d PATH" (directory) or "f PATH TEXT" (file, printf %b)
+    dir=""
+    prev=""
+    for arg in "$@"; do [[ $prev == -C ]] && dir=$arg; prev=$arg; done
     while read -r kind path text; do
         case $kind in
         d) mkdir -p "$dir/$path" ;;
@@ -80,7 +84,7 @@ xbstream | mbstream)
     exit "${STUB_STREAM_EXIT:-0}" ;;
 socat | ncat)
     case "$*" in
-    *TCP-LISTEN*) exit 0 ;;
+    *-LISTEN*) exit 0 ;;
     esac
     [[ -n ${STUB_STREAM_FILE:-} ]] && cat "$STUB_STREAM_FILE"
     exit "${STUB_RECEIVE_EXIT:-0}" ;;
@@ -132,10 +136,15 @@ class Sandbox:
             (self.basic / tool).symlink_to(found)
         for name, value in PASSWORDS.items():
             (self.secrets / name).write_text(value)
+        # The TLS Secret's files: contents matter only to socat and mysqld, both stubbed here.
+        self.tls = root / "tls"
+        self.tls.mkdir()
+        for name in (mysql_config.TLS_CA, mysql_config.TLS_CERT, mysql_config.TLS_KEY):
+            (self.tls / name).write_text(f"PEM of {name}\n")
         self.configure("mysql", "8.4")
 
     def configure(self, engine: str, version: str) -> None:
-        for name, text in mysql_config.config_map_data(engine, version).items():
+        for name, text in mysql_config.config_map_data(engine, version, APPLY).items():
             (self.config / name).write_text(text)
         self.engine, self.version = engine, version
 
@@ -151,6 +160,7 @@ class Sandbox:
             "MYSQL_CONF_DIR": str(self.conf_d),
             "MYSQL_CONFIG_DIR": str(self.config),
             "MYSQL_SECRETS_DIR": str(self.secrets),
+            "MYSQL_TLS_DIR": str(self.tls),
             "MYSQL_SOCKET": str(self.root / "mysqld.sock"),
             "TMPDIR": str(self.tmp),
             "CLONE_RETRY_DELAY": "0",
@@ -175,6 +185,12 @@ class Sandbox:
         )
         return Run(result.returncode, result.stdout, result.stderr)
 
+    @property
+    def clone_tls(self) -> str:
+        """socat's options for the clone channel, as common.sh clone_tls writes them for this sandbox."""
+        return (f"cert={self.tls}/tls.crt,key={self.tls}/tls.key,cafile={self.tls}/ca.crt,verify=1,"
+                "openssl-min-proto-version=TLS1.2")
+
     def logged(self, name: str) -> str:
         path = self.log / name
         return path.read_text() if path.exists() else ""
@@ -197,7 +213,7 @@ ALL_VERSIONS = [("mysql", "8.4"), ("mysql", "8.0"), ("mariadb", "11.4"), ("maria
 
 @pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
 def test_role_fragments_carry_no_per_process_options(engine: str, version: str) -> None:
-    for text in (mysql_config.primary_cnf(engine, version), mysql_config.replica_cnf(engine, version)):
+    for text in (mysql_config.primary_cnf(engine, version), mysql_config.replica_cnf(engine, version, APPLY)):
         assert text.startswith("[mysqld]\n")
         options = {line.split("=")[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
         assert not options & {"server_id", "server-id", "port", "datadir", "socket", "bind_address"}
@@ -205,9 +221,9 @@ def test_role_fragments_carry_no_per_process_options(engine: str, version: str) 
 
 
 def test_replicas_are_read_only_and_primary_is_not() -> None:
-    assert "super_read_only=ON" in mysql_config.replica_cnf("mysql", "8.4")
-    assert "read_only=ON" in mysql_config.replica_cnf("mariadb", "10.11")
-    assert "super_read_only" not in mysql_config.replica_cnf("mariadb", "10.11")  # not a MariaDB variable
+    assert "super_read_only=ON" in mysql_config.replica_cnf("mysql", "8.4", APPLY)
+    assert "read_only=ON" in mysql_config.replica_cnf("mariadb", "10.11", APPLY)
+    assert "super_read_only" not in mysql_config.replica_cnf("mariadb", "10.11", APPLY)  # not a MariaDB variable
     for engine, version in (("mysql", "8.4"), ("mariadb", "11.4")):
         assert "read_only" not in mysql_config.primary_cnf(engine, version)
 
@@ -226,7 +242,7 @@ def test_unknown_engine_or_version_is_refused() -> None:
     with pytest.raises(ValueError, match="allowed values are mysql, mariadb"):
         mysql_config.primary_cnf("postgres", "16")
     with pytest.raises(ValueError, match=r"allowed values are 8\.4, 8\.0"):
-        mysql_config.replica_cnf("mysql", "5.7")
+        mysql_config.replica_cnf("mysql", "5.7", APPLY)
     with pytest.raises(ValueError, match="negative"):
         mysql_config.server_id(-1)
 
@@ -249,14 +265,16 @@ def test_users_sql_holds_no_password_and_grants_per_engine() -> None:
         assert f"QUOTE({variable})" not in mariadb
 
 
-def prepared_account_sql(engine: str, account: str, variable: str) -> list[str]:
-    """What users.sql must hold for one account: create if missing, then (re)set the password."""
+def prepared_account_sql(engine: str, account: str, variable: str, require_tls: bool = True) -> list[str]:
+    """What users.sql must hold for one account: create if missing, then (re)set the password; an
+    account that connects over the network REQUIREs SSL in both statements."""
     hashed = engine == "mariadb"
+    tls = ", ' REQUIRE SSL'" if require_tls else ""
     lines = []
     for verb in ("CREATE USER IF NOT EXISTS", "ALTER USER"):
         value = f"QUOTE(PASSWORD({variable}))" if hashed else f"QUOTE({variable})"
         lines += [
-            f"SET @stmt = CONCAT('{verb} {account} IDENTIFIED BY {'PASSWORD ' if hashed else ''}', {value});",
+            f"SET @stmt = CONCAT('{verb} {account} IDENTIFIED BY {'PASSWORD ' if hashed else ''}', {value}{tls});",
             "PREPARE stmt FROM @stmt;", "EXECUTE stmt;", "DEALLOCATE PREPARE stmt;",
         ]
     return lines
@@ -282,7 +300,7 @@ VERIFY_SQL = {
 
 @pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
 def test_users_sql_provisions_the_verify_account_per_engine(engine: str, version: str) -> None:
-    users = mysql_config.config_map_data(engine, version)["users.sql"]
+    users = mysql_config.config_map_data(engine, version, APPLY)["users.sql"]
     lines = users.splitlines()
     verify_lines = [line for line in lines if "verify" in line]
     start = lines.index(VERIFY_SQL[engine][0])
@@ -299,7 +317,7 @@ def test_users_sql_provisions_the_verify_account_per_engine(engine: str, version
 
 
 def test_config_map_carries_every_script_verbatim() -> None:
-    data = mysql_config.config_map_data("mysql", "8.4")
+    data = mysql_config.config_map_data("mysql", "8.4", APPLY)
     for name in mysql_config.SCRIPT_NAMES:
         assert data[name] == (SCRIPTS / name).read_text()
     assert {"primary.cnf", "replica.cnf", "users.sql"} <= data.keys()
@@ -352,7 +370,7 @@ def test_init_removes_a_stale_role_file(box: Sandbox) -> None:
 def test_init_picks_the_mariadb_fragments(box: Sandbox) -> None:
     box.configure("mariadb", "11.4")
     assert box.run("init-mysql.sh", "mysql-1").returncode == 0
-    assert (box.conf_d / "replica.cnf").read_text() == mysql_config.replica_cnf("mariadb", "11.4")
+    assert (box.conf_d / "replica.cnf").read_text() == mysql_config.replica_cnf("mariadb", "11.4", APPLY)
 
 
 # ---------------------------------------------------------------- binlog-info parsing
@@ -428,25 +446,36 @@ def test_clone_receives_prepares_and_renames_into_place(box: Sandbox) -> None:
     assert not (box.datadir / "master.info").exists()  # the source's replication settings stay behind
     assert not Path(f"{box.datadir}.clone-staging").exists()
     receive = box.logged("socat.argv")
-    assert "socat -u TCP:mysql-1.mysql:3307,connect-timeout=10 STDOUT" in receive  # ordinal - 1, default pattern
+    # ordinal - 1, the default pattern; 1 MiB reads and writes; mutual TLS with the set's files
+    tls = box.clone_tls
+    assert f"socat -u -b 1048576 OPENSSL:mysql-1.mysql:3307,connect-timeout=10,{tls} STDOUT" in receive
     prepare = box.logged("xtrabackup.argv")
     assert f"--prepare --use-memory=128M --target-dir={box.datadir}.clone-staging" in prepare
 
 
-def test_clone_uses_ncat_when_socat_is_missing(box: Sandbox) -> None:
+def test_clone_needs_socat_for_its_tls(box: Sandbox) -> None:
+    """ncat was the tutorial's tool; the mutual TLS of the clone channel is socat's (both images have it)."""
     (box.bin / "socat").unlink()
-    box.configure("mariadb", "10.11")
     result = box.run("clone-mysql.sh", "mysql-1", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM))
-    assert result.returncode == 0, result.stderr
-    assert "ncat --recv-only mysql-0.mysql 3307" in box.logged("ncat.argv")
-    assert "--prepare" in box.logged("mariadb-backup.argv")
+    assert result.returncode == 1 and "FATAL: socat is not installed in this image" in result.stderr
+    assert not box.logged("ncat.argv") and not box.datadir.exists()
+
+
+@pytest.mark.parametrize("missing", [mysql_config.TLS_CA, mysql_config.TLS_CERT, mysql_config.TLS_KEY])
+def test_neither_end_of_a_clone_runs_without_the_sets_tls_files(box: Sandbox, missing: str) -> None:
+    (box.tls / missing).write_text("")
+    clone = box.run("clone-mysql.sh", "mysql-1", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM))
+    assert clone.returncode == 1 and f"FATAL: TLS file {box.tls}/{missing} is missing or empty" in clone.stderr
+    serve = box.run("sidecar.sh", "mysql-0")
+    assert serve.returncode == 1 and f"FATAL: TLS file {box.tls}/{missing} is missing or empty" in serve.stderr
+    assert not box.logged("socat.argv")  # never a plaintext fallback
 
 
 def test_clone_from_peer_addresses_given_by_environment(box: Sandbox) -> None:
     result = box.run("clone-mysql.sh", "mysql-3", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM),
                      PEER_HOST_PATTERN="db-{ordinal}.db.ns.svc", PEER_CLONE_PORTS="4000 4001 4002 4003")
     assert result.returncode == 0, result.stderr
-    assert "TCP:db-2.db.ns.svc:4002," in box.logged("socat.argv")
+    assert "OPENSSL:db-2.db.ns.svc:4002," in box.logged("socat.argv")
 
 
 def test_empty_clone_stream_stops_the_pod(box: Sandbox) -> None:
@@ -547,9 +576,11 @@ def test_mysql_replication_statement(box: Sandbox) -> None:
         "SET GLOBAL super_read_only = ON")
     assert "SOURCE_HOST = 'mysql-0.mysql', SOURCE_PORT = 3306" in batch  # always the primary, not ordinal-1
     assert "SOURCE_USER = 'repl', SOURCE_PASSWORD = 'repl''pw 2'" in batch
-    options = ("SOURCE_AUTO_POSITION = 1", "GET_SOURCE_PUBLIC_KEY = 1", "SOURCE_SSL = 1", "SOURCE_RETRY_COUNT = 86400")
+    options = ("SOURCE_AUTO_POSITION = 1", "SOURCE_SSL = 1", f"SOURCE_SSL_CA = '{box.tls}/ca.crt'",
+               "SOURCE_SSL_VERIFY_SERVER_CERT = 1", "SOURCE_RETRY_COUNT = 86400")
     for option in options:
         assert option in batch
+    assert "GET_SOURCE_PUBLIC_KEY" not in batch  # the password travels inside verified TLS
     assert batch.index("STOP REPLICA") < batch.index("RESET REPLICA ALL") < batch.index("CHANGE") < batch.index(
         "START REPLICA")
 
@@ -591,6 +622,7 @@ def test_mariadb_replication_statement(box: Sandbox, current: str, sets_position
     batch = sql_calls(box, "mariadb")[-1]
     assert ("SET GLOBAL gtid_slave_pos = '0-100-42';" in batch) is sets_position
     assert "CHANGE MASTER TO MASTER_HOST = 'mysql-0.mysql', MASTER_PORT = 3306" in batch
+    assert f"MASTER_SSL = 1, MASTER_SSL_CA = '{box.tls}/ca.crt', MASTER_SSL_VERIFY_SERVER_CERT = 1" in batch
     assert "MASTER_USE_GTID = slave_pos" in batch
     assert batch.index("STOP SLAVE") < batch.index("CHANGE MASTER") < batch.index("START SLAVE")
 
@@ -605,7 +637,8 @@ def test_primary_sidecar_creates_accounts_without_exposing_passwords(box: Sandbo
     assert "user=root\npassword=\"r00t\\\"pa\\\\ss\"" in box.logged("mysql.cnf")  # escaped in the option file
     assert "serving backups" in result.stderr
     listen = box.logged("socat.argv")
-    assert "socat -U TCP-LISTEN:3307,reuseaddr,fork,max-children=1 EXEC:bash " in listen
+    tls = box.clone_tls
+    assert f"socat -U -b 1048576 OPENSSL-LISTEN:3307,reuseaddr,fork,max-children=1,{tls} EXEC:bash " in listen
     assert listen.rstrip().endswith("sidecar.sh stream")
 
 
@@ -781,3 +814,70 @@ def test_scripts_default_to_the_container_paths(box: Sandbox) -> None:
         "/var/lib/mysql", "/etc/mysql/conf.d", mysql_config.CONFIG_MOUNT, "/etc/mysql-secrets",
         "/var/run/mysqld/mysqld.sock", "3307", "mysql-4.mysql", "3306", "3307",
     ]
+
+
+# ---------------------------------------------------------------- clone threads and apply threads
+
+
+def test_clone_extracts_with_the_configured_threads(box: Sandbox) -> None:
+    result = box.run("clone-mysql.sh", "mysql-2", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM), CLONE_PARALLEL="3")
+    assert result.returncode == 0, result.stderr
+    staging = f"{box.datadir}.clone-staging"
+    assert box.logged("xbstream.argv").split() == ["xbstream", "-x", "--parallel=3", "-C", staging]
+    box.clear_log()
+    shutil.rmtree(box.datadir)
+    assert box.run("clone-mysql.sh", "mysql-2", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM)).returncode == 0
+    assert "--parallel=1" in box.logged("xbstream.argv").split()  # unset: one thread, as before
+
+
+def test_the_backup_stream_copies_with_the_configured_threads(box: Sandbox) -> None:
+    result = box.run("sidecar.sh", "mysql-1", "stream", BACKUP_PARALLEL="4")
+    assert result.returncode == 0, result.stderr
+    assert "--parallel=4" in box.logged("xtrabackup.argv").split()
+    assert "streaming a backup to a peer (4 copy threads)" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1000", " 2"])
+def test_thread_counts_that_are_no_whole_number_stop_the_scripts(box: Sandbox, value: str) -> None:
+    clone = box.run("clone-mysql.sh", "mysql-2", STUB_STREAM_FILE=stream(box, COMPLETE_STREAM), CLONE_PARALLEL=value)
+    assert clone.returncode == 1
+    assert f"FATAL: CLONE_PARALLEL={value}: must be a whole number from 1 to 999" in clone.stderr
+    assert not box.logged("socat.argv")  # refused before connecting
+    sidecar = box.run("sidecar.sh", "mysql-1", BACKUP_PARALLEL=value)
+    assert sidecar.returncode == 1
+    assert f"FATAL: BACKUP_PARALLEL={value}: must be a whole number from 1 to 999" in sidecar.stderr
+    assert not box.logged("socat.argv")  # never serves backups it cannot make
+
+
+@pytest.mark.parametrize("threads", [0, 65, True])
+def test_apply_threads_out_of_range_are_refused_by_the_renderer(threads: int) -> None:
+    for engine, version in (("mysql", "8.4"), ("mariadb", "10.11")):
+        with pytest.raises(ValueError, match="apply threads"):
+            mysql_config.replica_cnf(engine, version, threads)
+
+
+def test_clone_env_refuses_thread_counts_below_one() -> None:
+    good = CloneSettings(Resources("1", "1Gi", "1", "1Gi"), Resources("1", "1Gi", "1", "1Gi"), 2, 3)
+    assert mysql_config.clone_env(good) == {"sidecar": {"BACKUP_PARALLEL": "2"}, "clone-mysql": {"CLONE_PARALLEL": "3"}}
+    for send, receive in ((0, 1), (1, 0), (True, 1)):
+        with pytest.raises(ValueError, match="threads"):
+            mysql_config.clone_env(replace(good, send_threads=send, receive_threads=receive))
+
+
+@pytest.mark.parametrize(("engine", "version"), ALL_VERSIONS)
+def test_every_member_serves_tls_and_refuses_plaintext_tcp(engine: str, version: str) -> None:
+    for cnf in (mysql_config.primary_cnf(engine, version), mysql_config.replica_cnf(engine, version, APPLY)):
+        lines = cnf.splitlines()
+        for option in ("ssl_ca=/etc/mysql-tls/ca.crt", "ssl_cert=/etc/mysql-tls/tls.crt",
+                       "ssl_key=/etc/mysql-tls/tls.key", "tls_version=TLSv1.2,TLSv1.3", "require_secure_transport=ON"):
+            assert option in lines, (option, cnf)
+
+
+@pytest.mark.parametrize("engine", ["mysql", "mariadb"])
+def test_the_network_accounts_require_tls_and_the_socket_account_does_not(engine: str) -> None:
+    users = mysql_config.users_sql(engine)
+    for account in ("''repl''@''%''", "''verify''@''%''"):
+        statements = [line for line in users.splitlines() if account in line]
+        assert len(statements) == 2 and all(line.endswith(", ' REQUIRE SSL');") for line in statements), statements
+    backup = [line for line in users.splitlines() if "''backup''@''localhost''" in line]
+    assert len(backup) == 2 and not any("REQUIRE" in line for line in backup)

@@ -16,6 +16,7 @@ import pulumi
 import pytest
 
 from components import tokens
+from components.facts import CLUSTER_DOMAIN
 from components.pins import MYSQLD_EXPORTER_IMAGE
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
@@ -102,6 +103,8 @@ def test_every_part_is_registered_under_the_component_with_the_explicit_provider
         ("StatefulSet", "mysql"),
         ("PodDisruptionBudget", "mysql"),
         ("NetworkPolicy", "mysql"),
+        ("NetworkPolicy", "mysql-clients"),
+        ("Secret", "mysql-tls"),
     }
     [provider] = plan.of_type(tokens.KUBERNETES_PROVIDER)
     for child in plan.children_of(component):
@@ -146,22 +149,43 @@ def test_network_policy_admits_clients_on_3306_and_only_members_on_3307(run: Any
     policy = objects(plan)[("NetworkPolicy", "mysql")]["spec"]
     pod_labels = pod_template(plan)["metadata"]["labels"]
     assert selects(policy["podSelector"]["matchLabels"], pod_labels)
-    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
     by_port = {rule["ports"][0]["port"]: [peer.get("podSelector", {}).get("matchLabels") for peer in rule["from"]]
                for rule in policy["ingress"]}
     assert by_port[3306] == [{"mysql-client": "true"}, selector_labels("mysql")]
     assert by_port[3307] == [selector_labels("mysql")]
-    # The exporter's port, from Prometheus wherever it runs (any namespace); nothing else is open to it.
+    # The exporter's port, from Prometheus's pods wherever it runs (any namespace); nothing else is open to it.
     [metrics] = [rule for rule in policy["ingress"] if rule["ports"][0]["port"] == 9104]
-    assert metrics["from"] == [{"namespaceSelector": {}}] and len(metrics["ports"]) == 1
+    prometheus = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    assert metrics["from"] == [prometheus] and len(metrics["ports"]) == 1
     assert all(len(rule["ports"]) == 1 and rule["ports"][0]["protocol"] == "TCP" for rule in policy["ingress"])
+    # Out of a MySQL pod: only to the other members, on the same two ports.
+    [egress] = policy["egress"]
+    assert [peer["podSelector"]["matchLabels"] for peer in egress["to"]] == [selector_labels("mysql")]
+    assert sorted((p["protocol"], p["port"]) for p in egress["ports"]) == [("TCP", 3306), ("TCP", 3307)]
+
+
+def test_the_clients_may_open_mysql_connections_to_the_set_and_nothing_else(run: Any) -> None:
+    plan = run()
+    policy = objects(plan)[("NetworkPolicy", "mysql-clients")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"mysql-client": "true"} and policy["policyTypes"] == ["Egress"]
+    assert policy["egress"] == [{"to": [{"podSelector": {"matchLabels": selector_labels("mysql")}}],
+                                 "ports": [{"protocol": "TCP", "port": 3306}]}]
+
+
+def test_the_pods_start_only_once_their_network_policy_exists(run: Any) -> None:
+    """Under the namespace's default deny, a pod started before its policy could not clone or replicate."""
+    plan = run()
+    [sts] = plan.of_type("kubernetes:apps/v1:StatefulSet")
+    policy = plan.named("mysql-netpol")
+    assert policy.urn in sts.options["dependsOn"]
 
 
 def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None:
     plan = run()
     kube = objects(plan)
     data = kube[("ConfigMap", "mysql-config")]["data"]
-    assert data == mysql_config.config_map_data("mysql", "8.4")
+    assert data == mysql_config.config_map_data("mysql", "8.4", plan.settings.mysql.apply_threads)
     for name in mysql_config.SCRIPT_NAMES:  # the pods run the files of this repository, verbatim
         assert data[name] == (mysql_config.SCRIPTS_DIR / name).read_text()
     volumes = {v["name"]: v for v in pod_template(plan)["spec"]["volumes"]}
@@ -183,6 +207,9 @@ def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None
             assert all(arg in scripts for arg in command if arg.startswith("/")), (name, command)
         assert env_of(container)["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
         assert env_of(container)["MYSQL_SET_NAME"] == "mysql"
+        # the qualified name: the one the certificate's wildcard matches for OpenSSL (test_tls_rehearsal)
+        assert env_of(container)["PEER_HOST_PATTERN"] == mysql_config.peer_host_pattern(
+            "mysql", NAMESPACE, CLUSTER_DOMAIN), name
     assert env_of(containers(plan)["mysql"])["MYSQL_ROOT_PASSWORD_FILE"] == "/etc/mysql-secrets/root-password"
     template = pod_template(plan)
     assert template["metadata"]["annotations"]["checksum/config"]
@@ -210,7 +237,8 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
     dumped = json.dumps([(r.inputs, r.outputs) for r in plan.resources]) + json.dumps(plan.kubernetes_objects())
     for value in passwords.values():
         assert value not in dumped
-    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
+                and not r.name.endswith("-tls-secret")]
     assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
     assert {"data", "stringData"} <= set(secret.options["additionalSecretOutputs"])
     # What the provider gets, each under the key the scripts read.
@@ -231,7 +259,8 @@ def test_missing_passwords_are_generated_never_empty(run: Any) -> None:
         "mysql-backup-password", "mysql-exporter-password", "mysql-replication-password", "mysql-verify-password"]
     for r in generated:
         assert r.inputs["length"] == 32 and r.inputs["special"] is False
-    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
+                and not r.name.endswith("-tls-secret")]
     assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
     keys = ("root-password", "replication-password", "backup-password", "verify-password", "exporter-password")
     assert all(secret.state["stringData"][key] for key in keys)
@@ -242,7 +271,8 @@ def test_a_configured_verify_password_replaces_only_its_generated_one(run: Any) 
     plan = run(secrets={"mysqlVerifyPassword": "correct-horse-battery-verify"})
     generated = plan.of_type(tokens.RANDOM_PASSWORD)
     assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 4
-    [secret] = [r for r in plan.resources if r.type == tokens.SECRET]
+    [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
+                and not r.name.endswith("-tls-secret")]
     assert secret.state["stringData"]["verify-password"] == "correct-horse-battery-verify"
     dumped = json.dumps([(r.inputs, r.outputs) for r in plan.resources]) + json.dumps(plan.kubernetes_objects())
     assert "correct-horse-battery-verify" not in dumped
@@ -297,11 +327,11 @@ def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> 
     assert "preferredDuringSchedulingIgnoredDuringExecution" in base["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert base["podManagementPolicy"] == "OrderedReady"
 
-    # Hard anti-affinity needs a minion per pod (3 pods): settings refuse it on dev's 2 minions.
-    plan = run({"mysqlStorageClass": "gp3", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
-                "minionCount": 3, "mysqlPvcWhenDeleted": "Retain", "mysqlPdbMaxUnavailable": 2})
+    # Hard anti-affinity needs a minion per pod (5 pods): settings refuse it on dev's 2 minions.
+    plan = run({"mysqlStorageClass": "gp3-mysql", "mysqlStorageSize": "50Gi", "mysqlAntiAffinity": "hard",
+                "minionCount": 5, "mysqlPvcWhenDeleted": "Retain", "mysqlReplicas": 5, "mysqlPdbMaxUnavailable": 2})
     spec = objects(plan)[("StatefulSet", "mysql")]["spec"]
-    assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
+    assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3-mysql"
     assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "50Gi"}
     assert spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
     [term] = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -319,7 +349,7 @@ def test_mariadb_engine_uses_its_images_and_entrypoint_variables(run: Any) -> No
     assert env["MARIADB_ROOT_HOST"] == "localhost" and "MYSQL_ROOT_PASSWORD_FILE" not in env
     assert {c["image"] for c in containers(plan).values()} == {"mariadb:10.11.14", MYSQLD_EXPORTER_IMAGE}
     assert objects(plan)[("ConfigMap", "mysql-config")]["data"]["replica.cnf"] == mysql_config.replica_cnf(
-        "mariadb", "10.11")
+        "mariadb", "10.11", plan.settings.mysql.apply_threads)
 
 
 def test_statefulset_is_protected_with_protect_stateful(run: Any) -> None:
@@ -365,14 +395,14 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
     [
         {},
         {"mysqlEngine": "mariadb", "mysqlVersion": "11.4", "mysqlAntiAffinity": "hard", "minionCount": 3,
-         "mysqlStorageClass": "gp3"},
+         "mysqlStorageClass": "gp3-mysql"},
         {"mysqlVersion": "8.0", "mysqlReplicas": 1, "mysqlPvcWhenScaled": "Delete"},
     ],
 )
 def test_rendered_objects_validate_strictly(run: Any, overrides: dict[str, Any]) -> None:
     plan = run(overrides)
     rendered = plan.kubernetes_objects()
-    assert len(rendered) == 8
+    assert len(rendered) == 10
     for obj in rendered:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -394,3 +424,97 @@ def test_outputs_name_the_hosts_secret_and_replicas(run: Any) -> None:
     assert component.outputs["verifyPasswordKey"] == "verify-password"
     secret = objects(plan)[("Secret", "mysql-credentials")]
     assert component.outputs["verifyPasswordKey"] in secret["stringData"]
+
+
+# ---------------------------------------------------------------- the clone path and the applier
+
+
+def test_clone_containers_are_sized_by_their_own_settings_and_thread_by_their_cpu(run: Any) -> None:
+    """Defaults (Pulumi.yaml): clone-mysql 250m/256Mi..2/1Gi, sidecar 100m/128Mi..2/512Mi, and one
+    thread per CPU of each container's limit."""
+    by_name = containers(run())
+    clone, sidecar = by_name["clone-mysql"], by_name["sidecar"]
+    assert clone["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"},
+                                  "limits": {"cpu": "2", "memory": "1Gi"}}
+    assert sidecar["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                    "limits": {"cpu": "2", "memory": "512Mi"}}
+    assert env_of(clone)["CLONE_PARALLEL"] == "2" and env_of(sidecar)["BACKUP_PARALLEL"] == "2"
+    assert "BACKUP_PARALLEL" not in env_of(clone) and "CLONE_PARALLEL" not in env_of(sidecar)
+
+    sized = containers(run({"mysqlCloneCpuLimit": "1500m", "mysqlSidecarCpuLimit": "3",
+                            "mysqlCloneMemoryLimit": "2Gi"}))
+    assert env_of(sized["clone-mysql"])["CLONE_PARALLEL"] == "2"  # 1.5 CPUs, rounded up
+    assert env_of(sized["sidecar"])["BACKUP_PARALLEL"] == "3"
+    assert sized["clone-mysql"]["resources"]["limits"] == {"cpu": "1500m", "memory": "2Gi"}
+    assert sized["mysql"]["resources"] == by_name["mysql"]["resources"]  # mysqld's own settings are untouched
+
+    fixed = containers(run({"mysqlCloneThreads": 5, "mysqlSidecarCpuLimit": "500m"}))
+    assert env_of(fixed["clone-mysql"])["CLONE_PARALLEL"] == env_of(fixed["sidecar"])["BACKUP_PARALLEL"] == "5"
+    one = containers(run({"mysqlCloneCpuLimit": "250m", "mysqlSidecarCpuLimit": "100m"}))
+    assert env_of(one["clone-mysql"])["CLONE_PARALLEL"] == env_of(one["sidecar"])["BACKUP_PARALLEL"] == "1"
+
+
+@pytest.mark.parametrize(("overrides", "expected", "absent"), [
+    ({}, ["replica_parallel_workers=16", "replica_preserve_commit_order=ON"], []),
+    ({"mysqlReplicaApplyThreads": 1}, ["replica_parallel_workers=1", "replica_preserve_commit_order=ON"], []),
+    ({"mysqlEngine": "mariadb", "mysqlVersion": "11.4"},
+     ["slave_parallel_threads=16", "slave_parallel_mode=optimistic"], []),
+    ({"mysqlEngine": "mariadb", "mysqlVersion": "10.11", "mysqlReplicaApplyThreads": 8},
+     ["slave_parallel_threads=8", "slave_parallel_mode=optimistic"], []),
+    ({"mysqlEngine": "mariadb", "mysqlVersion": "10.11", "mysqlReplicaApplyThreads": 1},
+     ["slave_parallel_threads=0"], ["slave_parallel_mode"]),
+])
+def test_replicas_apply_with_the_configured_threads_in_commit_order(
+    run: Any, overrides: dict[str, Any], expected: list[str], absent: list[str]
+) -> None:
+    data = objects(run(overrides))[("ConfigMap", "mysql-config")]["data"]
+    replica = data["replica.cnf"].splitlines()
+    for option in expected:
+        assert option in replica, option
+    for name in absent:
+        assert not [line for line in replica if line.startswith(name)], name
+    primary = data["primary.cnf"]
+    assert "parallel" not in primary and "preserve_commit_order" not in primary  # only replicas apply
+
+
+# ------------------------------------------------------------------ TLS
+
+
+def test_every_member_mounts_the_sets_tls_secret_where_the_config_names_it(run: Any) -> None:
+    plan = run()
+    kube = objects(plan)
+    secret = kube[("Secret", "mysql-tls")]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["stringData"]) == {mysql_config.TLS_CA, mysql_config.TLS_CERT, mysql_config.TLS_KEY}
+    assert secret["stringData"][mysql_config.TLS_KEY] == SECRET_TEXT  # the key stays a Pulumi secret
+    spec = pod_template(plan)["spec"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"] == {"secretName": "mysql-tls", "defaultMode": 0o440}
+    for name in ("mysql", "sidecar", "clone-mysql"):
+        mounts = {m["mountPath"]: m for m in containers(plan)[name]["volumeMounts"]}
+        assert mounts[mysql_config.TLS_MOUNT] == {"name": "tls", "mountPath": mysql_config.TLS_MOUNT,
+                                                  "readOnly": True}, name
+        assert env_of(containers(plan)[name])["MYSQL_TLS_DIR"] == mysql_config.TLS_MOUNT
+    # mysqld reads the same files: the config's paths are the mount's.
+    for cnf in ("primary.cnf", "replica.cnf"):
+        assert f"ssl_key={mysql_config.TLS_MOUNT}/tls.key" in kube[("ConfigMap", "mysql-config")]["data"][cnf]
+
+
+def test_the_certificate_names_every_member_and_service_in_the_namespace(run: Any) -> None:
+    plan = run()
+    [request] = plan.of_type(tokens.CERT_REQUEST)
+    names = set(request.inputs["dnsNames"])
+    assert {"*.mysql", f"*.mysql.{NAMESPACE}.svc.cluster.local", "mysql-primary", f"mysql-read.{NAMESPACE}.svc",
+            "localhost"} <= names
+    assert request.inputs["ipAddresses"] == ["127.0.0.1"]
+    [cert] = plan.of_type(tokens.LOCALLY_SIGNED_CERT)
+    assert {"server_auth", "client_auth"} <= set(cert.inputs["allowedUses"])
+    [ca] = plan.of_type(tokens.SELF_SIGNED_CERT)
+    assert ca.inputs["isCaCertificate"] is True and cert.inputs["caCertPem"] == ca.state["certPem"]
+    assert cert.inputs["earlyRenewalHours"] == 30 * 24
+
+
+def test_a_new_certificate_rolls_the_set_and_the_checksum_carries_no_secret(run: Any) -> None:
+    annotations = pod_template(run())["metadata"]["annotations"]
+    assert set(annotations) == {"checksum/config", "checksum/tls"}
+    assert annotations["checksum/tls"] != SECRET_TEXT and len(annotations["checksum/tls"]) == 64
