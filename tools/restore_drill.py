@@ -131,9 +131,9 @@ def _check(server: MariaDBServer, pod: Pod, restore_from: str, report: DrillRepo
 
 def rehearse(base: Path) -> DrillReport:
     """Ceph RGW + a MariaDB primary on loopback: write, back up with backup.sh, drill 'latest'."""
-    from tools.testing.radosgw import CephRgw
+    from tools.testing.s3 import Radosgw
 
-    rgw = CephRgw(base / "ceph").start()
+    rgw = Radosgw(base / "ceph").start()
     try:
         rgw.create_bucket("drill-backups")
         store = Store("drill-backups", "drill/mysql", rgw.access_key, rgw.secret_key, endpoint=rgw.endpoint)

@@ -12,7 +12,7 @@ import pytest
 
 from tools import restore_drill
 from tools.testing.backup_box import ScriptBox, Store
-from tools.testing.radosgw import CephRgw
+from tools.testing.s3 import Radosgw
 
 pytestmark = pytest.mark.real
 
@@ -28,7 +28,7 @@ def test_the_rehearsed_drill_restores_the_latest_backup_and_checks_it() -> None:
 
 
 def test_a_drill_of_a_backup_that_does_not_exist_fails_with_the_reason(tmp_path: Path) -> None:
-    rgw = CephRgw(tmp_path / "ceph").start()
+    rgw = Radosgw(tmp_path / "ceph").start()
     try:
         rgw.create_bucket("drill-empty")
         store = Store("drill-empty", "nothing/here", rgw.access_key, rgw.secret_key, endpoint=rgw.endpoint)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tools.testing.backup_box import ScriptBox, Store
 from tools.testing.processes import free_port
-from tools.testing.radosgw import CephRgw
+from tools.testing.s3 import Radosgw
 
 ROW = "x" * 1000
 
@@ -67,8 +67,8 @@ def floor_copy(source: Path, scratch: Path) -> float:
     return time.monotonic() - began
 
 
-def run(size_mb: int, repeat: int, base: Path) -> dict[str, object]:
-    rgw = CephRgw(base / "ceph").start()
+def run(size_mb: int, repeat: int, base: Path, parallel: int = 2) -> dict[str, object]:
+    rgw = Radosgw(base / "ceph").start()
     try:
         rgw.create_bucket("bench-backups")
         store = Store("bench-backups", "bench/mysql", rgw.access_key, rgw.secret_key, endpoint=rgw.endpoint)
@@ -85,7 +85,7 @@ def run(size_mb: int, repeat: int, base: Path) -> dict[str, object]:
                 floors.append(floor_copy(pod.datadir, base / "floor"))
                 backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + n))
                 began = time.monotonic()
-                done = box.run("backup.sh", backup_id, pod=pod, S3_CHUNK_SIZE="16M")
+                done = box.run("backup.sh", backup_id, pod=pod, S3_CHUNK_SIZE="16M", BACKUP_PARALLEL=str(parallel))
                 backups.append(time.monotonic() - began)
                 if done.returncode != 0:
                     raise RuntimeError(f"backup.sh failed:\n{done.stderr[-2000:]}")
@@ -109,6 +109,7 @@ def run(size_mb: int, repeat: int, base: Path) -> dict[str, object]:
     mib = size / 2**20
     return {
         "datadir_mib": round(mib, 1), "stream_mib": round(streamed / 2**20, 1), "repeat": repeat,
+        "backup_parallel": parallel,
         "floor_seconds": round(floor, 2), "backup_seconds": round(backup, 2), "restore_seconds": round(restore, 2),
         "floor_mib_per_second": round(mib / floor, 1), "backup_mib_per_second": round(mib / backup, 1),
         "restore_mib_per_second": round(mib / restore, 1),
@@ -122,18 +123,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.backup", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=256, help="rows to write, in MB (default 256)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--parallel", type=int, default=2,
+                        help="backup.sh's copy threads, BACKUP_PARALLEL (default 2: what a set renders with the"
+                             " sidecar's default CPU limit)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if not 1 <= args.parallel <= 999:
+        parser.error(f"--parallel {args.parallel}: allowed 1 to 999")
     base = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     try:
-        result = run(args.size_mb, args.repeat, base)
+        result = run(args.size_mb, args.repeat, base, args.parallel)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"data dir {result['datadir_mib']} MiB (the backup stream: {result['stream_mib']} MiB; binlogs are not"
-              f" in it), median of {result['repeat']} runs")
+              f" in it), median of {result['repeat']} runs, {result['backup_parallel']} copy threads")
         for name in ("floor", "backup", "restore"):
             ratio = "" if name == "floor" else f"  {result[f'{name}_over_floor']} x the floor"
             print(f"  {name:8} {result[f'{name}_seconds']:>7} s  {result[f'{name}_mib_per_second']:>6} MiB/s{ratio}")

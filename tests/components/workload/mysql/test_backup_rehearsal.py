@@ -1,5 +1,5 @@
 """Backups, binlog archiving and point-in-time restore, rehearsed on real MariaDB 10.11 and a real
-S3 API: Debian's Ceph RADOS Gateway on a one-node loopback Ceph cluster (tools/testing/radosgw.py).
+S3 API: Debian's Ceph RADOS Gateway on a one-node loopback Ceph cluster (tools/testing/s3.py).
 
 The "pods" are those of tools/testing/mysql_pods.py (mariadbd processes running the rendered
 ConfigMap's own scripts in the StatefulSet's order, TLS required on every TCP login as in the set),
@@ -31,7 +31,7 @@ import pytest
 from tools.testing.mariadb import MARIADBD, require_mariadb
 from tools.testing.mysql_pods import PASSWORDS, SCRIPT_CONTAINERS, VERSION, Pod, RehearsalSet, RenderedSet, render_set
 from tools.testing.processes import free_ports, own_session_dying_with_parent
-from tools.testing.radosgw import CephRgw
+from tools.testing.s3 import Radosgw
 
 pytestmark = pytest.mark.real
 
@@ -78,6 +78,8 @@ class BackupPod(Pod):
             "MYSQLD": str(MARIADBD),
             "RESTORE_MYSQLD_ARGS": "--user=root" if os.geteuid() == 0 else "",
             "S3_CHUNK_SIZE": "5M",
+            # What the program renders for the agent: the clone sender's copy threads (backup.agent_env).
+            "BACKUP_PARALLEL": group.rendered.env["sidecar"]["BACKUP_PARALLEL"],
         })
         env.update(extra)
         return env
@@ -162,7 +164,7 @@ class RestoreRefusedError(AssertionError):
 
 
 class BackupSet(RehearsalSet):
-    def __init__(self, base: Path, rendered: RenderedSet, rgw: CephRgw, *, replicas: int = 3, restore_from: str = "",
+    def __init__(self, base: Path, rendered: RenderedSet, rgw: Radosgw, *, replicas: int = 3, restore_from: str = "",
                  restore_prefix: str = "", restore_bucket: str = "", prefix: str = PREFIX, bucket: str = BUCKET,
                  secret_key: str | None = None, root_password: str | None = None) -> None:
         super().__init__(base, rendered)
@@ -253,9 +255,9 @@ def tick() -> None:
 
 
 @pytest.fixture(scope="module")
-def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRgw]:
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radosgw]:
     require_mariadb()
-    server = CephRgw(tmp_path_factory.mktemp("ceph")).start()
+    server = Radosgw(tmp_path_factory.mktemp("ceph")).start()
     try:
         server.create_bucket(BUCKET)
         server.create_bucket(RESTORED_BUCKET)
@@ -272,7 +274,7 @@ def rendered() -> RenderedSet:
 
 
 @pytest.fixture(scope="module")
-def source(rgw: CephRgw, rendered: RenderedSet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupSet]:
+def source(rgw: Radosgw, rendered: RenderedSet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupSet]:
     group = BackupSet(tmp_path_factory.mktemp("source"), rendered, rgw)
     try:
         group.boot(0)
@@ -294,7 +296,7 @@ def source(rgw: CephRgw, rendered: RenderedSet, tmp_path_factory: pytest.TempPat
 RESTORED_ROOT_PASSWORD = "an'other \\set's root #pw"
 
 
-def restore_set(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> BackupSet:
+def restore_set(rgw: Radosgw, base: Path, restore_from: str, **options: object) -> BackupSet:
     """A new set (its own bucket, prefix and root password) restoring from the source set's bucket
     and prefix (mysqlRestoreBucket, mysqlRestorePrefix)."""
     settings: dict[str, object] = {"bucket": RESTORED_BUCKET, "prefix": "restored/mysql", "restore_prefix": PREFIX,
@@ -307,7 +309,11 @@ def restore_set(rgw: CephRgw, base: Path, restore_from: str, **options: object) 
 
 
 def test_the_job_backs_up_the_highest_ready_replica_and_verifies_it(source: BackupSet) -> None:
-    backup_id = source.must_back_up()
+    result = source.job()
+    assert result.returncode == 0, result.stderr[-4000:]
+    backup_id = re.search(r"backup (\d{8}T\d{6}Z) of mysql-2 is stored and verified", result.stderr).group(1)  # type: ignore[union-attr]
+    threads = source.rendered.env["sidecar"]["BACKUP_PARALLEL"]
+    assert f"({threads} copy threads)" in result.stderr  # backup.sh's --parallel, as the program renders it
     manifest = source.manifest(backup_id)
     assert manifest["source"] == "mysql-2" and manifest["role"] == "replica"
     assert manifest["engine"] == "mariadb" and re.fullmatch(r"0-100-\d+", str(manifest["gtid"]))
@@ -335,6 +341,17 @@ def test_the_primary_is_backed_up_only_when_no_replica_is_ready(source: BackupSe
     assert source.manifest(backup_id)["role"] == "primary"
 
 
+@pytest.mark.parametrize("value", ["0", "two", "1000"])
+def test_a_backup_with_a_thread_count_that_is_no_whole_number_stops_before_touching_the_store(
+        source: BackupSet, value: str) -> None:
+    env = source.pods[2].env("backup-agent", BACKUP_PARALLEL=value)
+    result = subprocess.run(["bash", str(source.config_dir / "backup.sh"), "20260104T000000Z"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert f"FATAL: BACKUP_PARALLEL={value}: must be a whole number from 1 to 999" in result.stderr
+    assert not source.rgw.list(f"{BUCKET}/{PREFIX}/backups/20260104T000000Z")
+
+
 def test_a_backup_to_a_missing_bucket_fails_with_the_reason(source: BackupSet, tmp_path: Path) -> None:
     pod = source.pods[2]
     env = pod.env("backup-agent", BACKUP_BUCKET="no-such-bucket")
@@ -342,6 +359,30 @@ def test_a_backup_to_a_missing_bucket_fails_with_the_reason(source: BackupSet, t
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "FATAL: bucket no-such-bucket does not exist or is not visible to this access key" in result.stderr
+
+
+def test_a_backup_with_sse_kms_is_ciphertext_at_rest_and_another_key_is_refused(source: BackupSet) -> None:
+    """As on the aws cluster (BACKUP_SSE=aws:kms and the bucket's own key): rclone asks for SSE-KMS
+    with the key, radosgw's testing KMS backend encrypts with it; a key it does not know is refused."""
+    pod, backup_id = source.pods[2], "20260102T000000Z"
+    env = pod.env("backup-agent", BACKUP_SSE="aws:kms", BACKUP_SSE_KMS_KEY_ID=source.rgw.kms_key_id)
+    result = subprocess.run(["bash", str(source.config_dir / "backup.sh"), backup_id], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    key = f"{PREFIX}/backups/{backup_id}/backup.xbstream"
+    plain = source.rgw.get(f"{BUCKET}/{key}")  # read back through the gateway: decrypted
+    assert plain[:8] == b"XBSTCK01" and hashlib.sha256(plain).hexdigest() == source.manifest(backup_id)["sha256"]
+    stored = source.rgw.raw_object(key)
+    assert len(stored) >= len(plain) and b"XBSTCK01" not in stored, "the object is stored encrypted"
+    env["BACKUP_SSE_KMS_KEY_ID"] = "arn:aws:kms:us-east-1:123456789012:key/not-this-buckets-key"
+    result = subprocess.run(["bash", str(source.config_dir / "backup.sh"), "20260103T000000Z"], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    # The upload's reason, not the backup tool's broken pipe that follows it.
+    assert result.returncode == 1, result.stderr
+    assert ("FATAL: upload to s3://atomic-backups/rehearsal/mysql/backups/20260103T000000Z/backup.xbstream failed:"
+            " the KMS key arn:aws:kms:us-east-1:123456789012:key/not-this-buckets-key was refused for SSE-KMS"
+            in result.stderr), result.stderr
+    assert not source.rgw.list(f"{BUCKET}/{PREFIX}/backups/20260103T000000Z"), "no partial object is left"
 
 
 def test_the_archiver_uploads_every_closed_binlog_in_order_within_its_delay(source: BackupSet) -> None:
@@ -387,7 +428,7 @@ def test_nothing_is_missed_across_restarts_of_the_primary_and_its_archiver(sourc
 # ---------------------------------------------------------------- point-in-time restore
 
 
-def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: BackupSet, rgw: CephRgw,
+def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: BackupSet, rgw: Radosgw,
                                                                     tmp_path: Path) -> None:
     source.write("A1", "A2")
     backup_id = source.must_back_up()
@@ -426,7 +467,7 @@ def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: Bac
         restored.close()
 
 
-def test_restore_from_a_replica_backup_taken_under_writes(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+def test_restore_from_a_replica_backup_taken_under_writes(source: BackupSet, rgw: Radosgw, tmp_path: Path) -> None:
     stop = threading.Event()
     written: list[str] = []
 
@@ -465,7 +506,7 @@ def test_restore_from_a_replica_backup_taken_under_writes(source: BackupSet, rgw
         restored.close()
 
 
-def test_a_restore_of_a_backup_id_brings_that_backup_and_no_later_row(source: BackupSet, rgw: CephRgw,
+def test_a_restore_of_a_backup_id_brings_that_backup_and_no_later_row(source: BackupSet, rgw: Radosgw,
                                                                     tmp_path: Path) -> None:
     backup_id = source.must_back_up()
     expected = rows(source.pods[2])  # the replica backed up, caught up at the time of the backup
@@ -483,7 +524,7 @@ def test_a_restore_of_a_backup_id_brings_that_backup_and_no_later_row(source: Ba
 # ---------------------------------------------------------------- failures: no empty or half-restored primary
 
 
-def refused(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> str:
+def refused(rgw: Radosgw, base: Path, restore_from: str, **options: object) -> str:
     restored = restore_set(rgw, base, restore_from, **options)
     try:
         with pytest.raises(RestoreRefusedError) as refusal:
@@ -498,17 +539,17 @@ def refused(rgw: CephRgw, base: Path, restore_from: str, **options: object) -> s
         restored.close()
 
 
-def test_restore_refuses_a_missing_bucket(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+def test_restore_refuses_a_missing_bucket(source: BackupSet, rgw: Radosgw, tmp_path: Path) -> None:
     message = refused(rgw, tmp_path, "20260101T000000Z", restore_bucket="no-such-bucket")
     assert "FATAL: bucket no-such-bucket does not exist or is not visible to this access key" in message
 
 
-def test_restore_refuses_wrong_credentials(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+def test_restore_refuses_wrong_credentials(source: BackupSet, rgw: Radosgw, tmp_path: Path) -> None:
     message = refused(rgw, tmp_path, "20260101T000000Z", secret_key="not-the-secret-key-at-all")
     assert "FATAL: access to s3://atomic-backups/rehearsal/mysql/ was refused: check the access key" in message
 
 
-def test_restore_refuses_a_truncated_backup(source: BackupSet, rgw: CephRgw, tmp_path: Path) -> None:
+def test_restore_refuses_a_truncated_backup(source: BackupSet, rgw: Radosgw, tmp_path: Path) -> None:
     latest = json.loads(rgw.get(f"{BUCKET}/{PREFIX}/backups/latest.json"))
     good = f"{BUCKET}/{PREFIX}/backups/{latest['id']}"
     broken_id = "20200101T000000Z"
@@ -526,7 +567,7 @@ def test_restore_refuses_a_truncated_backup(source: BackupSet, rgw: CephRgw, tmp
     rgw.rclone("purge", f"store:{broken}")
 
 
-def test_restore_refuses_to_claim_a_point_a_missing_binlog_would_cover(source: BackupSet, rgw: CephRgw,
+def test_restore_refuses_to_claim_a_point_a_missing_binlog_would_cover(source: BackupSet, rgw: Radosgw,
                                                                        tmp_path: Path) -> None:
     backup_id = source.must_back_up()
     inc = source.manifest(backup_id)["binlog_incarnation"]
