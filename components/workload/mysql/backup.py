@@ -138,6 +138,8 @@ def agent_env(settings: MysqlSettings, backup: BackupSettings) -> dict[str, str]
         "BINLOG_ARCHIVE_SECONDS": str(backup.archive_seconds),
         "ARCHIVE_POLL_SECONDS": str(min(10, max(1, backup.archive_seconds // 3))),
         "BACKUP_MAX_SECONDS": str(BACKUP_MAX_SECONDS),
+        # The same copy threads as the clone's sender: both stream the same data dir with the same tool.
+        "BACKUP_PARALLEL": mysql_config.clone_env(settings.clone)["sidecar"]["BACKUP_PARALLEL"],
         "AGENT_STATE_DIR": "/run/backup-agent",
         # sidecar-ready.sh (the agent's liveness) checks this port.
         "CLONE_PORT": str(BACKUP_AGENT_PORT),

@@ -15,6 +15,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/s3.sh"
 
 : "${BACKUP_RETENTION_DAYS:=7}"
 : "${MYSQL_VERSION:=}"
+: "${BACKUP_PARALLEL:=1}"         # the backup tool's copy threads (mysqlCloneThreads, as the clone's sender)
+[[ $BACKUP_PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die "BACKUP_PARALLEL=$BACKUP_PARALLEL: must be a whole number from 1 to 999"
 
 id=${1:-}
 [[ $id =~ $BACKUP_ID_PATTERN ]] || die "backup id '$id' is not a UTC time like 20261201T031700Z"
@@ -49,25 +51,26 @@ fail() {
 # The archive the primary writes binlogs to: a restore to a point after this backup reads it.
 incarnation=$(s3_get "binlogs/current.json" 2>/dev/null | json_field incarnation) || incarnation=""
 started=$(date -u +%FT%TZ)
-log "backing up $role $POD_NAME to $(s3_url "$dir/backup.xbstream")"
+log "backing up $role $POD_NAME to $(s3_url "$dir/backup.xbstream") ($BACKUP_PARALLEL copy threads)"
 
 mkfifo "$work/hash"
 sha256sum <"$work/hash" >"$work/sha256" &
 hasher=$!
 set +e
-"$BACKUP_TOOL" --defaults-extra-file="$cnf" --backup --stream=xbstream --socket="$MYSQL_SOCKET" \
+"$BACKUP_TOOL" --defaults-extra-file="$cnf" --backup --stream=xbstream --parallel="$BACKUP_PARALLEL" --socket="$MYSQL_SOCKET" \
     --datadir="$MYSQL_DATA_DIR" --target-dir="$work" --extra-lsndir="$work/lsn" 2>"$work/tool.log" |
     tee "$work/hash" | s3_put_stream "$dir/backup.xbstream" 2>"$work/upload.log"
 statuses=("${PIPESTATUS[@]}")
 wait "$hasher"
 hashed=$?
 set -e
+# The upload first: when it fails the backup tool dies on a broken pipe, which says nothing of why.
+if ((statuses[2] != 0)); then
+    fail "upload to $(s3_url "$dir/backup.xbstream") failed: $(s3_explain "$(cat "$work/upload.log")")"
+fi
 if ((statuses[0] != 0)) || ! grep -q 'completed OK!' "$work/tool.log"; then
     tail -n 5 "$work/tool.log" >&2
     fail "$BACKUP_TOOL failed (exit ${statuses[0]}): $(tail -n 1 "$work/tool.log" | cut -c1-200)"
-fi
-if ((statuses[2] != 0)); then
-    fail "upload to $(s3_url "$dir/backup.xbstream") failed: $(s3_explain "$(cat "$work/upload.log")")"
 fi
 ((statuses[1] == 0 && hashed == 0)) || fail "hashing the stream failed (tee exit ${statuses[1]}, sha256sum exit $hashed)"
 finished=$(date -u +%FT%TZ)

@@ -64,6 +64,11 @@ s3_explain() {
     case "$1" in
         *NoSuchBucket* | *"directory not found"*)
             printf 'bucket %s does not exist or is not visible to this access key' "$BACKUP_BUCKET" ;;
+        # Before the generic refusal: a KMS key refused for SSE-KMS (radosgw: "Failed to retrieve the actual
+        # key, kms-keyid"; AWS: AccessDenied naming kms:GenerateDataKey) is the key, not the access key.
+        *kms-keyid* | *kms:GenerateDataKey* | *kms:Decrypt* | *KMS.*)
+            printf 'the KMS key %s was refused for SSE-KMS: it must be the bucket'"'"'s own key and the access key may use it' \
+                "${BACKUP_SSE_KMS_KEY_ID:-(none named)}" ;;
         *InvalidAccessKeyId* | *SignatureDoesNotMatch* | *AccessDenied* | *Forbidden* | *"status code: 403"*)
             printf 'access to s3://%s/%s/ was refused: check the access key in %s and its policy' \
                 "$BACKUP_BUCKET" "$BACKUP_PREFIX" "$BACKUP_KEY_DIR" ;;

@@ -70,6 +70,9 @@ def test_backups_add_the_agent_the_cron_job_and_their_network_paths() -> None:
     [bucket] = [b for b in plan.of_type(tokens.S3_BUCKET) if b.name.startswith("mysql-backups")]
     assert env["BACKUP_BUCKET"] == bucket.state["bucket"]  # the bucket the stack built
     assert env["BINLOG_ARCHIVE_SECONDS"] == "300" and env["BACKUP_RETENTION_DAYS"] == "7"
+    # The backup tool copies with the clone sender's threads (mysqlCloneThreads, 0: the sidecar's CPUs).
+    [sidecar] = [c for c in spec["containers"] if c["name"] == "sidecar"]
+    assert env["BACKUP_PARALLEL"] == env_of(sidecar)["BACKUP_PARALLEL"] == "2"
     assert {m["mountPath"]: m.get("readOnly", False) for m in agent["volumeMounts"]}["/etc/mysql-backup-s3"] is True
     assert {p["containerPort"] for p in agent["ports"]} == {BACKUP_AGENT_PORT, BACKUP_METRICS_PORT}
 
