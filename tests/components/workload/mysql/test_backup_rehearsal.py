@@ -448,6 +448,8 @@ def test_restore_to_a_point_in_time_gives_exactly_the_rows_before_it(source: Bac
         assert f"restoring backup {backup_id}" in restored.restore_log, restored.restore_log
         assert rows(restored.pods[0]) == expected
         assert restored.table(0, "SELECT id, note FROM app.precious ORDER BY id") == [(1, "kept"), (2, "kept too")]
+        # It serves with TLS required, as the source does: the restore kept the set's config.
+        assert restored.table(0, "SELECT @@GLOBAL.require_secure_transport") == [(1,)]
         # It serves with this set's own root password (not the source's), and replicas clone from it as usual.
         assert restored.table(0, "SELECT 1") == [(1,)]  # as root, with RESTORED_ROOT_PASSWORD
         with pytest.raises(Exception, match="1045"):
@@ -667,3 +669,22 @@ def test_the_exporter_account_reads_metrics_and_no_application_data(source: Back
     with pytest.raises(pymysql.err.OperationalError) as refused_tcp:
         server.connect(user="exporter", password=password)
     assert refused_tcp.value.args[0] == 1045
+
+
+def test_backups_archive_and_restores_run_with_the_sets_tls_required(source: BackupSet) -> None:
+    """The rehearsed members are the set as rendered: TLS required on every TCP login (the tests above
+    backed up, archived and restored under it, over the socket). Shown here: a plaintext login is
+    refused, the app's sessions are TLS, and the backup account exists for the socket only."""
+    import pymysql
+
+    for ordinal in (0, 1, 2):
+        assert source.table(ordinal, "SELECT @@GLOBAL.require_secure_transport") == [(1,)]
+    with pytest.raises(pymysql.err.OperationalError) as plaintext:
+        pymysql.connect(host="127.0.0.1", port=source.mysql_ports[0], user="app", password=APP_PASSWORD,
+                        connect_timeout=5)
+    assert plaintext.value.args[0] in (1045, 3159)  # MariaDB 10.11 answers 1045 (docs/verify.md)
+    with source.primary.connect(user="app", password=APP_PASSWORD) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        assert str(cursor.fetchone()[1]).startswith("TLSv1.")
+    hosts = {row[0] for row in source.table(0, "SELECT Host FROM mysql.user WHERE User = 'backup'")}
+    assert hosts == {"localhost"}
