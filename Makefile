@@ -9,10 +9,11 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # etcd (3-member cluster from the rendered settings), HAProxy (the minions' API proxy),
 # cloud-init (user-data schema), ncat/socat, shellcheck (every shell file), systemd (systemd-analyze
 # verify of the node units), radosgw on a one-node Ceph (ceph-mon, ceph-osd) with python3-boto3 and awscli
-# (the etcd backups into a real S3 API, and the snapshot fetched back).
-APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli
+# (the etcd backups into a real S3 API, and the snapshot fetched back) and rclone (the MySQL set's S3
+# client) for the backup, archive and restore rehearsals.
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli rclone
 
-.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-clone bench-apply scan clean
+.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-clone bench-apply bench-backup restore-drill scan clean
 
 help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
@@ -21,6 +22,8 @@ help:
 	@echo "make bench-clone / bench-apply  clone path vs copy floor; parallel vs serial apply (real MariaDB)"
 	@echo "make verify [STACK=prod] ARGS='...'  check a deployed MySQL set (see docs/verify.md)"
 	@echo "make scan                  checkov over every stack's rendered Kubernetes objects"
+	@echo "make restore-drill [ARGS='--bucket B --prefix P']  restore the latest backup into a scratch set and check it"
+	@echo "make bench-backup          backup and restore throughput against the tar | socat floor"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +76,15 @@ bench-clone: deps system-deps
 
 bench-apply: deps system-deps
 	$(PY) -m tools.bench.apply $(ARGS)
+
+# Without ARGS the drill rehearses the whole loop on this machine (Ceph RGW + MariaDB); with
+# ARGS='--bucket B --prefix P [--endpoint URL]' and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY it drills
+# the latest backup of a deployed set (docs/backup.md).
+restore-drill: deps system-deps
+	$(PY) -m tools.restore_drill $(if $(ARGS),$(ARGS),--rehearse)
+
+bench-backup: deps system-deps
+	$(PY) -m tools.bench.backup $(ARGS)
 
 scan: deps
 	$(PY) -m tools.scan

@@ -62,6 +62,7 @@ from components.settings.rules import RuleError, shown
 from components.settings.schema import (
     AddonSettings,
     AutoscalerSettings,
+    BackupSettings,
     CloneSettings,
     ClusterMode,
     ClusterSettings,
@@ -94,8 +95,11 @@ _OWNER = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
 
 # Optional secrets: deliberately not declared in Pulumi.yaml (a declared secret without a
 # default is mandatory), set with `pulumi config set --secret`.
-PASSWORD_SETTINGS = ("mysqlRootPassword", "mysqlReplicationPassword", "mysqlBackupPassword", "mysqlVerifyPassword")
-SECRET_SETTINGS = (*PASSWORD_SETTINGS, "kubeconfig")
+PASSWORD_SETTINGS = ("mysqlRootPassword", "mysqlReplicationPassword", "mysqlBackupPassword", "mysqlVerifyPassword",
+                     "mysqlExporterPassword")
+# clusterMode=existing with backups: the access key of the user's bucket (aws builds its own).
+BACKUP_KEY_SETTINGS = ("mysqlBackupAccessKeyId", "mysqlBackupSecretAccessKey")
+SECRET_SETTINGS = (*PASSWORD_SETTINGS, *BACKUP_KEY_SETTINGS, "kubeconfig")
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "Pulumi.yaml"
 # Provider packages whose default provider this program uses: their own config keys are valid.
 PROVIDER_PACKAGES = {"aws": "pulumi_aws", "tls": "pulumi_tls", "random": "pulumi_random"}
@@ -317,6 +321,10 @@ class _Reader:
             raise _secret_line(self.key(name), problem)
         return self._config.get_secret(name)
 
+    def secret(self, name: str) -> pulumi.Output[str] | None:
+        """A secret already checked by the caller, as the Output the engine keeps secret."""
+        return self._config.get_secret(name)
+
     def kubeconfig(self, name: str) -> pulumi.Output[str] | None:
         raw = get_config(self.key(name))
         if raw is None:
@@ -477,7 +485,7 @@ def _is_zero(value: int | str) -> bool:
 # --------------------------------------------------------------------------
 
 
-def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
+def _mysql(reader: _Reader, protect: bool, backup: BackupSettings | None = None) -> MysqlSettings:
     engine: Engine = reader.choice("mysqlEngine", ("mysql", "mariadb"))
     versions = tuple(ENGINE_VERSIONS[engine])
     version = reader.raw("mysqlVersion").strip()
@@ -511,6 +519,8 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
         protect=protect,
         clone=_clone(reader),
         apply_threads=reader.integer("mysqlReplicaApplyThreads", 1, 64),
+        backup=backup,
+        prometheus_operator=reader.boolean("prometheusOperator"),
     )
 
 
@@ -545,10 +555,114 @@ def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
     return int(value)
 
 
-def _mysql_secrets(reader: _Reader) -> MysqlSecrets:
-    root, replication, backup, verify = (reader.password(name) for name in PASSWORD_SETTINGS)
+def _mysql_secrets(reader: _Reader, user_bucket: bool) -> MysqlSecrets:
+    root, replication, backup, verify, exporter = (reader.password(name) for name in PASSWORD_SETTINGS)
+    key_id, secret_key = _backup_keys(reader, user_bucket)
     return MysqlSecrets(root_password=root, replication_password=replication, backup_password=backup,
-                        verify_password=verify)
+                        verify_password=verify, exporter_password=exporter, backup_access_key_id=key_id,
+                        backup_secret_access_key=secret_key)
+
+
+# AWS access key ids: AKIA (long-term) or ASIA (temporary), 16 more of A-Z2-7; S3-compatible stores
+# (Ceph RGW, MinIO) choose their own, so only the shape of a token is asked there.
+_AWS_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z2-7]{16}$")
+_KEY_TOKEN = re.compile(r"^[\x21-\x7e]{3,128}$")
+
+
+def _backup_keys(reader: _Reader, user_bucket: bool) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
+    """The access key of a user's bucket: both or neither, and only where the stack builds no bucket."""
+    given = {name: get_config(reader.key(name)) for name in BACKUP_KEY_SETTINGS}
+    for name, raw in given.items():
+        if raw is None:
+            if user_bucket:
+                raise _secret_line(reader.key(name), "is required with mysqlBackupEnabled=true and mysqlBackupBucket"
+                                   f" set: pulumi config set --secret {name} (the key the pods use for the bucket)")
+            continue
+        if not user_bucket:
+            raise _secret_line(reader.key(name), "is used only with mysqlBackupEnabled=true in clusterMode=existing"
+                               " (the aws cluster makes its own scoped key): pulumi config rm " + name)
+        if not _KEY_TOKEN.fullmatch(str(raw)):
+            raise _secret_line(reader.key(name), "must be 3-128 printable ASCII characters without spaces")
+    key_id = str(given["mysqlBackupAccessKeyId"] or "")
+    endpoint = reader.optional("mysqlBackupEndpoint")
+    if user_bucket and endpoint is None and not _AWS_KEY_ID.fullmatch(key_id):
+        raise _secret_line(reader.key("mysqlBackupAccessKeyId"), "must be an AWS access key id (AKIA or ASIA and 16"
+                           " more of A-Z, 2-7) for AWS S3; set mysqlBackupEndpoint for an S3-compatible store")
+    if not user_bucket:
+        return None, None
+    return reader.secret("mysqlBackupAccessKeyId"), reader.secret("mysqlBackupSecretAccessKey")
+
+
+def _backup(reader: _Reader, mode: ClusterMode, stack: str) -> BackupSettings | None:
+    """Backups, archiving and restore; None when mysqlBackupEnabled=false (then none of their
+    settings may say otherwise)."""
+    enabled = reader.boolean("mysqlBackupEnabled")
+    restore_from = reader.optional("mysqlRestoreFrom")
+    if restore_from is not None:
+        problem = rules.restore_problem(restore_from)
+        if problem is not None:
+            raise reader.fail("mysqlRestoreFrom", restore_from, problem)
+    if not enabled:
+        for name in ("mysqlBackupBucket", "mysqlBackupEndpoint", "mysqlRestoreFrom", "mysqlRestorePrefix",
+                     "mysqlRestoreBucket"):
+            value = reader.optional(name)
+            if value is not None:
+                raise reader.fail(name, value, "needs mysqlBackupEnabled=true (backups, archive and restore share one"
+                                  " bucket and key): set mysqlBackupEnabled=true, or this empty")
+        return None
+    schedule = reader.raw("mysqlBackupSchedule").strip()
+    problem = rules.cron_problem(schedule)
+    if problem is not None:
+        raise reader.fail("mysqlBackupSchedule", schedule, problem)
+    bucket = reader.optional("mysqlBackupBucket")
+    endpoint = reader.optional("mysqlBackupEndpoint")
+    if mode == "aws":
+        for name, value in (("mysqlBackupBucket", bucket), ("mysqlBackupEndpoint", endpoint)):
+            if value is not None:
+                raise reader.fail(name, value, "is for clusterMode=existing: the aws cluster builds its own bucket"
+                                  " (versioned, KMS-encrypted, TLS-only): set it empty")
+    else:
+        if bucket is None:
+            raise reader.fail("mysqlBackupBucket", "", "is required with mysqlBackupEnabled=true in"
+                              " clusterMode=existing: the name of an existing bucket")
+        problem = rules.bucket_problem(bucket)
+        if problem is not None:
+            raise reader.fail("mysqlBackupBucket", bucket, problem)
+        if endpoint is not None and (problem := rules.endpoint_problem(endpoint)) is not None:
+            raise reader.fail("mysqlBackupEndpoint", endpoint, problem)
+    region = reader.optional("mysqlBackupRegion")
+    if region is not None and not _REGION.fullmatch(region):
+        raise reader.fail("mysqlBackupRegion", region, "must be a region name such as us-east-1, or empty for"
+                          " aws:region")
+    if region is None:
+        region = pulumi.Config("aws").get("region") or "us-east-1"
+    prefixes = {}
+    for name in ("mysqlBackupPrefix", "mysqlRestorePrefix"):
+        value = reader.optional(name)
+        if value is not None and (len(value) > 200 or not rules.KEY_PREFIX.fullmatch(value) or ".." in value):
+            raise reader.fail(name, value, "must be a key prefix of up to 8 segments of letters, digits and ._-"
+                              " separated by '/', without a leading or trailing '/' (e.g. prod/mysql), or empty")
+        prefixes[name] = value
+    restore_prefix = prefixes["mysqlRestorePrefix"]
+    restore_bucket = reader.optional("mysqlRestoreBucket")
+    for name, value in (("mysqlRestorePrefix", restore_prefix), ("mysqlRestoreBucket", restore_bucket)):
+        if value is not None and restore_from is None:
+            raise reader.fail(name, value, "is read only by a restore: set mysqlRestoreFrom too, or this empty")
+    if restore_bucket is not None and (problem := rules.bucket_problem(restore_bucket)) is not None:
+        raise reader.fail("mysqlRestoreBucket", restore_bucket, problem)
+    return BackupSettings(
+        schedule=schedule,
+        retention_days=reader.integer("mysqlBackupRetentionDays", 1, 3650),
+        max_age_hours=reader.integer("mysqlBackupMaxAgeHours", 1, 8760),
+        archive_seconds=reader.integer("mysqlBinlogArchiveSeconds", 10, 3600),
+        prefix=prefixes["mysqlBackupPrefix"] or f"{stack}/{reader.raw('mysqlName').strip()}",
+        region=region,
+        bucket=bucket,
+        endpoint=endpoint,
+        restore_from=restore_from,
+        restore_prefix=restore_prefix,
+        restore_bucket=restore_bucket,
+    )
 
 
 @functools.cache
@@ -974,8 +1088,8 @@ def load_settings() -> StackSettings:
         _only_for_existing(reader)
     existing = _existing(reader) if mode == "existing" else None
     cluster = _cluster(reader, _region(pulumi.Config("aws")), protect, tags) if mode == "aws" else None
-    mysql = _mysql(reader, protect)
-    mysql_secrets = _mysql_secrets(reader)
+    mysql = _mysql(reader, protect, _backup(reader, mode, stack))
+    mysql_secrets = _mysql_secrets(reader, mysql.backup is not None and mysql.backup.bucket is not None)
     guestbook = _guestbook(reader)
     _names_are_distinct(reader, mysql, guestbook)
     if cluster is not None:

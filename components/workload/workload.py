@@ -14,6 +14,7 @@ from components.facts import CLUSTER_DNS_LABELS, DEFAULT_DENY_POLICY, DNS_EGRESS
 from components.kube.objects import ZoneSpread, metadata, owned
 from components.settings.schema import GuestbookSettings, MysqlSecrets, MysqlSettings
 from components.workload.guestbook import Guestbook, GuestbookArgs
+from components.workload.mysql.backup import BackupTarget
 from components.workload.mysql.set import MySqlReplicatedSet, MySqlReplicatedSetArgs
 
 
@@ -29,6 +30,8 @@ class WorkloadArgs:
     # cluster the MySQL set starts as soon as DNS and storage serve, not after every add-on.
     mysql_needs: Sequence[pulumi.Resource] = ()
     guestbook_needs: Sequence[pulumi.Resource] = ()
+    # The bucket and key of the set's backups (mysql.backup set): built by the aws stack, or the user's.
+    mysql_backup: BackupTarget | None = None
 
 
 net = k8s.networking.v1
@@ -92,7 +95,7 @@ class Workload(pulumi.ComponentResource):
         self.mysql = MySqlReplicatedSet(
             f"{name}-mysql",
             MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace,
-                                   zone_spread=args.zone_spread),
+                                   zone_spread=args.zone_spread, backup_target=args.mysql_backup),
             opts=ResourceOptions(parent=self, depends_on=[*args.mysql_needs, *self.network_policies]),
         )
         self.guestbook = (

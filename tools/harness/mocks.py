@@ -109,6 +109,11 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         # auto-named by the provider: <resource name>-<7 random characters>, lower case
         state.setdefault("bucket", f"{name}-{_digest('bucket', name, length=7)}")
         state["arn"] = f"arn:aws:s3:::{state['bucket']}"
+    elif typ == tokens.IAM_USER:
+        state.setdefault("name", f"{name}-{_digest(name, length=7)}")
+        state["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:user{state.get('path', '/')}{state['name']}"
+    elif typ == tokens.IAM_ACCESS_KEY:
+        state.setdefault("secret", "mock-" + _digest("secret", name, length=35))
     elif typ == tokens.NAT_GATEWAY:
         state.setdefault("publicIp", _public_ip(name))
     elif typ == tokens.LOAD_BALANCER:
@@ -163,6 +168,9 @@ class AtomicMocks(pulumi.runtime.Mocks):
             return ident, state
         if typ.startswith("aws:"):
             state = _aws_state(args)
+            if typ == tokens.IAM_ACCESS_KEY:  # an access key's id is AKIA and 16 of A-Z, 2-7
+                return "AKIA" + _digest(typ, args.name, length=16).upper().replace("0", "A").replace("1", "B").replace(
+                    "8", "C").replace("9", "D"), state
             prefix = {
                 tokens.INSTANCE: "i",
                 tokens.VPC: "vpc",

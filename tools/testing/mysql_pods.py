@@ -61,6 +61,7 @@ PASSWORDS = {
     "backup-password": "b@ck\\up#pw",
     # ASCII only: PyMySQL sends passwords latin1-encoded, the server hashes the UTF-8 bytes.
     "verify-password": "ve'ri\\fy #\"pw\" 4",
+    "exporter-password": "ex#po;rt'er \\pw 5",
 }
 # Which container of the pod runs which script (its rendered environment applies).
 SCRIPT_CONTAINERS = {

@@ -25,10 +25,18 @@ BACKUP_USER = "backup"
 # check row goes to (the tool's default --database).
 VERIFY_USER = "verify"
 VERIFY_DATABASE = "atomic_verify"
+# The metrics sidecar's account (mysqld_exporter): over the pod-local socket only ('localhost' matches
+# socket connections alone under skip_name_resolve), so require_secure_transport lets it in without TLS.
+EXPORTER_USER = "exporter"
+EXPORTER_HOST = "localhost"
+# mysqld's socket in every container that mounts the set's `run` volume (scripts/common.sh's default).
+MYSQL_SOCKET = "/var/run/mysqld/mysqld.sock"
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = (
     "common.sh", "init-mysql.sh", "clone-mysql.sh", "sidecar.sh", "readiness.sh", "liveness.sh", "sidecar-ready.sh",
+    # Backups, binlog archive and restore (docs/backup.md).
+    "s3.sh", "backup-agent.sh", "backup.sh", "backup-job.sh", "archive-binlogs.sh", "restore.sh",
 )
 # Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
 CONFIG_MOUNT = "/etc/mysql-config"
@@ -250,7 +258,40 @@ def users_sql(engine: str) -> str:
         statements.append(f"GRANT SELECT ON performance_schema.keyring_component_status TO {backup};")
         statements.append(f"GRANT SELECT ON performance_schema.replication_group_members TO {backup};")
     statements += verify_statements(engine)
+    statements += exporter_statements(engine)
     return "\n".join(statements) + "\n"
+
+
+def exporter_grants(engine: str) -> list[str]:
+    """What mysqld_exporter's default collectors read, and nothing more: status and variables
+    (no grant needed), SHOW ENGINE INNODB STATUS and the process list (PROCESS), the replica
+    status (SLAVE MONITOR on MariaDB, REPLICATION CLIENT on MySQL) and performance_schema. No
+    SELECT on any application table; at most three connections, so a hung scrape cannot crowd
+    out clients."""
+    tools(engine)
+    exporter = f"'{EXPORTER_USER}'@'{EXPORTER_HOST}'"
+    monitor = "SLAVE MONITOR" if engine == "mariadb" else "REPLICATION CLIENT"
+    return [
+        f"GRANT PROCESS, {monitor} ON *.* TO {exporter};",
+        f"GRANT SELECT ON performance_schema.* TO {exporter};",
+        f"ALTER USER {exporter} WITH MAX_USER_CONNECTIONS 3;",
+    ]
+
+
+def exporter_statements(engine: str) -> list[str]:
+    # In-pod over the socket, like `backup`: no network hop for TLS to protect.
+    return [*_account(engine, f"'{EXPORTER_USER}'@'{EXPORTER_HOST}'", "@exporter_password", require_tls=False),
+            *exporter_grants(engine)]
+
+
+def exporter_cnf(password: str) -> str:
+    """mysqld_exporter's --config.my-cnf (go-ini): the pod's own mysqld over its socket (a `socket`
+    key makes the exporter dial unix, config/config.go FormDSN in prometheus/mysqld_exporter). The password is
+    triple-quoted, go-ini's form for a value holding quotes, '#' or ';' (the password rule allows
+    them); a password containing three double quotes in a row is refused."""
+    if '"""' in password or "\n" in password:
+        raise ValueError("the exporter password must not contain three double quotes in a row or a line break")
+    return f'[client]\nuser={EXPORTER_USER}\npassword="""{password}"""\nsocket={MYSQL_SOCKET}\n'
 
 
 def verify_grants(engine: str) -> list[str]:

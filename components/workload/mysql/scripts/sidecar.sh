@@ -47,12 +47,13 @@ ensure_users() {
         password_variable replication_password replication-password
         password_variable backup_password backup-password
         password_variable verify_password verify-password
+        password_variable exporter_password exporter-password
     )
     {
         printf '%s\n' "$variables"
         cat "$MYSQL_CONFIG_DIR/users.sql"
-    } | root_sql || die "creating the replication, backup and verify accounts failed"
-    log "replication, backup and verify accounts are in place"
+    } | root_sql || die "creating the replication, backup, verify and exporter accounts failed"
+    log "replication, backup and verify accounts are in place (and the exporter's)"
 }
 
 query() {  # query SQL: one value from the local server, as root

@@ -288,7 +288,7 @@ def test_no_password_reaches_a_binlog_or_relay_log(group: RehearsalSet) -> None:
     """MariaDB logs account statements as executed: only the password hash may be in them."""
     restart_primary_sidecar(group)  # account statements now also reach the replicas' logs
     secrets = [path.read_text() for path in group.secrets_dir.iterdir()]
-    assert len(secrets) == 4
+    assert len(secrets) == 5
     logged = {}
     for ordinal in (0, 1, 2):
         datadir = group.pods[ordinal].datadir

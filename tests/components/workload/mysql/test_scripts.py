@@ -36,6 +36,7 @@ PASSWORDS = {
     "replication-password": "repl'pw 2",
     "backup-password": "backup#pw",
     "verify-password": "ver'ify\\pw \"3\"",
+    "exporter-password": "exp;ort#er pw",
 }
 
 # One stub for every tool: it records how it was called and answers from STUB_* variables.
@@ -685,7 +686,7 @@ def test_primary_sidecar_sets_every_password_variable_before_the_accounts_sql(
     assert result.returncode == 0, result.stderr
     batch = sql_calls(box, mysql_config.tools(engine).client)[-1]
     variables = {"replication_password": "replication-password", "backup_password": "backup-password",
-                 "verify_password": "verify-password"}
+                 "verify_password": "verify-password", "exporter_password": "exporter-password"}
     head = [f"SET @{name} = CONVERT(X'{PASSWORDS[key].encode().hex()}' USING utf8mb4);"
             for name, key in variables.items()]
     # Exactly the variables, then users.sql verbatim: the same text for every run, rotation included.
@@ -702,7 +703,7 @@ def test_rerunning_the_primary_sidecar_rotates_the_verify_password(box: Sandbox)
     assert "ALTER USER ''verify''@''%'' IDENTIFIED BY ', QUOTE(@verify_password)" in second
 
 
-@pytest.mark.parametrize("key", ["replication-password", "backup-password", "verify-password"])
+@pytest.mark.parametrize("key", ["replication-password", "backup-password", "verify-password", "exporter-password"])
 def test_a_missing_account_secret_stops_the_primary_sidecar_before_any_sql(box: Sandbox, key: str) -> None:
     (box.secrets / key).unlink()
     result = box.run("sidecar.sh", "mysql-0")

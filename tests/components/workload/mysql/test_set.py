@@ -17,6 +17,7 @@ import pytest
 
 from components import tokens
 from components.facts import CLUSTER_DOMAIN
+from components.pins import MYSQLD_EXPORTER_IMAGE
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
 from tests.conftest import KUBERNETES_VERSION
@@ -128,7 +129,7 @@ def test_selectors_match_the_pods_and_each_service_selects_the_right_ones(run: A
 
     headless = kube[("Service", "mysql")]["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
-    assert {p["port"] for p in headless["ports"]} == {3306, 3307}
+    assert {p["port"] for p in headless["ports"]} == {3306, 3307, 9104}  # 9104: the exporter, for the ServiceMonitor
     for name in ("mysql", "mysql-read"):
         selector = kube[("Service", name)]["spec"]["selector"]
         assert selects(selector, primary_pod) and selects(selector, replica_pod)
@@ -137,7 +138,7 @@ def test_selectors_match_the_pods_and_each_service_selects_the_right_ones(run: A
     for name in ("mysql-read", "mysql-primary"):
         assert [(p["port"], p["targetPort"]) for p in kube[("Service", name)]["spec"]["ports"]] == [(3306, "mysql")]
     ports = {p["name"]: p["containerPort"] for c in containers(plan).values() for p in c.get("ports", [])}
-    assert ports == {"mysql": 3306, "clone": 3307}  # the Services' named target ports exist
+    assert ports == {"mysql": 3306, "clone": 3307, "metrics": 9104}  # the Services' named target ports exist
 
     pdb = kube[("PodDisruptionBudget", "mysql")]["spec"]
     assert selects(pdb["selector"]["matchLabels"], pod_labels) and pdb["maxUnavailable"] == 1
@@ -149,10 +150,14 @@ def test_network_policy_admits_clients_on_3306_and_only_members_on_3307(run: Any
     pod_labels = pod_template(plan)["metadata"]["labels"]
     assert selects(policy["podSelector"]["matchLabels"], pod_labels)
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    by_port = {rule["ports"][0]["port"]: [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    by_port = {rule["ports"][0]["port"]: [peer.get("podSelector", {}).get("matchLabels") for peer in rule["from"]]
                for rule in policy["ingress"]}
     assert by_port[3306] == [{"mysql-client": "true"}, selector_labels("mysql")]
     assert by_port[3307] == [selector_labels("mysql")]
+    # The exporter's port, from Prometheus's pods wherever it runs (any namespace); nothing else is open to it.
+    [metrics] = [rule for rule in policy["ingress"] if rule["ports"][0]["port"] == 9104]
+    prometheus = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    assert metrics["from"] == [prometheus] and len(metrics["ports"]) == 1
     assert all(len(rule["ports"]) == 1 and rule["ports"][0]["protocol"] == "TCP" for rule in policy["ingress"])
     # Out of a MySQL pod: only to the other members, on the same two ports.
     [egress] = policy["egress"]
@@ -187,9 +192,12 @@ def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None
     assert volumes["config"]["configMap"]["name"] == "mysql-config"
     assert volumes["credentials"]["secret"]["secretName"] == "mysql-credentials"
     assert set(kube[("Secret", "mysql-credentials")]["stringData"]) == {
-        "root-password", "replication-password", "backup-password", "verify-password"}
+        "root-password", "replication-password", "backup-password", "verify-password", "exporter-password",
+        "exporter.cnf"}
     scripts = {f"{mysql_config.CONFIG_MOUNT}/{name}" for name in data}
     for name, container in containers(plan).items():
+        if name == "metrics":  # mysqld_exporter: its image's own program, no script
+            continue
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert mounts[mysql_config.CONFIG_MOUNT] == "config"
         commands = [container.get("command", [])] + [
@@ -222,6 +230,7 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
         "mysqlReplicationPassword": "correct-horse-battery-repl",
         "mysqlBackupPassword": "correct-horse-battery-backup",
         "mysqlVerifyPassword": "correct-horse-battery-verify",
+        "mysqlExporterPassword": "correct-horse-battery-export",
     }
     plan = run(secrets=passwords)
     assert not plan.of_type(tokens.RANDOM_PASSWORD)
@@ -238,6 +247,8 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
         "replication-password": passwords["mysqlReplicationPassword"],
         "backup-password": passwords["mysqlBackupPassword"],
         "verify-password": passwords["mysqlVerifyPassword"],
+        "exporter-password": passwords["mysqlExporterPassword"],
+        "exporter.cnf": mysql_config.exporter_cnf(passwords["mysqlExporterPassword"]),
     }
 
 
@@ -245,21 +256,21 @@ def test_missing_passwords_are_generated_never_empty(run: Any) -> None:
     plan = run(secrets={"mysqlRootPassword": "given-root-password"})
     generated = plan.of_type(tokens.RANDOM_PASSWORD)
     assert sorted(r.name for r in generated) == [
-        "mysql-backup-password", "mysql-replication-password", "mysql-verify-password"]
+        "mysql-backup-password", "mysql-exporter-password", "mysql-replication-password", "mysql-verify-password"]
     for r in generated:
         assert r.inputs["length"] == 32 and r.inputs["special"] is False
     [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
                 and not r.name.endswith("-tls-secret")]
     assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
-    keys = ("root-password", "replication-password", "backup-password", "verify-password")
+    keys = ("root-password", "replication-password", "backup-password", "verify-password", "exporter-password")
     assert all(secret.state["stringData"][key] for key in keys)
-    assert len({secret.state["stringData"][key] for key in keys}) == 4  # one password per account
+    assert len({secret.state["stringData"][key] for key in keys}) == 5  # one password per account
 
 
 def test_a_configured_verify_password_replaces_only_its_generated_one(run: Any) -> None:
     plan = run(secrets={"mysqlVerifyPassword": "correct-horse-battery-verify"})
     generated = plan.of_type(tokens.RANDOM_PASSWORD)
-    assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 3
+    assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 4
     [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
                 and not r.name.endswith("-tls-secret")]
     assert secret.state["stringData"]["verify-password"] == "correct-horse-battery-verify"
@@ -305,7 +316,7 @@ def test_replicas_image_and_resources_leave_the_immutable_fields_alone(run: Any)
               + changed["template"]["spec"]["containers"]}
     assert images == {"init-mysql": "mysql:8.4.7", "mysql": "mysql:8.4.7",
                       "clone-mysql": "percona/percona-xtrabackup:8.4.0-5.1",
-                      "sidecar": "percona/percona-xtrabackup:8.4.0-5.1"}
+                      "sidecar": "percona/percona-xtrabackup:8.4.0-5.1", "metrics": MYSQLD_EXPORTER_IMAGE}
 
 
 def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> None:
@@ -336,7 +347,7 @@ def test_mariadb_engine_uses_its_images_and_entrypoint_variables(run: Any) -> No
     assert env["MYSQL_ENGINE"] == "mariadb" and env["MYSQL_VERSION"] == "10.11"
     assert env["MARIADB_ROOT_PASSWORD_FILE"] == "/etc/mysql-secrets/root-password"
     assert env["MARIADB_ROOT_HOST"] == "localhost" and "MYSQL_ROOT_PASSWORD_FILE" not in env
-    assert {c["image"] for c in containers(plan).values()} == {"mariadb:10.11.14"}
+    assert {c["image"] for c in containers(plan).values()} == {"mariadb:10.11.14", MYSQLD_EXPORTER_IMAGE}
     assert objects(plan)[("ConfigMap", "mysql-config")]["data"]["replica.cnf"] == mysql_config.replica_cnf(
         "mariadb", "10.11", plan.settings.mysql.apply_threads)
 
