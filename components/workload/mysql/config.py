@@ -29,6 +29,7 @@ VERIFY_DATABASE = "atomic_verify"
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = (
     "common.sh", "init-mysql.sh", "clone-mysql.sh", "sidecar.sh", "readiness.sh", "liveness.sh", "sidecar-ready.sh",
+    "datadir-guard.sh",
 )
 # Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
 CONFIG_MOUNT = "/etc/mysql-config"
