@@ -34,6 +34,9 @@ GUESTBOOK = "atomic-mysql:guestbook:Guestbook"
 STACK = "pulumi:pulumi:Stack"
 KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
 AWS_PROVIDER = "pulumi:providers:aws"
+# The engine's builtin function behind a StackReference (pulumi/pulumi pkg/resource/deploy/builtins.go;
+# the Node.js SDK's synchronous StackReference outputs invoke it the same way, sdk/nodejs/stackReference.ts).
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 
 # --------------------------------------------------------------------------
 # AWS
@@ -111,4 +114,5 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PERSISTENT_VOLUME = "kubernetes:core/v1:PersistentVolume"
 PERSISTENT_VOLUME_CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
+PERSISTENT_VOLUME_CLAIM_PATCH = "kubernetes:core/v1:PersistentVolumeClaimPatch"
 API_SERVICE = "kubernetes:apiregistration.k8s.io/v1:APIService"
