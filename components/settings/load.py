@@ -1132,6 +1132,7 @@ def _against_the_record(reader: _Reader, namespace: str, mysql: MysqlSettings, c
         raise reader.fail("mysqlStorageClass", storage_class,
                           f"the set's claims were made in class {deployed.storage_class} ({where}) and a claim's"
                           f" class never changes: allowed {deployed.storage_class}, or empty")
-    # An empty class and a name (the default class's, presumably) are the same claims: the record keeps
-    # the one they were made with. A larger size is what the claims now hold (set.py patches them).
-    return replace(record, storage_class=deployed.storage_class or storage_class)
+    # An empty class and a name (the default class's, presumably: the claims keep theirs either way, and
+    # the template is never changed) are the same claims: the record keeps the class they were made
+    # with. A larger size is what the claims hold after this run (set.py patches them).
+    return replace(record, storage_class=deployed.storage_class)

@@ -63,14 +63,11 @@ class Plan:
         return [r for r in self.resources if r.parent == parent.urn]
 
     def kubernetes_objects(self) -> list[dict[str, Any]]:
-        """Every Kubernetes object as it would be applied (inputs, with provider-chosen names filled in).
-
-        Not the Patch resources: they change objects something else made (kubernetes_patches)."""
+        """Every Kubernetes object as it would be applied (inputs, with provider-chosen names filled in);
+        a Patch resource's object holds only the fields it applies (kubernetes_patches lists them)."""
         objects = []
         for r in self.resources:
             if not r.custom or not r.type.startswith("kubernetes:") or "apiVersion" not in r.inputs:
-                continue
-            if is_patch(r.type):
                 continue
             obj = _reveal_secret_keys(dict(r.inputs), r.state)
             metadata = dict(obj.get("metadata") or {})
