@@ -203,7 +203,7 @@ class Outcome:
     change: str
     refused: str | None = None
     replaced: list[Replacement] = field(default_factory=list)
-    losses: list[str] = field(default_factory=list)  # data that would be gone, or a data dir broken
+    losses: list[str] = field(default_factory=list)  # data that would be gone, or a data dir put at risk
     stopped: list[str] = field(default_factory=list)  # what protect (or a server-side refusal) stops
     silent: list[str] = field(default_factory=list)  # what the change asks for and never gets, unsaid
     notes: list[str] = field(default_factory=list)  # what happens that loses nothing
@@ -216,7 +216,7 @@ class Outcome:
         if self.refused is not None:
             return "refused before anything changes"
         if self.losses:
-            return "DATA LOST"
+            return "DATA LOST or at risk"
         if self.stopped:
             return "stopped, nothing lost"
         if self.silent:
@@ -236,7 +236,12 @@ def judge(stack: str, change: str, before: Plan, after: Plan) -> Outcome:
     old_set, new_set = _stateful_set(before), _stateful_set(after)
     delete_claims = old_set is not None and _path_get(
         old_set.inputs, ("spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted")) == "Delete"
-    for r in outcome.replaced:
+    by_resource: dict[str, Replacement] = {}
+    for r in outcome.replaced:  # one line per resource, every field that replaces it named
+        seen = by_resource.get(r.name)
+        by_resource[r.name] = r if seen is None else Replacement(r.name, r.type, f"{seen.cause}, {r.cause}",
+                                                                 r.protected)
+    for r in by_resource.values():
         if r.type == tokens.NAMESPACE:
             cost = ": protect stops the engine" if r.protected else ", every claim in it deleted"
             (outcome.stopped if r.protected else outcome.losses).append(f"namespace replaced ({r.cause}){cost}")
@@ -246,15 +251,15 @@ def judge(stack: str, change: str, before: Plan, after: Plan) -> Outcome:
             elif delete_claims:
                 outcome.losses.append(f"StatefulSet replaced ({r.cause}), its claims deleted (whenDeleted=Delete):"
                                       " -0 starts as an empty primary")
-            elif r.cause == "spec.volumeClaimTemplates changed":
+            elif r.cause == "spec.volumeClaimTemplates changed":  # the claims' names stay: adopted again
                 outcome.silent.append("StatefulSet replaced (every pod restarts), claims kept and adopted again:"
                                       " the new template never reaches them")
             else:
                 outcome.losses.append(f"StatefulSet replaced ({r.cause}): the new set starts empty")
         elif r.type in (tokens.RANDOM_PASSWORD,):
             outcome.notes.append(f"{r.name} {r.cause}: the Secret changes, the data stays")
-        elif r.type in (tokens.PRIVATE_KEY, tokens.SELF_SIGNED_CERT) and r.cause == "deleted":
-            outcome.notes.append(f"{r.name} deleted")
+        elif r.type in (tokens.PRIVATE_KEY, tokens.SELF_SIGNED_CERT):
+            outcome.notes.append(f"{r.name} {'deleted' if r.cause == 'deleted' else 'issued again'}: no data on it")
         else:
             (outcome.stopped if r.protected else outcome.losses).append(
                 f"{r.name} {'replaced' if r.cause != 'deleted' else 'deleted'} ({r.cause})"
