@@ -309,7 +309,7 @@ def _claims(outcome: Outcome, after: Plan, old_set: Any, new_set: Any) -> None:
     if _quantity_gib(new_size) < _quantity_gib(old_size):
         outcome.stopped.append(f"claims {old_size} -> {new_size}: the API server refuses a smaller claim")
     elif grown:
-        outcome.notes.append(f"each claim patched {old_size} -> {new_size}, grown online (set kept)")
+        outcome.notes.append(f"each claim patched {old_size} -> {new_size}, the set kept")
     else:
         outcome.silent.append(f"claims stay {old_size}: the new size {new_size} never reaches them")
 

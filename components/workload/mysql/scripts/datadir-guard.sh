@@ -85,6 +85,7 @@ else
 fi
 # Written after the checks, beside the data dir: what the next start of this pod compares against.
 if [[ ! -f $record ]] || [[ $(<"$record") != "$MYSQL_ENGINE $MYSQL_VERSION" ]]; then
+    mkdir -p "$(dirname "$record")"  # the volume's root: there in a pod, perhaps not yet in a rehearsal
     printf '%s %s\n' "$MYSQL_ENGINE" "$MYSQL_VERSION" >"$record.tmp"
     mv "$record.tmp" "$record"
 fi
