@@ -76,8 +76,11 @@ def _claims_the_controller_makes(plane: cp.ControlPlane, objects: list[dict[str,
                 path = f"{base}/{name}"
                 if api.get(path).status_code == 200:
                     assert api.request("DELETE", path).status_code in (200, 202)
-                    cp.wait_for(plane, f"claim {name} deleted", lambda p=path: api.get(p).status_code == 404,
-                                timeout=60)
+
+                    def gone(path: str = path) -> bool:
+                        return api.get(path).status_code == 404
+
+                    cp.wait_for(plane, f"claim {name} deleted", gone, timeout=60)
                 claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                          "metadata": {**template["metadata"], "name": name, "namespace": namespace},
                          "spec": template["spec"]}

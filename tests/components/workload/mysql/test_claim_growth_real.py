@@ -78,9 +78,10 @@ class Claims:
     def make(self, ordinal: int, *, bound: bool) -> str:
         """The claim data-mysql-N as the StatefulSet controller creates it from the template."""
         name = f"{self.template['metadata']['name']}-mysql-{ordinal}"
-        claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                 "metadata": {"name": name, "namespace": self.namespace, "labels": self.template["metadata"]["labels"]},
-                 "spec": {**copy.deepcopy(self.template["spec"]), "storageClassName": self.class_name}}
+        claim: dict[str, Any] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                 "metadata": {"name": name, "namespace": self.namespace,
+                                              "labels": self.template["metadata"]["labels"]},
+                                 "spec": {**copy.deepcopy(self.template["spec"]), "storageClassName": self.class_name}}
         made = self.api.request("POST", f"/api/v1/namespaces/{self.namespace}/persistentvolumeclaims", claim,
                                 params={"fieldManager": CONTROLLER})
         assert made.status_code == 201, made.text
