@@ -13,10 +13,11 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # client) for the backup, archive and restore rehearsals.
 APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli rclone
 
-.PHONY: help deps system-deps preview preview-all test lint bench verify bench-verify bench-clone bench-apply bench-backup restore-drill scan clean
+.PHONY: help deps system-deps preview preview-all data-loss test lint bench verify bench-verify bench-clone bench-apply bench-backup restore-drill scan clean
 
 help:
 	@echo "make preview [STACK=dev]   offline preview: tree, build/<stack>/{plan.json,k8s/,nodes/}"
+	@echo "make data-loss             what each common data change does on dev, staging, prod (docs/mysql.md)"
 	@echo "make test                  install what the tests need, then lint and run every test"
 	@echo "make bench                 preview timings (dev, prod, synthetic large stacks)"
 	@echo "make bench-clone / bench-apply  clone path vs copy floor; parallel vs serial apply (real MariaDB)"
@@ -47,6 +48,9 @@ preview: deps
 
 preview-all: deps
 	@for s in $(STACKS); do $(PY) -m tools.preview --stack $$s --quiet || exit $$?; echo "previewed $$s"; done
+
+data-loss: deps
+	$(PY) -m tools.data_loss
 
 lint: deps
 	$(VENV)/bin/ruff check .

@@ -8,7 +8,7 @@ docs/architecture.md.
 import pulumi
 from pulumi import ResourceOptions
 
-from components.facts import MYSQL_PORT
+from components.facts import MYSQL_PORT, MYSQL_RECORD_OUTPUT
 from components.kube.provider import provider_for_existing
 from components.settings.load import load_settings
 from components.workload.mysql.backup import BackupTarget
@@ -105,6 +105,8 @@ workload = Workload(
         mysql_needs=mysql_needs,
         guestbook_needs=guestbook_needs,
         mysql_backup=mysql_backup,
+        # Rendering YAML, the provider applies nothing (no Server-Side Apply): no claim to patch.
+        grow_claims=settings.existing is None or settings.existing.render_yaml_to is None,
     ),
     opts=ResourceOptions(providers=[provider]),
 )
@@ -118,4 +120,8 @@ pulumi.export("mysqlCaCert", workload.mysql.ca_cert)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
 if settings.mysql.backup is not None:
     pulumi.export("mysqlBackupPrefix", settings.mysql.backup.prefix)
+# What the set's volumes hold after this run: the next run reads it back and refuses a change they cannot
+# take (a downgrade, another engine, a smaller size) before anything is registered (settings/load.py).
+assert settings.mysql_record is not None, "load_settings always computes the record this run leaves"
+pulumi.export(MYSQL_RECORD_OUTPUT, settings.mysql_record.as_output())
 pulumi.export("frontendAddress", workload.frontend_address if frontend_address is None else frontend_address)

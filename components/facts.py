@@ -62,6 +62,9 @@ PODMAN_BRIDGE = ipaddress.IPv4Network("10.88.0.0/16")
 GUESTBOOK_OBJECT_NAMES = ("frontend", "redis-leader", "redis-follower", "guestbook-frontend", "guestbook-redis")
 MYSQL_OBJECT_SUFFIXES = ("", "-read", "-primary", "-config", "-credentials", "-clients", "-tls", "-backup",
                          "-backup-s3")
+# The stack output recording what the MySQL set's volumes hold (settings/schema.MysqlRecord): the next
+# run reads it back, before anything is registered, to refuse what those volumes cannot take.
+MYSQL_RECORD_OUTPUT = "mysqlDeployed"
 # The namespace's own NetworkPolicies (workload/workload.py): its default deny and the DNS rule every pod needs.
 DEFAULT_DENY_POLICY = "default-deny"
 DNS_EGRESS_POLICY = "allow-cluster-dns"

@@ -36,6 +36,9 @@ MYSQL_BACKUP_STORE = "atomic-mysql:backup_bucket:MysqlBackupStore"
 STACK = "pulumi:pulumi:Stack"
 KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
 AWS_PROVIDER = "pulumi:providers:aws"
+# The engine's builtin function behind a StackReference (pulumi/pulumi pkg/resource/deploy/builtins.go;
+# the Node.js SDK's synchronous StackReference outputs invoke it the same way, sdk/nodejs/stackReference.ts).
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 
 # --------------------------------------------------------------------------
 # AWS
@@ -125,4 +128,5 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PERSISTENT_VOLUME = "kubernetes:core/v1:PersistentVolume"
 PERSISTENT_VOLUME_CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
+PERSISTENT_VOLUME_CLAIM_PATCH = "kubernetes:core/v1:PersistentVolumeClaimPatch"
 API_SERVICE = "kubernetes:apiregistration.k8s.io/v1:APIService"

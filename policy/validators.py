@@ -81,6 +81,7 @@ STATEFUL_TYPES = {
     tokens.RANDOM_BYTES,  # the key Secrets are encrypted with in etcd
     tokens.KMS_KEY,  # what every node's PKI parameters are encrypted with
     tokens.STATEFUL_SET,
+    tokens.NAMESPACE,  # deleting a namespace deletes every claim in it
     tokens.PERSISTENT_VOLUME_CLAIM,
     tokens.PERSISTENT_VOLUME,
     tokens.VPC,

@@ -22,6 +22,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +30,7 @@ import pulumi
 import yaml
 from pulumi.runtime.config import CONFIG, get_config, get_config_env, is_config_secret
 
+from components import tokens
 from components.facts import (
     EBS_DATA_STORAGE_CLASS,
     EBS_STORAGE_CLASS,
@@ -37,6 +39,7 @@ from components.facts import (
     GUESTBOOK_OBJECT_NAMES,
     MAX_ZONES,
     MYSQL_OBJECT_SUFFIXES,
+    MYSQL_RECORD_OUTPUT,
     NAMESPACE_OBJECT_NAMES,
     NODE_PORT_RANGE,
     PODMAN_BRIDGE,
@@ -72,6 +75,7 @@ from components.settings.schema import (
     ExistingClusterSettings,
     FrontendLbSettings,
     GuestbookSettings,
+    MysqlRecord,
     MysqlSecrets,
     MysqlSettings,
     NatGateways,
@@ -1094,6 +1098,8 @@ def load_settings() -> StackSettings:
     _names_are_distinct(reader, mysql, guestbook)
     if cluster is not None:
         _fits_the_cluster(reader, cluster, mysql, guestbook)
+    deployed = _deployed_record(stack)
+    record = _against_the_record(reader, namespace, mysql, cluster, deployed)
     return StackSettings(
         project=PROJECT,
         stack=stack,
@@ -1106,6 +1112,8 @@ def load_settings() -> StackSettings:
         mysql_secrets=mysql_secrets,
         guestbook=guestbook,
         tags=tags,
+        mysql_record=record,
+        mysql_deployed=deployed,
     )
 
 
@@ -1151,3 +1159,94 @@ def _fits_the_cluster(reader: _Reader, cluster: ClusterSettings, mysql: MysqlSet
         # Required anti-affinity puts each pod on its own node: the rest would stay Pending.
         raise reader.fail("mysqlAntiAffinity", "hard", f"with mysqlReplicas={mysql.replicas} needs as many minions,"
                           f" but minionCount={cluster.minion_count}: raise minionCount, lower mysqlReplicas, or soft")
+
+
+# --------------------------------------------------------------------------
+# What the set's volumes already hold
+# --------------------------------------------------------------------------
+
+
+def _deployed_record(stack: str) -> MysqlRecord | None:
+    """The record the last run of this stack exported (None: there is none).
+
+    Read with the engine's own StackReference function, synchronously, before anything is registered:
+    it answers with the outputs of the stack's last update (pulumi/pulumi pkg/resource/deploy/builtins.go,
+    readStackReference -> the backend's GetStackOutputs), so `preview` and `up` both see the state the
+    cluster was left in, not what this run is about to ask for. Stack outputs rather than an annotation
+    on the StatefulSet: reading an object of the cluster needs the cluster (a new stack has none yet,
+    and Kubernetes resource reads are not synchronous), while the stack's own outputs exist wherever
+    the program runs. A record that cannot be read is reported and the run goes on without it: the
+    pods still refuse a data dir they cannot open (scripts/datadir-guard.sh) and the API server a
+    claim that would shrink.
+    """
+    name = f"{pulumi.get_organization()}/{PROJECT}/{stack}"
+    try:
+        answer = pulumi.runtime.invoke(tokens.READ_STACK_OUTPUTS, {"name": name}).value or {}
+    except Exception as error:  # any failure of the read means: no record to compare with
+        pulumi.log.warn(f"could not read the stack's previous outputs ({error}); {MYSQL_RECORD_OUTPUT} "
+                        "is not compared this run")
+        return None
+    value = (answer.get("outputs") or {}).get(MYSQL_RECORD_OUTPUT)
+    if not isinstance(value, dict):
+        return None
+    fields = ("namespace", "name", "engine", "version", "storageSize", "storageClass")
+    if not all(isinstance(value.get(key), str) for key in fields):
+        raise SettingsError(f"stack output {MYSQL_RECORD_OUTPUT} is not what this program exports "
+                            f"({', '.join(fields)}): {shown(json.dumps(value, sort_keys=True))}")
+    return MysqlRecord(namespace=value["namespace"], name=value["name"], engine=value["engine"],
+                       version=value["version"], storage_size=value["storageSize"],
+                       storage_class=value["storageClass"])
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _against_the_record(reader: _Reader, namespace: str, mysql: MysqlSettings, cluster: ClusterSettings | None,
+                        deployed: MysqlRecord | None) -> MysqlRecord:
+    """Refuse what the volumes already in place cannot take; return the record this run leaves.
+
+    The StatefulSet's volumeClaimTemplates are immutable (a change would replace the set), so the
+    program keeps them as they were created (workload/mysql/set.py) and grows the claims themselves:
+    the class stays the one the claims were made in, the size only grows.
+    """
+    # The class the claims get: the aws cluster's own class for them (empty means it there), else the
+    # setting ("" = the cluster's default class).
+    storage_class = cluster.addons.data_volume.storage_class if cluster is not None else (mysql.storage_class or "")
+    record = MysqlRecord(namespace=namespace, name=mysql.name, engine=mysql.engine, version=mysql.version,
+                         storage_size=mysql.storage_size, storage_class=storage_class)
+    if deployed is None:
+        return record
+    where = f"stack output {MYSQL_RECORD_OUTPUT}"
+    # A Namespace's or a StatefulSet's name is immutable: a new one replaces it, and deleting the old
+    # namespace deletes every claim in it (so does the old set, with mysqlPvcWhenDeleted=Delete).
+    if namespace != deployed.namespace:
+        raise reader.fail("namespace", namespace,
+                          f"the set's claims are in namespace {deployed.namespace} ({where}); a new namespace replaces"
+                          f" the old one, which deletes them: allowed value {deployed.namespace}")
+    if mysql.name != deployed.name:
+        raise reader.fail("mysqlName", mysql.name,
+                          f"the set's claims are data-{deployed.name}-N ({where}); a new name starts an empty set and"
+                          f" replaces the old one: allowed value {deployed.name}")
+    if mysql.engine != deployed.engine:
+        raise reader.fail("mysqlEngine", mysql.engine,
+                          f"the set's data dirs were made by {deployed.engine} ({where}), which {mysql.engine} cannot"
+                          f" open: allowed value {deployed.engine} (another engine needs a new set and a dump)")
+    if deployed.version in ENGINE_VERSIONS[mysql.engine] and _version_key(mysql.version) < _version_key(
+            deployed.version):
+        newer = [v for v in ENGINE_VERSIONS[mysql.engine] if _version_key(v) >= _version_key(deployed.version)]
+        raise reader.fail("mysqlVersion", mysql.version,
+                          f"the set's data dirs were last opened by {mysql.engine} {deployed.version} ({where}) and a"
+                          f" server never opens a newer data dir: allowed values {', '.join(sorted(newer))}")
+    if quantity_value(mysql.storage_size) < quantity_value(deployed.storage_size):
+        raise reader.fail("mysqlStorageSize", mysql.storage_size,
+                          f"the set's claims hold {deployed.storage_size} ({where}) and a volume never shrinks:"
+                          f" allowed {deployed.storage_size} or more")
+    if storage_class and deployed.storage_class and storage_class != deployed.storage_class:
+        raise reader.fail("mysqlStorageClass", storage_class,
+                          f"the set's claims were made in class {deployed.storage_class} ({where}) and a claim's"
+                          f" class never changes: allowed {deployed.storage_class}, or empty")
+    # An empty class and a name (the default class's, presumably: the claims keep theirs either way, and
+    # the template is never changed) are the same claims: the record keeps the class they were made
+    # with. A larger size is what the claims hold after this run (set.py patches them).
+    return replace(record, storage_class=deployed.storage_class)

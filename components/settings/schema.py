@@ -100,6 +100,25 @@ class MysqlSettings:
 
 
 @dataclass(frozen=True)
+class MysqlRecord:
+    """What a stack's set holds on its volumes: where its claims are (namespace, set name), the engine
+    and version that last opened the data dirs, the claims' size and class ("" = the cluster's default).
+    Each run exports the one it leaves (stack output facts.MYSQL_RECORD_OUTPUT) and the next run
+    compares its settings with it (settings/load.py)."""
+
+    namespace: str
+    name: str
+    engine: str
+    version: str
+    storage_size: str
+    storage_class: str
+
+    def as_output(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "name": self.name, "engine": self.engine, "version": self.version,
+                "storageSize": self.storage_size, "storageClass": self.storage_class}
+
+
+@dataclass(frozen=True)
 class MysqlSecrets:
     """Passwords given with `pulumi config set --secret`; None means generate one."""
 
@@ -284,3 +303,7 @@ class StackSettings:
     mysql_secrets: MysqlSecrets
     guestbook: GuestbookSettings
     tags: dict[str, str]
+    # What the set's volumes hold after this run (exported), and what they held before it (None: no
+    # earlier run recorded one: a new stack, or one last deployed before the record existed).
+    mysql_record: MysqlRecord | None = None
+    mysql_deployed: MysqlRecord | None = None

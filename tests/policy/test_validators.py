@@ -302,6 +302,7 @@ def test_node_secrets_only_in_secure_strings(plans: dict[str, dict[str, Any]]) -
     ("type_token", "where"),
     [
         (tokens.STATEFUL_SET, lambda e: True),
+        (tokens.NAMESPACE, lambda e: True),  # its deletion deletes the claims in it
         (validators.INSTANCE, role("master")),
         (tokens.VPC, lambda e: True),
         (tokens.RANDOM_PASSWORD, lambda e: True),

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import hashlib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,7 +158,14 @@ def _random_state(args: MockResourceArgs) -> dict[str, Any]:
 
 
 class AtomicMocks(pulumi.runtime.Mocks):
-    """What the providers would compute, deterministically."""
+    """What the providers would compute, deterministically.
+
+    `previous_outputs` are the stack outputs of the last update as the engine's readStackOutputs
+    answers them (settings/load.py reads the set's record there): none, by default, as for a new stack.
+    """
+
+    def __init__(self, previous_outputs: Mapping[str, Any] | None = None) -> None:
+        self.previous_outputs = dict(previous_outputs or {})
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         typ = args.typ
@@ -197,6 +205,8 @@ class AtomicMocks(pulumi.runtime.Mocks):
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         token, inputs = args.token, dict(args.args)
+        if token == tokens.READ_STACK_OUTPUTS:
+            return {"name": inputs["name"], "outputs": self.previous_outputs, "secretOutputNames": []}, []
         if token == tokens.GET_AMI:
             pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "image")
             name = pattern.replace("*", "20250101.0")

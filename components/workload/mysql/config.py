@@ -37,6 +37,7 @@ SCRIPT_NAMES = (
     "common.sh", "init-mysql.sh", "clone-mysql.sh", "sidecar.sh", "readiness.sh", "liveness.sh", "sidecar-ready.sh",
     # Backups, binlog archive and restore (docs/backup.md).
     "s3.sh", "backup-agent.sh", "backup.sh", "backup-job.sh", "archive-binlogs.sh", "restore.sh",
+    "datadir-guard.sh",
 )
 # Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
 CONFIG_MOUNT = "/etc/mysql-config"

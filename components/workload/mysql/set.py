@@ -68,6 +68,9 @@ PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VER
 # early_renewal_hours); the new Secret rolls the set (checksum/tls below).
 TLS_RENEWAL_HOURS = 30 * 24
 
+# pulumi-kubernetes: a Patch resource applies with force (takes over fields another manager owns).
+PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
+
 # init-mysql copies two files; the clone and sidecar containers are sized by their own settings.
 INIT_RESOURCES = Resources(cpu_request="50m", memory_request="32Mi", cpu_limit="200m", memory_limit="64Mi")
 
@@ -83,6 +86,9 @@ class MySqlReplicatedSetArgs:
     zone_spread: ZoneSpread = "preferred"
     # Where backups go (settings.backup set): the bucket and its key (backup.BackupTarget).
     backup_target: backups.BackupTarget | None = None
+    # Grow the existing claims to settings.storage_size with Patch resources (they need Server-Side
+    # Apply: False for a provider that renders YAML, which applies nothing).
+    grow_claims: bool = True
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -194,7 +200,14 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             metadata=self._meta(settings.name),
             spec=self._stateful_set_spec(config_checksum(data), tls_checksum),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
+            # volumeClaimTemplates are immutable: any change there (a size, "" for the default class's
+            # name) replaces the set, and with mysqlPvcWhenDeleted=Delete its claims. They stay as the set
+            # was created; the claims themselves grow (claim_patches below), and settings/load.py refuses
+            # a class the claims are not in. With protectStateful, a destroy leaves the set in the
+            # cluster even once unprotected (retainOnDelete, docs/mysql.md "What destroy keeps").
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
+                                 ignore_changes=["spec.volumeClaimTemplates"],
+                                 retain_on_delete=settings.protect or None,
                                  depends_on=[self.config_map, self.secret, tls_secret, self.headless_service,
                                              self.network_policy, *self.backup_network_policies,
                                              *([self.backup_secret] if self.backup_secret else [])],
@@ -202,6 +215,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                                  # each clone their predecessor need what their probes allow them.
                                  custom_timeouts=await_timeouts(self.rollout_seconds)),
         )
+        self.claim_patches = self._claim_patches(name) if args.grow_claims else []
         self.pdb = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=self._meta(settings.name),
@@ -243,6 +257,32 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         )
 
     # ------------------------------------------------------------------ pieces
+
+    def _claim_patches(self, name: str) -> list[core.PersistentVolumeClaimPatch]:
+        """Each pod's claim (data-<set>-N, made by the StatefulSet controller from the template) at the
+        configured size: the volume grows online where its class allows expansion (the aws cluster's
+        gp3-mysql does); the API server refuses a smaller size (tests/components/workload/mysql/
+        test_claim_growth_real.py). A Patch is a Server-Side Apply of just these fields under a field
+        manager of its own; the claim's size is also owned by the controller that created it, so the
+        patch forces (pulumi.com/patchForce), as the pulumi-kubernetes Patch docs direct for a conflict
+        (registry: kubernetes/api-docs/core/v1/persistentvolumeclaimpatch). After the set: its await
+        ends when every pod is ready, so every claim exists and is bound. retainOnDelete: dropping a
+        patch (fewer replicas, destroy) must leave the claim as it is (pulumi docs, resource options,
+        retainOnDelete).
+        """
+        s = self._settings
+        return [
+            core.PersistentVolumeClaimPatch(
+                f"{name}-data-{ordinal}",
+                metadata=meta.ObjectMetaPatchArgs(
+                    name=f"{DATA_VOLUME}-{s.name}-{ordinal}", namespace=self._namespace,
+                    annotations={PATCH_FORCE_ANNOTATION: "true"}),
+                spec=core.PersistentVolumeClaimSpecPatchArgs(
+                    resources=core.VolumeResourceRequirementsPatchArgs(requests={"storage": s.storage_size})),
+                opts=ResourceOptions(parent=self, depends_on=[self.stateful_set], retain_on_delete=True),
+            )
+            for ordinal in range(s.replicas)
+        ]
 
     def _meta(self, object_name: str) -> meta.ObjectMetaArgs:
         return metadata(object_name, labels=labels(self._settings.name), namespace=self._namespace)
@@ -402,7 +442,13 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             # Ordinal N clones from N-1, so N-1 must be ready first.
             pod_management_policy="OrderedReady",
             selector=meta.LabelSelectorArgs(match_labels=selector_labels(s.name)),
-            update_strategy=apps.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+            # The controller replaces pods from the highest ordinal down, one at a time, each only once
+            # the one before it is Ready again, and stops at the first that does not become Ready: the
+            # replicas first, the primary (-0) last, and a bad version halts on the highest replica.
+            # partition 0: every ordinal is updated (Kubernetes docs, StatefulSet "Rolling Updates" and
+            # "Partitioned rolling updates").
+            update_strategy=apps.StatefulSetUpdateStrategyArgs(
+                type="RollingUpdate", rolling_update=apps.RollingUpdateStatefulSetStrategyArgs(partition=0)),
             persistent_volume_claim_retention_policy=apps.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
                 when_deleted=s.pvc_when_deleted, when_scaled=s.pvc_when_scaled
             ),

@@ -105,6 +105,8 @@ def test_every_part_is_registered_under_the_component_with_the_explicit_provider
         ("NetworkPolicy", "mysql"),
         ("NetworkPolicy", "mysql-clients"),
         ("Secret", "mysql-tls"),
+        # Patches of the claims the StatefulSet controller makes (test_set_storage.py).
+        *(("PersistentVolumeClaim", f"data-mysql-{ordinal}") for ordinal in range(3)),
     }
     [provider] = plan.of_type(tokens.KUBERNETES_PROVIDER)
     for child in plan.children_of(component):
@@ -402,7 +404,8 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
 def test_rendered_objects_validate_strictly(run: Any, overrides: dict[str, Any]) -> None:
     plan = run(overrides)
     rendered = plan.kubernetes_objects()
-    assert len(rendered) == 10
+    # ...and a patch of each pod's claim, which must be valid as an object too (Server-Side Apply).
+    assert len(rendered) == 10 + plan.settings.mysql.replicas
     for obj in rendered:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
