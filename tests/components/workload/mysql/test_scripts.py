@@ -43,9 +43,17 @@ STUB = r"""#!/bin/bash
 tool=$(basename "$0")
 log=$STUB_DIR/log
 printf '%s\n' "$tool $*" >>"$log/$tool.argv"
+cnf=""
 for arg in "$@"; do
-    case $arg in --defaults-extra-file=*) cat "${arg#--defaults-extra-file=}" >>"$log/$tool.cnf" ;; esac
+    case $arg in
+    --defaults-extra-file=*) cnf=$(cat "${arg#--defaults-extra-file=}"); printf '%s\n' "$cnf" >>"$log/$tool.cnf" ;;
+    esac
 done
+# STUB_DENY: a password the server refuses (a rotation it has not applied yet).
+if [[ -n ${STUB_DENY:-} && $cnf == *"password=\"$STUB_DENY\""* ]]; then
+    echo "ERROR 1045 (28000): Access denied" >&2
+    exit 1
+fi
 case $tool in
 mysql | mariadb)
     [[ ${STUB_DOWN:-0} == 1 ]] && { echo "ERROR 2002: cannot connect" >&2; exit 1; }
@@ -60,6 +68,7 @@ mysql | mariadb)
     *gtid_current_pos*) echo "${STUB_CURRENT_POS:-}" ;;
     *"SHOW REPLICA STATUS"*) printf '%s' "${STUB_REPLICA_STATUS:-}" ;;
     *CHANGE*) [[ ${STUB_FAIL_CHANGE:-0} == 1 ]] && { echo "ERROR 1234: change failed" >&2; exit 1; } ;;
+    *skip_networking*) echo "${STUB_SKIP_NETWORKING:-0}" ;;
     *"SELECT 1"*) echo 1 ;;
     esac
     exit 0 ;;
@@ -545,7 +554,9 @@ def pending_clone(box: Sandbox, gtid: str = MULTI_LINE_GTID) -> Path:
 
 
 def sql_calls(box: Sandbox, client: str = "mysql") -> list[str]:
-    return [call for call in box.logged(f"{client}.sql").split("-- end of call\n") if call.strip()]
+    """The statements sent, without the bare login checks (`SELECT 1`: which password is accepted)."""
+    return [call for call in box.logged(f"{client}.sql").split("-- end of call\n")
+            if call.strip() and call.strip() != "SELECT 1"]
 
 
 def test_sidecar_starts_replication_at_most_once_across_restarts(box: Sandbox) -> None:
@@ -684,7 +695,8 @@ def test_primary_sidecar_sets_every_password_variable_before_the_accounts_sql(
     result = box.run("sidecar.sh", "mysql-0")
     assert result.returncode == 0, result.stderr
     batch = sql_calls(box, mysql_config.tools(engine).client)[-1]
-    variables = {"replication_password": "replication-password", "backup_password": "backup-password",
+    variables = {"root_password": "root-password", "replication_password": "replication-password",
+                 "backup_password": "backup-password",
                  "verify_password": "verify-password"}
     head = [f"SET @{name} = CONVERT(X'{PASSWORDS[key].encode().hex()}' USING utf8mb4);"
             for name, key in variables.items()]
@@ -710,6 +722,58 @@ def test_a_missing_account_secret_stops_the_primary_sidecar_before_any_sql(box: 
     assert f"FATAL: secret {box.secrets}/{key} is missing or empty" in result.stderr
     assert not [call for call in sql_calls(box) if "CREATE USER" in call or "@verify_password" in call]
     assert not box.logged("socat.argv")  # never serves backups without its accounts
+
+
+def test_the_primary_sidecar_never_provisions_the_images_temporary_server(box: Sandbox) -> None:
+    """The entrypoints' init server runs with --skip-networking on the same socket: the sidecar waits."""
+    result = box.run("sidecar.sh", "mysql-0", STUB_SKIP_NETWORKING="1", WAIT_TIMEOUT="2")
+    assert result.returncode == 1
+    assert "is the image's temporary init server (skip_networking=1); waiting for the final one" in result.stderr
+    assert "or only as the image's temporary init server (skip_networking=1)" in result.stderr
+    assert not [call for call in sql_calls(box) if "CREATE USER" in call]
+    assert box.run("sidecar.sh", "mysql-0").returncode == 0  # the final server (skip_networking=0)
+    assert [call for call in sql_calls(box) if "CREATE USER" in call]
+
+
+def test_the_primary_sidecar_sets_roots_password_on_every_root_account(box: Sandbox) -> None:
+    assert box.run("sidecar.sh", "mysql-0").returncode == 0
+    batch = sql_calls(box)[-1]
+    assert f"SET @root_password = CONVERT(X'{PASSWORDS['root-password'].encode().hex()}' USING utf8mb4);" in batch
+    assert "FROM mysql.user WHERE User = 'root'" in batch and "QUOTE(@root_password)" in batch
+    assert PASSWORDS["root-password"] not in batch
+
+
+def rotate(box: Sandbox, key: str, value: str) -> str:
+    """The kubelet's refresh of the mounted Secret; returns the value the server still accepts."""
+    old = (box.secrets / key).read_text()
+    (box.secrets / key).write_text(value)
+    return old
+
+
+def test_sidecar_records_what_the_server_accepts(box: Sandbox) -> None:
+    state = box.tmp / "state"
+    assert box.run("sidecar.sh", "mysql-0", MYSQL_STATE_DIR=str(state)).returncode == 0
+    assert {p.name: p.read_text() for p in state.iterdir()} == PASSWORDS
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert {oct(p.stat().st_mode & 0o777) for p in state.iterdir()} == {"0o600"}
+
+
+def test_readiness_logs_in_with_the_applied_password_until_the_rotation_reaches_the_server(box: Sandbox) -> None:
+    state = box.tmp / "state"
+    assert box.run("sidecar.sh", "mysql-0", MYSQL_STATE_DIR=str(state)).returncode == 0
+    old = rotate(box, "backup-password", "new-backup-pw")
+    box.clear_log()
+    # The server has not applied the new value: the mounted one is refused, the applied one works.
+    result = box.run("readiness.sh", "mysql-0", MYSQL_STATE_DIR=str(state), STUB_DENY="new-backup-pw")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert box.logged("mysql.cnf").rstrip().endswith(f'password="{old}"')
+    # Without the applied value (as before rotation was supported) the same moment is an outage.
+    lost = box.run("readiness.sh", "mysql-0", MYSQL_STATE_DIR=str(box.tmp / "none"), STUB_DENY="new-backup-pw")
+    assert lost.returncode == 1 and "primary does not answer" in lost.stdout
+    # Once applied, the mounted value is used and the old one never tried.
+    box.clear_log()
+    assert box.run("readiness.sh", "mysql-0", MYSQL_STATE_DIR=str(state), STUB_DENY=old).returncode == 0
+    assert f'password="{old}"' not in box.logged("mysql.cnf")
 
 
 def test_missing_secret_fails_clearly(box: Sandbox) -> None:
