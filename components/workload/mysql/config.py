@@ -258,15 +258,17 @@ def users_sql(engine: str) -> str:
 def root_statement(engine: str) -> str:
     """(Re)set every root account's password to @root_password, in one ALTER USER over the accounts
     that exist (the images keep root@localhost only, MYSQL_ROOT_HOST; a hand-made data dir may have
-    more). Replicated like the others: every member's root is a clone of the primary's. MariaDB gets
-    the hash form, as in _prepared; MySQL rewrites the literal to its hash before logging."""
+    more). IF EXISTS: an account the server ignores (a host name under skip_name_resolve, as
+    mariadb-install-db creates root@<hostname>) is only a note, not the batch's failure. Replicated like
+    the others: every member's root is a clone of the primary's. MariaDB gets the hash form, as in
+    _prepared; MySQL rewrites the literal to its hash before logging."""
     tools(engine)
     value = "QUOTE(PASSWORD(@root_password))" if engine == "mariadb" else "QUOTE(@root_password)"
     by = "IDENTIFIED BY PASSWORD " if engine == "mariadb" else "IDENTIFIED BY "
     return (
         "SET SESSION group_concat_max_len = 65536;\n"
-        f"SET @stmt = (SELECT CONCAT('ALTER USER ', GROUP_CONCAT(CONCAT(QUOTE(User), '@', QUOTE(Host), ' {by}', "
-        f"{value}) SEPARATOR ', ')) FROM mysql.user WHERE User = 'root');\n"
+        "SET @stmt = (SELECT CONCAT('ALTER USER IF EXISTS ', GROUP_CONCAT(CONCAT(QUOTE(User), '@', QUOTE(Host), "
+        f"' {by}', {value}) SEPARATOR ', ')) FROM mysql.user WHERE User = 'root');\n"
         "PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;"
     )
 

@@ -116,10 +116,13 @@ rotate_replica() {
     [[ -n $status ]] || return 0  # not replicating (yet): start_replication_once sets the password
     password=$(read_secret replication-password)
     if [[ $MYSQL_ENGINE == mysql ]]; then
+        # MySQL changes the source's credentials with the receiver stopped only (the applier runs on).
         printf 'STOP REPLICA IO_THREAD;\nCHANGE REPLICATION SOURCE TO SOURCE_PASSWORD = %s;\nSTART REPLICA IO_THREAD;\n' \
             "$(sql_literal "$password")" | root_sql || return 1
     else
-        printf 'STOP SLAVE IO_THREAD;\nCHANGE MASTER TO MASTER_PASSWORD = %s;\nSTART SLAVE IO_THREAD;\n' \
+        # MariaDB changes a connection's settings only with both threads stopped (error 1198): the
+        # applier pauses for the moment of the statement (readiness tolerates one failed probe).
+        printf 'STOP SLAVE;\nCHANGE MASTER TO MASTER_PASSWORD = %s;\nSTART SLAVE;\n' \
             "$(sql_literal "$password")" | root_sql || return 1
     fi
     remember_applied replication-password
