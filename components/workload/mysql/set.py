@@ -136,8 +136,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
         )
         # Keyed by a secret of its own, the checksum reveals nothing of the passwords (credentials_checksum):
-        # shown in plain, so that the preview says the pods roll.
-        checksum_key = random.RandomBytes(f"{name}-credentials-checksum-key", length=32, opts=child).hex
+        # shown in plain, so that the preview says the pods roll. Protected like the passwords (a new key
+        # would only roll the set once, but the policy pack treats every random secret as state).
+        checksum_key = random.RandomBytes(f"{name}-credentials-checksum-key", length=32, opts=stateful).hex
         credentials_annotation: pulumi.Output[str] = pulumi.Output.unsecret(
             pulumi.Output.all(checksum_key, *passwords.values()).apply(
                 lambda values: credentials_checksum(values[0], dict(zip(passwords, values[1:], strict=True)))))

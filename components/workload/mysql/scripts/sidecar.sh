@@ -161,8 +161,12 @@ limit_binlogs() {
 # An ALARM line while the data volume is DISK_ALARM_PERCENT full or more (readiness unchanged: a
 # full disk is for an operator to act on, and a not-ready pod would only take reads away).
 check_disk() {
-    local usage
-    usage=$(df -P "$MYSQL_DATA_DIR" | awk 'NR == 2 { sub("%", "", $5); print $5 }') || return 1
+    local report usage
+    # POSIX df: a header line, then "filesystem blocks used available capacity% mountpoint" (no awk:
+    # the backup images need not have one).
+    report=$(df -P "$MYSQL_DATA_DIR") || return 1
+    read -r _ _ _ _ usage _ < <(tail -n 1 <<<"$report")
+    usage=${usage%\%}
     [[ $usage =~ ^[0-9]+$ ]] || return 1
     if ((usage >= DISK_ALARM_PERCENT)); then
         log "ALARM: data volume $usage% full (alarm at $DISK_ALARM_PERCENT%): grow mysqlStorageSize or free space before it fills"
