@@ -36,13 +36,14 @@ SIDECAR_STARTUP = ProbeTiming(period_seconds=5, timeout_seconds=3, failure_thres
 SIDECAR_LIVENESS = ProbeTiming(period_seconds=10, timeout_seconds=3, failure_threshold=3)
 SIDECAR_READINESS = ProbeTiming(period_seconds=5, timeout_seconds=3, failure_threshold=2)
 
-# Stopping a pod (terminationGracePeriodSeconds covers both): mysqld's preStop (prestop.sh: its
-# client calls connect within 3 s each and wait at most PRESTOP_LOCK_SECONDS for read_only), then
-# mysqld's own shutdown after SIGTERM. The shutdown is InnoDB's flush of dirty pages (the images'
-# 128 MiB buffer pool; innodb_fast_shutdown=1 skips the purge) once no binlog dump thread holds it:
-# seconds when measured, so 30 s is a wide margin; the rest is slack for a slow node.
+# Stopping a pod (terminationGracePeriodSeconds covers both): mysqld's preStop (prestop.sh, run under
+# timeout(1) for PRESTOP_BUDGET_SECONDS; its client calls connect within 3 s each and wait at most
+# PRESTOP_LOCK_SECONDS for read_only: under a second when measured), then mysqld's own shutdown after
+# SIGTERM. The shutdown is InnoDB's flush of dirty pages (the images' 128 MiB buffer pool;
+# innodb_fast_shutdown=1 skips the purge) once no binlog dump thread holds it: a tenth of a second
+# when measured, so 30 s is a wide margin; the rest is slack for a slow node.
 PRESTOP_LOCK_SECONDS = 5
-PRESTOP_BUDGET_SECONDS = 3 * 3 + PRESTOP_LOCK_SECONDS + 6
+PRESTOP_BUDGET_SECONDS = 20
 MYSQLD_SHUTDOWN_SECONDS = 30
 TERMINATION_SLACK_SECONDS = 10
 

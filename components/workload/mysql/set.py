@@ -510,6 +510,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 f"{prefix}_ROOT_PASSWORD_FILE": f"{SECRET_MOUNT}/root-password",
                 f"{prefix}_ROOT_HOST": "localhost",
                 "PRESTOP_LOCK_SECONDS": str(budget.PRESTOP_LOCK_SECONDS),
+                "PRESTOP_TIMEOUT_SECONDS": str(budget.PRESTOP_BUDGET_SECONDS),
             }),
             ports=[core.ContainerPortArgs(name="mysql", container_port=MYSQL_PORT, protocol="TCP")],
             volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],

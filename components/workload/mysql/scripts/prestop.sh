@@ -10,13 +10,18 @@
 #      so that nothing commits on the primary that its replicas might not receive.
 #   2. Close every binlog dump connection: replicas reconnect after MASTER_CONNECT_RETRY (10 s)
 #      and find the server gone or read-only; they lose nothing (GTID auto-positioning).
-# Each step is bounded (connect and lock timeouts); a step that fails is logged and the next runs:
-# the shutdown must go on whatever this script manages.
+# Each step is bounded (connect and lock timeouts, the whole under PRESTOP_TIMEOUT_SECONDS); a step
+# that fails is logged and the next runs: the shutdown must go on whatever this script manages.
 set -uo pipefail
+: "${PRESTOP_TIMEOUT_SECONDS:=20}"  # the whole hook, enforced (budget.PRESTOP_BUDGET_SECONDS)
+: "${PRESTOP_LOCK_SECONDS:=5}"      # at most this long waiting for commits in flight before read_only
+# A hung server could hold each client call for its connect timeout and more: the hook as a whole
+# runs under timeout(1), so that mysqld's shutdown always keeps its share of the grace period.
+if [[ -z ${PRESTOP_BOUNDED:-} ]]; then
+    PRESTOP_BOUNDED=1 exec timeout "$PRESTOP_TIMEOUT_SECONDS" "$BASH" "${BASH_SOURCE[0]}" "$@"
+fi
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-
-: "${PRESTOP_LOCK_SECONDS:=5}"   # at most this long waiting for commits in flight before read_only
 
 if [[ $MYSQL_ENGINE == mysql ]]; then read_only=super_read_only; else read_only=read_only; fi
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ SCRIPTS = mysql_config.SCRIPTS_DIR
 APPLY = 4  # replica applier threads the renderers are called with (mysqlReplicaApplyThreads)
 BASIC_TOOLS = (
     "basename", "cat", "chmod", "cp", "date", "dirname", "ls", "mkdir", "mktemp", "mv",
-    "od", "rm", "rmdir", "sleep", "tr", "uname",
+    "od", "rm", "rmdir", "sleep", "timeout", "tr", "uname",
 )
 STUB_NAMES = (
     "mysql", "mariadb", "mysqladmin", "mariadb-admin", "xtrabackup", "mariadb-backup",
@@ -57,6 +58,7 @@ fi
 case $tool in
 mysql | mariadb)
     [[ ${STUB_DOWN:-0} == 1 ]] && { echo "ERROR 2002: cannot connect" >&2; exit 1; }
+    [[ ${STUB_HANG:-0} == 1 ]] && sleep 30
     query=""
     prev=""
     for arg in "$@"; do [[ $prev == -e ]] && query=$arg; prev=$arg; done
@@ -69,6 +71,7 @@ mysql | mariadb)
     *"SHOW REPLICA STATUS"*) printf '%s' "${STUB_REPLICA_STATUS:-}" ;;
     *CHANGE*) [[ ${STUB_FAIL_CHANGE:-0} == 1 ]] && { echo "ERROR 1234: change failed" >&2; exit 1; } ;;
     *skip_networking*) echo "${STUB_SKIP_NETWORKING:-0}" ;;
+    *PROCESSLIST*) printf '%s\n' ${STUB_DUMP_IDS:-} ;;
     *"SELECT 1"*) echo 1 ;;
     esac
     exit 0 ;;
@@ -774,6 +777,34 @@ def test_readiness_logs_in_with_the_applied_password_until_the_rotation_reaches_
     box.clear_log()
     assert box.run("readiness.sh", "mysql-0", MYSQL_STATE_DIR=str(state), STUB_DENY=old).returncode == 0
     assert f'password="{old}"' not in box.logged("mysql.cnf")
+
+
+@pytest.mark.parametrize(("engine", "version", "read_only"), [("mysql", "8.4", "super_read_only"),
+                                                           ("mariadb", "10.11", "read_only")])
+def test_prestop_stops_writes_then_closes_every_binlog_dump_connection(
+    box: Sandbox, engine: str, version: str, read_only: str
+) -> None:
+    box.configure(engine, version)
+    result = box.run("prestop.sh", "mysql-0", STUB_DUMP_IDS="7 x;9 11")
+    assert result.returncode == 0, result.stderr
+    calls = sql_calls(box, mysql_config.tools(engine).client)
+    assert calls[0] == f"SET SESSION lock_wait_timeout = 5;\nSET GLOBAL {read_only} = ON;\n"
+    assert "COMMAND LIKE 'Binlog Dump%'" in calls[1]
+    assert calls[2:] == ["KILL CONNECTION 7;\n", "KILL CONNECTION 11;\n"]  # never what is no thread id
+    assert f"{read_only} is ON" in result.stderr and "closed 2 binlog dump connection(s)" in result.stderr
+
+
+def test_prestop_goes_on_when_the_server_does_not_answer(box: Sandbox) -> None:
+    result = box.run("prestop.sh", "mysql-0", STUB_DOWN="1")
+    assert result.returncode == 0
+    assert "could not set super_read_only" in result.stderr and "could not list the binlog dump" in result.stderr
+
+
+def test_prestop_is_bounded_even_when_the_server_hangs(box: Sandbox) -> None:
+    began = time.monotonic()
+    result = box.run("prestop.sh", "mysql-0", STUB_HANG="1", PRESTOP_TIMEOUT_SECONDS="1")
+    assert result.returncode == 124  # timeout(1): the kubelet goes on to SIGTERM
+    assert time.monotonic() - began < 10
 
 
 def test_missing_secret_fails_clearly(box: Sandbox) -> None:

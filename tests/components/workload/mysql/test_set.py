@@ -553,6 +553,7 @@ def test_the_mysqld_container_stops_writes_before_its_bounded_shutdown(run: Any)
     assert mysqld["lifecycle"] == {"preStop": {"exec": {"command": ["bash", "/etc/mysql-config/prestop.sh"]}}}
     assert "prestop.sh" in objects(plan)[("ConfigMap", "mysql-config")]["data"]
     assert env_of(mysqld)["PRESTOP_LOCK_SECONDS"] == str(budget.PRESTOP_LOCK_SECONDS)
+    assert env_of(mysqld)["PRESTOP_TIMEOUT_SECONDS"] == str(budget.PRESTOP_BUDGET_SECONDS)
     grace = spec["terminationGracePeriodSeconds"]
     assert grace == budget.termination_grace_seconds() == (
         budget.PRESTOP_BUDGET_SECONDS + budget.MYSQLD_SHUTDOWN_SECONDS + budget.TERMINATION_SLACK_SECONDS)
