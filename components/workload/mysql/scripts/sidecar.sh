@@ -99,11 +99,14 @@ accepted() {
         --connect-timeout=3 --batch --skip-column-names -e 'SELECT 1' >/dev/null 2>&1
 }
 
-# A replica: the accounts arrive by replication; re-authenticate replication when its password
-# changed, and record the values this server accepts. Until the primary applied a new repl password
-# the I/O thread retries (Connecting, still ready); from then on it connects with the new one.
+# A replica: the accounts arrive by replication; record the values this server accepts. Replication
+# re-authenticates only when the primary refuses its stored password (the I/O thread's last error is
+# 1045: the primary applied a rotation and the connection was re-established), with the mounted
+# value, once per value. An established connection keeps streaming: switching before the primary
+# applied would stop replication (Connecting) for as long as it waits, and the replica would serve
+# ever staler reads meanwhile.
 rotate_replica() {
-    local key status password
+    local key status password errno=""
     for key in root-password backup-password; do
         if [[ -n $(rotated "$key") ]]; then
             local user=root
@@ -111,9 +114,10 @@ rotate_replica() {
             if accepted "$user" "$key"; then remember_applied "$key"; fi
         fi
     done
-    [[ -n $(rotated replication-password) ]] || return 0
-    status=$(printf 'SHOW REPLICA STATUS\n' | root_sql) || return 1
+    status=$(root_sql --column-names --vertical -e 'SHOW REPLICA STATUS') || return 1
     [[ -n $status ]] || return 0  # not replicating (yet): start_replication_once sets the password
+    if [[ $status =~ Last_IO_Errno:[[:space:]]*([0-9]+) ]]; then errno=${BASH_REMATCH[1]}; fi
+    [[ $errno == 1045 && -n $(rotated replication-password) ]] || return 0
     password=$(read_secret replication-password)
     if [[ $MYSQL_ENGINE == mysql ]]; then
         # MySQL changes the source's credentials with the receiver stopped only (the applier runs on).
@@ -189,7 +193,7 @@ maintain() {
         wait "$sleeper"
         # Each step in its own subshell: a failure (a die) is logged and retried at the next check.
         if ((ordinal == 0)); then
-            rotate_primary
+            rotate_primary || log "checking the Secret for a rotation failed; retrying in ${SIDECAR_CHECK_SECONDS}s"
         else
             (rotate_replica) || log "applying the rotated Secret failed; retrying in ${SIDECAR_CHECK_SECONDS}s"
         fi
@@ -293,6 +297,7 @@ start_replication_once() {
     printf '%s\n' "$statements" | root_sql || die "starting replication from the clone position failed"
     # At most once: a restarted sidecar finds no position file and leaves replication alone.
     mv "$info" "$info.applied"
+    remember_applied replication-password
     log "replication started"
 }
 
@@ -309,11 +314,18 @@ serve_backups() {
     # -b: 1 MiB reads and writes instead of socat's 8 KiB (a backup is bytes in bulk).
     socat -U -b 1048576 "$listen" "EXEC:bash $SELF stream" &
     listener=$!
-    # The container lives as long as the listener (it used to exec socat): SIGTERM stops both.
+    # The container lives as long as both (it used to exec socat): whichever ends first ends the other
+    # and the container, so the kubelet restarts it; SIGTERM stops both.
     trap 'kill "$listener" "$maintainer" 2>/dev/null; wait "$listener"; exit 0' TERM INT
-    wait "$listener" || status=$?
-    kill "$maintainer" 2>/dev/null || true
-    wait "$maintainer" 2>/dev/null || true
+    wait -n || status=$?
+    if ! kill -0 "$listener" 2>/dev/null; then
+        kill "$maintainer" 2>/dev/null || true
+    else
+        log "the maintenance loop ended (status $status); stopping the backup listener"
+        kill "$listener" 2>/dev/null || true
+        ((status != 0)) || status=1
+    fi
+    wait 2>/dev/null || true
     exit "$status"
 }
 

@@ -231,11 +231,21 @@ def test_rotating_every_password_under_writes_loses_no_row_and_leaves_every_pod_
         # Then the primary's: it applies after ROTATION_DELAY_SECONDS; the replicas re-authenticate.
         group.pods[0].refresh_secret()
         wait_for_log(group, 0, "rotated: root-password, replication-password, backup-password, verify-password")
-        for ordinal in (1, 2):
-            wait_for_log(group, ordinal, "replication re-authenticates with the Secret's current replication password")
         for pod in group.pods.values():
             assert pod.server is not None
             pod.server.root_password = new["root-password"]
+        # The replicas' established connections keep streaming (authenticated before): no lag, no re-auth.
+        wait_replicated(group, timeout=10)
+        reauth = "replication re-authenticates with the Secret's current replication password"
+        assert reauth not in group.pods[1].sidecar_log.read_text()
+        # A reconnect (a network blip) meets the new password on the primary: refused (1045), then the
+        # sidecar re-authenticates and replication resumes.
+        replica = group.pods[1].server
+        assert replica is not None
+        replica.sql("STOP SLAVE IO_THREAD")
+        replica.sql("START SLAVE IO_THREAD")
+        wait_for_log(group, 1, reauth)
+        wait_replicated(group, (1,), timeout=30)
         before_roll = watch.samples
         # The rolling update the new checksum/credentials starts: highest ordinal first, each ready before the next.
         for ordinal in (2, 1, 0):
@@ -266,6 +276,8 @@ def test_rotating_every_password_under_writes_loses_no_row_and_leaves_every_pod_
         assert server is not None
         status = replica_status(server)
         assert (status["Slave_IO_Running"], status["Slave_SQL_Running"]) == ("Yes", "Yes"), status
+        # The replaced pods set the new password at their first check (nothing recorded in a new pod).
+        assert group.pods[ordinal].sidecar_log.read_text().count(reauth) >= 1
     print(f"\nrotation: {len(writer.acknowledged)} rows acknowledged, none lost; longest write gap "
           f"{writer.longest_gap:.1f} s (mysql-0's replacement); {watch.samples} readiness samples, failures shorter "
           f"than a probe period: {[(o, round(t, 2), out) for o, t, out in watch.spans]}; "

@@ -95,7 +95,7 @@ xbstream | mbstream)
     exit "${STUB_STREAM_EXIT:-0}" ;;
 socat | ncat)
     case "$*" in
-    *-LISTEN*) exit 0 ;;
+    *-LISTEN*) [[ ${STUB_LISTEN_BLOCK:-0} == 1 ]] && exec sleep 30; exit 0 ;;
     esac
     [[ -n ${STUB_STREAM_FILE:-} ]] && cat "$STUB_STREAM_FILE"
     exit "${STUB_RECEIVE_EXIT:-0}" ;;
@@ -805,6 +805,16 @@ def test_prestop_is_bounded_even_when_the_server_hangs(box: Sandbox) -> None:
     result = box.run("prestop.sh", "mysql-0", STUB_HANG="1", PRESTOP_TIMEOUT_SECONDS="1")
     assert result.returncode == 124  # timeout(1): the kubelet goes on to SIGTERM
     assert time.monotonic() - began < 10
+
+
+def test_the_sidecar_ends_when_its_maintenance_loop_does(box: Sandbox) -> None:
+    """Rotation and the binlog bound run next to the listener: if that loop dies, the container must
+    restart rather than serve backups with nothing applying a rotated Secret."""
+    began = time.monotonic()
+    result = box.run("sidecar.sh", "mysql-0", STUB_LISTEN_BLOCK="1", SIDECAR_CHECK_SECONDS="not-a-number")
+    assert result.returncode != 0
+    assert "the maintenance loop ended" in result.stderr and "stopping the backup listener" in result.stderr
+    assert time.monotonic() - began < 20  # the listener (a 30 s stub) was stopped, not waited for
 
 
 def test_missing_secret_fails_clearly(box: Sandbox) -> None:
