@@ -10,8 +10,8 @@ STACKS := $(patsubst stacks/Pulumi.%.yaml,%,$(wildcard stacks/Pulumi.*.yaml))
 # cloud-init (user-data schema), ncat/socat, shellcheck (every shell file), systemd (systemd-analyze
 # verify of the node units), radosgw on a one-node Ceph (ceph-mon, ceph-osd) with python3-boto3 and awscli
 # (the etcd backups into a real S3 API, and the snapshot fetched back) and rclone (the MySQL set's S3
-# client) for the backup, archive and restore rehearsals.
-APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli rclone
+# client) for the backup, archive and restore rehearsals; redis-server (the Guestbook's follower readiness).
+APT_PACKAGES := python3-venv mariadb-server mariadb-backup mariadb-client etcd-server etcd-client cloud-init socat ncat openssl haproxy shellcheck systemd radosgw ceph-mon ceph-osd python3-boto3 awscli rclone redis-server
 
 .PHONY: help deps system-deps preview preview-all data-loss test lint bench verify bench-verify bench-clone bench-apply bench-backup restore-drill scan clean
 

@@ -59,7 +59,8 @@ EBS_DATA_STORAGE_CLASS = "gp3-mysql"
 PODMAN_BRIDGE = ipaddress.IPv4Network("10.88.0.0/16")
 # The workload's namespace holds both: the Guestbook's objects (the PHP frontend finds Redis by
 # these Service names) and the MySQL set's, named <mysqlName><suffix>. One name, one object.
-GUESTBOOK_OBJECT_NAMES = ("frontend", "redis-leader", "redis-follower", "guestbook-frontend", "guestbook-redis")
+GUESTBOOK_OBJECT_NAMES = ("frontend", "redis-leader", "redis-follower", "redis-follower-probe", "guestbook-frontend",
+                          "guestbook-redis")
 MYSQL_OBJECT_SUFFIXES = ("", "-read", "-primary", "-config", "-credentials", "-clients", "-tls", "-backup",
                          "-backup-s3")
 # The stack output recording what the MySQL set's volumes hold (settings/schema.MysqlRecord): the next

@@ -11,6 +11,7 @@ config text in config.py; this module only wires.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from components.facts import (
     LEAF_VALIDITY_HOURS,
     MYSQL_PORT,
     MYSQLD_EXPORTER_PORT,
+    quantity_bytes,
 )
 from components.kube.objects import (
     ZoneSpread,
@@ -109,6 +111,14 @@ def config_checksum(data: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
 
 
+def credentials_checksum(key: str, passwords: Mapping[str, str]) -> str:
+    """HMAC-SHA256 of the passwords under `key` (a random secret of the stack's own): it changes when any
+    password does, so the pods roll, and shows nothing of them. A plain hash of a chosen password could be
+    tested against guesses by anyone who reads the plan or the cluster; without the key it cannot."""
+    message = json.dumps(dict(passwords), sort_keys=True).encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
 def _probe(command: list[str], timing: budget.ProbeTiming) -> core.ProbeArgs:
     return exec_probe(command, period_seconds=timing.period_seconds, timeout_seconds=timing.timeout_seconds,
                       failure_threshold=timing.failure_threshold)
@@ -144,6 +154,13 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             string_data=secret_data,
             opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
         )
+        # Keyed by a secret of its own, the checksum reveals nothing of the passwords (credentials_checksum):
+        # shown in plain, so that the preview says the pods roll. Protected like the passwords (a new key
+        # would only roll the set once, but the policy pack treats every random secret as state).
+        checksum_key = random.RandomBytes(f"{name}-credentials-checksum-key", length=32, opts=stateful).hex
+        credentials_annotation: pulumi.Output[str] = pulumi.Output.unsecret(
+            pulumi.Output.all(checksum_key, *passwords.values()).apply(
+                lambda values: credentials_checksum(values[0], dict(zip(passwords, values[1:], strict=True)))))
         self.ca_cert, tls_secret, tls_checksum = self._tls(name)
         self.backup_secret: core.Secret | None = None
         if args.backup_target is not None:
@@ -198,7 +215,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
-            spec=self._stateful_set_spec(config_checksum(data), tls_checksum),
+            spec=self._stateful_set_spec(config_checksum(data), tls_checksum, credentials_annotation),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
             # volumeClaimTemplates are immutable: any change there (a size, "" for the default class's
             # name) replaces the set, and with mysqlPvcWhenDeleted=Delete its claims. They stay as the set
@@ -434,7 +451,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------ the StatefulSet
 
-    def _stateful_set_spec(self, checksum: str, tls_checksum: pulumi.Input[str]) -> apps.StatefulSetSpecArgs:
+    def _stateful_set_spec(self, checksum: str, tls_checksum: pulumi.Input[str],
+                           credentials_checksum: pulumi.Input[str]) -> apps.StatefulSetSpecArgs:
         s = self._settings
         return apps.StatefulSetSpecArgs(
             service_name=s.name,
@@ -457,6 +475,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     "checksum/config": checksum,
                     # mysqld and socat read the certificate at start: a renewed one rolls the set.
                     "checksum/tls": tls_checksum,
+                    # A rotated password rolls the set, highest ordinal first: the primary's sidecar has
+                    # applied it by then (a restarted replica is ready only once it has; docs/mysql.md).
+                    "checksum/credentials": credentials_checksum,
                 }),
                 spec=self._pod_spec(),
             ),
@@ -477,7 +498,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         return core.PodSpecArgs(
             automount_service_account_token=False,
             enable_service_links=False,
-            termination_grace_period_seconds=60,
+            # mysqld's preStop and shutdown, bounded (budget.termination_grace_seconds).
+            termination_grace_period_seconds=budget.termination_grace_seconds(),
             security_context=core.PodSecurityContextArgs(
                 run_as_non_root=True,
                 run_as_user=MYSQL_UID,
@@ -596,12 +618,16 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 # root password; root is reachable over the pod-local socket only.
                 f"{prefix}_ROOT_PASSWORD_FILE": f"{SECRET_MOUNT}/root-password",
                 f"{prefix}_ROOT_HOST": "localhost",
+                "PRESTOP_LOCK_SECONDS": str(budget.PRESTOP_LOCK_SECONDS),
+                "PRESTOP_TIMEOUT_SECONDS": str(budget.PRESTOP_BUDGET_SECONDS),
             }),
             ports=[core.ContainerPortArgs(name="mysql", container_port=MYSQL_PORT, protocol="TCP")],
             volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],
             startup_probe=_probe(alive, budget.MYSQLD_STARTUP),
             liveness_probe=_probe(alive, budget.MYSQLD_LIVENESS),
             readiness_probe=_probe(ready, budget.MYSQLD_READINESS),
+            lifecycle=core.LifecycleArgs(pre_stop=core.LifecycleHandlerArgs(
+                exec_=core.ExecActionArgs(command=mysql_config.prestop_command()))),
         )
 
     def _shared_mounts(self) -> list[core.VolumeMountArgs]:
@@ -622,7 +648,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             "sidecar", self._settings.backup_image, self._settings.clone.sidecar_resources,
             command=mysql_config.script_command("sidecar.sh"),
             env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client",
-                          **mysql_config.clone_env(self._settings.clone)["sidecar"]),
+                          **mysql_config.clone_env(self._settings.clone)["sidecar"],
+                          **mysql_config.binlog_env(quantity_bytes(self._settings.storage_size))),
             ports=[core.ContainerPortArgs(name="clone", container_port=CLONE_PORT, protocol="TCP")],
             volume_mounts=[
                 *self._shared_mounts(),

@@ -90,13 +90,13 @@ class BackupPod(Pod):
                               capture_output=True, text=True, timeout=timeout, check=False)
 
 
-    def boot(self) -> None:
+    def boot(self, temporary_server: bool = False) -> None:
         self.agent: subprocess.Popen[bytes] | None = None
         self.agent_log = self.root / "agent.log"
         if self.group.restore_from and self.ordinal == 0:
             self._boot_restored()
         else:
-            super().boot()
+            super().boot(temporary_server)
             assert self.server is not None
             self.server.root_password = self.group.passwords["root-password"]
         self.start_agent()
@@ -182,12 +182,12 @@ class BackupSet(RehearsalSet):
         (self.s3_secrets_dir / "access-key-id").write_text(rgw.access_key)
         (self.s3_secrets_dir / "secret-access-key").write_text(secret_key or rgw.secret_key)
 
-    def boot(self, ordinal: int) -> Pod:
+    def boot(self, ordinal: int, temporary_server: bool = False) -> Pod:
         for lower in range(ordinal):
             assert lower in self.pods and self.pods[lower].ready(), f"mysql-{lower} must be ready first"
         pod = self.pods.get(ordinal) or BackupPod(self, ordinal)
         self.pods[ordinal] = pod
-        pod.boot()
+        pod.boot(temporary_server)
         return pod
 
     def job(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -268,7 +268,7 @@ def restart_primary_sidecar(group: RehearsalSet) -> None:
 def test_restarting_the_primary_sidecar_rotates_the_verify_password(group: RehearsalSet) -> None:
     old = verify_password(group)
     new = "rotated 'verify' \\pw #5"
-    (group.secrets_dir / "verify-password").write_text(new)  # the Secret changed; the set rolls
+    group.update_secret("verify-password", new)  # the Secret changed, every pod's copy refreshed
     restart_primary_sidecar(group)
     for ordinal in (0, 1, 2):
         with connect_as_verify(group, ordinal, new) as conn, conn.cursor() as cursor:

@@ -7,6 +7,7 @@ provider, then tools.harness.offline.run_program records every registration.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from components import tokens
 from components.facts import CLUSTER_DOMAIN
 from components.pins import MYSQLD_EXPORTER_IMAGE
+from components.workload.mysql import budget
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
 from tests.conftest import KUBERNETES_VERSION
@@ -519,5 +521,63 @@ def test_the_certificate_names_every_member_and_service_in_the_namespace(run: An
 
 def test_a_new_certificate_rolls_the_set_and_the_checksum_carries_no_secret(run: Any) -> None:
     annotations = pod_template(run())["metadata"]["annotations"]
-    assert set(annotations) == {"checksum/config", "checksum/tls"}
+    assert set(annotations) == {"checksum/config", "checksum/tls", "checksum/credentials"}
     assert annotations["checksum/tls"] != SECRET_TEXT and len(annotations["checksum/tls"]) == 64
+
+
+# ---------------------------------------------------------------- rotation and shutdown
+
+PASSWORDS = {
+    "mysqlRootPassword": "correct-horse-battery-root",
+    "mysqlReplicationPassword": "correct-horse-battery-repl",
+    "mysqlBackupPassword": "correct-horse-battery-backup",
+    "mysqlVerifyPassword": "correct-horse-battery-verify",
+}
+
+
+def credentials_annotation(plan: Plan) -> str:
+    value: str = pod_template(plan)["metadata"]["annotations"]["checksum/credentials"]
+    return value
+
+
+def test_a_rotated_password_rolls_the_set_and_the_checksum_shows_nothing_of_it(run: Any) -> None:
+    base = credentials_annotation(run(secrets=PASSWORDS))
+    assert base != SECRET_TEXT and len(base) == 64 and int(base, 16) >= 0  # plain, so the preview shows the roll
+    assert credentials_annotation(run(secrets=PASSWORDS)) == base  # nothing else moves it
+    assert credentials_annotation(run({"mysqlReplicas": 5}, secrets=PASSWORDS)) == base
+    for key in PASSWORDS:
+        rotated = credentials_annotation(run(secrets={**PASSWORDS, key: PASSWORDS[key] + "-2"}))
+        assert rotated != base, key
+    # Keyed: not a hash anyone could recompute from a guessed password.
+    plain = json.dumps(dict(zip(("root-password", "replication-password", "backup-password", "verify-password"),
+                                PASSWORDS.values(), strict=True)), sort_keys=True)
+    assert base != hashlib.sha256(plain.encode()).hexdigest()
+    plan = run(secrets=PASSWORDS)
+    [key] = plan.of_type(tokens.RANDOM_BYTES)
+    assert key.inputs["length"] == 32
+    dumped = json.dumps(plan.kubernetes_objects())
+    for value in PASSWORDS.values():
+        assert value not in dumped
+
+
+def test_the_mysqld_container_stops_writes_before_its_bounded_shutdown(run: Any) -> None:
+    plan = run()
+    spec = pod_template(plan)["spec"]
+    mysqld = containers(plan)["mysql"]
+    assert mysqld["lifecycle"] == {"preStop": {"exec": {"command": ["bash", "/etc/mysql-config/prestop.sh"]}}}
+    assert "prestop.sh" in objects(plan)[("ConfigMap", "mysql-config")]["data"]
+    assert env_of(mysqld)["PRESTOP_LOCK_SECONDS"] == str(budget.PRESTOP_LOCK_SECONDS)
+    assert env_of(mysqld)["PRESTOP_TIMEOUT_SECONDS"] == str(budget.PRESTOP_BUDGET_SECONDS)
+    grace = spec["terminationGracePeriodSeconds"]
+    assert grace == budget.termination_grace_seconds() == (
+        budget.PRESTOP_BUDGET_SECONDS + budget.MYSQLD_SHUTDOWN_SECONDS + budget.TERMINATION_SLACK_SECONDS)
+    assert budget.PRESTOP_BUDGET_SECONDS > budget.PRESTOP_LOCK_SECONDS
+
+
+@pytest.mark.parametrize(("size", "total", "per_file"), [
+    ("1Gi", 2**28, 2**25), ("5Gi", 5 * 2**28, 5 * 2**25), ("100Gi", 25 * 2**30, 2**30)])
+def test_the_sidecar_bounds_the_binlogs_by_the_volume(run: Any, size: str, total: int, per_file: int) -> None:
+    env = env_of(containers(run({"mysqlStorageSize": size}))["sidecar"])
+    assert (int(env["BINLOG_MAX_BYTES"]), int(env["BINLOG_FILE_BYTES"])) == (total, per_file)
+    assert int(env["BINLOG_FILE_BYTES"]) % 4096 == 0
+    assert env["DISK_ALARM_PERCENT"] == str(mysql_config.DISK_ALARM_PERCENT)
