@@ -144,7 +144,7 @@ class ScriptBox:
         server = self.server(pod, initialize=True)
         variables = "".join(
             f"SET @{key.replace('-', '_')} = CONVERT(X'{self.passwords[key].encode().hex()}' USING utf8mb4);\n"
-            for key in PASSWORD_KEYS[1:])
+            for key in PASSWORD_KEYS)  # root's too: users.sql sets every root account's password
         sql = variables + (self.config_dir / "users.sql").read_text()
         with server.connect(client_flag=CLIENT.MULTI_STATEMENTS) as conn, conn.cursor() as cursor:
             cursor.execute(sql)

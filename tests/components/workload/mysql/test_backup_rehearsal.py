@@ -111,6 +111,8 @@ class BackupPod(Pod):
             path.mkdir(parents=True, exist_ok=True)
         if not self.tls_dir.exists():
             shutil.copytree(self.group.tls_dir, self.tls_dir)
+        if not self.secrets_dir.exists():  # the pod's own copy of the Secret, as Pod.prepare makes it
+            shutil.copytree(self.group.secrets_dir, self.secrets_dir)
         self.server = MariaDBServer(
             self.root / "server", self.group.mysql_ports[0], mysql_config.server_id(0),
             datadir=self.datadir, root_password=self.group.passwords["root-password"], name=self.name,
