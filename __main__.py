@@ -8,9 +8,10 @@ docs/architecture.md.
 import pulumi
 from pulumi import ResourceOptions
 
-from components.facts import MYSQL_PORT
+from components.facts import MYSQL_PORT, MYSQL_RECORD_OUTPUT
 from components.kube.provider import provider_for_existing
 from components.settings.load import load_settings
+from components.workload.mysql.backup import BackupTarget
 from components.workload.workload import Workload, WorkloadArgs
 
 settings = load_settings()
@@ -19,6 +20,7 @@ mysql_needs: list[pulumi.Resource] = []
 guestbook_needs: list[pulumi.Resource] = []
 frontend_address: pulumi.Output[str] | None = None
 guestbook = settings.guestbook
+mysql_backup: BackupTarget | None = None
 mysql = settings.mysql
 
 if settings.cluster is not None:
@@ -62,9 +64,33 @@ if settings.cluster is not None:
     if cluster.connect_endpoint_id is not None:
         pulumi.export("instanceConnectEndpointId", cluster.connect_endpoint_id)
     pulumi.export("storageClass", addons.storage_class_name)
+    if settings.mysql.backup is not None:
+        # The set's backups go to a bucket of this stack, through a key scoped to the set's prefix.
+        from components.aws.backup_bucket import MysqlBackupStore, MysqlBackupStoreArgs
+
+        backup = settings.mysql.backup
+        restore_source = ((backup.restore_bucket, backup.restore_prefix or backup.prefix)
+                          if backup.restore_from and (backup.restore_bucket or backup.restore_prefix) else None)
+        store = MysqlBackupStore("mysql-backups", MysqlBackupStoreArgs(
+            set_name=settings.mysql.name, prefix=backup.prefix, retention_days=backup.retention_days,
+            protect=settings.protect, tags=settings.tags, cluster_id=settings.cluster.cluster_id,
+            restore_source=restore_source,
+            region=backup.region))
+        mysql_backup = BackupTarget(bucket=store.bucket_name, access_key_id=store.access_key_id,
+                                    secret_access_key=store.secret_access_key, server_side_encryption="aws:kms",
+                                    kms_key_id=store.storage.key_arn)
+        mysql_needs += [store.storage.ready]
+        pulumi.export("mysqlBackupBucket", store.bucket_name)
 else:
     assert settings.existing is not None, "settings give either a cluster to build or an existing one"
     provider = provider_for_existing("kubernetes", settings.existing)
+    if settings.mysql.backup is not None:
+        secrets = settings.mysql_secrets
+        user_bucket = settings.mysql.backup.bucket
+        assert user_bucket and secrets.backup_access_key_id and secrets.backup_secret_access_key
+        mysql_backup = BackupTarget(bucket=user_bucket, access_key_id=secrets.backup_access_key_id,
+                                    secret_access_key=secrets.backup_secret_access_key)
+        pulumi.export("mysqlBackupBucket", user_bucket)
 
 workload = Workload(
     "workload",
@@ -78,6 +104,9 @@ workload = Workload(
         zone_spread="required" if settings.cluster is not None else "preferred",
         mysql_needs=mysql_needs,
         guestbook_needs=guestbook_needs,
+        mysql_backup=mysql_backup,
+        # Rendering YAML, the provider applies nothing (no Server-Side Apply): no claim to patch.
+        grow_claims=settings.existing is None or settings.existing.render_yaml_to is None,
     ),
     opts=ResourceOptions(providers=[provider]),
 )
@@ -89,4 +118,10 @@ pulumi.export("mysqlSecretName", workload.mysql.secret_name)
 # The set's CA (public): what clients verify the servers' certificates with (make verify reads it).
 pulumi.export("mysqlCaCert", workload.mysql.ca_cert)
 pulumi.export("mysqlReplicas", workload.mysql.replicas)
+if settings.mysql.backup is not None:
+    pulumi.export("mysqlBackupPrefix", settings.mysql.backup.prefix)
+# What the set's volumes hold after this run: the next run reads it back and refuses a change they cannot
+# take (a downgrade, another engine, a smaller size) before anything is registered (settings/load.py).
+assert settings.mysql_record is not None, "load_settings always computes the record this run leaves"
+pulumi.export(MYSQL_RECORD_OUTPUT, settings.mysql_record.as_output())
 pulumi.export("frontendAddress", workload.frontend_address if frontend_address is None else frontend_address)

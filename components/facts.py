@@ -31,6 +31,9 @@ COCKPIT_PORT = 9090
 NODE_PORT_RANGE = (30000, 32767)  # the apiserver's default --service-node-port-range
 MYSQL_PORT = 3306
 CLONE_PORT = 3307  # a MySQL pod streams its backup to the next ordinal here
+BACKUP_AGENT_PORT = 3308  # the backup CronJob asks a member's backup agent for a backup here
+MYSQLD_EXPORTER_PORT = 9104  # mysqld_exporter's default
+BACKUP_METRICS_PORT = 9105  # the backup agent's metrics (backup age, binlog archive)
 
 # --------------------------------------------------------------------------
 # Kubernetes
@@ -57,8 +60,13 @@ EBS_DATA_STORAGE_CLASS = "gp3-mysql"
 PODMAN_BRIDGE = ipaddress.IPv4Network("10.88.0.0/16")
 # The workload's namespace holds both: the Guestbook's objects (the PHP frontend finds Redis by
 # these Service names) and the MySQL set's, named <mysqlName><suffix>. One name, one object.
-GUESTBOOK_OBJECT_NAMES = ("frontend", "redis-leader", "redis-follower", "guestbook-frontend", "guestbook-redis")
-MYSQL_OBJECT_SUFFIXES = ("", "-read", "-primary", "-config", "-credentials", "-clients", "-tls")
+GUESTBOOK_OBJECT_NAMES = ("frontend", "redis-leader", "redis-follower", "redis-follower-probe", "guestbook-frontend",
+                          "guestbook-redis")
+MYSQL_OBJECT_SUFFIXES = ("", "-read", "-primary", "-config", "-credentials", "-clients", "-tls", "-backup",
+                         "-backup-s3")
+# The stack output recording what the MySQL set's volumes hold (settings/schema.MysqlRecord): the next
+# run reads it back, before anything is registered, to refuse what those volumes cannot take.
+MYSQL_RECORD_OUTPUT = "mysqlDeployed"
 # The namespace's own NetworkPolicies (workload/workload.py): its default deny and the DNS rule every pod needs.
 DEFAULT_DENY_POLICY = "default-deny"
 DNS_EGRESS_POLICY = "allow-cluster-dns"

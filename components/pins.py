@@ -80,3 +80,10 @@ ENGINE_VERSIONS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 ENGINES = tuple(ENGINE_VERSIONS)
+
+# The set's S3 client (backups, binlog archive, restore): rclone's official image, whose static
+# binary an init container copies into the pod for the backup image's scripts to run.
+RCLONE_IMAGE = "rclone/rclone:1.68.2"
+RCLONE_BINARY = "/usr/local/bin/rclone"
+# The metrics sidecar of every member (its own least-privilege account, docs/backup.md).
+MYSQLD_EXPORTER_IMAGE = "prom/mysqld-exporter:v0.16.0"

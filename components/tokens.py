@@ -26,6 +26,8 @@ NETWORK_POLICY_AGENT = "atomic-mysql:network_policy:NetworkPolicyAgent"
 WORKLOAD = "atomic-mysql:workload:Workload"
 MYSQL_SET = "atomic-mysql:mysql_set:MySqlReplicatedSet"
 GUESTBOOK = "atomic-mysql:guestbook:Guestbook"
+PRIVATE_BUCKET = "atomic-mysql:backup_bucket:PrivateBucket"
+MYSQL_BACKUP_STORE = "atomic-mysql:backup_bucket:MysqlBackupStore"
 
 # --------------------------------------------------------------------------
 # Pulumi
@@ -34,6 +36,9 @@ GUESTBOOK = "atomic-mysql:guestbook:Guestbook"
 STACK = "pulumi:pulumi:Stack"
 KUBERNETES_PROVIDER = "pulumi:providers:kubernetes"
 AWS_PROVIDER = "pulumi:providers:aws"
+# The engine's builtin function behind a StackReference (pulumi/pulumi pkg/resource/deploy/builtins.go;
+# the Node.js SDK's synchronous StackReference outputs invoke it the same way, sdk/nodejs/stackReference.ts).
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 
 # --------------------------------------------------------------------------
 # AWS
@@ -75,6 +80,16 @@ LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 TARGET_GROUP_ATTACHMENT = "aws:lb/targetGroupAttachment:TargetGroupAttachment"
 LISTENER = "aws:lb/listener:Listener"
+S3_BUCKET = "aws:s3/bucket:Bucket"
+S3_BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+S3_BUCKET_ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+S3_BUCKET_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+S3_BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+S3_BUCKET_LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+S3_BUCKET_OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+IAM_USER = "aws:iam/user:User"
+IAM_USER_POLICY = "aws:iam/userPolicy:UserPolicy"
+IAM_ACCESS_KEY = "aws:iam/accessKey:AccessKey"
 
 # Functions (invokes)
 GET_AMI = "aws:ec2/getAmi:getAmi"
@@ -104,6 +119,8 @@ STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
 CRON_JOB = "kubernetes:batch/v1:CronJob"
+SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
+PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 SECRET = "kubernetes:core/v1:Secret"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SERVICE = "kubernetes:core/v1:Service"
@@ -111,4 +128,5 @@ NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PERSISTENT_VOLUME = "kubernetes:core/v1:PersistentVolume"
 PERSISTENT_VOLUME_CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
+PERSISTENT_VOLUME_CLAIM_PATCH = "kubernetes:core/v1:PersistentVolumeClaimPatch"
 API_SERVICE = "kubernetes:apiregistration.k8s.io/v1:APIService"

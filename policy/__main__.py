@@ -50,6 +50,15 @@ def _stack_validator(policy: validators.StackPolicy) -> Callable[[StackValidatio
     return validate
 
 
+# Apart from STACK_POLICIES: it needs each resource's parent (a bucket and its companions share one).
+def _bucket_companions(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    entries = [{"urn": r.urn, "type": r.resource_type, "parent": r.parent.urn if r.parent else None}
+               for r in args.resources]
+    for urn, problems in validators.bucket_gaps(entries).items():
+        for message in problems:
+            report_violation(message, urn)
+
+
 PolicyPack(
     name="atomic-mysql",
     enforcement_level=EnforcementLevel.MANDATORY,
@@ -70,5 +79,14 @@ PolicyPack(
             validate=_stack_validator(policy),
         )
         for policy in validators.STACK_POLICIES
+    ]
+    + [
+        StackValidationPolicy(
+            name="bucket-companions",
+            description="Every S3 bucket has KMS default encryption, versioning, a public access block and a"
+                        " TLS-only policy beside it.",
+            enforcement_level=EnforcementLevel.MANDATORY,
+            validate=_bucket_companions,
+        ),
     ],
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import gzip
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,9 +76,12 @@ RUN_TO_COMPLETION = {"Job", "CronJob"}
 # A generated password, once replaced, no longer opens the data directory that was initialised with it.
 STATEFUL_TYPES = {
     tokens.RANDOM_PASSWORD,
+    # Backups live in the bucket (its KMS key is protected with it by aws/backup_bucket.py).
+    tokens.S3_BUCKET,
     tokens.RANDOM_BYTES,  # the key Secrets are encrypted with in etcd
     tokens.KMS_KEY,  # what every node's PKI parameters are encrypted with
     tokens.STATEFUL_SET,
+    tokens.NAMESPACE,  # deleting a namespace deletes every claim in it
     tokens.PERSISTENT_VOLUME_CLAIM,
     tokens.PERSISTENT_VOLUME,
     tokens.VPC,
@@ -484,6 +488,92 @@ def check_secrets_not_plain(resource_type: str, props: Mapping[str, Any], stack:
 # --------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------
+# S3 buckets: encrypted with KMS, versioned, never public, TLS only
+# --------------------------------------------------------------------------
+
+S3_BUCKET = tokens.S3_BUCKET
+# What every bucket of the stack must have beside it, and the check each one must pass.
+BUCKET_COMPANIONS = {
+    tokens.S3_BUCKET_ENCRYPTION: "default encryption with a KMS key (BucketServerSideEncryptionConfiguration)",
+    tokens.S3_BUCKET_VERSIONING: "versioning Enabled (BucketVersioning)",
+    tokens.S3_BUCKET_PUBLIC_ACCESS_BLOCK: "all four public access blocks (BucketPublicAccessBlock)",
+    tokens.S3_BUCKET_POLICY: "a policy denying requests without TLS (BucketPolicy)",
+}
+PUBLIC_ACLS = {"public-read", "public-read-write", "authenticated-read"}
+
+
+def _policy_document(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _denies_insecure_transport(document: Any) -> bool:
+    for statement in _items(_get(document, "Statement")) if _is_map(document) else []:
+        condition = _get(statement, "Condition", "Bool", "aws:SecureTransport")
+        principal = _get(statement, "Principal")
+        action = _get(statement, "Action")
+        actions = [action] if isinstance(action, str) else [str(a) for a in _items(action)]
+        if (_get(statement, "Effect") == "Deny" and str(condition).lower() == "false"
+                and (principal == "*" or _get(principal, "AWS") == "*") and ("s3:*" in actions)):
+            return True
+    return False
+
+
+def check_private_buckets(resource_type: str, props: Mapping[str, Any], stack: str, opts: Options) -> list[str]:
+    """Each S3 piece as it must be: KMS default encryption, versioning on, every public access
+    block on, a TLS-only bucket policy, no public ACL on the bucket."""
+    if resource_type == S3_BUCKET:
+        acl = _get(props, "acl")
+        return [f"bucket ACL {acl} makes objects public: leave acl unset (BucketOwnerEnforced)"] if (
+            acl in PUBLIC_ACLS) else []
+    if resource_type == tokens.S3_BUCKET_ENCRYPTION:
+        problems = []
+        rules = _items(_get(props, "rules"))
+        if not rules:
+            problems.append("no default encryption rule")
+        for rule in rules:
+            default = _get(rule, "applyServerSideEncryptionByDefault") or {}
+            if _get(default, "sseAlgorithm") not in ("aws:kms", "aws:kms:dsse"):
+                problems.append(f"default encryption is {_get(default, 'sseAlgorithm')!r}, not aws:kms with a"
+                                " customer managed key")
+            elif not _get(default, "kmsMasterKeyId"):
+                problems.append("aws:kms default encryption names no KMS key (kmsMasterKeyId)")
+        return problems
+    if resource_type == tokens.S3_BUCKET_VERSIONING:
+        status = _get(props, "versioningConfiguration", "status")
+        return [] if status == "Enabled" else [f"versioning status is {status!r}: must be Enabled"]
+    if resource_type == tokens.S3_BUCKET_PUBLIC_ACCESS_BLOCK:
+        off = [key for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+               if _get(props, key) is not True]
+        return [f"public access block leaves {', '.join(off)} off"] if off else []
+    if resource_type == tokens.S3_BUCKET_POLICY:
+        document = _policy_document(_get(props, "policy"))
+        if document is None or document == SECRET_MARKER:
+            return []  # not known yet (computed from the bucket's ARN): the plan's stack check reads it
+        if not _denies_insecure_transport(document):
+            return ["bucket policy does not deny requests without TLS (Deny s3:* to * when"
+                    " aws:SecureTransport is false)"]
+    return []
+
+
+def bucket_gaps(resources: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Buckets of a plan (entries with urn, type and parent) that lack a companion: each bucket and
+    its configuration resources share a parent component, one bucket per component."""
+    entries = list(resources)
+    gaps: dict[str, list[str]] = {}
+    for bucket in (e for e in entries if e.get("type") == S3_BUCKET):
+        siblings = {e.get("type") for e in entries if e.get("parent") == bucket.get("parent")}
+        missing = [what for token, what in BUCKET_COMPANIONS.items() if token not in siblings]
+        if missing:
+            gaps[str(bucket.get("urn"))] = [f"bucket has no {what}" for what in missing]
+    return gaps
+
+
 def is_master_instance(resource_type: str, props: Mapping[str, Any], name: str = "") -> bool:
     if resource_type != INSTANCE:
         return False
@@ -530,6 +620,11 @@ POLICIES: tuple[Policy, ...] = (
         "secrets-not-in-plain-inputs",
         "MySQL passwords and other credentials never appear in env values, ConfigMaps, command lines or user-data.",
         check_secrets_not_plain,
+    ),
+    Policy(
+        "private-buckets",
+        "S3 buckets are KMS-encrypted, versioned, block every public access, refuse requests without TLS.",
+        check_private_buckets,
     ),
     Policy(
         "prod-stateful-protected",
@@ -626,7 +721,7 @@ def violations(
     return found
 
 
-def plan_violations(resources: Iterable[Mapping[str, Any]], stack: str) -> dict[str, dict[str, list[str]]]:
+def plan_violations(resources: Sequence[Mapping[str, Any]], stack: str) -> dict[str, dict[str, list[str]]]:
     """Violations of every resource of a plan.json, keyed by URN (clean resources left out)."""
     found = {}
     for entry in resources:
@@ -634,4 +729,6 @@ def plan_violations(resources: Iterable[Mapping[str, Any]], stack: str) -> dict[
         result = violations(entry["type"], entry.get("inputs") or {}, stack, opts)
         if result:
             found[entry["urn"]] = result
+    for urn, problems in bucket_gaps(resources).items():
+        found.setdefault(urn, {})["private-buckets"] = problems
     return found

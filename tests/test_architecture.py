@@ -77,6 +77,8 @@ def test_component_type_tokens_never_change() -> None:
         "WORKLOAD": "atomic-mysql:workload:Workload",
         "MYSQL_SET": "atomic-mysql:mysql_set:MySqlReplicatedSet",
         "GUESTBOOK": "atomic-mysql:guestbook:Guestbook",
+        "PRIVATE_BUCKET": "atomic-mysql:backup_bucket:PrivateBucket",
+        "MYSQL_BACKUP_STORE": "atomic-mysql:backup_bucket:MysqlBackupStore",
     }
 
 

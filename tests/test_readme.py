@@ -37,5 +37,5 @@ def test_make_test_installs_the_system_packages_the_tests_run() -> None:
     assert packages is not None
     # every real consumer the tests start is in the list
     needed = {"mariadb-server", "mariadb-backup", "etcd-server", "cloud-init", "haproxy", "radosgw", "ceph-mon",
-              "ceph-osd", "python3-boto3", "awscli"}
+              "ceph-osd", "python3-boto3", "awscli", "rclone", "redis-server"}
     assert needed <= set(packages.group(1).split())

@@ -1,5 +1,8 @@
 """Replace guard: common overrides must never change a field that makes Pulumi replace a stateful resource.
 
+Part of the data-loss matrix (tools/data_loss.py holds the fields and the comparison;
+tests/test_data_loss_matrix.py judges what each data change costs on dev, staging and prod).
+
 For each override a reviewer sees every day (replicas, image tags, resources, minion count,
 rollout knobs) the program is run before and after, and every stateful resource present in
 both runs is compared on the fields its provider cannot update in place: a change there is a
@@ -10,57 +13,16 @@ Negative controls show that the guard does catch the changes that really replace
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from components import tokens
 from components.facts import ROLL_NODE_ENV
+from tools import data_loss
 from tools.harness.mocks import AtomicMocks, RecordingMonitor
 from tools.harness.offline import Plan, run_program
-
-Path_ = tuple[str, ...]
-WHOLE: Path_ = ()  # every input: any change replaces (the random and tls providers replace on any change)
-
-# Fields whose change replaces the resource (Kubernetes immutable fields that pulumi-kubernetes
-# replaces on; AWS ForceNew arguments), for the resources that hold data or identity.
-IMMUTABLE: dict[str, tuple[Path_, ...]] = {
-    tokens.STATEFUL_SET: (
-        ("metadata", "name"),
-        ("metadata", "namespace"),
-        ("spec", "selector"),
-        ("spec", "serviceName"),
-        ("spec", "volumeClaimTemplates"),
-        ("spec", "podManagementPolicy"),
-    ),
-    tokens.PERSISTENT_VOLUME_CLAIM: (
-        ("metadata", "name"),
-        ("metadata", "namespace"),
-        ("spec", "storageClassName"),
-        ("spec", "accessModes"),
-        ("spec", "selector"),
-        ("spec", "volumeName"),
-    ),
-    tokens.INSTANCE: (
-        ("ami",),
-        ("subnetId",),
-        ("privateIp",),
-        ("availabilityZone",),
-        ("keyName",),
-        ("rootBlockDevice", "encrypted"),
-        ("rootBlockDevice", "kmsKeyId"),
-    ),
-    tokens.VPC: (("cidrBlock",),),
-    tokens.SUBNET: (("cidrBlock",), ("vpcId",), ("availabilityZone",)),
-    tokens.EBS_VOLUME: (("availabilityZone",), ("encrypted",), ("snapshotId",), ("kmsKeyId",)),
-    # A new password no longer opens the data directory; a new CA orphans every issued certificate.
-    tokens.RANDOM_PASSWORD: (WHOLE,),
-    tokens.PRIVATE_KEY: (WHOLE,),
-    tokens.SELF_SIGNED_CERT: (WHOLE,),
-}
-# Masters hold etcd: their user-data must not change unless a node setting explicitly changed.
-MASTER_ONLY: tuple[Path_, ...] = (("userDataBase64",),)
 
 MYSQL_ENGINE_IMAGES = {"mysqlImage": "mysql:8.4.7", "mysqlBackupImage": "percona/percona-xtrabackup:8.4.0-5"}
 COMMON_OVERRIDES: list[tuple[str, str, dict[str, Any]]] = [
@@ -90,59 +52,8 @@ COMMON_OVERRIDES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def _path_get(value: Any, path: Path_) -> Any:
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _ignored(path: Path_, ignore_changes: list[str]) -> bool:
-    dotted = ".".join(path)
-    return any(dotted == p or dotted.startswith(p + ".") or p == "*" for p in ignore_changes)
-
-
-def _is_master(inputs: Mapping[str, Any]) -> bool:
-    return (inputs.get("tags") or {}).get("Role") == "master"
-
-
-def _fields(type_token: str, inputs: Mapping[str, Any]) -> tuple[Path_, ...]:
-    fields = IMMUTABLE.get(type_token, ())
-    if type_token == tokens.INSTANCE and (_is_master(inputs) or inputs.get("userDataReplaceOnChange")):
-        fields += MASTER_ONLY
-    return fields
-
-
-def _scaled_away(before: Plan, now: Mapping[str, Any]) -> list[str]:
-    """Names of minions the change removes: they, and what was issued for them, may go."""
-    return [
-        (r.inputs.get("tags") or {}).get("Name") or r.name
-        for r in before.instances()
-        if r.urn not in now and not _is_master(r.inputs)
-    ]
-
-
 def replacements(before: Plan, after: Plan) -> list[str]:
-    """Every stateful resource the change would replace or delete, with the field that causes it."""
-    found = []
-    now = {r.urn: r for r in after.resources}
-    removed = _scaled_away(before, now)
-    for old in before.resources:
-        fields = _fields(old.type, old.inputs)
-        if not fields:
-            continue
-        new = now.get(old.urn)
-        if new is None:
-            if not any(name in old.name for name in removed):
-                found.append(f"{old.name}: deleted")
-            continue
-        for path in fields:
-            if _ignored(path, new.options["ignoreChanges"]):
-                continue
-            if _path_get(old.inputs, path) != _path_get(new.inputs, path):
-                found.append(f"{old.name}: {'.'.join(path) or 'inputs'} changed")
-    return found
+    return [str(r) for r in data_loss.replacements(before, after)]
 
 
 def _inputs(plan: Plan) -> dict[str, Any]:
@@ -150,7 +61,7 @@ def _inputs(plan: Plan) -> dict[str, Any]:
 
 
 def _stateful_count(plan: Plan) -> int:
-    return sum(1 for r in plan.resources if _fields(r.type, r.inputs))
+    return data_loss.stateful_count(plan)
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +88,21 @@ def test_common_overrides_replace_no_stateful_resource(
 # --------------------------------------------------------------------------
 
 
-def test_guard_catches_a_volume_template_change(baselines: dict[str, Plan]) -> None:
+def test_guard_catches_a_volume_template_change_unless_ignored(baselines: dict[str, Plan]) -> None:
+    """The set keeps its claim templates as created (ignoreChanges, set.py): without that a new size
+    would replace it, and the guard says so."""
     after = run_program("dev", {"mysqlStorageSize": "50Gi"})
+    assert replacements(baselines["dev"], after) == []
+    for r in after.of_type(tokens.STATEFUL_SET):
+        r.options["ignoreChanges"] = []
     assert replacements(baselines["dev"], after) == ["workload-mysql-statefulset: spec.volumeClaimTemplates changed"]
+
+
+def test_guard_catches_a_renamed_set_and_namespace(baselines: dict[str, Plan]) -> None:
+    after = run_program("dev", {"mysqlName": "db", "namespace": "shop"})  # no record given: not refused
+    found = replacements(baselines["dev"], after)
+    assert "workload-mysql-statefulset: metadata.name changed" in found
+    assert "workload-namespace: metadata.name changed" in found
 
 
 def test_guard_catches_an_explicit_ami_and_master_user_data(baselines: dict[str, Plan],
@@ -201,9 +124,9 @@ def test_guard_catches_a_deleted_master_but_not_a_removed_minion(baselines: dict
 
 
 def test_ignore_changes_is_honoured() -> None:
-    assert _ignored(("spec", "volumeClaimTemplates"), ["spec.volumeClaimTemplates"])
-    assert _ignored(("ami",), ["ami"])
-    assert not _ignored(("ami",), ["amiId"])
+    assert data_loss.ignored(("spec", "volumeClaimTemplates"), ["spec.volumeClaimTemplates"])
+    assert data_loss.ignored(("ami",), ["ami"])
+    assert not data_loss.ignored(("ami",), ["amiId"])
 
 
 # --------------------------------------------------------------------------

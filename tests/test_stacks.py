@@ -59,12 +59,17 @@ def test_prod_outputs_are_the_documented_ones_with_kubeconfig_secret() -> None:
         "mysqlSecretName",
         "mysqlReplicas",
         "mysqlCaCert",
+        "mysqlDeployed",
         "frontendAddress",
         "storageClass",
+        # prod backs its set up (mysqlBackupEnabled): the bucket the stack built, and the set's prefix in it.
+        "mysqlBackupBucket",
+        "mysqlBackupPrefix",
     }
     assert not plan.outputs["mysqlCaCert"].secret  # a CA certificate is public: clients need it
     assert plan.outputs["kubeconfig"].secret
     assert plan.outputs["storageClass"].value == "gp3"
+    assert plan.outputs["mysqlBackupPrefix"].value == "prod/mysql"
     assert plan.outputs["mysqlPrimaryHost"].value == "mysql-primary.atomic-mysql.svc"
     # prod's LoadBalancer frontend is the cluster's NLB (no cloud controller serves a LoadBalancer Service)
     assert plan.outputs["frontendAddress"].value.endswith(".elb.us-west-2.amazonaws.com")
@@ -111,7 +116,8 @@ def dev_base() -> Plan:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"mysqlReplicas": 5}, {"workload-mysql-statefulset"}),
+        # ...and the claims of the two new pods are patched to the set's size (set.py claim_patches).
+        ({"mysqlReplicas": 5}, {"workload-mysql-statefulset", "workload-mysql-data-3", "workload-mysql-data-4"}),
         ({"mysqlMemoryLimit": "2Gi"}, {"workload-mysql-statefulset"}),
         (
             {"frontendImage": "us-docker.pkg.dev/google-samples/containers/gke/gb-frontend:v6"},

@@ -60,6 +60,34 @@ def warnings_of(response: Any) -> list[str]:
     return WARNING.findall(response.headers.get("Warning", ""))
 
 
+def _claims_the_controller_makes(plane: cp.ControlPlane, objects: list[dict[str, Any]]) -> None:
+    """The claims each StatefulSet's controller makes from its templates, for real (the set patches them:
+    its PersistentVolumeClaim objects are Patch resources, which apply to an existing claim). Claims of
+    another stack's run (same names, another size) are deleted first."""
+    api = plane.api
+    for obj in objects:
+        if obj["kind"] != "StatefulSet":
+            continue
+        namespace = obj["metadata"]["namespace"]
+        base = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+        for template in obj["spec"].get("volumeClaimTemplates") or []:
+            for ordinal in range(obj["spec"]["replicas"]):
+                name = f"{template['metadata']['name']}-{obj['metadata']['name']}-{ordinal}"
+                path = f"{base}/{name}"
+                if api.get(path).status_code == 200:
+                    assert api.request("DELETE", path).status_code in (200, 202)
+
+                    def gone(path: str = path) -> bool:
+                        return api.get(path).status_code == 404
+
+                    cp.wait_for(plane, f"claim {name} deleted", gone, timeout=60)
+                claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                         "metadata": {**template["metadata"], "name": name, "namespace": namespace},
+                         "spec": template["spec"]}
+                made = api.request("POST", base, claim, params={"fieldManager": "kube-controller-manager"})
+                assert made.status_code == 201, made.text
+
+
 def _apply_stack(plane: cp.ControlPlane, objects: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     """Namespaces for real, then every object as a dry run; (kind, name) -> the API server's warnings."""
     api = plane.api
@@ -67,6 +95,7 @@ def _apply_stack(plane: cp.ControlPlane, objects: list[dict[str, Any]]) -> dict[
         if obj["kind"] == "Namespace":
             created = api.apply(obj, dry_run=False)
             assert created.status_code in (200, 201), created.text
+    _claims_the_controller_makes(plane, objects)
     warned: dict[tuple[str, str], list[str]] = {}
     refused = []
     for obj in objects:

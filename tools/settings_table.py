@@ -18,6 +18,11 @@ SECRETS = {
     "mysqlReplicationPassword": "Password of the replication user (generated when unset).",
     "mysqlBackupPassword": "Password of the clone/backup user (generated when unset).",
     "mysqlVerifyPassword": "Password of the least-privilege `verify` account of `make verify` (generated when unset).",
+    "mysqlExporterPassword": "Password of the mysqld exporter's least-privilege `exporter` account (generated when"
+                             " unset).",
+    "mysqlBackupAccessKeyId": "clusterMode=existing with mysqlBackupEnabled: the access key id the pods use for"
+                              " mysqlBackupBucket (the aws cluster makes its own, scoped to the set's prefix).",
+    "mysqlBackupSecretAccessKey": "clusterMode=existing with mysqlBackupEnabled: that access key's secret.",
     "kubeconfig": "kubeconfig of an existing cluster (clusterMode=existing; empty = the ambient one).",
 }
 

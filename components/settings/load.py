@@ -23,6 +23,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,6 +31,7 @@ import pulumi
 import yaml
 from pulumi.runtime.config import CONFIG, get_config, get_config_env, is_config_secret
 
+from components import tokens
 from components.facts import (
     EBS_DATA_STORAGE_CLASS,
     EBS_STORAGE_CLASS,
@@ -38,6 +40,7 @@ from components.facts import (
     GUESTBOOK_OBJECT_NAMES,
     MAX_ZONES,
     MYSQL_OBJECT_SUFFIXES,
+    MYSQL_RECORD_OUTPUT,
     NAMESPACE_OBJECT_NAMES,
     NODE_PORT_RANGE,
     PODMAN_BRIDGE,
@@ -64,6 +67,7 @@ from components.settings.rules import RuleError, shown
 from components.settings.schema import (
     AddonSettings,
     AutoscalerSettings,
+    BackupSettings,
     CloneSettings,
     ClusterMode,
     ClusterSettings,
@@ -73,6 +77,7 @@ from components.settings.schema import (
     ExistingClusterSettings,
     FrontendLbSettings,
     GuestbookSettings,
+    MysqlRecord,
     MysqlSecrets,
     MysqlSettings,
     NatGateways,
@@ -96,8 +101,11 @@ _OWNER = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
 
 # Optional secrets: deliberately not declared in Pulumi.yaml (a declared secret without a
 # default is mandatory), set with `pulumi config set --secret`.
-PASSWORD_SETTINGS = ("mysqlRootPassword", "mysqlReplicationPassword", "mysqlBackupPassword", "mysqlVerifyPassword")
-SECRET_SETTINGS = (*PASSWORD_SETTINGS, "kubeconfig")
+PASSWORD_SETTINGS = ("mysqlRootPassword", "mysqlReplicationPassword", "mysqlBackupPassword", "mysqlVerifyPassword",
+                     "mysqlExporterPassword")
+# clusterMode=existing with backups: the access key of the user's bucket (aws builds its own).
+BACKUP_KEY_SETTINGS = ("mysqlBackupAccessKeyId", "mysqlBackupSecretAccessKey")
+SECRET_SETTINGS = (*PASSWORD_SETTINGS, *BACKUP_KEY_SETTINGS, "kubeconfig")
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "Pulumi.yaml"
 # Provider packages whose default provider this program uses: their own config keys are valid.
 PROVIDER_PACKAGES = {"aws": "pulumi_aws", "tls": "pulumi_tls", "random": "pulumi_random"}
@@ -319,6 +327,10 @@ class _Reader:
             raise _secret_line(self.key(name), problem)
         return self._config.get_secret(name)
 
+    def secret(self, name: str) -> pulumi.Output[str] | None:
+        """A secret already checked by the caller, as the Output the engine keeps secret."""
+        return self._config.get_secret(name)
+
     def kubeconfig(self, name: str) -> pulumi.Output[str] | None:
         raw = get_config(self.key(name))
         if raw is None:
@@ -479,7 +491,7 @@ def _is_zero(value: int | str) -> bool:
 # --------------------------------------------------------------------------
 
 
-def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
+def _mysql(reader: _Reader, protect: bool, backup: BackupSettings | None = None) -> MysqlSettings:
     engine: Engine = reader.choice("mysqlEngine", ("mysql", "mariadb"))
     versions = tuple(ENGINE_VERSIONS[engine])
     version = reader.raw("mysqlVersion").strip()
@@ -513,6 +525,8 @@ def _mysql(reader: _Reader, protect: bool) -> MysqlSettings:
         protect=protect,
         clone=_clone(reader),
         apply_threads=reader.integer("mysqlReplicaApplyThreads", 1, 64),
+        backup=backup,
+        prometheus_operator=reader.boolean("prometheusOperator"),
     )
 
 
@@ -547,10 +561,114 @@ def _pdb_max_unavailable(reader: _Reader, replicas: int) -> int:
     return int(value)
 
 
-def _mysql_secrets(reader: _Reader) -> MysqlSecrets:
-    root, replication, backup, verify = (reader.password(name) for name in PASSWORD_SETTINGS)
+def _mysql_secrets(reader: _Reader, user_bucket: bool) -> MysqlSecrets:
+    root, replication, backup, verify, exporter = (reader.password(name) for name in PASSWORD_SETTINGS)
+    key_id, secret_key = _backup_keys(reader, user_bucket)
     return MysqlSecrets(root_password=root, replication_password=replication, backup_password=backup,
-                        verify_password=verify)
+                        verify_password=verify, exporter_password=exporter, backup_access_key_id=key_id,
+                        backup_secret_access_key=secret_key)
+
+
+# AWS access key ids: AKIA (long-term) or ASIA (temporary), 16 more of A-Z2-7; S3-compatible stores
+# (Ceph RGW, MinIO) choose their own, so only the shape of a token is asked there.
+_AWS_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z2-7]{16}$")
+_KEY_TOKEN = re.compile(r"^[\x21-\x7e]{3,128}$")
+
+
+def _backup_keys(reader: _Reader, user_bucket: bool) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
+    """The access key of a user's bucket: both or neither, and only where the stack builds no bucket."""
+    given = {name: get_config(reader.key(name)) for name in BACKUP_KEY_SETTINGS}
+    for name, raw in given.items():
+        if raw is None:
+            if user_bucket:
+                raise _secret_line(reader.key(name), "is required with mysqlBackupEnabled=true and mysqlBackupBucket"
+                                   f" set: pulumi config set --secret {name} (the key the pods use for the bucket)")
+            continue
+        if not user_bucket:
+            raise _secret_line(reader.key(name), "is used only with mysqlBackupEnabled=true in clusterMode=existing"
+                               " (the aws cluster makes its own scoped key): pulumi config rm " + name)
+        if not _KEY_TOKEN.fullmatch(str(raw)):
+            raise _secret_line(reader.key(name), "must be 3-128 printable ASCII characters without spaces")
+    key_id = str(given["mysqlBackupAccessKeyId"] or "")
+    endpoint = reader.optional("mysqlBackupEndpoint")
+    if user_bucket and endpoint is None and not _AWS_KEY_ID.fullmatch(key_id):
+        raise _secret_line(reader.key("mysqlBackupAccessKeyId"), "must be an AWS access key id (AKIA or ASIA and 16"
+                           " more of A-Z, 2-7) for AWS S3; set mysqlBackupEndpoint for an S3-compatible store")
+    if not user_bucket:
+        return None, None
+    return reader.secret("mysqlBackupAccessKeyId"), reader.secret("mysqlBackupSecretAccessKey")
+
+
+def _backup(reader: _Reader, mode: ClusterMode, stack: str) -> BackupSettings | None:
+    """Backups, archiving and restore; None when mysqlBackupEnabled=false (then none of their
+    settings may say otherwise)."""
+    enabled = reader.boolean("mysqlBackupEnabled")
+    restore_from = reader.optional("mysqlRestoreFrom")
+    if restore_from is not None:
+        problem = rules.restore_problem(restore_from)
+        if problem is not None:
+            raise reader.fail("mysqlRestoreFrom", restore_from, problem)
+    if not enabled:
+        for name in ("mysqlBackupBucket", "mysqlBackupEndpoint", "mysqlRestoreFrom", "mysqlRestorePrefix",
+                     "mysqlRestoreBucket"):
+            value = reader.optional(name)
+            if value is not None:
+                raise reader.fail(name, value, "needs mysqlBackupEnabled=true (backups, archive and restore share one"
+                                  " bucket and key): set mysqlBackupEnabled=true, or this empty")
+        return None
+    schedule = reader.raw("mysqlBackupSchedule").strip()
+    problem = rules.cron_problem(schedule)
+    if problem is not None:
+        raise reader.fail("mysqlBackupSchedule", schedule, problem)
+    bucket = reader.optional("mysqlBackupBucket")
+    endpoint = reader.optional("mysqlBackupEndpoint")
+    if mode == "aws":
+        for name, value in (("mysqlBackupBucket", bucket), ("mysqlBackupEndpoint", endpoint)):
+            if value is not None:
+                raise reader.fail(name, value, "is for clusterMode=existing: the aws cluster builds its own bucket"
+                                  " (versioned, KMS-encrypted, TLS-only): set it empty")
+    else:
+        if bucket is None:
+            raise reader.fail("mysqlBackupBucket", "", "is required with mysqlBackupEnabled=true in"
+                              " clusterMode=existing: the name of an existing bucket")
+        problem = rules.bucket_problem(bucket)
+        if problem is not None:
+            raise reader.fail("mysqlBackupBucket", bucket, problem)
+        if endpoint is not None and (problem := rules.endpoint_problem(endpoint)) is not None:
+            raise reader.fail("mysqlBackupEndpoint", endpoint, problem)
+    region = reader.optional("mysqlBackupRegion")
+    if region is not None and not _REGION.fullmatch(region):
+        raise reader.fail("mysqlBackupRegion", region, "must be a region name such as us-east-1, or empty for"
+                          " aws:region")
+    if region is None:
+        region = pulumi.Config("aws").get("region") or "us-east-1"
+    prefixes = {}
+    for name in ("mysqlBackupPrefix", "mysqlRestorePrefix"):
+        value = reader.optional(name)
+        if value is not None and (len(value) > 200 or not rules.KEY_PREFIX.fullmatch(value) or ".." in value):
+            raise reader.fail(name, value, "must be a key prefix of up to 8 segments of letters, digits and ._-"
+                              " separated by '/', without a leading or trailing '/' (e.g. prod/mysql), or empty")
+        prefixes[name] = value
+    restore_prefix = prefixes["mysqlRestorePrefix"]
+    restore_bucket = reader.optional("mysqlRestoreBucket")
+    for name, value in (("mysqlRestorePrefix", restore_prefix), ("mysqlRestoreBucket", restore_bucket)):
+        if value is not None and restore_from is None:
+            raise reader.fail(name, value, "is read only by a restore: set mysqlRestoreFrom too, or this empty")
+    if restore_bucket is not None and (problem := rules.bucket_problem(restore_bucket)) is not None:
+        raise reader.fail("mysqlRestoreBucket", restore_bucket, problem)
+    return BackupSettings(
+        schedule=schedule,
+        retention_days=reader.integer("mysqlBackupRetentionDays", 1, 3650),
+        max_age_hours=reader.integer("mysqlBackupMaxAgeHours", 1, 8760),
+        archive_seconds=reader.integer("mysqlBinlogArchiveSeconds", 10, 3600),
+        prefix=prefixes["mysqlBackupPrefix"] or f"{stack}/{reader.raw('mysqlName').strip()}",
+        region=region,
+        bucket=bucket,
+        endpoint=endpoint,
+        restore_from=restore_from,
+        restore_prefix=restore_prefix,
+        restore_bucket=restore_bucket,
+    )
 
 
 @functools.cache
@@ -992,12 +1110,14 @@ def load_settings() -> StackSettings:
         _only_for_existing(reader)
     existing = _existing(reader) if mode == "existing" else None
     cluster = _cluster(reader, _region(pulumi.Config("aws")), protect, tags) if mode == "aws" else None
-    mysql = _mysql(reader, protect)
-    mysql_secrets = _mysql_secrets(reader)
+    mysql = _mysql(reader, protect, _backup(reader, mode, stack))
+    mysql_secrets = _mysql_secrets(reader, mysql.backup is not None and mysql.backup.bucket is not None)
     guestbook = _guestbook(reader)
     _names_are_distinct(reader, mysql, guestbook)
     if cluster is not None:
         _fits_the_cluster(reader, cluster, mysql, guestbook)
+    deployed = _deployed_record(stack)
+    record = _against_the_record(reader, namespace, mysql, cluster, deployed)
     return StackSettings(
         project=PROJECT,
         stack=stack,
@@ -1010,6 +1130,8 @@ def load_settings() -> StackSettings:
         mysql_secrets=mysql_secrets,
         guestbook=guestbook,
         tags=tags,
+        mysql_record=record,
+        mysql_deployed=deployed,
     )
 
 
@@ -1055,3 +1177,94 @@ def _fits_the_cluster(reader: _Reader, cluster: ClusterSettings, mysql: MysqlSet
         # Required anti-affinity puts each pod on its own node: the rest would stay Pending.
         raise reader.fail("mysqlAntiAffinity", "hard", f"with mysqlReplicas={mysql.replicas} needs as many minions,"
                           f" but minionCount={cluster.minion_count}: raise minionCount, lower mysqlReplicas, or soft")
+
+
+# --------------------------------------------------------------------------
+# What the set's volumes already hold
+# --------------------------------------------------------------------------
+
+
+def _deployed_record(stack: str) -> MysqlRecord | None:
+    """The record the last run of this stack exported (None: there is none).
+
+    Read with the engine's own StackReference function, synchronously, before anything is registered:
+    it answers with the outputs of the stack's last update (pulumi/pulumi pkg/resource/deploy/builtins.go,
+    readStackReference -> the backend's GetStackOutputs), so `preview` and `up` both see the state the
+    cluster was left in, not what this run is about to ask for. Stack outputs rather than an annotation
+    on the StatefulSet: reading an object of the cluster needs the cluster (a new stack has none yet,
+    and Kubernetes resource reads are not synchronous), while the stack's own outputs exist wherever
+    the program runs. A record that cannot be read is reported and the run goes on without it: the
+    pods still refuse a data dir they cannot open (scripts/datadir-guard.sh) and the API server a
+    claim that would shrink.
+    """
+    name = f"{pulumi.get_organization()}/{PROJECT}/{stack}"
+    try:
+        answer = pulumi.runtime.invoke(tokens.READ_STACK_OUTPUTS, {"name": name}).value or {}
+    except Exception as error:  # any failure of the read means: no record to compare with
+        pulumi.log.warn(f"could not read the stack's previous outputs ({error}); {MYSQL_RECORD_OUTPUT} "
+                        "is not compared this run")
+        return None
+    value = (answer.get("outputs") or {}).get(MYSQL_RECORD_OUTPUT)
+    if not isinstance(value, dict):
+        return None
+    fields = ("namespace", "name", "engine", "version", "storageSize", "storageClass")
+    if not all(isinstance(value.get(key), str) for key in fields):
+        raise SettingsError(f"stack output {MYSQL_RECORD_OUTPUT} is not what this program exports "
+                            f"({', '.join(fields)}): {shown(json.dumps(value, sort_keys=True))}")
+    return MysqlRecord(namespace=value["namespace"], name=value["name"], engine=value["engine"],
+                       version=value["version"], storage_size=value["storageSize"],
+                       storage_class=value["storageClass"])
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _against_the_record(reader: _Reader, namespace: str, mysql: MysqlSettings, cluster: ClusterSettings | None,
+                        deployed: MysqlRecord | None) -> MysqlRecord:
+    """Refuse what the volumes already in place cannot take; return the record this run leaves.
+
+    The StatefulSet's volumeClaimTemplates are immutable (a change would replace the set), so the
+    program keeps them as they were created (workload/mysql/set.py) and grows the claims themselves:
+    the class stays the one the claims were made in, the size only grows.
+    """
+    # The class the claims get: the aws cluster's own class for them (empty means it there), else the
+    # setting ("" = the cluster's default class).
+    storage_class = cluster.addons.data_volume.storage_class if cluster is not None else (mysql.storage_class or "")
+    record = MysqlRecord(namespace=namespace, name=mysql.name, engine=mysql.engine, version=mysql.version,
+                         storage_size=mysql.storage_size, storage_class=storage_class)
+    if deployed is None:
+        return record
+    where = f"stack output {MYSQL_RECORD_OUTPUT}"
+    # A Namespace's or a StatefulSet's name is immutable: a new one replaces it, and deleting the old
+    # namespace deletes every claim in it (so does the old set, with mysqlPvcWhenDeleted=Delete).
+    if namespace != deployed.namespace:
+        raise reader.fail("namespace", namespace,
+                          f"the set's claims are in namespace {deployed.namespace} ({where}); a new namespace replaces"
+                          f" the old one, which deletes them: allowed value {deployed.namespace}")
+    if mysql.name != deployed.name:
+        raise reader.fail("mysqlName", mysql.name,
+                          f"the set's claims are data-{deployed.name}-N ({where}); a new name starts an empty set and"
+                          f" replaces the old one: allowed value {deployed.name}")
+    if mysql.engine != deployed.engine:
+        raise reader.fail("mysqlEngine", mysql.engine,
+                          f"the set's data dirs were made by {deployed.engine} ({where}), which {mysql.engine} cannot"
+                          f" open: allowed value {deployed.engine} (another engine needs a new set and a dump)")
+    if deployed.version in ENGINE_VERSIONS[mysql.engine] and _version_key(mysql.version) < _version_key(
+            deployed.version):
+        newer = [v for v in ENGINE_VERSIONS[mysql.engine] if _version_key(v) >= _version_key(deployed.version)]
+        raise reader.fail("mysqlVersion", mysql.version,
+                          f"the set's data dirs were last opened by {mysql.engine} {deployed.version} ({where}) and a"
+                          f" server never opens a newer data dir: allowed values {', '.join(sorted(newer))}")
+    if quantity_value(mysql.storage_size) < quantity_value(deployed.storage_size):
+        raise reader.fail("mysqlStorageSize", mysql.storage_size,
+                          f"the set's claims hold {deployed.storage_size} ({where}) and a volume never shrinks:"
+                          f" allowed {deployed.storage_size} or more")
+    if storage_class and deployed.storage_class and storage_class != deployed.storage_class:
+        raise reader.fail("mysqlStorageClass", storage_class,
+                          f"the set's claims were made in class {deployed.storage_class} ({where}) and a claim's"
+                          f" class never changes: allowed {deployed.storage_class}, or empty")
+    # An empty class and a name (the default class's, presumably: the claims keep theirs either way, and
+    # the template is never changed) are the same claims: the record keeps the class they were made
+    # with. A larger size is what the claims hold after this run (set.py patches them).
+    return replace(record, storage_class=deployed.storage_class)

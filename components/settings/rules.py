@@ -8,6 +8,7 @@ value is one its consumer would refuse later, after resources exist.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import ipaddress
 import json
@@ -265,3 +266,74 @@ def password_problem(value: str) -> str | None:
     if classes < 2 or len(set(value)) < PASSWORD_DISTINCT:
         return f"is too weak: {PASSWORD_RULE}"
     return None
+
+
+# --------------------------------------------------------------------------
+# Backups: schedule, bucket, prefix, endpoint, restore point
+# --------------------------------------------------------------------------
+
+# Kubernetes' CronJob controller parses robfig/cron's standard five fields (minute, hour, day of
+# month, month, day of week); names and @-macros are left out so that the value means one thing.
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+                ("day of week", 0, 6))
+_CRON_ITEM = re.compile(r"^(\*|([0-9]{1,2})(-([0-9]{1,2}))?)(/([0-9]{1,2}))?$")
+
+
+def cron_problem(text: str) -> str | None:
+    """Why `text` is no five-field cron schedule of digits, '*', ',', '-' and '/', or None."""
+    fields = text.split()
+    if len(fields) != len(_CRON_FIELDS):
+        return "must be a cron schedule of 5 fields (minute hour day-of-month month day-of-week), e.g. '17 3 * * *'"
+    for value, (what, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in value.split(","):
+            match = _CRON_ITEM.fullmatch(item)
+            numbers = [int(n) for n in (match.group(2), match.group(4)) if n is not None] if match else []
+            step = int(match.group(6)) if match and match.group(6) else None
+            if match is None or not all(low <= n <= high for n in numbers) or step == 0 or (
+                    len(numbers) == 2 and numbers[0] > numbers[1]):
+                return f"field {what} {value!r} must use digits {low}-{high}, '*', ',', '-' and '/' only"
+    return None
+
+
+# S3 bucket naming rules (general purpose buckets): 3-63 characters, lowercase letters, digits,
+# '.' and '-', starting and ending with a letter or digit, no '..', not shaped like an IPv4 address.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def bucket_problem(text: str) -> str | None:
+    if not _BUCKET.fullmatch(text) or ".." in text or re.fullmatch(r"[0-9.]+", text) or text.startswith("xn--"):
+        return ("must be an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', starting and ending with"
+                " a letter or digit")
+    return None
+
+
+# A key prefix: path segments of safe characters, no '..', no leading or trailing slash (the
+# access key's policy is written for exactly `<prefix>/*`).
+KEY_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,7}$")
+_ENDPOINT = re.compile(r"^https://([a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)(:[0-9]{1,5})?/?$")
+
+
+def endpoint_problem(text: str) -> str | None:
+    match = _ENDPOINT.fullmatch(text)
+    if match is None or (match.group(5) and not 1 <= int(match.group(5)[1:]) <= 65535):
+        return ("must be an https:// URL of an S3-compatible endpoint, host and optional port only, e.g."
+                " https://rgw.example.com:8443 (backups never travel without TLS)")
+    return None
+
+
+# A backup id is the UTC time its backup started; a restore point is a UTC time to the second.
+BACKUP_ID = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z$")
+RESTORE_TIME = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z$")
+
+
+def restore_problem(text: str) -> str | None:
+    match = BACKUP_ID.fullmatch(text) or RESTORE_TIME.fullmatch(text)
+    if match is not None:
+        try:
+            year, month, day, hour, minute, second = (int(part) for part in match.groups())
+            datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
+            return None
+        except ValueError:
+            pass
+    return ("must be a backup id (its UTC start, e.g. 20261201T031700Z) or a UTC time to restore to"
+            " (e.g. 2026-12-01T10:21:41Z), or empty")

@@ -39,6 +39,23 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """Backups of the MySQL set to S3, binlog archiving and restore (docs/backup.md)."""
+
+    schedule: str                 # cron, 5 fields, UTC
+    retention_days: int
+    max_age_hours: int            # the last good backup is too old after this (verify, alerts)
+    archive_seconds: int          # longest delay before a change is in an archived binlog
+    prefix: str                   # this set's key prefix in the bucket, no trailing slash
+    region: str
+    bucket: str | None            # None: the aws stack builds the bucket (aws/backup_bucket.py)
+    endpoint: str | None          # an S3-compatible endpoint; None = AWS S3
+    restore_from: str | None = None   # a backup id or a UTC time (see Pulumi.yaml)
+    restore_prefix: str | None = None  # where the restore reads; None = prefix
+    restore_bucket: str | None = None  # the bucket it reads; None = the set's own
+
+
+@dataclass(frozen=True)
 class CloneSettings:
     """How a new member gets its data: the previous ordinal's sidecar streams a backup, the new
     pod's clone-mysql init container receives, extracts and prepares it."""
@@ -73,10 +90,32 @@ class MysqlSettings:
     apply_threads: int
     # Seconds pulumi-kubernetes waits for the set to be ready; None = computed (mysql/budget.py).
     rollout_timeout: int | None = None
+    backup: BackupSettings | None = None
+    # The cluster runs the Prometheus operator: a ServiceMonitor and a PrometheusRule for the set.
+    prometheus_operator: bool = False
 
     def stored_in(self, storage_class: str) -> MysqlSettings:
         """The set on the cluster's own class for its data volumes (a composition step of __main__)."""
         return replace(self, storage_class=storage_class)
+
+
+@dataclass(frozen=True)
+class MysqlRecord:
+    """What a stack's set holds on its volumes: where its claims are (namespace, set name), the engine
+    and version that last opened the data dirs, the claims' size and class ("" = the cluster's default).
+    Each run exports the one it leaves (stack output facts.MYSQL_RECORD_OUTPUT) and the next run
+    compares its settings with it (settings/load.py)."""
+
+    namespace: str
+    name: str
+    engine: str
+    version: str
+    storage_size: str
+    storage_class: str
+
+    def as_output(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "name": self.name, "engine": self.engine, "version": self.version,
+                "storageSize": self.storage_size, "storageClass": self.storage_class}
 
 
 @dataclass(frozen=True)
@@ -87,6 +126,10 @@ class MysqlSecrets:
     replication_password: pulumi.Output[str] | None = None
     backup_password: pulumi.Output[str] | None = None
     verify_password: pulumi.Output[str] | None = None
+    exporter_password: pulumi.Output[str] | None = None
+    # clusterMode=existing with backups: the access key the pods use for the bucket.
+    backup_access_key_id: pulumi.Output[str] | None = None
+    backup_secret_access_key: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -263,3 +306,7 @@ class StackSettings:
     mysql_secrets: MysqlSecrets
     guestbook: GuestbookSettings
     tags: dict[str, str]
+    # What the set's volumes hold after this run (exported), and what they held before it (None: no
+    # earlier run recorded one: a new stack, or one last deployed before the record existed).
+    mysql_record: MysqlRecord | None = None
+    mysql_deployed: MysqlRecord | None = None

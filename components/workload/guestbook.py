@@ -8,7 +8,9 @@ not chosen here.
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -36,6 +38,10 @@ REDIS_UID = 10999
 # Apache's writable paths under a read-only root filesystem (pid, lock, PHP's temp files).
 FRONTEND_SCRATCH = {"apache-run": "/var/run/apache2", "apache-lock": "/var/lock/apache2", "tmp": "/tmp"}
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+# The followers' readiness program (a real file, shipped in a ConfigMap) and where the pods mount it.
+FOLLOWER_PROBE = "redis-follower-ready.sh"
+FOLLOWER_PROBE_MOUNT = "/etc/redis-probe"
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
 
 meta = k8s.meta.v1
 core = k8s.core.v1
@@ -89,27 +95,45 @@ def bandwidth_annotations(settings: GuestbookSettings) -> dict[str, str]:
     return result
 
 
-def _redis_probe(initial_delay: int) -> core.ProbeArgs:
-    return exec_probe(["redis-cli", "-p", str(REDIS_PORT), "ping"], initial_delay_seconds=initial_delay,
+def _redis_probe(initial_delay: int, command: list[str] | None = None) -> core.ProbeArgs:
+    return exec_probe(command or ["redis-cli", "-p", str(REDIS_PORT), "ping"], initial_delay_seconds=initial_delay,
                       period_seconds=10, timeout_seconds=3, failure_threshold=3)
 
 
-def redis_container(name: str, image: str, spec: Resources, args: list[str]) -> core.ContainerArgs:
+def follower_probe_script() -> str:
+    return (SCRIPTS_DIR / FOLLOWER_PROBE).read_text(encoding="utf-8")
+
+
+def follower_probe_command() -> list[str]:
+    """Ready only when linked to the leader and synced (scripts/redis-follower-ready.sh)."""
+    return ["sh", f"{FOLLOWER_PROBE_MOUNT}/{FOLLOWER_PROBE}"]
+
+
+def redis_container(name: str, image: str, spec: Resources, args: list[str], *, follower: bool = False,
+                    ) -> core.ContainerArgs:
+    mounts = [core.VolumeMountArgs(name="data", mount_path="/data")]
+    if follower:
+        mounts.append(core.VolumeMountArgs(name="probe", mount_path=FOLLOWER_PROBE_MOUNT, read_only=True))
     return core.ContainerArgs(
         name=name,
         image=image,
         image_pull_policy="IfNotPresent",
         args=args,
+        env=[core.EnvVarArgs(name="REDIS_PORT", value=str(REDIS_PORT))] if follower else None,
         ports=[core.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
         resources=resources(spec),
-        readiness_probe=_redis_probe(5),
+        readiness_probe=_redis_probe(5, follower_probe_command() if follower else None),
         liveness_probe=_redis_probe(15),
         security_context=restricted(),
-        volume_mounts=[core.VolumeMountArgs(name="data", mount_path="/data")],
+        volume_mounts=mounts,
     )
 
 
-def redis_pod(container: core.ContainerArgs) -> core.PodSpecArgs:
+def redis_pod(container: core.ContainerArgs, probe_config_map: pulumi.Input[str] | None = None) -> core.PodSpecArgs:
+    volumes = [core.VolumeArgs(name="data", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="1Gi"))]
+    if probe_config_map is not None:
+        volumes.append(core.VolumeArgs(name="probe", config_map=core.ConfigMapVolumeSourceArgs(
+            name=probe_config_map, default_mode=0o444)))
     return core.PodSpecArgs(
         automount_service_account_token=False,
         enable_service_links=False,
@@ -121,7 +145,7 @@ def redis_pod(container: core.ContainerArgs) -> core.PodSpecArgs:
             seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
         ),
         containers=[container],
-        volumes=[core.VolumeArgs(name="data", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="1Gi"))],
+        volumes=volumes,
     )
 
 
@@ -156,6 +180,7 @@ class DeploymentPlan:
     pod: core.PodSpecArgs
     pod_annotations: dict[str, str] | None = None
     ignore_changes: list[str] | None = None
+    depends_on: list[pulumi.Resource] | None = None
 
 
 def scratch_volumes(names: list[str]) -> list[core.VolumeArgs]:
@@ -193,6 +218,13 @@ class Guestbook(pulumi.ComponentResource):
         self.leader_service = self._service(
             f"{name}-redis-leader-svc", "redis-leader", selector("redis", "leader"), "redis", REDIS_PORT, "ClusterIP"
         )
+        probe_script = follower_probe_script()
+        self.follower_probe = core.ConfigMap(
+            f"{name}-redis-follower-probe",
+            metadata=self._metadata("redis-follower-probe", labels("redis", "follower")),
+            data={FOLLOWER_PROBE: probe_script},
+            opts=ResourceOptions(parent=self),
+        )
         follower = self._deployment(DeploymentPlan(
             resource_name=f"{name}-redis-follower",
             object_name="redis-follower",
@@ -219,8 +251,13 @@ class Guestbook(pulumi.ComponentResource):
                         "--appendonly",
                         "no",
                     ],
-                )
+                    follower=True,
+                ),
+                self.follower_probe.metadata.name,
             ),
+            # A changed probe rolls the followers (the ConfigMap's name stays).
+            pod_annotations={"checksum/probe": hashlib.sha256(probe_script.encode()).hexdigest()},
+            depends_on=[self.follower_probe],
         ))
         self.follower_service = self._service(
             f"{name}-redis-follower-svc",
@@ -300,7 +337,8 @@ class Guestbook(pulumi.ComponentResource):
                     spec=self._spread(plan),
                 ),
             ),
-            opts=ResourceOptions(parent=self, ignore_changes=plan.ignore_changes, depends_on=self.network_policies),
+            opts=ResourceOptions(parent=self, ignore_changes=plan.ignore_changes,
+                                 depends_on=[*self.network_policies, *(plan.depends_on or [])]),
         )
 
     def _spread(self, plan: DeploymentPlan) -> core.PodSpecArgs:

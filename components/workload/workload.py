@@ -14,6 +14,7 @@ from components.facts import CLUSTER_DNS_LABELS, DEFAULT_DENY_POLICY, DNS_EGRESS
 from components.kube.objects import ZoneSpread, metadata, owned
 from components.settings.schema import GuestbookSettings, MysqlSecrets, MysqlSettings
 from components.workload.guestbook import Guestbook, GuestbookArgs
+from components.workload.mysql.backup import BackupTarget
 from components.workload.mysql.set import MySqlReplicatedSet, MySqlReplicatedSetArgs
 
 
@@ -29,6 +30,10 @@ class WorkloadArgs:
     # cluster the MySQL set starts as soon as DNS and storage serve, not after every add-on.
     mysql_needs: Sequence[pulumi.Resource] = ()
     guestbook_needs: Sequence[pulumi.Resource] = ()
+    # The bucket and key of the set's backups (mysql.backup set): built by the aws stack, or the user's.
+    mysql_backup: BackupTarget | None = None
+    # False where the provider renders YAML (no Server-Side Apply): the set cannot patch its claims.
+    grow_claims: bool = True
 
 
 net = k8s.networking.v1
@@ -79,7 +84,10 @@ class Workload(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/warn": "restricted",
                 }),
             ),
-            opts=child,
+            # Deleting a namespace deletes every claim in it, whatever protects the set: with
+            # protectStateful it is protected (destroy and replacement stop) and, once unprotected,
+            # still left in the cluster by a destroy (retainOnDelete; docs/mysql.md "What destroy keeps").
+            opts=ResourceOptions(parent=self, protect=args.mysql.protect, retain_on_delete=args.mysql.protect or None),
         )
         namespace = self.namespace.metadata.apply(lambda m: m.name or args.namespace)
         # Enforced where the cluster runs a NetworkPolicy agent (this program's clusters always do,
@@ -92,7 +100,8 @@ class Workload(pulumi.ComponentResource):
         self.mysql = MySqlReplicatedSet(
             f"{name}-mysql",
             MySqlReplicatedSetArgs(settings=args.mysql, secrets=args.mysql_secrets, namespace=namespace,
-                                   zone_spread=args.zone_spread),
+                                   zone_spread=args.zone_spread, backup_target=args.mysql_backup,
+                                   grow_claims=args.grow_claims),
             opts=ResourceOptions(parent=self, depends_on=[*args.mysql_needs, *self.network_policies]),
         )
         self.guestbook = (

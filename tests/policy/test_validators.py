@@ -302,6 +302,7 @@ def test_node_secrets_only_in_secure_strings(plans: dict[str, dict[str, Any]]) -
     ("type_token", "where"),
     [
         (tokens.STATEFUL_SET, lambda e: True),
+        (tokens.NAMESPACE, lambda e: True),  # its deletion deletes the claims in it
         (validators.INSTANCE, role("master")),
         (tokens.VPC, lambda e: True),
         (tokens.RANDOM_PASSWORD, lambda e: True),
@@ -395,7 +396,7 @@ def test_pack_serves_every_policy_as_mandatory(analyzer: analyzer_pb2_grpc.Analy
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "atomic-mysql"
     served = [(p.name, p.enforcementLevel) for p in info.policies]
-    names = [p.name for p in validators.POLICIES] + [p.name for p in validators.STACK_POLICIES]
+    names = [p.name for p in validators.POLICIES] + [p.name for p in validators.STACK_POLICIES] + ["bucket-companions"]
     assert served == [(name, MANDATORY) for name in names]
 
 
@@ -454,6 +455,88 @@ def test_pack_passes_the_prod_plan_and_reports_a_violation(
     master["inputs"]["metadataOptions"]["httpTokens"] = "optional"
     found = {policy for policy, _ in analyze(analyzer, master)}
     assert found == {"prod-stateful-protected", "imdsv2-required"}
+
+
+# ---------------------------------------------------------------- S3 buckets (the MySQL set's backups, prod)
+
+
+BUCKET_PIECES = (tokens.S3_BUCKET, tokens.S3_BUCKET_ENCRYPTION, tokens.S3_BUCKET_VERSIONING,
+                 tokens.S3_BUCKET_PUBLIC_ACCESS_BLOCK, tokens.S3_BUCKET_POLICY)
+
+
+def test_the_backup_bucket_passes_as_built(plans: dict[str, dict[str, Any]]) -> None:
+    for token in BUCKET_PIECES:
+        assert check("private-buckets", one(plans["prod"], token), stack="prod") == [], token
+    assert validators.bucket_gaps(plans["prod"]["resources"]) == {}
+    policy = json.loads(one(plans["prod"], tokens.S3_BUCKET_POLICY)["inputs"]["policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+@pytest.mark.parametrize(("token", "change", "message"), [
+    (tokens.S3_BUCKET_VERSIONING, {"versioningConfiguration": {"status": "Suspended"}}, "must be Enabled"),
+    (tokens.S3_BUCKET_ENCRYPTION, {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]},
+     "not aws:kms"),
+    (tokens.S3_BUCKET_ENCRYPTION, {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]},
+     "names no KMS key"),
+    (tokens.S3_BUCKET_ENCRYPTION, {"rules": []}, "no default encryption rule"),
+    (tokens.S3_BUCKET_PUBLIC_ACCESS_BLOCK, {"restrictPublicBuckets": False}, "leaves restrictPublicBuckets off"),
+    (tokens.S3_BUCKET_POLICY, {"policy": json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*"}]})},
+     "does not deny requests without TLS"),
+    (tokens.S3_BUCKET, {"acl": "public-read"}, "makes objects public"),
+])
+def test_a_weakened_bucket_is_refused(plans: dict[str, dict[str, Any]], token: str, change: dict[str, Any],
+                                      message: str) -> None:
+    entry = one(plans["prod"], token)
+    entry["inputs"].update(change)
+    problems = check("private-buckets", entry, stack="prod")
+    assert problems and message in problems[0], problems
+
+
+@pytest.mark.parametrize("missing", BUCKET_PIECES[1:])
+def test_a_bucket_without_one_of_its_companions_is_reported(plans: dict[str, dict[str, Any]], missing: str) -> None:
+    resources = [e for e in plans["prod"]["resources"] if e["type"] != missing]
+    gaps = validators.bucket_gaps(resources)
+    assert len(gaps) == 2  # the etcd snapshots' bucket and the MySQL set's
+    for urn, problems in gaps.items():
+        assert tokens.S3_BUCKET in urn and problems == [f"bucket has no {validators.BUCKET_COMPANIONS[missing]}"]
+        assert validators.plan_violations(resources, "prod")[urn]["private-buckets"] == problems
+
+
+def test_the_backup_bucket_and_its_key_are_protected_in_prod(plans: dict[str, dict[str, Any]]) -> None:
+    for entry in entries(plans["prod"], tokens.S3_BUCKET):
+        assert check("prod-stateful-protected", entry, stack="prod") == [], entry["urn"]
+        assert check("prod-stateful-protected", entry, stack="prod", protect=False)
+    [key] = entries(plans["prod"], tokens.KMS_KEY, lambda e: "mysql-backups" in e["urn"])
+    assert key["options"]["protect"] is True
+
+
+def analyze_stack_with_parents(stub: analyzer_pb2_grpc.AnalyzerStub,
+                               resources: list[Entry]) -> list[tuple[str, str, str]]:
+    """The engine's stack validation call: every resource with its parent's URN."""
+    items = []
+    for entry in resources:
+        properties = struct_pb2.Struct()
+        json_format.ParseDict(_engine_value(entry["inputs"]), properties)
+        items.append(analyzer_pb2.AnalyzerResource(
+            type=entry["type"], properties=properties, urn=entry["urn"], name=entry["name"],
+            options=analyzer_pb2.AnalyzerResourceOptions(protect=entry["options"]["protect"]),
+            parent=entry.get("parent") or ""))
+    response = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=items), timeout=60)
+    return [(d.policyName, d.urn, d.message) for d in response.diagnostics]
+
+
+@pytest.mark.real
+def test_pack_checks_every_bucket_has_its_companions(analyzer: analyzer_pb2_grpc.AnalyzerStub,
+                                                     plans: dict[str, dict[str, Any]]) -> None:
+    resources = plans["prod"]["resources"]
+    assert analyze_stack_with_parents(analyzer, resources) == []
+    without = [e for e in resources if e["type"] != tokens.S3_BUCKET_VERSIONING]
+    found = analyze_stack_with_parents(analyzer, without)
+    assert len(found) == 2  # the etcd snapshots' bucket and the MySQL set's
+    for policy, urn, message in found:
+        assert policy == "bucket-companions" and tokens.S3_BUCKET in urn
+        assert "bucket has no versioning Enabled (BucketVersioning)" in message
 
 
 def _without(plan: dict[str, Any], drop: Callable[[Entry], bool]) -> list[Entry]:

@@ -184,7 +184,9 @@ def _of(entries: Iterable[Mapping[str, Any]], *types: str) -> list[Mapping[str, 
 
 
 def _kubernetes(entries: Iterable[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
-    return [e for e in entries if e["type"].startswith("kubernetes:") and _inputs(e).get("kind") == kind]
+    # Not a Patch resource: it changes an object counted where it is made (a claim, from its StatefulSet).
+    return [e for e in entries if e["type"].startswith("kubernetes:") and not e["type"].endswith("Patch")
+            and _inputs(e).get("kind") == kind]
 
 
 ARN_REGION = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-[a-z]+)+-\d+):")

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import hashlib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,11 @@ def _aws_state(args: MockResourceArgs) -> dict[str, Any]:
         # auto-named by the provider: <resource name>-<7 random characters>, lower case
         state.setdefault("bucket", f"{name}-{_digest('bucket', name, length=7)}")
         state["arn"] = f"arn:aws:s3:::{state['bucket']}"
+    elif typ == tokens.IAM_USER:
+        state.setdefault("name", f"{name}-{_digest(name, length=7)}")
+        state["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:user{state.get('path', '/')}{state['name']}"
+    elif typ == tokens.IAM_ACCESS_KEY:
+        state.setdefault("secret", "mock-" + _digest("secret", name, length=35))
     elif typ == tokens.NAT_GATEWAY:
         state.setdefault("publicIp", _public_ip(name))
     elif typ == tokens.LOAD_BALANCER:
@@ -152,7 +158,14 @@ def _random_state(args: MockResourceArgs) -> dict[str, Any]:
 
 
 class AtomicMocks(pulumi.runtime.Mocks):
-    """What the providers would compute, deterministically."""
+    """What the providers would compute, deterministically.
+
+    `previous_outputs` are the stack outputs of the last update as the engine's readStackOutputs
+    answers them (settings/load.py reads the set's record there): none, by default, as for a new stack.
+    """
+
+    def __init__(self, previous_outputs: Mapping[str, Any] | None = None) -> None:
+        self.previous_outputs = dict(previous_outputs or {})
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         typ = args.typ
@@ -163,6 +176,9 @@ class AtomicMocks(pulumi.runtime.Mocks):
             return ident, state
         if typ.startswith("aws:"):
             state = _aws_state(args)
+            if typ == tokens.IAM_ACCESS_KEY:  # an access key's id is AKIA and 16 of A-Z, 2-7
+                return "AKIA" + _digest(typ, args.name, length=16).upper().replace("0", "A").replace("1", "B").replace(
+                    "8", "C").replace("9", "D"), state
             prefix = {
                 tokens.INSTANCE: "i",
                 tokens.VPC: "vpc",
@@ -189,6 +205,8 @@ class AtomicMocks(pulumi.runtime.Mocks):
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         token, inputs = args.token, dict(args.args)
+        if token == tokens.READ_STACK_OUTPUTS:
+            return {"name": inputs["name"], "outputs": self.previous_outputs, "secretOutputNames": []}, []
         if token == tokens.GET_AMI:
             pattern = next((f["values"][0] for f in inputs.get("filters", []) if f.get("name") == "name"), "image")
             name = pattern.replace("*", "20250101.0")

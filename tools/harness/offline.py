@@ -63,7 +63,8 @@ class Plan:
         return [r for r in self.resources if r.parent == parent.urn]
 
     def kubernetes_objects(self) -> list[dict[str, Any]]:
-        """Every Kubernetes object as it would be applied (inputs, with provider-chosen names filled in)."""
+        """Every Kubernetes object as it would be applied (inputs, with provider-chosen names filled in);
+        a Patch resource's object holds only the fields it applies (kubernetes_patches lists them)."""
         objects = []
         for r in self.resources:
             if not r.custom or not r.type.startswith("kubernetes:") or "apiVersion" not in r.inputs:
@@ -74,6 +75,10 @@ class Plan:
             obj["metadata"] = metadata
             objects.append(obj)
         return objects
+
+    def kubernetes_patches(self) -> list[Registration]:
+        """The pulumi-kubernetes Patch resources (Server-Side Apply of some fields of an existing object)."""
+        return [r for r in self.resources if r.custom and r.type.startswith("kubernetes:") and is_patch(r.type)]
 
     def instances(self) -> list[Registration]:
         return self.of_type(tokens.INSTANCE)
@@ -88,6 +93,11 @@ class Plan:
         if len(matches) != 1:
             raise KeyError(f"{len(matches)} instances named {name!r}")
         return matches[0]
+
+
+def is_patch(type_token: str) -> bool:
+    """kubernetes:<group>/<version>:<Kind>Patch: pulumi-kubernetes' patch of an object it did not create."""
+    return type_token.startswith("kubernetes:") and type_token.endswith("Patch")
 
 
 def _reveal_secret_keys(obj: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -144,16 +154,18 @@ def run_program(
     program: Path = PROGRAM,
     monitor: RecordingMonitor | None = None,
     config_file: Path | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Run `program` for `stack` under mocks; raises what the program raises (e.g. SettingsError).
 
     Pass `monitor` to look at what was registered even when the program fails, and
-    `config_file` to read the stack's settings from another file (`pulumi --config-file`).
+    `config_file` to read the stack's settings from another file (`pulumi --config-file`), and
+    `previous_outputs` for the outputs the stack's last update left (what the engine would answer).
     """
     stack_config = resolve_stack_config(stack, overrides, secret_overrides, config_file=config_file)
     outputs: dict[str, StackOutput] = {}
     program_globals: dict[str, Any] = {}
-    monitor = monitor or RecordingMonitor(AtomicMocks())
+    monitor = monitor or RecordingMonitor(AtomicMocks(previous_outputs))
     with _fresh_runtime(stack, stack_config.values, stack_config.secret_keys, monitor):
         root = runtime_settings.get_root_resource()
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from tools.mysql_verify import backups as backup_checks
 from tools.mysql_verify.checks import Endpoint, Options, TlsTrust, VerifyError, verify
 from tools.mysql_verify.report import EXIT_ERROR, error_json, render_table, to_json
 
@@ -115,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--keep-rows", action="store_true", help="leave the check row in place")
     tune.add_argument("--skip-write-probe", action="store_true",
                       help="do not test that replicas refuse an INSERT (the probe is always rolled back)")
+    backups = parser.add_argument_group("backups (docs/backup.md)")
+    backups.add_argument("--backup-metrics", metavar="HOST:PORT",
+                         help="the backup agent's metrics on ordinal 0 (port 9105, e.g. kubectl port-forward "
+                              "pod/mysql-0 9105): report the last good backup's age and the binlog archive's lag")
+    backups.add_argument("--backup-max-age-hours", type=_positive(float), default=26.0, metavar="HOURS",
+                         help="a last good backup older than this is a problem (default: 26, as"
+                              " mysqlBackupMaxAgeHours)")
+    backups.add_argument("--archive-max-lag", type=_positive(float), default=900.0, metavar="SECONDS",
+                         help="a closed binlog waiting longer than this is a problem (default: 900)")
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print a machine-readable report instead of the table")
     out.add_argument("--debug", action="store_true", help="show a traceback for unexpected internal errors")
@@ -423,7 +433,13 @@ def main(
         args = parser.parse_args(argv)
         options = build_options(args, environ)
         report = verify(options)
-    except (UsageError, VerifyError) as error:
+        if args.backup_metrics:
+            host, port = parse_host_port(args.backup_metrics, 9105)
+            address = f"{host}:{port}"
+            report.backup = backup_checks.judge(address, backup_checks.fetch(address, args.connect_timeout),
+                                                max_age_hours=args.backup_max_age_hours,
+                                                max_lag_seconds=args.archive_max_lag)
+    except (UsageError, VerifyError, backup_checks.BackupMetricsError) as error:
         return _fail(str(error), as_json, stdout, stderr)
     except KeyboardInterrupt:
         return _fail("interrupted", as_json, stdout, stderr)

@@ -117,10 +117,14 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     rows_kept: bool = False
     duration_seconds: float = 0.0
+    # --backup-metrics: the last good backup's age and the binlog archive's lag (tools/mysql_verify/backups.py).
+    backup: Any = None
 
     def all_problems(self) -> list[str]:
         """Every problem, each prefixed with where it was seen."""
         found = list(self.problems)
+        if self.backup is not None:
+            found += [f"backups ({self.backup.address}): {problem}" for problem in self.backup.problems]
         for server in self.servers:
             found += [f"{server.label} ({server.address}): {problem}" for problem in server.problems]
         if self.read is not None:
@@ -164,6 +168,7 @@ class Report:
             "tls": asdict(self.tls),
             "servers": servers,
             "read": read,
+            "backup": self.backup.to_dict() if self.backup is not None else None,
             "problems": self.all_problems(),
             "warnings": self.all_warnings(),
         }
@@ -262,6 +267,8 @@ def render_table(report: Report) -> str:
     ]
     if report.read is not None:
         lines += ["", _read_line(report.read)]
+    if report.backup is not None:
+        lines += ["", report.backup.line()]
     if report.rows_kept:
         lines += ["", f"check row kept (--keep-rows): token {report.token}"]
     problems, warnings = report.all_problems(), report.all_warnings()

@@ -18,7 +18,10 @@ starts then (OrderedReady). A script runs with its container's rendered environm
 the harness owns because the pods share one host here: paths, ports and peer addresses.
 
 Stand-ins for what Kubernetes or the image does: the server image's entrypoint (mariadb-install-db
-and a root password on ordinal 0's empty data dir), the kubelet (ordering, probes), DNS (every peer
+and a root password on ordinal 0's empty data dir; with `temporary_server=True`, also its temporary
+init server: --skip-networking on the pod's socket while the sidecar already runs, then the final
+one), the kubelet (ordering, probes, preStop before SIGTERM, each pod's own copy of the Secret,
+refreshed when a test says: `RehearsalSet.update_secret`), DNS (every peer
 is 127.0.0.1 with per-ordinal ports, PEER_*_PORTS), the data dir of a deleted pod staying on disk
 (PVC retention), and pulumi-tls (the set's CA and certificate issued here with `cryptography` from
 the names config.tls_certificate plans, in one directory standing in for the TLS Secret's mount).
@@ -41,11 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pymysql
+
 from components.facts import CLUSTER_DOMAIN
 from components.workload.mysql import config as mysql_config
 from tools.harness.offline import run_program
 from tools.harness.pulumi_project import load_project
-from tools.testing.mariadb import MariaDBServer
+from tools.testing.mariadb import MARIADBD, MariaDBServer
 from tools.testing.pki import Ca, make_ca, write_tls_dir
 from tools.testing.processes import free_ports, own_session_dying_with_parent
 
@@ -61,6 +66,7 @@ PASSWORDS = {
     "backup-password": "b@ck\\up#pw",
     # ASCII only: PyMySQL sends passwords latin1-encoded, the server hashes the UTF-8 bytes.
     "verify-password": "ve'ri\\fy #\"pw\" 4",
+    "exporter-password": "ex#po;rt'er \\pw 5",
 }
 # Which container of the pod runs which script (its rendered environment applies).
 SCRIPT_CONTAINERS = {
@@ -70,6 +76,7 @@ SCRIPT_CONTAINERS = {
     "sidecar-ready.sh": "sidecar",
     "readiness.sh": "mysql",
     "liveness.sh": "mysql",
+    "prestop.sh": "mysql",
 }
 
 
@@ -129,6 +136,12 @@ class Pod:
         self.server: MariaDBServer | None = None
         self.sidecar: subprocess.Popen[bytes] | None = None
         self.sidecar_log = self.root / "sidecar.log"
+        # The pod's copy of the credentials Secret (the kubelet refreshes each pod's on its own sync) and
+        # the memory emptyDir the sidecar records the applied credentials in (gone with the pod).
+        self.secrets_dir = self.root / "secrets"
+        self.state_dir = self.root / "run" / "set-credentials"
+        # What the image's temporary init server executed while the sidecar ran (init_phase).
+        self.temporary_server_statements: dict[str, int] = {}
         # The TLS Secret as this pod mounts it: a copy of the set's, so that a test can give one pod
         # another certificate (replace_certificate) as a compromised or misissued Secret would.
         self.tls_dir = self.root / "tls"
@@ -144,7 +157,8 @@ class Pod:
                 "MYSQL_DATA_DIR": str(self.datadir),
                 "MYSQL_CONF_DIR": str(self.conf_dir),
                 "MYSQL_CONFIG_DIR": str(self.group.config_dir),
-                "MYSQL_SECRETS_DIR": str(self.group.secrets_dir),
+                "MYSQL_SECRETS_DIR": str(self.secrets_dir),
+                "MYSQL_STATE_DIR": str(self.state_dir),
                 "MYSQL_TLS_DIR": str(self.tls_dir),
                 "MYSQL_SOCKET": str(self.server.socket),
                 "CLONE_PORT": str(self.group.clone_ports[self.ordinal]),
@@ -157,6 +171,9 @@ class Pod:
                 "WAIT_TIMEOUT": "60",
                 "TMPDIR": str(self.tmp),
                 "CLIENT_CNF_DIR": str(self.tmp),
+                # Seconds here where the pod waits minutes (the kubelet's refresh of every pod's copy).
+                "SIDECAR_CHECK_SECONDS": "1",
+                "ROTATION_DELAY_SECONDS": str(self.group.rotation_delay),
             }
         )
         env.update(extra)
@@ -182,6 +199,8 @@ class Pod:
             path.mkdir(parents=True, exist_ok=True)
         if not self.tls_dir.exists():
             shutil.copytree(self.group.tls_dir, self.tls_dir)
+        if not self.secrets_dir.exists():
+            shutil.copytree(self.group.secrets_dir, self.secrets_dir)
         self.server = MariaDBServer(
             self.root / "server", self.group.mysql_ports[self.ordinal], mysql_config.server_id(self.ordinal),
             datadir=self.datadir, root_password=PASSWORDS["root-password"], name=self.name,
@@ -190,7 +209,7 @@ class Pod:
         self.must("init-mysql.sh")
         self.server.cnf = self._cnf_from_conf_dir()
 
-    def boot(self) -> None:
+    def boot(self, temporary_server: bool = False) -> None:
         """init-mysql, clone-mysql, mysqld, sidecar; then wait until the pod is ready."""
         self.prepare()
         assert self.server is not None
@@ -201,11 +220,54 @@ class Pod:
             self.server.root_password = None
             self.server.initialize()
             self.server.start()
-            self.server.set_root_password(PASSWORDS["root-password"])
+            self.server.set_root_password(self.root_password)
+            if temporary_server:
+                self.server.stop()
+                self.init_phase()
+                self.server.start()
         else:
             self.server.start()
-        self.start_sidecar()
+        if self.sidecar is None:
+            self.start_sidecar()
         self.wait_ready()
+
+    @property
+    def root_password(self) -> str:
+        return (self.secrets_dir / "root-password").read_text()
+
+    def init_phase(self, hold: float = 5) -> None:
+        """The entrypoint's temporary server, as docker_temp_server_start runs it: the pod's own config
+        plus --skip-networking, on the pod's socket, root's password already set (the entrypoint's first
+        statement there; here set before, on a networked start, since the harness's root logs in over
+        TCP). The sidecar starts meanwhile, as a pod's containers do; the server runs for `hold`
+        seconds and shuts down. What it executed (Com_* counters) lands in temporary_server_statements."""
+        assert self.server is not None
+        self.server.write_cnf()
+        log = (self.root / "temporary-server.log").open("ab")
+        process = subprocess.Popen([str(MARIADBD), f"--defaults-file={self.server.defaults_file}", "--skip-networking"],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=own_session_dying_with_parent)
+        try:
+            self.start_sidecar()
+            deadline = time.monotonic() + 60
+            while not self.temporary_server_statements:
+                try:
+                    with pymysql.connect(unix_socket=str(self.server.socket), user="root", password=self.root_password,
+                                         connect_timeout=2) as conn, conn.cursor() as cursor:
+                        cursor.execute("SELECT @@skip_networking")
+                        assert cursor.fetchone() == (1,)
+                        time.sleep(hold)
+                        cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                                       "('Com_create_user', 'Com_alter_user', 'Com_grant', 'Com_stmt_execute')")
+                        self.temporary_server_statements = {name: int(value) for name, value in cursor.fetchall()}
+                except pymysql.err.OperationalError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise
+                    time.sleep(0.2)
+        finally:
+            process.terminate()
+            process.wait(60)
+            log.close()
 
     def _cnf_from_conf_dir(self) -> str:
         role = "primary.cnf" if self.ordinal == 0 else "replica.cnf"
@@ -242,10 +304,31 @@ class Pod:
             self.sidecar = None
 
     def delete(self) -> None:
-        """What deleting the pod does: containers stop, the volume (data dir) stays."""
+        """What deleting the pod does: containers stop (mysqld after its preStop), the memory
+        emptyDirs go, the volume (data dir) stays."""
         self.stop_sidecar()
         if self.server is not None:
+            if self.server.running:
+                self.script("prestop.sh", timeout=60)
             self.server.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """A rolling update's replacement of this pod: deleted, then started again with the Secret's
+        current values (a new pod mounts the Secret afresh), and ready."""
+        self.delete()
+        shutil.rmtree(self.secrets_dir)
+        shutil.copytree(self.group.secrets_dir, self.secrets_dir)
+        assert self.server is not None
+        self.server.root_password = self.root_password
+        self.server.start()
+        self.start_sidecar()
+        self.wait_ready()
+
+    def refresh_secret(self) -> None:
+        """The kubelet's refresh of this running pod's copy of the Secret."""
+        for path in self.group.secrets_dir.iterdir():
+            (self.secrets_dir / path.name).write_text(path.read_text())
 
     def probe(self, name: str) -> subprocess.CompletedProcess[str]:
         return self.script(name, timeout=20)
@@ -272,12 +355,13 @@ class Pod:
 class RehearsalSet:
     """The pods of one set, sharing the rendered ConfigMap (written to a directory) and the Secret."""
 
-    def __init__(self, base: Path, rendered: RenderedSet) -> None:
+    def __init__(self, base: Path, rendered: RenderedSet, rotation_delay: int = 3) -> None:
         if (rendered.engine, rendered.version) != (ENGINE, VERSION):
             raise ValueError(f"the harness runs {ENGINE} {VERSION}; render the set for it "
                              f"(got {rendered.engine} {rendered.version}: --set mysqlVersion={VERSION})")
         self.base = base
         self.rendered = rendered
+        self.rotation_delay = rotation_delay  # the pods' ROTATION_DELAY_SECONDS
         self.config_dir = base / "configmap"
         self.secrets_dir = base / "secrets"
         ports = free_ports(2 * MAX_PODS)
@@ -295,17 +379,24 @@ class RehearsalSet:
         self.certificate = mysql_config.tls_certificate(SET_NAME, "atomic-mysql", CLUSTER_DOMAIN)
         self.tls_dir = write_tls_dir(base / "tls", self.ca, self.certificate)
 
+    def update_secret(self, key: str, value: str, refresh: bool = True) -> None:
+        """The credentials Secret changed in the API; `refresh`: every running pod's copy follows at once."""
+        (self.secrets_dir / key).write_text(value)
+        if refresh:
+            for pod in self.pods.values():
+                pod.refresh_secret()
+
     def pod(self, ordinal: int) -> Pod:
         pod = self.pods.get(ordinal) or Pod(self, ordinal)
         self.pods[ordinal] = pod
         return pod
 
-    def boot(self, ordinal: int) -> Pod:
+    def boot(self, ordinal: int, temporary_server: bool = False) -> Pod:
         """Start `mysql-<ordinal>` (OrderedReady: every lower ordinal must be ready)."""
         for lower in range(ordinal):
             assert lower in self.pods and self.pods[lower].ready(), f"mysql-{lower} must be ready first"
         pod = self.pod(ordinal)
-        pod.boot()
+        pod.boot(temporary_server)
         return pod
 
     def delete(self, ordinal: int) -> None:

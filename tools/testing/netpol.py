@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ def _policy_types(spec: Mapping[str, Any]) -> list[str]:
 
 def _pods_of(obj: Mapping[str, Any]) -> Iterable[Endpoint]:
     """The pods a controller object creates: for a StatefulSet, one per ordinal with the label the
-    controller adds; for the others one representative pod."""
-    template = obj["spec"]["template"]
+    controller adds; for the others one representative pod (a CronJob's: its job template's)."""
+    template = (obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"])["template"]
     labels = dict(template.get("metadata", {}).get("labels") or {})
     spec = template["spec"]
     ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP"))

@@ -36,6 +36,23 @@ SIDECAR_STARTUP = ProbeTiming(period_seconds=5, timeout_seconds=3, failure_thres
 SIDECAR_LIVENESS = ProbeTiming(period_seconds=10, timeout_seconds=3, failure_threshold=3)
 SIDECAR_READINESS = ProbeTiming(period_seconds=5, timeout_seconds=3, failure_threshold=2)
 
+# Stopping a pod (terminationGracePeriodSeconds covers both): mysqld's preStop (prestop.sh, run under
+# timeout(1) for PRESTOP_BUDGET_SECONDS; its client calls connect within 3 s each and wait at most
+# PRESTOP_LOCK_SECONDS for read_only: under a second when measured), then mysqld's own shutdown after
+# SIGTERM. The shutdown is InnoDB's flush of dirty pages (the images' 128 MiB buffer pool;
+# innodb_fast_shutdown=1 skips the purge) once no binlog dump thread holds it: a tenth of a second
+# when measured, so 30 s is a wide margin; the rest is slack for a slow node.
+PRESTOP_LOCK_SECONDS = 5
+PRESTOP_BUDGET_SECONDS = 20
+MYSQLD_SHUTDOWN_SECONDS = 30
+TERMINATION_SLACK_SECONDS = 10
+
+
+def termination_grace_seconds() -> int:
+    """The pod's terminationGracePeriodSeconds: the preStop's bound, the shutdown's, and slack."""
+    return PRESTOP_BUDGET_SECONDS + MYSQLD_SHUTDOWN_SECONDS + TERMINATION_SLACK_SECONDS
+
+
 # What a clone is assumed to sustain at worst, for the budget only: half of gp3's baseline
 # 125 MiB/s, so that a slow disk or a busy source does not fail a rollout that would have finished.
 CLONE_BUDGET_BYTES_PER_SECOND = 60 * 2**20

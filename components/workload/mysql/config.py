@@ -25,10 +25,19 @@ BACKUP_USER = "backup"
 # check row goes to (the tool's default --database).
 VERIFY_USER = "verify"
 VERIFY_DATABASE = "atomic_verify"
+# The metrics sidecar's account (mysqld_exporter): over the pod-local socket only ('localhost' matches
+# socket connections alone under skip_name_resolve), so require_secure_transport lets it in without TLS.
+EXPORTER_USER = "exporter"
+EXPORTER_HOST = "localhost"
+# mysqld's socket in every container that mounts the set's `run` volume (scripts/common.sh's default).
+MYSQL_SOCKET = "/var/run/mysqld/mysqld.sock"
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 SCRIPT_NAMES = (
     "common.sh", "init-mysql.sh", "clone-mysql.sh", "sidecar.sh", "readiness.sh", "liveness.sh", "sidecar-ready.sh",
+    # Backups, binlog archive and restore (docs/backup.md).
+    "s3.sh", "backup-agent.sh", "backup.sh", "backup-job.sh", "archive-binlogs.sh", "restore.sh",
+    "datadir-guard.sh", "prestop.sh",
 )
 # Where the ConfigMap (cnf fragments, users.sql and the scripts) is mounted in every container.
 CONFIG_MOUNT = "/etc/mysql-config"
@@ -250,7 +259,82 @@ def users_sql(engine: str) -> str:
         statements.append(f"GRANT SELECT ON performance_schema.keyring_component_status TO {backup};")
         statements.append(f"GRANT SELECT ON performance_schema.replication_group_members TO {backup};")
     statements += verify_statements(engine)
+    statements += exporter_statements(engine)
+    statements.append(root_statement(engine))
     return "\n".join(statements) + "\n"
+
+
+def exporter_grants(engine: str) -> list[str]:
+    """What mysqld_exporter's default collectors read, and nothing more: status and variables
+    (no grant needed), SHOW ENGINE INNODB STATUS and the process list (PROCESS), the replica
+    status (SLAVE MONITOR on MariaDB, REPLICATION CLIENT on MySQL) and performance_schema. No
+    SELECT on any application table; at most three connections, so a hung scrape cannot crowd
+    out clients."""
+    tools(engine)
+    exporter = f"'{EXPORTER_USER}'@'{EXPORTER_HOST}'"
+    monitor = "SLAVE MONITOR" if engine == "mariadb" else "REPLICATION CLIENT"
+    return [
+        f"GRANT PROCESS, {monitor} ON *.* TO {exporter};",
+        f"GRANT SELECT ON performance_schema.* TO {exporter};",
+        f"ALTER USER {exporter} WITH MAX_USER_CONNECTIONS 3;",
+    ]
+
+
+def exporter_statements(engine: str) -> list[str]:
+    # In-pod over the socket, like `backup`: no network hop for TLS to protect.
+    return [*_account(engine, f"'{EXPORTER_USER}'@'{EXPORTER_HOST}'", "@exporter_password", require_tls=False),
+            *exporter_grants(engine)]
+
+
+def exporter_cnf(password: str) -> str:
+    """mysqld_exporter's --config.my-cnf (go-ini): the pod's own mysqld over its socket (a `socket`
+    key makes the exporter dial unix, config/config.go FormDSN in prometheus/mysqld_exporter). The password is
+    triple-quoted, go-ini's form for a value holding quotes, '#' or ';' (the password rule allows
+    them); a password containing three double quotes in a row is refused."""
+    if '"""' in password or "\n" in password:
+        raise ValueError("the exporter password must not contain three double quotes in a row or a line break")
+    return f'[client]\nuser={EXPORTER_USER}\npassword="""{password}"""\nsocket={MYSQL_SOCKET}\n'
+
+
+def root_statement(engine: str) -> str:
+    """(Re)set every root account's password to @root_password, in one ALTER USER over the accounts
+    that exist (the images keep root@localhost only, MYSQL_ROOT_HOST; a hand-made data dir may have
+    more). IF EXISTS: an account the server ignores (a host name under skip_name_resolve, as
+    mariadb-install-db creates root@<hostname>) is only a note, not the batch's failure. Replicated like
+    the others: every member's root is a clone of the primary's. MariaDB gets the hash form, as in
+    _prepared; MySQL rewrites the literal to its hash before logging."""
+    tools(engine)
+    value = "QUOTE(PASSWORD(@root_password))" if engine == "mariadb" else "QUOTE(@root_password)"
+    by = "IDENTIFIED BY PASSWORD " if engine == "mariadb" else "IDENTIFIED BY "
+    return (
+        "SET SESSION group_concat_max_len = 65536;\n"
+        "SET @stmt = (SELECT CONCAT('ALTER USER IF EXISTS ', GROUP_CONCAT(CONCAT(QUOTE(User), '@', QUOTE(Host), "
+        f"' {by}', {value}) SEPARATOR ', ')) FROM mysql.user WHERE User = 'root');\n"
+        "PREPARE stmt FROM @stmt;\nEXECUTE stmt;\nDEALLOCATE PREPARE stmt;"
+    )
+
+
+# Of the data volume, what the binlogs may take (sidecar.sh purges the oldest beyond it; the age
+# bound, binlog_expire_logs_seconds, applies too): the rest holds the data, a replica's relay logs
+# and InnoDB's undo and temporary files. One binlog file is at most an eighth of that, so purging
+# (whole files, never the one being written) keeps the total near the bound, and never above 1 GiB
+# (the servers' default max_binlog_size).
+BINLOG_VOLUME_FRACTION = 4
+BINLOG_FILES_PER_BOUND = 8
+MAX_BINLOG_FILE_BYTES = 2**30
+# The sidecar logs an ALARM line at every check while the data volume is this full (readiness unchanged).
+DISK_ALARM_PERCENT = 80
+
+
+def binlog_env(storage_bytes: int) -> dict[str, str]:
+    """The sidecar's binlog bounds for a data volume of `storage_bytes`: total bytes, bytes per file
+    (a multiple of 4096, as max_binlog_size wants), and the disk alarm's threshold."""
+    if storage_bytes < 2**20:
+        raise ValueError(f"data volume of {storage_bytes} bytes: at least 1 MiB")
+    total = storage_bytes // BINLOG_VOLUME_FRACTION
+    per_file = max(4096, min(MAX_BINLOG_FILE_BYTES, total // BINLOG_FILES_PER_BOUND) // 4096 * 4096)
+    return {"BINLOG_MAX_BYTES": str(total), "BINLOG_FILE_BYTES": str(per_file),
+            "DISK_ALARM_PERCENT": str(DISK_ALARM_PERCENT)}
 
 
 def verify_grants(engine: str) -> list[str]:
@@ -340,6 +424,12 @@ def liveness_command() -> list[str]:
 def readiness_command() -> list[str]:
     """Primary: answers a query. Replica: answers and both replication threads run."""
     return script_command("readiness.sh")
+
+
+def prestop_command() -> list[str]:
+    """mysqld's preStop: read_only, then close the binlog dump connections, so that the shutdown
+    after it is short (budget.termination_grace_seconds)."""
+    return script_command("prestop.sh")
 
 
 def sidecar_probe_command() -> list[str]:

@@ -11,6 +11,7 @@ config text in config.py; this module only wires.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +23,18 @@ import pulumi_tls as tls
 from pulumi import ResourceOptions
 
 from components import tokens
-from components.facts import CA_USES, CA_VALIDITY_HOURS, CLONE_PORT, CLUSTER_DOMAIN, LEAF_VALIDITY_HOURS, MYSQL_PORT
+from components.facts import (
+    BACKUP_AGENT_PORT,
+    BACKUP_METRICS_PORT,
+    CA_USES,
+    CA_VALIDITY_HOURS,
+    CLONE_PORT,
+    CLUSTER_DOMAIN,
+    LEAF_VALIDITY_HOURS,
+    MYSQL_PORT,
+    MYSQLD_EXPORTER_PORT,
+    quantity_bytes,
+)
 from components.kube.objects import (
     ZoneSpread,
     await_timeouts,
@@ -34,6 +46,7 @@ from components.kube.objects import (
     spread_over_zones,
 )
 from components.settings.schema import MysqlSecrets, MysqlSettings, Resources
+from components.workload.mysql import backup as backups
 from components.workload.mysql import budget
 from components.workload.mysql import config as mysql_config
 
@@ -51,11 +64,14 @@ DATA_SUBPATH = "mysql"
 SECRET_MOUNT = "/etc/mysql-secrets"
 # The Secret's keys (file names under SECRET_MOUNT); the scripts read them by these names.
 VERIFY_PASSWORD_KEY = "verify-password"
-PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY)
+PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY, "exporter-password")
 
 # A `pulumi up` within this many hours of the set's certificate expiring issues a new one (pulumi-tls
 # early_renewal_hours); the new Secret rolls the set (checksum/tls below).
 TLS_RENEWAL_HOURS = 30 * 24
+
+# pulumi-kubernetes: a Patch resource applies with force (takes over fields another manager owns).
+PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
 # init-mysql copies two files; the clone and sidecar containers are sized by their own settings.
 INIT_RESOURCES = Resources(cpu_request="50m", memory_request="32Mi", cpu_limit="200m", memory_limit="64Mi")
@@ -70,6 +86,11 @@ class MySqlReplicatedSetArgs:
     client_label: Mapping[str, str] | None = None
     # Over the zones: required where every node has its zone label (the aws cluster), else preferred.
     zone_spread: ZoneSpread = "preferred"
+    # Where backups go (settings.backup set): the bucket and its key (backup.BackupTarget).
+    backup_target: backups.BackupTarget | None = None
+    # Grow the existing claims to settings.storage_size with Patch resources (they need Server-Side
+    # Apply: False for a provider that renders YAML, which applies nothing).
+    grow_claims: bool = True
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -90,6 +111,14 @@ def config_checksum(data: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
 
 
+def credentials_checksum(key: str, passwords: Mapping[str, str]) -> str:
+    """HMAC-SHA256 of the passwords under `key` (a random secret of the stack's own): it changes when any
+    password does, so the pods roll, and shows nothing of them. A plain hash of a chosen password could be
+    tested against guesses by anyone who reads the plan or the cluster; without the key it cannot."""
+    message = json.dumps(dict(passwords), sort_keys=True).encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
 def _probe(command: list[str], timing: budget.ProbeTiming) -> core.ProbeArgs:
     return exec_probe(command, period_seconds=timing.period_seconds, timeout_seconds=timing.timeout_seconds,
                       failure_threshold=timing.failure_threshold)
@@ -99,8 +128,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
     """A primary (`<name>-0`) and replicas cloned from their predecessor, on the caller's provider."""
 
     def __init__(self, name: str, args: MySqlReplicatedSetArgs, opts: ResourceOptions | None = None) -> None:
+        if (args.settings.backup is None) != (args.backup_target is None):
+            raise ValueError("settings.backup and backup_target go together: backups need a bucket and a key")
         super().__init__(tokens.MYSQL_SET, name, None, opts)
         self._settings = settings = args.settings
+        self._backup_target = args.backup_target
         self._namespace = args.namespace
         self._zone_spread = args.zone_spread
         child = ResourceOptions(parent=self)
@@ -111,14 +143,36 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             f"{name}-config", metadata=self._meta(f"{settings.name}-config"), data=data, opts=child
         )
         passwords = self._passwords(name, args.secrets, stateful)
+        # mysqld_exporter reads its account from an option file (pulumi.Output.apply only formats text).
+        exporter_cnf: pulumi.Output[str] = passwords["exporter-password"].apply(mysql_config.exporter_cnf)
+        secret_data: dict[str, pulumi.Output[str]] = dict(passwords)
+        secret_data[backups.EXPORTER_CNF_KEY] = pulumi.Output.secret(exporter_cnf)
         self.secret = core.Secret(
             f"{name}-secret",
             metadata=self._meta(f"{settings.name}-credentials"),
             type="Opaque",
-            string_data=passwords,
+            string_data=secret_data,
             opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
         )
+        # Keyed by a secret of its own, the checksum reveals nothing of the passwords (credentials_checksum):
+        # shown in plain, so that the preview says the pods roll. Protected like the passwords (a new key
+        # would only roll the set once, but the policy pack treats every random secret as state).
+        checksum_key = random.RandomBytes(f"{name}-credentials-checksum-key", length=32, opts=stateful).hex
+        credentials_annotation: pulumi.Output[str] = pulumi.Output.unsecret(
+            pulumi.Output.all(checksum_key, *passwords.values()).apply(
+                lambda values: credentials_checksum(values[0], dict(zip(passwords, values[1:], strict=True)))))
         self.ca_cert, tls_secret, tls_checksum = self._tls(name)
+        self.backup_secret: core.Secret | None = None
+        if args.backup_target is not None:
+            # The key that may touch this set's prefix of the bucket, and nothing else.
+            self.backup_secret = core.Secret(
+                f"{name}-backup-s3",
+                metadata=self._meta(backups.s3_secret_name(settings.name)),
+                type="Opaque",
+                string_data={"access-key-id": pulumi.Output.secret(args.backup_target.access_key_id),
+                             "secret-access-key": pulumi.Output.secret(args.backup_target.secret_access_key)},
+                opts=ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
+            )
         self.headless_service = core.Service(f"{name}-headless", metadata=self._meta(settings.name),
                                              spec=self._headless_spec(), opts=child)
         self.read_service = core.Service(f"{name}-read", metadata=self._meta(f"{settings.name}-read"),
@@ -146,18 +200,39 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             spec=self._client_network_policy_spec(client_label),
             opts=child,
         )
+        # With backups: the CronJob's pods reach the agents, and the set's pods reach the bucket (backup.py).
+        self.backup_network_policies: list[k8s.networking.v1.NetworkPolicy] = []
+        if settings.backup is not None:
+            self.backup_network_policies = [
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-backup-job-netpol", metadata=self._meta(backups.cron_job_name(settings.name)),
+                    spec=backups.job_egress_policy(settings.name, selector_labels(settings.name)), opts=child),
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-backup-s3-netpol", metadata=self._meta(backups.s3_secret_name(settings.name)),
+                    spec=backups.s3_egress_policy(selector_labels(settings.name), settings.backup),
+                    opts=child),
+            ]
         self.stateful_set = apps.StatefulSet(
             f"{name}-statefulset",
             metadata=self._meta(settings.name),
-            spec=self._stateful_set_spec(config_checksum(data), tls_checksum),
+            spec=self._stateful_set_spec(config_checksum(data), tls_checksum, credentials_annotation),
             # The name is fixed (pod DNS depends on it): a replacement must delete first.
+            # volumeClaimTemplates are immutable: any change there (a size, "" for the default class's
+            # name) replaces the set, and with mysqlPvcWhenDeleted=Delete its claims. They stay as the set
+            # was created; the claims themselves grow (claim_patches below), and settings/load.py refuses
+            # a class the claims are not in. With protectStateful, a destroy leaves the set in the
+            # cluster even once unprotected (retainOnDelete, docs/mysql.md "What destroy keeps").
             opts=ResourceOptions(parent=self, protect=settings.protect, delete_before_replace=True,
+                                 ignore_changes=["spec.volumeClaimTemplates"],
+                                 retain_on_delete=settings.protect or None,
                                  depends_on=[self.config_map, self.secret, tls_secret, self.headless_service,
-                                             self.network_policy],
+                                             self.network_policy, *self.backup_network_policies,
+                                             *([self.backup_secret] if self.backup_secret else [])],
                                  # pulumi-kubernetes waits 10 minutes by default; OrderedReady pods that
                                  # each clone their predecessor need what their probes allow them.
                                  custom_timeouts=await_timeouts(self.rollout_seconds)),
         )
+        self.claim_patches = self._claim_patches(name) if args.grow_claims else []
         self.pdb = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=self._meta(settings.name),
@@ -167,6 +242,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             ),
             opts=child,
         )
+
+        self.backup_cron_job = self._backup_cron_job(name) if settings.backup is not None else None
+        prometheus = self._prometheus_objects(name) if settings.prometheus_operator else None
+        self.service_monitor: k8s.apiextensions.CustomResource | None = prometheus[0] if prometheus else None
+        self.alert_rules: k8s.apiextensions.CustomResource | None = prometheus[1] if prometheus else None
 
         def host(service: core.Service) -> pulumi.Output[str]:
             return pulumi.Output.all(service.metadata.name, args.namespace).apply(lambda v: f"{v[0]}.{v[1]}.svc")
@@ -195,6 +275,32 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------ pieces
 
+    def _claim_patches(self, name: str) -> list[core.PersistentVolumeClaimPatch]:
+        """Each pod's claim (data-<set>-N, made by the StatefulSet controller from the template) at the
+        configured size: the volume grows online where its class allows expansion (the aws cluster's
+        gp3-mysql does); the API server refuses a smaller size (tests/components/workload/mysql/
+        test_claim_growth_real.py). A Patch is a Server-Side Apply of just these fields under a field
+        manager of its own; the claim's size is also owned by the controller that created it, so the
+        patch forces (pulumi.com/patchForce), as the pulumi-kubernetes Patch docs direct for a conflict
+        (registry: kubernetes/api-docs/core/v1/persistentvolumeclaimpatch). After the set: its await
+        ends when every pod is ready, so every claim exists and is bound. retainOnDelete: dropping a
+        patch (fewer replicas, destroy) must leave the claim as it is (pulumi docs, resource options,
+        retainOnDelete).
+        """
+        s = self._settings
+        return [
+            core.PersistentVolumeClaimPatch(
+                f"{name}-data-{ordinal}",
+                metadata=meta.ObjectMetaPatchArgs(
+                    name=f"{DATA_VOLUME}-{s.name}-{ordinal}", namespace=self._namespace,
+                    annotations={PATCH_FORCE_ANNOTATION: "true"}),
+                spec=core.PersistentVolumeClaimSpecPatchArgs(
+                    resources=core.VolumeResourceRequirementsPatchArgs(requests={"storage": s.storage_size})),
+                opts=ResourceOptions(parent=self, depends_on=[self.stateful_set], retain_on_delete=True),
+            )
+            for ordinal in range(s.replicas)
+        ]
+
     def _meta(self, object_name: str) -> meta.ObjectMetaArgs:
         return metadata(object_name, labels=labels(self._settings.name), namespace=self._namespace)
 
@@ -202,7 +308,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         """Configured passwords (checked by settings/load.py when read, before anything is
         registered); missing ones are generated (32 letters and digits)."""
         result: dict[str, pulumi.Output[str]] = {}
-        configured = (given.root_password, given.replication_password, given.backup_password, given.verify_password)
+        configured = (given.root_password, given.replication_password, given.backup_password, given.verify_password,
+                      given.exporter_password)
         for key, value in zip(PASSWORD_KEYS, configured, strict=True):
             if value is None:
                 value = random.RandomPassword(f"{name}-{key}", length=32, special=False, opts=opts).result
@@ -270,6 +377,10 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             ports=[
                 core.ServicePortArgs(name="mysql", port=MYSQL_PORT, target_port="mysql"),
                 core.ServicePortArgs(name="clone", port=CLONE_PORT, target_port="clone"),
+                # What the ServiceMonitor scrapes (the headless Service lists not-ready members too).
+                core.ServicePortArgs(name="metrics", port=MYSQLD_EXPORTER_PORT, target_port="metrics"),
+                *([core.ServicePortArgs(name="agent-metrics", port=BACKUP_METRICS_PORT, target_port="agent-metrics")]
+                  if self._settings.backup is not None else []),
             ],
         )
 
@@ -305,6 +416,19 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     from_=[members],
                     ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=CLONE_PORT)],
                 ),
+                # Metrics: from Prometheus's pods, in whatever namespace it runs (backup.prometheus_peer).
+                net.NetworkPolicyIngressRuleArgs(
+                    from_=[backups.prometheus_peer()],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=MYSQLD_EXPORTER_PORT),
+                           *([net.NetworkPolicyPortArgs(protocol="TCP", port=BACKUP_METRICS_PORT)]
+                             if self._settings.backup is not None else [])],
+                ),
+                # The backup CronJob asks a member's agent for a backup (the data goes to the bucket).
+                *([net.NetworkPolicyIngressRuleArgs(
+                    from_=[net.NetworkPolicyPeerArgs(pod_selector=meta.LabelSelectorArgs(
+                        match_labels=backups.job_label(self._settings.name)))],
+                    ports=[net.NetworkPolicyPortArgs(protocol="TCP", port=BACKUP_AGENT_PORT)],
+                )] if self._settings.backup is not None else []),
             ],
             egress=[
                 net.NetworkPolicyEgressRuleArgs(
@@ -327,7 +451,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------ the StatefulSet
 
-    def _stateful_set_spec(self, checksum: str, tls_checksum: pulumi.Input[str]) -> apps.StatefulSetSpecArgs:
+    def _stateful_set_spec(self, checksum: str, tls_checksum: pulumi.Input[str],
+                           credentials_checksum: pulumi.Input[str]) -> apps.StatefulSetSpecArgs:
         s = self._settings
         return apps.StatefulSetSpecArgs(
             service_name=s.name,
@@ -335,7 +460,13 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             # Ordinal N clones from N-1, so N-1 must be ready first.
             pod_management_policy="OrderedReady",
             selector=meta.LabelSelectorArgs(match_labels=selector_labels(s.name)),
-            update_strategy=apps.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+            # The controller replaces pods from the highest ordinal down, one at a time, each only once
+            # the one before it is Ready again, and stops at the first that does not become Ready: the
+            # replicas first, the primary (-0) last, and a bad version halts on the highest replica.
+            # partition 0: every ordinal is updated (Kubernetes docs, StatefulSet "Rolling Updates" and
+            # "Partitioned rolling updates").
+            update_strategy=apps.StatefulSetUpdateStrategyArgs(
+                type="RollingUpdate", rolling_update=apps.RollingUpdateStatefulSetStrategyArgs(partition=0)),
             persistent_volume_claim_retention_policy=apps.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
                 when_deleted=s.pvc_when_deleted, when_scaled=s.pvc_when_scaled
             ),
@@ -344,6 +475,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                     "checksum/config": checksum,
                     # mysqld and socat read the certificate at start: a renewed one rolls the set.
                     "checksum/tls": tls_checksum,
+                    # A rotated password rolls the set, highest ordinal first: the primary's sidecar has
+                    # applied it by then (a restarted replica is ready only once it has; docs/mysql.md).
+                    "checksum/credentials": credentials_checksum,
                 }),
                 spec=self._pod_spec(),
             ),
@@ -364,7 +498,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         return core.PodSpecArgs(
             automount_service_account_token=False,
             enable_service_links=False,
-            termination_grace_period_seconds=60,
+            # mysqld's preStop and shutdown, bounded (budget.termination_grace_seconds).
+            termination_grace_period_seconds=budget.termination_grace_seconds(),
             security_context=core.PodSecurityContextArgs(
                 run_as_non_root=True,
                 run_as_user=MYSQL_UID,
@@ -376,8 +511,9 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             affinity=self._affinity(),
             # A pod's volume is zonal (EBS): where the pod is first placed, it stays (docs/mysql.md).
             topology_spread_constraints=spread_over_zones(selector_labels(s.name), self._zone_spread),
-            init_containers=[self._init_container(), self._clone_container()],
-            containers=[self._mysqld_container(), self._sidecar_container()],
+            init_containers=[self._init_container(), self._clone_container(), *self._backup_init_containers()],
+            containers=[self._mysqld_container(), self._sidecar_container(), self._exporter_container(),
+                        *self._backup_containers()],
             volumes=[
                 core.VolumeArgs(name="conf", empty_dir=core.EmptyDirVolumeSourceArgs()),
                 core.VolumeArgs(name="config", config_map=core.ConfigMapVolumeSourceArgs(
@@ -394,6 +530,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 # Holds the backup account's option file while a backup runs: memory only.
                 core.VolumeArgs(name="client-cnf", empty_dir=core.EmptyDirVolumeSourceArgs(
                     medium="Memory", size_limit="1Mi")),
+                backups.exporter_volume(f"{s.name}-credentials"),
+                *(backups.backup_volumes(s.name) if s.backup is not None else []),
             ],
         )
 
@@ -480,12 +618,16 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
                 # root password; root is reachable over the pod-local socket only.
                 f"{prefix}_ROOT_PASSWORD_FILE": f"{SECRET_MOUNT}/root-password",
                 f"{prefix}_ROOT_HOST": "localhost",
+                "PRESTOP_LOCK_SECONDS": str(budget.PRESTOP_LOCK_SECONDS),
+                "PRESTOP_TIMEOUT_SECONDS": str(budget.PRESTOP_BUDGET_SECONDS),
             }),
             ports=[core.ContainerPortArgs(name="mysql", container_port=MYSQL_PORT, protocol="TCP")],
             volume_mounts=[*self._shared_mounts(), self._mount("mysqld-tmp", "/tmp")],
             startup_probe=_probe(alive, budget.MYSQLD_STARTUP),
             liveness_probe=_probe(alive, budget.MYSQLD_LIVENESS),
             readiness_probe=_probe(ready, budget.MYSQLD_READINESS),
+            lifecycle=core.LifecycleArgs(pre_stop=core.LifecycleHandlerArgs(
+                exec_=core.ExecActionArgs(command=mysql_config.prestop_command()))),
         )
 
     def _shared_mounts(self) -> list[core.VolumeMountArgs]:
@@ -506,7 +648,8 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             "sidecar", self._settings.backup_image, self._settings.clone.sidecar_resources,
             command=mysql_config.script_command("sidecar.sh"),
             env=self._env(TMPDIR="/tmp", CLIENT_CNF_DIR="/run/mysql-client",
-                          **mysql_config.clone_env(self._settings.clone)["sidecar"]),
+                          **mysql_config.clone_env(self._settings.clone)["sidecar"],
+                          **mysql_config.binlog_env(quantity_bytes(self._settings.storage_size))),
             ports=[core.ContainerPortArgs(name="clone", container_port=CLONE_PORT, protocol="TCP")],
             volume_mounts=[
                 *self._shared_mounts(),
@@ -518,3 +661,119 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             liveness_probe=_probe(probe, budget.SIDECAR_LIVENESS),
             readiness_probe=_probe(probe, budget.SIDECAR_READINESS),
         )
+
+    # ------------------------------------------------------------------ metrics, backups, restore
+
+    def _exporter_container(self) -> core.ContainerArgs:
+        return backups.exporter_container(self._security_context(), resources(backups.EXPORTER_RESOURCES))
+
+    def _s3_env(self) -> dict[str, pulumi.Input[str]]:
+        assert self._settings.backup is not None and self._backup_target is not None
+        return backups.s3_env(self._settings.backup, self._backup_target)
+
+    def _env_inputs(self, values: Mapping[str, pulumi.Input[str]], **extra: str) -> list[core.EnvVarArgs]:
+        return [*self._env(**extra), *(core.EnvVarArgs(name=key, value=value) for key, value in values.items())]
+
+    def _backup_init_containers(self) -> list[core.ContainerArgs]:
+        s = self._settings
+        if s.backup is None:
+            return []
+        containers = [backups.s3_tools_container(self._security_context(), resources(backups.TOOLS_RESOURCES))]
+        if s.backup.restore_from:
+            # Ordinal 0 of a new set: fetch and check the backup (backup image), then replay the
+            # binlogs up to the point with a private server (server image); other ordinals skip both.
+            volume_root = [self._mount(DATA_VOLUME, "/var/lib/mysql-volume"),
+                           self._mount("conf", "/etc/mysql/conf.d", read_only=True),
+                           self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
+                           self._mount("credentials", SECRET_MOUNT, read_only=True),
+                           self._mount("tools-tmp", "/tmp"), *backups.s3_mounts()]
+            env = {**self._s3_env(), **backups.restore_env(s.backup)}
+            for phase, image in (("fetch", s.backup_image), ("replay", s.image)):
+                containers.append(self._container(
+                    f"restore-{phase}", image, backups.RESTORE_RESOURCES,
+                    command=[*mysql_config.script_command("restore.sh"), phase],
+                    env=self._env_inputs(env, MYSQL_DATA_DIR=f"/var/lib/mysql-volume/{DATA_SUBPATH}", TMPDIR="/tmp"),
+                    volume_mounts=volume_root,
+                ))
+        return containers
+
+    def _backup_containers(self) -> list[core.ContainerArgs]:
+        s = self._settings
+        if s.backup is None:
+            return []
+        probe = mysql_config.sidecar_probe_command()
+        return [self._container(
+            "backup-agent", s.backup_image, backups.AGENT_RESOURCES,
+            command=mysql_config.script_command("backup-agent.sh"),
+            env=self._env_inputs({**self._s3_env(), **backups.agent_env(s, s.backup)}, TMPDIR="/tmp",
+                                 CLIENT_CNF_DIR="/run/mysql-client"),
+            ports=backups.agent_ports(),
+            volume_mounts=[*self._shared_mounts(), self._mount("tools-tmp", "/tmp"),
+                           self._mount("client-cnf", "/run/mysql-client"),
+                           self._mount("agent-state", "/run/backup-agent"), *backups.s3_mounts()],
+            # Ready once it listens (sidecar-ready.sh on CLONE_PORT=its port), as the sidecar.
+            liveness_probe=_probe(probe, budget.SIDECAR_LIVENESS),
+            readiness_probe=_probe(probe, budget.SIDECAR_READINESS),
+        )]
+
+    def _backup_cron_job(self, name: str) -> k8s.batch.v1.CronJob:
+        s = self._settings
+        assert s.backup is not None
+        job_labels = owned({"app.kubernetes.io/name": "mysql-backup", "app.kubernetes.io/instance": s.name,
+                            "app.kubernetes.io/component": "backup", **backups.job_label(s.name)})
+        container = self._container(
+            "backup-job", s.backup_image, backups.JOB_RESOURCES,
+            command=backups.job_command(),
+            env=self._env(MYSQL_REPLICAS=str(s.replicas), BACKUP_MAX_SECONDS=str(backups.BACKUP_MAX_SECONDS),
+                          TMPDIR="/tmp"),
+            volume_mounts=[self._mount("config", mysql_config.CONFIG_MOUNT, read_only=True),
+                           self._mount("tools-tmp", "/tmp")],
+        )
+        pod = core.PodSpecArgs(
+            restart_policy="Never",
+            automount_service_account_token=False,
+            enable_service_links=False,
+            security_context=core.PodSecurityContextArgs(
+                run_as_non_root=True, run_as_user=MYSQL_UID, run_as_group=MYSQL_UID, fs_group=MYSQL_UID,
+                seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault")),
+            containers=[container],
+            volumes=[core.VolumeArgs(name="config", config_map=core.ConfigMapVolumeSourceArgs(
+                         name=f"{s.name}-config", default_mode=0o444)),
+                     core.VolumeArgs(name="tools-tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="64Mi"))],
+        )
+        batch = k8s.batch.v1
+        return batch.CronJob(
+            f"{name}-backup",
+            metadata=self._meta(backups.cron_job_name(s.name)),
+            spec=batch.CronJobSpecArgs(
+                schedule=s.backup.schedule,
+                time_zone="Etc/UTC",
+                # One backup at a time; a missed run (controller down) is made up within the hour.
+                concurrency_policy="Forbid",
+                starting_deadline_seconds=3600,
+                successful_jobs_history_limit=3,
+                failed_jobs_history_limit=3,
+                job_template=batch.JobTemplateSpecArgs(
+                    metadata=meta.ObjectMetaArgs(labels=job_labels),
+                    spec=batch.JobSpecArgs(
+                        backoff_limit=1,
+                        active_deadline_seconds=backups.BACKUP_MAX_SECONDS + 600,
+                        template=core.PodTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=job_labels),
+                                                          spec=pod),
+                    ),
+                ),
+            ),
+            opts=ResourceOptions(parent=self, depends_on=[self.config_map, *self.backup_network_policies]),
+        )
+
+    def _prometheus_objects(self, name: str) -> tuple[k8s.apiextensions.CustomResource,
+                                                      k8s.apiextensions.CustomResource]:
+        s = self._settings
+        child = ResourceOptions(parent=self)
+        monitor = k8s.apiextensions.CustomResource(
+            f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+            metadata=self._meta(s.name), spec=backups.service_monitor(s.name, selector_labels(s.name)), opts=child)
+        rules = k8s.apiextensions.CustomResource(
+            f"{name}-alerts", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
+            metadata=self._meta(s.name), spec=backups.alert_rules(s), opts=child)
+        return monitor, rules

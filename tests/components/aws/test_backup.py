@@ -33,7 +33,8 @@ def plans() -> dict[str, Plan]:
 
 
 def one(plan: Plan, token: str) -> Registration:
-    (found,) = plan.of_type(token)
+    """The etcd bucket's resource of this type (the MySQL set's bucket is aws/backup_bucket.py's)."""
+    (found,) = [r for r in plan.of_type(token) if "etcd-backups" in r.name]
     return found
 
 
@@ -74,7 +75,8 @@ def test_the_bucket_is_versioned_kms_encrypted_private_and_expires_snapshots(pla
     assert expire["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
     assert rules["remove-expired-delete-markers"]["expiration"] == {"expiredObjectDeleteMarker": True}
     # every configuration part is on this bucket
-    parts = [r for r in plan.resources if r.type.startswith("aws:s3/") and r.type != tokens.S3_BUCKET]
+    parts = [r for r in plan.resources if r.type.startswith("aws:s3/") and r.type != tokens.S3_BUCKET
+             and "etcd-backups" in r.name]
     assert len(parts) == 6 and {p.inputs["bucket"] for p in parts} == {bucket.id}
 
 

@@ -80,16 +80,20 @@ def targets(plan: Plan) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def pki_key(plan: Plan) -> Registration:
-    (key,) = [k for k in plan.of_type(tokens.KMS_KEY) if "etcd-backups" not in k.name]
+    (key,) = [k for k in plan.of_type(tokens.KMS_KEY) if "backups" not in k.name]
     return key
+
+
+def etcd(plan: Plan, token: str) -> list[Registration]:
+    return [r for r in plan.of_type(token) if "etcd-backups" in r.name]
 
 
 def backup_targets(plan: Plan) -> list[tuple[str, str, dict[str, str]]]:
     """The stack's etcd snapshots: writing, reading, listing and deleting them, and its backup key."""
-    (bucket,) = plan.of_type(tokens.S3_BUCKET)
-    (key,) = [k for k in plan.of_type(tokens.KMS_KEY) if "etcd-backups" in k.name]
+    (bucket,) = etcd(plan, tokens.S3_BUCKET)
+    (key,) = etcd(plan, tokens.KMS_KEY)
     bucket_arn = f"arn:aws:s3:::{bucket.state['bucket']}"
-    (lifecycle,) = plan.of_type(tokens.S3_BUCKET_LIFECYCLE)
+    (lifecycle,) = etcd(plan, tokens.S3_BUCKET_LIFECYCLE)
     prefix = lifecycle.inputs["rules"][0]["filter"]["prefix"]  # the stack's own, as its bucket expires it
     snapshot = f"{bucket_arn}/{prefix}20260101T000000Z-atomic-master-1.db"
     actions = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion")
@@ -151,9 +155,9 @@ def test_a_stacks_backup_bucket_refuses_another_stacks_roles_whatever_they_are_g
         mine: str, theirs: str, plans: dict[str, Plan]) -> None:
     """The bucket's own side: even a role of another stack allowed s3:PutObject on everything (a
     mistake, or a wider policy added by hand) cannot overwrite this stack's snapshots."""
-    (policy,) = plans[theirs].of_type(tokens.S3_BUCKET_POLICY)
+    (policy,) = etcd(plans[theirs], tokens.S3_BUCKET_POLICY)
     bucket_policy = json.loads(policy.inputs["policy"])
-    (key,) = [k for k in plans[theirs].of_type(tokens.KMS_KEY) if "etcd-backups" in k.name]
+    (key,) = etcd(plans[theirs], tokens.KMS_KEY)
     (action, snapshot, _), *_ = backup_targets(plans[theirs])
     assert action == "s3:PutObject"
     upload = {"aws:SecureTransport": "true", "s3:x-amz-server-side-encryption": "aws:kms",
@@ -184,3 +188,103 @@ def test_keyed_on_the_cluster_name_alone_a_dev_minion_would_reach_prod(plans: di
     shared = [json.loads(ebs_csi_policy("aws", "atomic"))]
     prod_volume = {f"ec2:ResourceTag/{k}": v for k, v in ebs_volume_tags("atomic").items()}
     assert allowed(shared, "ec2:DeleteVolume", f"arn:aws:ec2:{REGION}:{ACCOUNT}:volume/vol-0123", prod_volume)
+
+
+# ---------------------------------------------------------------- the MySQL set's backups (aws/backup_bucket.py)
+
+BACKUPS = {"mysqlBackupEnabled": "true"}
+
+
+@pytest.fixture(scope="module")
+def backup_plans() -> dict[str, Plan]:
+    return {stack: run_program(stack, BACKUPS) for stack in ("dev", "staging", "prod")}
+
+
+def mysql(plan: Plan, token: str) -> Registration:
+    (found,) = [r for r in plan.of_type(token) if r.name.startswith("mysql-backups")]
+    return found
+
+
+def backup_user_documents(plan: Plan) -> list[dict[str, Any]]:
+    """The set's backup credentials: every policy of its IAM user, moved into the one test region."""
+    text = mysql(plan, tokens.IAM_USER_POLICY).inputs["policy"]
+    text = re.sub(r":us-(west|east)-2:", f":{REGION}:", text)
+    return [json.loads(re.sub(r"\bs3\.[a-z0-9-]+\.amazonaws\.com", f"s3.{REGION}.amazonaws.com", text))]
+
+
+def mysql_backup_targets(plan: Plan, prefix: str | None = None) -> list[tuple[str, str, dict[str, str]]]:
+    """A stack's MySQL backups: its objects (write, read, delete), listing its prefix, its key through S3."""
+    bucket_arn = mysql(plan, tokens.S3_BUCKET).state["arn"]
+    key = mysql(plan, tokens.KMS_KEY)
+    prefix = prefix or f"{plan.stack}/mysql"
+    backup = f"{bucket_arn}/{prefix}/backups/20261201T031700Z/backup.xbstream"
+    out: list[tuple[str, str, dict[str, str]]] = [
+        (action, backup, {}) for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject",
+                                            "s3:AbortMultipartUpload")]
+    out.append(("s3:ListBucket", bucket_arn, {"s3:prefix": f"{prefix}/backups/"}))
+    through_s3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": backup,
+                  f"aws:ResourceTag/{CLUSTER_ID_TAG}": key.inputs["tags"][CLUSTER_ID_TAG]}
+    out += [(action, _in_region(key.state["arn"]), through_s3) for action in ("kms:GenerateDataKey", "kms:Decrypt")]
+    return out
+
+
+def test_every_mysql_backup_resource_carries_its_stacks_id(backup_plans: dict[str, Plan]) -> None:
+    for stack, plan in backup_plans.items():
+        cluster_id = plan.settings.cluster.cluster_id
+        for token in (tokens.S3_BUCKET, tokens.KMS_KEY, tokens.IAM_USER):
+            assert mysql(plan, token).inputs["tags"][CLUSTER_ID_TAG] == cluster_id, (stack, token)
+        assert mysql(plan, tokens.IAM_USER).inputs["path"] == f"/atomic-mysql/{cluster_id}/"
+
+
+@pytest.mark.parametrize(("mine", "theirs"), [("dev", "prod"), ("staging", "prod"), ("prod", "dev")])
+def test_a_stacks_backup_credentials_touch_nothing_of_another_stacks_backups(
+        mine: str, theirs: str, backup_plans: dict[str, Plan]) -> None:
+    """Under the mocks both stacks' buckets and keys have the same ARN once in one region: only the
+    prefix, the key's ClusterId tag and the encryption context keep them apart."""
+    documents = backup_user_documents(backup_plans[mine])
+    own = mysql_backup_targets(backup_plans[mine])
+    assert all(allowed(documents, action, _in_region(resource), context) for action, resource, context in own), \
+        "the evaluator allows a set its own backups"
+    reached = [(action, resource) for action, resource, context in mysql_backup_targets(backup_plans[theirs])
+               if allowed(documents, action, _in_region(resource), context)]
+    assert reached == []
+    # Nor the other stack's etcd snapshots, nor its node roles' parameters, volumes and keys.
+    assert [t for t in targets(backup_plans[theirs]) if allowed(documents, t[0], _in_region(t[1]), t[2])] == []
+
+
+@pytest.mark.parametrize(("mine", "theirs"), [("dev", "prod"), ("prod", "dev")])
+def test_a_stacks_backup_bucket_refuses_writes_by_another_stacks_credentials_whatever_they_are_granted(
+        mine: str, theirs: str, backup_plans: dict[str, Plan]) -> None:
+    bucket_policy = json.loads(mysql(backup_plans[theirs], tokens.S3_BUCKET_POLICY).inputs["policy"])
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    over_tls = {"aws:SecureTransport": "true"}
+    mine_tag = {f"aws:PrincipalTag/{CLUSTER_ID_TAG}": backup_plans[mine].settings.cluster.cluster_id}
+    own_tag = {f"aws:PrincipalTag/{CLUSTER_ID_TAG}": backup_plans[theirs].settings.cluster.cluster_id}
+    objects = [(a, r) for a, r, _ in mysql_backup_targets(backup_plans[theirs]) if a.startswith("s3:") and "/" in r]
+    writes = [(a, r) for a, r in objects if a != "s3:GetObject"]
+    assert writes and not any(allowed([everything, bucket_policy], a, r, {**over_tls, **mine_tag}) for a, r in writes)
+    assert all(allowed([everything, bucket_policy], a, r, {**over_tls, **own_tag}) for a, r in writes), \
+        "the evaluator says yes to the stack's own"
+    # A restore elsewhere reads, which the bucket leaves to IAM (the reader's key must grant it).
+    assert allowed([everything, bucket_policy], "s3:GetObject", objects[0][1], {**over_tls, **mine_tag})
+
+
+def test_with_a_shared_prefix_only_the_keys_tag_keeps_one_stack_from_anothers_backups(
+        backup_plans: dict[str, Plan]) -> None:
+    """The checks above can fail: two stacks given the same mysqlBackupPrefix, in buckets named alike
+    (as under the mocks), and dev's credentials would read and write prod's objects as far as S3's
+    own permission goes; what still stops them is the key's ClusterId condition (no data key, no
+    decryption, so neither an upload nor a read of an SSE-KMS object) and prod's bucket policy."""
+    shared = {**BACKUPS, "mysqlBackupPrefix": "shared/mysql"}
+    dev, prod = run_program("dev", shared), run_program("prod", shared)
+    documents = backup_user_documents(dev)
+    reached = {action for action, resource, context in mysql_backup_targets(prod, "shared/mysql")
+               if allowed(documents, action, _in_region(resource), context)}
+    assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} <= reached
+    assert not reached & {"kms:GenerateDataKey", "kms:Decrypt"}
+    # The same documents without the tag condition reach prod's key too.
+    untagged = json.loads(json.dumps(documents))
+    for statement in untagged[0]["Statement"]:
+        statement.get("Condition", {}).get("StringEquals", {}).pop(f"aws:ResourceTag/{CLUSTER_ID_TAG}", None)
+    assert {action for action, resource, context in mysql_backup_targets(prod, "shared/mysql")
+            if allowed(untagged, action, _in_region(resource), context)} >= {"kms:GenerateDataKey", "kms:Decrypt"}

@@ -635,6 +635,62 @@ BAD: list[Bad] = [
     P("mysqlVerifyPassword", "contains a space, a control or a non-ASCII character", "Escape-\x1b[31m-12345678"),
     Bad("secrets", "kubeconfig", "atomic-mysql:kubeconfig=[secret]: must be the text of a kubeconfig file",
         secrets={"kubeconfig": "  "}, sets={"renderYamlTo": ""}, stack="local"),
+    # ---- backups, archive and restore (issue 16)
+    S("contradictions", "mysqlBackupBucket", "atomic-mysql:mysqlBackupBucket=my-bucket: is for clusterMode=existing:"
+      " the aws cluster builds its own bucket", mysqlBackupEnabled="true", mysqlBackupBucket="my-bucket"),
+    S("contradictions", "mysqlRestoreFrom", "atomic-mysql:mysqlRestoreFrom=20261201T031700Z: needs"
+      " mysqlBackupEnabled=true", mysqlRestoreFrom="20261201T031700Z"),
+    S("contradictions", "mysqlRestorePrefix", "is read only by a restore: set mysqlRestoreFrom too",
+      mysqlBackupEnabled="true", mysqlRestorePrefix="prod/mysql"),
+    S("contradictions", "mysqlRestoreBucket", "atomic-mysql:mysqlRestoreBucket=prod-backups: is read only by a"
+      " restore", mysqlBackupEnabled="true", mysqlRestoreBucket="prod-backups"),
+    S("types", "mysqlRestoreBucket", "atomic-mysql:mysqlRestoreBucket=10.0.0.1: must be an S3 bucket name",
+      mysqlBackupEnabled="true", mysqlRestoreFrom="20261201T031700Z", mysqlRestoreBucket="10.0.0.1"),
+    S("contradictions", "mysqlBackupBucket", "is required with mysqlBackupEnabled=true in clusterMode=existing",
+      stack="local", mysqlBackupEnabled="true"),
+    S("types", "mysqlBackupSchedule", "atomic-mysql:mysqlBackupSchedule=@daily: must be a cron schedule of 5 fields",
+      mysqlBackupEnabled="true", mysqlBackupSchedule="@daily"),
+    S("types", "mysqlBackupSchedule", "field minute '61' must use digits 0-59", mysqlBackupEnabled="true",
+      mysqlBackupSchedule="61 3 * * *"),
+    S("types", "mysqlBackupSchedule", "field hour '5-2' must use digits 0-23", mysqlBackupEnabled="true",
+      mysqlBackupSchedule="0 5-2 * * *"),
+    S("types", "mysqlRestoreFrom", "atomic-mysql:mysqlRestoreFrom=yesterday: must be a backup id",
+      mysqlBackupEnabled="true", mysqlRestoreFrom="yesterday"),
+    S("types", "mysqlRestoreFrom", "2026-02-30T10:00:00Z: must be a backup id (its UTC start",
+      mysqlBackupEnabled="true", mysqlRestoreFrom="2026-02-30T10:00:00Z"),
+    S("types", "mysqlRestoreFrom", "must be a backup id", mysqlBackupEnabled="true",
+      mysqlRestoreFrom="2026-12-01 10:21:41"),
+    S("types", "mysqlBackupBucket", "atomic-mysql:mysqlBackupBucket=My_Bucket: must be an S3 bucket name",
+      stack="local", mysqlBackupEnabled="true", mysqlBackupBucket="My_Bucket"),
+    S("quantities", "mysqlBackupRetentionDays", "atomic-mysql:mysqlBackupRetentionDays=0: must be a whole number"
+      " from 1 to 3650", mysqlBackupEnabled="true", mysqlBackupRetentionDays=0),
+    S("quantities", "mysqlBinlogArchiveSeconds", "must be a whole number from 10 to 3600", mysqlBackupEnabled="true",
+      mysqlBinlogArchiveSeconds=5),
+    S("quantities", "mysqlBackupMaxAgeHours", "must be a whole number from 1 to 8760", mysqlBackupEnabled="true",
+      mysqlBackupMaxAgeHours=0),
+    S("injection", "mysqlBackupPrefix", "atomic-mysql:mysqlBackupPrefix=../other-stack: must be a key prefix",
+      mysqlBackupEnabled="true", mysqlBackupPrefix="../other-stack"),
+    S("injection", "mysqlBackupPrefix", "without a leading or trailing '/'", mysqlBackupEnabled="true",
+      mysqlBackupPrefix="prod/mysql/"),
+    S("injection", "mysqlBackupEndpoint", "atomic-mysql:mysqlBackupEndpoint=http://rgw.example.com: must be an"
+      " https:// URL", stack="local", mysqlBackupEnabled="true", mysqlBackupBucket="backups",
+      mysqlBackupEndpoint="http://rgw.example.com"),
+    S("injection", "mysqlBackupEndpoint", "must be an https:// URL", stack="local", mysqlBackupEnabled="true",
+      mysqlBackupBucket="backups", mysqlBackupEndpoint="https://rgw.example.com/bucket?x=1"),
+    S("networks", "mysqlBackupRegion", "atomic-mysql:mysqlBackupRegion=Frankfurt: must be a region name",
+      mysqlBackupEnabled="true", mysqlBackupRegion="Frankfurt"),
+    Bad("secrets", "mysqlBackupAccessKeyId", "atomic-mysql:mysqlBackupAccessKeyId=[secret]: is required with"
+        " mysqlBackupEnabled=true and mysqlBackupBucket set", stack="local",
+        sets={"mysqlBackupEnabled": "true", "mysqlBackupBucket": "backups"}),
+    Bad("secrets", "mysqlBackupAccessKeyId", "is used only with mysqlBackupEnabled=true in clusterMode=existing (the"
+        " aws cluster makes its own scoped key)", secrets={"mysqlBackupAccessKeyId": "AKIAIOSFODNN7EXAMPLE"},
+        sets={"mysqlBackupEnabled": "true"}, hidden="AKIAIOSFODNN7EXAMPLE"),
+    Bad("secrets", "mysqlBackupAccessKeyId", "must be an AWS access key id (AKIA or ASIA", stack="local",
+        sets={"mysqlBackupEnabled": "true", "mysqlBackupBucket": "backups"},
+        secrets={"mysqlBackupAccessKeyId": "not-an-aws-key", "mysqlBackupSecretAccessKey": "s" * 40},
+        hidden="not-an-aws-key"),
+    Bad("secrets", "mysqlBackupSecretAccessKey", "is stored in plain text",
+        sets={"mysqlBackupSecretAccessKey": "x" * 40}, hidden="x" * 40),
     # ---- command-line arguments are input too
     Bad("arguments", "--set", "--set minionCount: expected KEY=VALUE (see --help)", args=("--set", "minionCount")),
     Bad("arguments", "--set", "--set =5: expected KEY=VALUE", args=("--set", "=5")),
@@ -698,6 +754,12 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, str]]] = [
                  "mysqlBackupPassword": "correct-horse-battery-staple", "mysqlVerifyPassword": "n0t-a-dictionary-wd"}),
     ("local", {"renderYamlTo": "", "kubeContext": "kind-atomic"}, {"kubeconfig": "apiVersion: v1\nkind: Config\n"}),
     ("local", {"mysqlImage": "mariadb:11.4", "mysqlBackupImage": "quay.io/mirror/mariadb:11.4.8-ubi9"}, {}),
+    ("dev", {"mysqlBackupEnabled": "true", "mysqlBackupSchedule": "*/30 1-5,22 * * 0-6", "prometheusOperator": "true",
+             "mysqlRestoreFrom": "2026-12-01T10:21:41Z", "mysqlRestorePrefix": "prod/mysql",
+             "mysqlRestoreBucket": "prod-backups-0123"}, {}),
+    ("local", {"mysqlBackupEnabled": "true", "mysqlBackupBucket": "team.backups-1",
+               "mysqlBackupEndpoint": "https://rgw.example.com:8443", "mysqlRestoreFrom": "20261201T031700Z"},
+     {"mysqlBackupAccessKeyId": "rgw-user-key", "mysqlBackupSecretAccessKey": "rgw-secret-key-value-0123"}),
     *[(stack, {}, {}) for stack in STACKS],
 ]
 
@@ -746,12 +808,13 @@ def test_configured_passwords_stay_secret_and_reach_the_set_unchanged() -> None:
 
 @pytest.fixture(scope="module")
 def dev_plan() -> Plan:
-    return run_program("dev")
+    return run_program("dev", {"mysqlBackupEnabled": "true"})  # every object name the set can have
 
 
 def test_the_names_the_settings_keep_apart_are_the_names_the_workload_uses(dev_plan: Plan) -> None:
+    # Not the claims: the StatefulSet controller names them (data-<set>-N); the set only patches them.
     namespaced = {(o["kind"], o["metadata"]["name"]) for o in dev_plan.kubernetes_objects()
-                  if o["metadata"].get("namespace") == "atomic-mysql"}
+                  if o["metadata"].get("namespace") == "atomic-mysql" and o["kind"] != "PersistentVolumeClaim"}
     guestbook = {name for kind, name in namespaced if not name.startswith("mysql")} - set(NAMESPACE_OBJECT_NAMES)
     assert guestbook == set(GUESTBOOK_OBJECT_NAMES)
     assert {("NetworkPolicy", name) for name in NAMESPACE_OBJECT_NAMES} <= namespaced

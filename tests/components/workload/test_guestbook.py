@@ -204,3 +204,20 @@ def test_frontend_root_filesystem_is_read_only_with_scratch_dirs() -> None:
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {"/var/run/apache2", "/var/lock/apache2", "/tmp"}
     assert {v["name"] for v in pod["volumes"]} == {m["name"] for m in container["volumeMounts"]}
+
+
+def test_followers_are_ready_only_when_linked_to_the_leader_and_the_leader_keeps_ping() -> None:
+    from components.workload.guestbook import FOLLOWER_PROBE, FOLLOWER_PROBE_MOUNT, follower_probe_script
+
+    plan = run_program(STACK)
+    follower = kube(plan, "Deployment", "redis-follower")["spec"]["template"]
+    [container] = follower["spec"]["containers"]
+    assert container["readinessProbe"]["exec"]["command"] == ["sh", f"{FOLLOWER_PROBE_MOUNT}/{FOLLOWER_PROBE}"]
+    assert container["livenessProbe"]["exec"]["command"] == ["redis-cli", "-p", "6379", "ping"]
+    assert {"name": "probe", "mountPath": FOLLOWER_PROBE_MOUNT, "readOnly": True} in container["volumeMounts"]
+    [volume] = [v for v in follower["spec"]["volumes"] if v["name"] == "probe"]
+    config_map = kube(plan, "ConfigMap", volume["configMap"]["name"])
+    assert config_map["data"] == {FOLLOWER_PROBE: follower_probe_script()}
+    assert len(follower["metadata"]["annotations"]["checksum/probe"]) == 64
+    leader = kube(plan, "Deployment", "redis-leader")["spec"]["template"]["spec"]["containers"][0]
+    assert leader["readinessProbe"]["exec"]["command"] == ["redis-cli", "-p", "6379", "ping"]

@@ -129,3 +129,11 @@ def test_a_stateful_sets_pods_get_their_ordinal_label_and_namespaces_their_name_
     c = cluster_of([sts, {"kind": "Namespace", "metadata": {"name": "db", "labels": {"team": "x"}}}])
     assert [p.labels["statefulset.kubernetes.io/pod-name"] for p in c.pods] == ["mysql-0", "mysql-1"]
     assert c.namespaces["db"] == {"kubernetes.io/metadata.name": "db", "team": "x"}
+
+
+def test_a_cron_jobs_pod_is_its_job_templates_pod() -> None:
+    template = {"metadata": {"labels": {"job": "backup"}}, "spec": {"containers": []}}
+    cron = {"kind": "CronJob", "metadata": {"name": "backup", "namespace": "db"},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": template}}}}
+    [pod] = cluster_of([cron]).pods
+    assert (pod.name, pod.namespace, dict(pod.labels)) == ("backup", "db", {"job": "backup"})

@@ -18,6 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 : "${CLONE_PARALLEL:=1}"             # the stream tool's worker threads (mysqlCloneThreads)
 [[ $CLONE_PARALLEL =~ ^[1-9][0-9]{0,2}$ ]] || die "CLONE_PARALLEL=$CLONE_PARALLEL: must be a whole number from 1 to 999"
 
+"$BASH" "$(dirname "${BASH_SOURCE[0]}")/datadir-guard.sh"  # refuses a data dir of another engine or a newer version
 ordinal=$(my_ordinal)
 
 if [[ -d $MYSQL_DATA_DIR/mysql ]]; then

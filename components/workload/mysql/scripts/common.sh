@@ -30,6 +30,11 @@ _default_peer_host_pattern="${MYSQL_SET_NAME}-{ordinal}.${MYSQL_SET_NAME}"  # `}
 : "${WAIT_TIMEOUT:=600}"                        # seconds to wait for the local server
 : "${REPLICATION_USER:=repl}"
 : "${BACKUP_USER:=backup}"
+# The credentials this server is known to accept, as the sidecar last applied or saw them work
+# (sidecar.sh). In mysqld's socket directory: a memory emptyDir both containers share, private to
+# the pod's uid, gone with the pod. During a rotation the kubelet replaces the mounted Secret's
+# files before the primary has applied them (or after): clients try the mounted value, then this.
+: "${MYSQL_STATE_DIR:=${MYSQL_SOCKET%/*}/set-credentials}"
 
 # A failing command inside $(...) fails the assignment that uses it.
 shopt -s inherit_errexit
@@ -108,10 +113,15 @@ secret_file() {
 }
 
 # client_cnf USER SECRET: an option file for USER with the password read from SECRET.
-# Double quotes and backslashes are escaped; a password with a line break is refused.
 client_cnf() {
+    client_cnf_from "$1" "$(secret_file "$2")"
+}
+
+# client_cnf_from USER FILE: an option file for USER with the password read from FILE.
+# Double quotes and backslashes are escaped; a password with a line break is refused.
+client_cnf_from() {
     local user=$1 password
-    password=$(<"$(secret_file "$2")") || return 1
+    password=$(<"$2") || return 1
     [[ $password != *$'\n'* ]] || die "secret $2 contains a line break"
     password=${password//\\/\\\\}
     password=${password//\"/\\\"}
@@ -120,11 +130,34 @@ client_cnf() {
     printf '[xtrabackup]\nuser=%s\npassword="%s"\n' "$user" "$password"
 }
 
+# applied_file SECRET: where the value this server is known to accept for SECRET is kept.
+applied_file() {
+    printf '%s\n' "$MYSQL_STATE_DIR/$1"
+}
+
+# login_file USER SECRET: the file whose password USER logs in with: the mounted secret, unless a
+# rotation is under way (the applied value differs) and only the applied value is accepted yet.
+login_file() {
+    local user=$1 mounted applied
+    mounted=$(secret_file "$2")
+    applied=$(applied_file "$2")
+    if [[ -s $applied && $(<"$mounted") != "$(<"$applied")" ]] &&
+        ! "$MYSQL_CLIENT" --defaults-extra-file=<(client_cnf_from "$user" "$mounted") \
+            --socket="$MYSQL_SOCKET" --connect-timeout=3 --batch --skip-column-names -e 'SELECT 1' >/dev/null 2>&1 &&
+        "$MYSQL_CLIENT" --defaults-extra-file=<(client_cnf_from "$user" "$applied") \
+            --socket="$MYSQL_SOCKET" --connect-timeout=3 --batch --skip-column-names -e 'SELECT 1' >/dev/null 2>&1; then
+        printf '%s\n' "$applied"
+        return 0
+    fi
+    printf '%s\n' "$mounted"
+}
+
 # sql USER SECRET [client args...]: run the SQL on stdin against the local server.
 sql() {
-    local user=$1 secret=$2
+    local user=$1 file
+    file=$(login_file "$1" "$2")
     shift 2
-    "$MYSQL_CLIENT" --defaults-extra-file=<(client_cnf "$user" "$secret") \
+    "$MYSQL_CLIENT" --defaults-extra-file=<(client_cnf_from "$user" "$file") \
         --socket="$MYSQL_SOCKET" --batch --skip-column-names "$@"
 }
 
@@ -154,11 +187,20 @@ hex() {
     printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'
 }
 
-# wait_for_server USER SECRET: until the local server answers a query, at most WAIT_TIMEOUT seconds.
+# wait_for_server USER SECRET: until the local server answers a query over its socket and is the
+# final one, at most WAIT_TIMEOUT seconds. The server images' entrypoints initialise an empty data
+# dir on a temporary server started with --skip-networking on the same socket (docker_temp_server_start
+# in both docker-entrypoint.sh), then stop it and exec the real one: a server without networking is
+# that temporary one, and whatever is done on it (accounts) may be cut off by its shutdown.
 wait_for_server() {
-    local user=$1 secret=$2 waited=0
-    until sql "$user" "$secret" -e 'SELECT 1' >/dev/null 2>&1; do
-        ((waited < WAIT_TIMEOUT)) || die "the local server did not answer within ${WAIT_TIMEOUT}s (socket $MYSQL_SOCKET)"
+    local user=$1 secret=$2 waited=0 networking
+    until networking=$(sql "$user" "$secret" -e 'SELECT @@GLOBAL.skip_networking' 2>/dev/null) &&
+        [[ $networking == 0 ]]; do
+        ((waited < WAIT_TIMEOUT)) || die "the local server did not answer within ${WAIT_TIMEOUT}s (socket $MYSQL_SOCKET), or only as the image's temporary init server (skip_networking=${networking:-?})"
+        if [[ ${networking:-} == 1 && ${_told_temporary:-0} == 0 ]]; then
+            log "the server on $MYSQL_SOCKET is the image's temporary init server (skip_networking=1); waiting for the final one"
+            _told_temporary=1
+        fi
         sleep 1
         waited=$((waited + 1))
     done

@@ -268,7 +268,7 @@ def restart_primary_sidecar(group: RehearsalSet) -> None:
 def test_restarting_the_primary_sidecar_rotates_the_verify_password(group: RehearsalSet) -> None:
     old = verify_password(group)
     new = "rotated 'verify' \\pw #5"
-    (group.secrets_dir / "verify-password").write_text(new)  # the Secret changed; the set rolls
+    group.update_secret("verify-password", new)  # the Secret changed, every pod's copy refreshed
     restart_primary_sidecar(group)
     for ordinal in (0, 1, 2):
         with connect_as_verify(group, ordinal, new) as conn, conn.cursor() as cursor:
@@ -288,7 +288,7 @@ def test_no_password_reaches_a_binlog_or_relay_log(group: RehearsalSet) -> None:
     """MariaDB logs account statements as executed: only the password hash may be in them."""
     restart_primary_sidecar(group)  # account statements now also reach the replicas' logs
     secrets = [path.read_text() for path in group.secrets_dir.iterdir()]
-    assert len(secrets) == 4
+    assert len(secrets) == 5
     logged = {}
     for ordinal in (0, 1, 2):
         datadir = group.pods[ordinal].datadir

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ SCRIPTS = mysql_config.SCRIPTS_DIR
 APPLY = 4  # replica applier threads the renderers are called with (mysqlReplicaApplyThreads)
 BASIC_TOOLS = (
     "basename", "cat", "chmod", "cp", "date", "dirname", "ls", "mkdir", "mktemp", "mv",
-    "od", "rm", "rmdir", "sleep", "tr", "uname",
+    "od", "rm", "rmdir", "sleep", "timeout", "tr", "uname",
 )
 STUB_NAMES = (
     "mysql", "mariadb", "mysqladmin", "mariadb-admin", "xtrabackup", "mariadb-backup",
@@ -36,6 +37,7 @@ PASSWORDS = {
     "replication-password": "repl'pw 2",
     "backup-password": "backup#pw",
     "verify-password": "ver'ify\\pw \"3\"",
+    "exporter-password": "exp;ort#er pw",
 }
 
 # One stub for every tool: it records how it was called and answers from STUB_* variables.
@@ -43,12 +45,21 @@ STUB = r"""#!/bin/bash
 tool=$(basename "$0")
 log=$STUB_DIR/log
 printf '%s\n' "$tool $*" >>"$log/$tool.argv"
+cnf=""
 for arg in "$@"; do
-    case $arg in --defaults-extra-file=*) cat "${arg#--defaults-extra-file=}" >>"$log/$tool.cnf" ;; esac
+    case $arg in
+    --defaults-extra-file=*) cnf=$(cat "${arg#--defaults-extra-file=}"); printf '%s\n' "$cnf" >>"$log/$tool.cnf" ;;
+    esac
 done
+# STUB_DENY: a password the server refuses (a rotation it has not applied yet).
+if [[ -n ${STUB_DENY:-} && $cnf == *"password=\"$STUB_DENY\""* ]]; then
+    echo "ERROR 1045 (28000): Access denied" >&2
+    exit 1
+fi
 case $tool in
 mysql | mariadb)
     [[ ${STUB_DOWN:-0} == 1 ]] && { echo "ERROR 2002: cannot connect" >&2; exit 1; }
+    [[ ${STUB_HANG:-0} == 1 ]] && sleep 30
     query=""
     prev=""
     for arg in "$@"; do [[ $prev == -e ]] && query=$arg; prev=$arg; done
@@ -60,6 +71,8 @@ mysql | mariadb)
     *gtid_current_pos*) echo "${STUB_CURRENT_POS:-}" ;;
     *"SHOW REPLICA STATUS"*) printf '%s' "${STUB_REPLICA_STATUS:-}" ;;
     *CHANGE*) [[ ${STUB_FAIL_CHANGE:-0} == 1 ]] && { echo "ERROR 1234: change failed" >&2; exit 1; } ;;
+    *skip_networking*) echo "${STUB_SKIP_NETWORKING:-0}" ;;
+    *PROCESSLIST*) printf '%s\n' ${STUB_DUMP_IDS:-} ;;
     *"SELECT 1"*) echo 1 ;;
     esac
     exit 0 ;;
@@ -83,7 +96,7 @@ xbstream | mbstream)
     exit "${STUB_STREAM_EXIT:-0}" ;;
 socat | ncat)
     case "$*" in
-    *-LISTEN*) exit 0 ;;
+    *-LISTEN*) [[ ${STUB_LISTEN_BLOCK:-0} == 1 ]] && exec sleep 30; exit 0 ;;
     esac
     [[ -n ${STUB_STREAM_FILE:-} ]] && cat "$STUB_STREAM_FILE"
     exit "${STUB_RECEIVE_EXIT:-0}" ;;
@@ -545,7 +558,9 @@ def pending_clone(box: Sandbox, gtid: str = MULTI_LINE_GTID) -> Path:
 
 
 def sql_calls(box: Sandbox, client: str = "mysql") -> list[str]:
-    return [call for call in box.logged(f"{client}.sql").split("-- end of call\n") if call.strip()]
+    """The statements sent, without the bare login checks (`SELECT 1`: which password is accepted)."""
+    return [call for call in box.logged(f"{client}.sql").split("-- end of call\n")
+            if call.strip() and call.strip() != "SELECT 1"]
 
 
 def test_sidecar_starts_replication_at_most_once_across_restarts(box: Sandbox) -> None:
@@ -684,8 +699,9 @@ def test_primary_sidecar_sets_every_password_variable_before_the_accounts_sql(
     result = box.run("sidecar.sh", "mysql-0")
     assert result.returncode == 0, result.stderr
     batch = sql_calls(box, mysql_config.tools(engine).client)[-1]
-    variables = {"replication_password": "replication-password", "backup_password": "backup-password",
-                 "verify_password": "verify-password"}
+    variables = {"root_password": "root-password", "replication_password": "replication-password",
+                 "backup_password": "backup-password", "verify_password": "verify-password",
+                 "exporter_password": "exporter-password"}
     head = [f"SET @{name} = CONVERT(X'{PASSWORDS[key].encode().hex()}' USING utf8mb4);"
             for name, key in variables.items()]
     # Exactly the variables, then users.sql verbatim: the same text for every run, rotation included.
@@ -702,7 +718,7 @@ def test_rerunning_the_primary_sidecar_rotates_the_verify_password(box: Sandbox)
     assert "ALTER USER ''verify''@''%'' IDENTIFIED BY ', QUOTE(@verify_password)" in second
 
 
-@pytest.mark.parametrize("key", ["replication-password", "backup-password", "verify-password"])
+@pytest.mark.parametrize("key", ["replication-password", "backup-password", "verify-password", "exporter-password"])
 def test_a_missing_account_secret_stops_the_primary_sidecar_before_any_sql(box: Sandbox, key: str) -> None:
     (box.secrets / key).unlink()
     result = box.run("sidecar.sh", "mysql-0")
@@ -710,6 +726,96 @@ def test_a_missing_account_secret_stops_the_primary_sidecar_before_any_sql(box: 
     assert f"FATAL: secret {box.secrets}/{key} is missing or empty" in result.stderr
     assert not [call for call in sql_calls(box) if "CREATE USER" in call or "@verify_password" in call]
     assert not box.logged("socat.argv")  # never serves backups without its accounts
+
+
+def test_the_primary_sidecar_never_provisions_the_images_temporary_server(box: Sandbox) -> None:
+    """The entrypoints' init server runs with --skip-networking on the same socket: the sidecar waits."""
+    result = box.run("sidecar.sh", "mysql-0", STUB_SKIP_NETWORKING="1", WAIT_TIMEOUT="2")
+    assert result.returncode == 1
+    assert "is the image's temporary init server (skip_networking=1); waiting for the final one" in result.stderr
+    assert "or only as the image's temporary init server (skip_networking=1)" in result.stderr
+    assert not [call for call in sql_calls(box) if "CREATE USER" in call]
+    assert box.run("sidecar.sh", "mysql-0").returncode == 0  # the final server (skip_networking=0)
+    assert [call for call in sql_calls(box) if "CREATE USER" in call]
+
+
+def test_the_primary_sidecar_sets_roots_password_on_every_root_account(box: Sandbox) -> None:
+    assert box.run("sidecar.sh", "mysql-0").returncode == 0
+    batch = sql_calls(box)[-1]
+    assert f"SET @root_password = CONVERT(X'{PASSWORDS['root-password'].encode().hex()}' USING utf8mb4);" in batch
+    assert "FROM mysql.user WHERE User = 'root'" in batch and "QUOTE(@root_password)" in batch
+    assert PASSWORDS["root-password"] not in batch
+
+
+def rotate(box: Sandbox, key: str, value: str) -> str:
+    """The kubelet's refresh of the mounted Secret; returns the value the server still accepts."""
+    old = (box.secrets / key).read_text()
+    (box.secrets / key).write_text(value)
+    return old
+
+
+def test_sidecar_records_what_the_server_accepts(box: Sandbox) -> None:
+    state = box.tmp / "state"
+    assert box.run("sidecar.sh", "mysql-0", MYSQL_STATE_DIR=str(state)).returncode == 0
+    assert {p.name: p.read_text() for p in state.iterdir()} == PASSWORDS
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert {oct(p.stat().st_mode & 0o777) for p in state.iterdir()} == {"0o600"}
+
+
+def test_readiness_logs_in_with_the_applied_password_until_the_rotation_reaches_the_server(box: Sandbox) -> None:
+    state = box.tmp / "state"
+    assert box.run("sidecar.sh", "mysql-0", MYSQL_STATE_DIR=str(state)).returncode == 0
+    old = rotate(box, "backup-password", "new-backup-pw")
+    box.clear_log()
+    # The server has not applied the new value: the mounted one is refused, the applied one works.
+    result = box.run("readiness.sh", "mysql-0", MYSQL_STATE_DIR=str(state), STUB_DENY="new-backup-pw")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert box.logged("mysql.cnf").rstrip().endswith(f'password="{old}"')
+    # Without the applied value (as before rotation was supported) the same moment is an outage.
+    lost = box.run("readiness.sh", "mysql-0", MYSQL_STATE_DIR=str(box.tmp / "none"), STUB_DENY="new-backup-pw")
+    assert lost.returncode == 1 and "primary does not answer" in lost.stdout
+    # Once applied, the mounted value is used and the old one never tried.
+    box.clear_log()
+    assert box.run("readiness.sh", "mysql-0", MYSQL_STATE_DIR=str(state), STUB_DENY=old).returncode == 0
+    assert f'password="{old}"' not in box.logged("mysql.cnf")
+
+
+@pytest.mark.parametrize(("engine", "version", "read_only"), [("mysql", "8.4", "super_read_only"),
+                                                           ("mariadb", "10.11", "read_only")])
+def test_prestop_stops_writes_then_closes_every_binlog_dump_connection(
+    box: Sandbox, engine: str, version: str, read_only: str
+) -> None:
+    box.configure(engine, version)
+    result = box.run("prestop.sh", "mysql-0", STUB_DUMP_IDS="7 x;9 11")
+    assert result.returncode == 0, result.stderr
+    calls = sql_calls(box, mysql_config.tools(engine).client)
+    assert calls[0] == f"SET SESSION lock_wait_timeout = 5;\nSET GLOBAL {read_only} = ON;\n"
+    assert "COMMAND LIKE 'Binlog Dump%'" in calls[1]
+    assert calls[2:] == ["KILL CONNECTION 7;\n", "KILL CONNECTION 11;\n"]  # never what is no thread id
+    assert f"{read_only} is ON" in result.stderr and "closed 2 binlog dump connection(s)" in result.stderr
+
+
+def test_prestop_goes_on_when_the_server_does_not_answer(box: Sandbox) -> None:
+    result = box.run("prestop.sh", "mysql-0", STUB_DOWN="1")
+    assert result.returncode == 0
+    assert "could not set super_read_only" in result.stderr and "could not list the binlog dump" in result.stderr
+
+
+def test_prestop_is_bounded_even_when_the_server_hangs(box: Sandbox) -> None:
+    began = time.monotonic()
+    result = box.run("prestop.sh", "mysql-0", STUB_HANG="1", PRESTOP_TIMEOUT_SECONDS="1")
+    assert result.returncode == 124  # timeout(1): the kubelet goes on to SIGTERM
+    assert time.monotonic() - began < 10
+
+
+def test_the_sidecar_ends_when_its_maintenance_loop_does(box: Sandbox) -> None:
+    """Rotation and the binlog bound run next to the listener: if that loop dies, the container must
+    restart rather than serve backups with nothing applying a rotated Secret."""
+    began = time.monotonic()
+    result = box.run("sidecar.sh", "mysql-0", STUB_LISTEN_BLOCK="1", SIDECAR_CHECK_SECONDS="not-a-number")
+    assert result.returncode != 0
+    assert "the maintenance loop ended" in result.stderr and "stopping the backup listener" in result.stderr
+    assert time.monotonic() - began < 20  # the listener (a 30 s stub) was stopped, not waited for
 
 
 def test_missing_secret_fails_clearly(box: Sandbox) -> None:

@@ -7,6 +7,7 @@ provider, then tools.harness.offline.run_program records every registration.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 
 from components import tokens
 from components.facts import CLUSTER_DOMAIN
+from components.pins import MYSQLD_EXPORTER_IMAGE
+from components.workload.mysql import budget
 from components.workload.mysql import config as mysql_config
 from components.workload.mysql.set import MYSQL_UID, selector_labels
 from tests.conftest import KUBERNETES_VERSION
@@ -104,6 +107,8 @@ def test_every_part_is_registered_under_the_component_with_the_explicit_provider
         ("NetworkPolicy", "mysql"),
         ("NetworkPolicy", "mysql-clients"),
         ("Secret", "mysql-tls"),
+        # Patches of the claims the StatefulSet controller makes (test_set_storage.py).
+        *(("PersistentVolumeClaim", f"data-mysql-{ordinal}") for ordinal in range(3)),
     }
     [provider] = plan.of_type(tokens.KUBERNETES_PROVIDER)
     for child in plan.children_of(component):
@@ -128,7 +133,7 @@ def test_selectors_match_the_pods_and_each_service_selects_the_right_ones(run: A
 
     headless = kube[("Service", "mysql")]["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
-    assert {p["port"] for p in headless["ports"]} == {3306, 3307}
+    assert {p["port"] for p in headless["ports"]} == {3306, 3307, 9104}  # 9104: the exporter, for the ServiceMonitor
     for name in ("mysql", "mysql-read"):
         selector = kube[("Service", name)]["spec"]["selector"]
         assert selects(selector, primary_pod) and selects(selector, replica_pod)
@@ -137,7 +142,7 @@ def test_selectors_match_the_pods_and_each_service_selects_the_right_ones(run: A
     for name in ("mysql-read", "mysql-primary"):
         assert [(p["port"], p["targetPort"]) for p in kube[("Service", name)]["spec"]["ports"]] == [(3306, "mysql")]
     ports = {p["name"]: p["containerPort"] for c in containers(plan).values() for p in c.get("ports", [])}
-    assert ports == {"mysql": 3306, "clone": 3307}  # the Services' named target ports exist
+    assert ports == {"mysql": 3306, "clone": 3307, "metrics": 9104}  # the Services' named target ports exist
 
     pdb = kube[("PodDisruptionBudget", "mysql")]["spec"]
     assert selects(pdb["selector"]["matchLabels"], pod_labels) and pdb["maxUnavailable"] == 1
@@ -149,10 +154,14 @@ def test_network_policy_admits_clients_on_3306_and_only_members_on_3307(run: Any
     pod_labels = pod_template(plan)["metadata"]["labels"]
     assert selects(policy["podSelector"]["matchLabels"], pod_labels)
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    by_port = {rule["ports"][0]["port"]: [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    by_port = {rule["ports"][0]["port"]: [peer.get("podSelector", {}).get("matchLabels") for peer in rule["from"]]
                for rule in policy["ingress"]}
     assert by_port[3306] == [{"mysql-client": "true"}, selector_labels("mysql")]
     assert by_port[3307] == [selector_labels("mysql")]
+    # The exporter's port, from Prometheus's pods wherever it runs (any namespace); nothing else is open to it.
+    [metrics] = [rule for rule in policy["ingress"] if rule["ports"][0]["port"] == 9104]
+    prometheus = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    assert metrics["from"] == [prometheus] and len(metrics["ports"]) == 1
     assert all(len(rule["ports"]) == 1 and rule["ports"][0]["protocol"] == "TCP" for rule in policy["ingress"])
     # Out of a MySQL pod: only to the other members, on the same two ports.
     [egress] = policy["egress"]
@@ -187,9 +196,12 @@ def test_config_map_secret_and_scripts_are_wired_into_the_pods(run: Any) -> None
     assert volumes["config"]["configMap"]["name"] == "mysql-config"
     assert volumes["credentials"]["secret"]["secretName"] == "mysql-credentials"
     assert set(kube[("Secret", "mysql-credentials")]["stringData"]) == {
-        "root-password", "replication-password", "backup-password", "verify-password"}
+        "root-password", "replication-password", "backup-password", "verify-password", "exporter-password",
+        "exporter.cnf"}
     scripts = {f"{mysql_config.CONFIG_MOUNT}/{name}" for name in data}
     for name, container in containers(plan).items():
+        if name == "metrics":  # mysqld_exporter: its image's own program, no script
+            continue
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert mounts[mysql_config.CONFIG_MOUNT] == "config"
         commands = [container.get("command", [])] + [
@@ -222,6 +234,7 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
         "mysqlReplicationPassword": "correct-horse-battery-repl",
         "mysqlBackupPassword": "correct-horse-battery-backup",
         "mysqlVerifyPassword": "correct-horse-battery-verify",
+        "mysqlExporterPassword": "correct-horse-battery-export",
     }
     plan = run(secrets=passwords)
     assert not plan.of_type(tokens.RANDOM_PASSWORD)
@@ -238,6 +251,8 @@ def test_configured_passwords_are_secret_everywhere(run: Any) -> None:
         "replication-password": passwords["mysqlReplicationPassword"],
         "backup-password": passwords["mysqlBackupPassword"],
         "verify-password": passwords["mysqlVerifyPassword"],
+        "exporter-password": passwords["mysqlExporterPassword"],
+        "exporter.cnf": mysql_config.exporter_cnf(passwords["mysqlExporterPassword"]),
     }
 
 
@@ -245,21 +260,21 @@ def test_missing_passwords_are_generated_never_empty(run: Any) -> None:
     plan = run(secrets={"mysqlRootPassword": "given-root-password"})
     generated = plan.of_type(tokens.RANDOM_PASSWORD)
     assert sorted(r.name for r in generated) == [
-        "mysql-backup-password", "mysql-replication-password", "mysql-verify-password"]
+        "mysql-backup-password", "mysql-exporter-password", "mysql-replication-password", "mysql-verify-password"]
     for r in generated:
         assert r.inputs["length"] == 32 and r.inputs["special"] is False
     [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
                 and not r.name.endswith("-tls-secret")]
     assert secret.inputs["stringData"] in (SECRET_TEXT, {k: SECRET_TEXT for k in secret.inputs["stringData"]})
-    keys = ("root-password", "replication-password", "backup-password", "verify-password")
+    keys = ("root-password", "replication-password", "backup-password", "verify-password", "exporter-password")
     assert all(secret.state["stringData"][key] for key in keys)
-    assert len({secret.state["stringData"][key] for key in keys}) == 4  # one password per account
+    assert len({secret.state["stringData"][key] for key in keys}) == 5  # one password per account
 
 
 def test_a_configured_verify_password_replaces_only_its_generated_one(run: Any) -> None:
     plan = run(secrets={"mysqlVerifyPassword": "correct-horse-battery-verify"})
     generated = plan.of_type(tokens.RANDOM_PASSWORD)
-    assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 3
+    assert "mysql-verify-password" not in {r.name for r in generated} and len(generated) == 4
     [secret] = [r for r in plan.resources if r.type == tokens.SECRET and r.name.endswith("-secret")
                 and not r.name.endswith("-tls-secret")]
     assert secret.state["stringData"]["verify-password"] == "correct-horse-battery-verify"
@@ -305,7 +320,7 @@ def test_replicas_image_and_resources_leave_the_immutable_fields_alone(run: Any)
               + changed["template"]["spec"]["containers"]}
     assert images == {"init-mysql": "mysql:8.4.7", "mysql": "mysql:8.4.7",
                       "clone-mysql": "percona/percona-xtrabackup:8.4.0-5.1",
-                      "sidecar": "percona/percona-xtrabackup:8.4.0-5.1"}
+                      "sidecar": "percona/percona-xtrabackup:8.4.0-5.1", "metrics": MYSQLD_EXPORTER_IMAGE}
 
 
 def test_storage_retention_affinity_and_budget_follow_the_settings(run: Any) -> None:
@@ -336,7 +351,7 @@ def test_mariadb_engine_uses_its_images_and_entrypoint_variables(run: Any) -> No
     assert env["MYSQL_ENGINE"] == "mariadb" and env["MYSQL_VERSION"] == "10.11"
     assert env["MARIADB_ROOT_PASSWORD_FILE"] == "/etc/mysql-secrets/root-password"
     assert env["MARIADB_ROOT_HOST"] == "localhost" and "MYSQL_ROOT_PASSWORD_FILE" not in env
-    assert {c["image"] for c in containers(plan).values()} == {"mariadb:10.11.14"}
+    assert {c["image"] for c in containers(plan).values()} == {"mariadb:10.11.14", MYSQLD_EXPORTER_IMAGE}
     assert objects(plan)[("ConfigMap", "mysql-config")]["data"]["replica.cnf"] == mysql_config.replica_cnf(
         "mariadb", "10.11", plan.settings.mysql.apply_threads)
 
@@ -391,7 +406,8 @@ def test_every_container_is_hardened_and_sized(run: Any) -> None:
 def test_rendered_objects_validate_strictly(run: Any, overrides: dict[str, Any]) -> None:
     plan = run(overrides)
     rendered = plan.kubernetes_objects()
-    assert len(rendered) == 10
+    # ...and a patch of each pod's claim, which must be valid as an object too (Server-Side Apply).
+    assert len(rendered) == 10 + plan.settings.mysql.replicas
     for obj in rendered:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -505,5 +521,63 @@ def test_the_certificate_names_every_member_and_service_in_the_namespace(run: An
 
 def test_a_new_certificate_rolls_the_set_and_the_checksum_carries_no_secret(run: Any) -> None:
     annotations = pod_template(run())["metadata"]["annotations"]
-    assert set(annotations) == {"checksum/config", "checksum/tls"}
+    assert set(annotations) == {"checksum/config", "checksum/tls", "checksum/credentials"}
     assert annotations["checksum/tls"] != SECRET_TEXT and len(annotations["checksum/tls"]) == 64
+
+
+# ---------------------------------------------------------------- rotation and shutdown
+
+PASSWORDS = {
+    "mysqlRootPassword": "correct-horse-battery-root",
+    "mysqlReplicationPassword": "correct-horse-battery-repl",
+    "mysqlBackupPassword": "correct-horse-battery-backup",
+    "mysqlVerifyPassword": "correct-horse-battery-verify",
+}
+
+
+def credentials_annotation(plan: Plan) -> str:
+    value: str = pod_template(plan)["metadata"]["annotations"]["checksum/credentials"]
+    return value
+
+
+def test_a_rotated_password_rolls_the_set_and_the_checksum_shows_nothing_of_it(run: Any) -> None:
+    base = credentials_annotation(run(secrets=PASSWORDS))
+    assert base != SECRET_TEXT and len(base) == 64 and int(base, 16) >= 0  # plain, so the preview shows the roll
+    assert credentials_annotation(run(secrets=PASSWORDS)) == base  # nothing else moves it
+    assert credentials_annotation(run({"mysqlReplicas": 5}, secrets=PASSWORDS)) == base
+    for key in PASSWORDS:
+        rotated = credentials_annotation(run(secrets={**PASSWORDS, key: PASSWORDS[key] + "-2"}))
+        assert rotated != base, key
+    # Keyed: not a hash anyone could recompute from a guessed password.
+    plain = json.dumps(dict(zip(("root-password", "replication-password", "backup-password", "verify-password"),
+                                PASSWORDS.values(), strict=True)), sort_keys=True)
+    assert base != hashlib.sha256(plain.encode()).hexdigest()
+    plan = run(secrets=PASSWORDS)
+    [key] = plan.of_type(tokens.RANDOM_BYTES)
+    assert key.inputs["length"] == 32
+    dumped = json.dumps(plan.kubernetes_objects())
+    for value in PASSWORDS.values():
+        assert value not in dumped
+
+
+def test_the_mysqld_container_stops_writes_before_its_bounded_shutdown(run: Any) -> None:
+    plan = run()
+    spec = pod_template(plan)["spec"]
+    mysqld = containers(plan)["mysql"]
+    assert mysqld["lifecycle"] == {"preStop": {"exec": {"command": ["bash", "/etc/mysql-config/prestop.sh"]}}}
+    assert "prestop.sh" in objects(plan)[("ConfigMap", "mysql-config")]["data"]
+    assert env_of(mysqld)["PRESTOP_LOCK_SECONDS"] == str(budget.PRESTOP_LOCK_SECONDS)
+    assert env_of(mysqld)["PRESTOP_TIMEOUT_SECONDS"] == str(budget.PRESTOP_BUDGET_SECONDS)
+    grace = spec["terminationGracePeriodSeconds"]
+    assert grace == budget.termination_grace_seconds() == (
+        budget.PRESTOP_BUDGET_SECONDS + budget.MYSQLD_SHUTDOWN_SECONDS + budget.TERMINATION_SLACK_SECONDS)
+    assert budget.PRESTOP_BUDGET_SECONDS > budget.PRESTOP_LOCK_SECONDS
+
+
+@pytest.mark.parametrize(("size", "total", "per_file"), [
+    ("1Gi", 2**28, 2**25), ("5Gi", 5 * 2**28, 5 * 2**25), ("100Gi", 25 * 2**30, 2**30)])
+def test_the_sidecar_bounds_the_binlogs_by_the_volume(run: Any, size: str, total: int, per_file: int) -> None:
+    env = env_of(containers(run({"mysqlStorageSize": size}))["sidecar"])
+    assert (int(env["BINLOG_MAX_BYTES"]), int(env["BINLOG_FILE_BYTES"])) == (total, per_file)
+    assert int(env["BINLOG_FILE_BYTES"]) % 4096 == 0
+    assert env["DISK_ALARM_PERCENT"] == str(mysql_config.DISK_ALARM_PERCENT)
