@@ -30,10 +30,12 @@ from components.facts import (
     CA_VALIDITY_HOURS,
     CLONE_PORT,
     CLUSTER_DOMAIN,
+    LEAF_EARLY_RENEWAL_HOURS,
     LEAF_VALIDITY_HOURS,
     MYSQL_PORT,
     MYSQLD_EXPORTER_PORT,
     quantity_bytes,
+    renewal_serial,
 )
 from components.kube.objects import (
     ZoneSpread,
@@ -65,10 +67,6 @@ SECRET_MOUNT = "/etc/mysql-secrets"
 # The Secret's keys (file names under SECRET_MOUNT); the scripts read them by these names.
 VERIFY_PASSWORD_KEY = "verify-password"
 PASSWORD_KEYS = ("root-password", "replication-password", "backup-password", VERIFY_PASSWORD_KEY, "exporter-password")
-
-# A `pulumi up` within this many hours of the set's certificate expiring issues a new one (pulumi-tls
-# early_renewal_hours); the new Secret rolls the set (checksum/tls below).
-TLS_RENEWAL_HOURS = 30 * 24
 
 # pulumi-kubernetes: a Patch resource applies with force (takes over fields another manager owns).
 PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
@@ -339,7 +337,11 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
         request = tls.CertRequest(
             f"{name}-tls-csr",
             private_key_pem=key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=planned.apply(lambda c: c.common_name)),
+            # serialNumber carries the renewal round (facts.renewal_serial): pulumi-tls's early renewal
+            # never fires on `pulumi up` (pulumi/pulumi-tls#39), so the first `up` of each round makes a new
+            # request, hence a new certificate; the new Secret rolls the set (checksum/tls below).
+            subject=tls.CertRequestSubjectArgs(common_name=planned.apply(lambda c: c.common_name),
+                                               serial_number=renewal_serial()),
             dns_names=planned.apply(lambda c: list(c.dns_names)),
             ip_addresses=planned.apply(lambda c: list(c.ip_addresses)),
             opts=child,
@@ -350,7 +352,7 @@ class MySqlReplicatedSet(pulumi.ComponentResource):
             ca_private_key_pem=ca_key.private_key_pem,
             ca_cert_pem=ca.cert_pem,
             validity_period_hours=LEAF_VALIDITY_HOURS,
-            early_renewal_hours=TLS_RENEWAL_HOURS,
+            early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
             allowed_uses=list(mysql_config.TlsCertificate("", (), ()).uses),
             opts=child,
         )
