@@ -288,8 +288,10 @@ replay() {
     # Every root account of the restored data gets this set's root password (the source set's
     # may differ), outside the binlog. The statements are built by the server (QUOTE()) and pass
     # through a pipe only.
-    local password statements
-    password=$(<"$(secret_file root-password)")
+    local secret password statements
+    # secret_file dies in its own subshell: test it here, so that the private server is stopped too.
+    secret=$(secret_file root-password) || cleanup_and_die "the new set's root password is missing"
+    password=$(<"$secret")
     # (No FLUSH PRIVILEGES before the last session: from then on the server asks new sessions for passwords.)
     statements=$({
         printf "SET @pw = CONVERT(X'%s' USING utf8mb4);\n" "$(hex "$password")"
