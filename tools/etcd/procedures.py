@@ -112,8 +112,10 @@ def parse_status(text: str) -> dict[str, int]:
 Log = Callable[[str], None]
 
 
-def _wait(what: str, check: Callable[[], str | None], timeout: float, interval: float = 1.0) -> None:
-    """Call `check` until it returns None (done); each other answer says what is still missing."""
+def wait_for(what: str, check: Callable[[], str | None], timeout: float, interval: float = 1.0,
+             error: type[Exception] = EtcdToolError) -> None:
+    """Call `check` until it returns None (done); each other answer says what is still missing. At
+    `timeout`, `error` with one line naming what and the last answer (tools.roll_nodes passes its own)."""
     deadline = time.monotonic() + timeout
     missing: str | None = "not checked yet"
     while time.monotonic() < deadline:
@@ -121,7 +123,7 @@ def _wait(what: str, check: Callable[[], str | None], timeout: float, interval: 
         if missing is None:
             return
         time.sleep(interval)
-    raise EtcdToolError(f"{what}: not within {timeout:.0f} s ({missing})")
+    raise error(f"{what}: not within {timeout:.0f} s ({missing})")
 
 
 def _answering(transport: Transport, masters: Sequence[Master]) -> Master:
@@ -186,7 +188,7 @@ def replace_member(transport: Transport, replacer: Replacer, masters: Sequence[M
         behind = max(leader["raft_index"] - own["raft_index"], 0)
         return None if behind <= CATCH_UP_ENTRIES else f"{name} is {behind} raft entries behind"
 
-    _wait(f"{name} joined and caught up", joined, timeout)
+    wait_for(f"{name} joined and caught up", joined, timeout)
     log(f"{name} is a started, healthy member again, caught up with the leader")
 
 
@@ -220,7 +222,7 @@ def restore(transport: Transport, masters: Sequence[Master], snapshot: Path, log
         sick = [m.name for m in masters if not health.get(m.client_url)]
         return f"not healthy: {', '.join(sick)}" if sick else None
 
-    _wait("etcd healthy after the restore", healthy, timeout)
+    wait_for("etcd healthy after the restore", healthy, timeout)
     members = parse_members(transport.run(masters[0], ["members"]).stdout)
     if sorted(m.name for m in members if m.status == "started") != sorted(m.name for m in masters):
         raise EtcdToolError(f"after the restore the members are {members}, not the {len(masters)} masters")

@@ -14,7 +14,6 @@ the tests run this against real etcd members and a stand-in for kubectl and EC2.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -75,15 +74,8 @@ def order(nodes: Sequence[Node], role: Role | None, leader: str | None, everythi
     return [*minions, *masters]
 
 
-def _wait(what: str, check: Callable[[], str | None], timeout: float, interval: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    missing: str | None = "not checked yet"
-    while time.monotonic() < deadline:
-        missing = check()
-        if missing is None:
-            return
-        time.sleep(interval)
-    raise RollError(f"{what}: not within {timeout:.0f} s ({missing})")
+def _wait(what: str, check: Callable[[], str | None], timeout: float) -> None:
+    procedures.wait_for(what, check, timeout, interval=2.0, error=RollError)
 
 
 def roll_minion(kube: Kube, replacer: Replacer, node: Node, others: Sequence[Node], log: Log = print,
